@@ -1,0 +1,45 @@
+// swift-tools-version:5.9
+import PackageDescription
+
+let package = Package(
+    name: "pybpfprof",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "pybpfprof", targets: ["pybpfprof"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+    ],
+    targets: [
+        // libbpf, the record/map header shared with bpf/ (a symlink), and tiny syscall shims.
+        .target(
+            name: "CBPF",
+            linkerSettings: [.linkedLibrary("bpf"), .linkedLibrary("elf"), .linkedLibrary("z")]
+        ),
+        // Compiles bpf/*.bpf.c with clang -target bpf and embeds the object in the binary.
+        .plugin(name: "EmbedBPF", capability: .buildTool()),
+        .target(name: "BPFKit", dependencies: ["CBPF"], plugins: ["EmbedBPF"]),
+        // System calls behind _GNU_SOURCE (process_vm_readv).
+        .target(name: "CSystem"),
+        .target(name: "Native", dependencies: ["CSystem"]),
+        .target(name: "CPython", dependencies: ["Native"]),
+        .target(
+            name: "Profiler",
+            dependencies: ["BPFKit", "CBPF", "CPython", "Native", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(name: "Exporters", dependencies: ["Profiler"]),
+        .executableTarget(
+            name: "pybpfprof",
+            dependencies: [
+                "Profiler", "Exporters",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "NativeTests", dependencies: ["Native"]),
+        .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native"]),
+        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Profiler"]),
+    ]
+)

@@ -1,0 +1,36 @@
+import CBPF
+import Glibc
+
+/// A BPF map by file descriptor, with typed key/value access. Keys and values must be the C types the
+/// map was declared with in bpf/pybpfprof.h.
+public struct BPFMap {
+    public let fd: Int32
+
+    public init(fd: Int32) { self.fd = fd }
+
+    public func update<Key, Value>(_ key: Key, _ value: Value) throws {
+        var key = key
+        var value = value
+        try check(bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY)), "updating BPF map")
+    }
+
+    /// Deletes a key; a missing key is not an error.
+    public func delete<Key>(_ key: Key) throws {
+        var key = key
+        let result = bpf_map_delete_elem(fd, &key)
+        if result < 0 && -result != ENOENT { try check(result, "deleting from BPF map") }
+    }
+
+    /// The values of every possible CPU for a per-CPU map's key.
+    public func perCPUValues<Key, Value>(_ key: Key, as: Value.Type) throws -> [Value] {
+        let cpus = Int(libbpf_num_possible_cpus())
+        guard cpus > 0 else { throw BPFError("counting possible CPUs", errno: -Int32(cpus)) }
+        // The kernel rounds each per-CPU value up to 8 bytes.
+        let stride = (MemoryLayout<Value>.size + 7) & ~7
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: stride * cpus, alignment: 8)
+        defer { buffer.deallocate() }
+        var key = key
+        try check(bpf_map_lookup_elem(fd, &key, buffer.baseAddress), "reading per-CPU BPF map")
+        return (0..<cpus).map { buffer.loadUnaligned(fromByteOffset: $0 * stride, as: Value.self) }
+    }
+}

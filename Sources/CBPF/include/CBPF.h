@@ -1,0 +1,20 @@
+/* The C side of pybpfprof's userspace: libbpf, the record/map layout shared with the BPF program
+ * (pybpfprof.h, a symlink to bpf/pybpfprof.h) and the few shims Swift cannot express directly. */
+#ifndef CBPF_H
+#define CBPF_H
+
+#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include "pybpfprof.h"
+
+/* perf_event_open(2) for a software cpu-clock event on one CPU, all processes, sampling every
+ * period_ns nanoseconds of CPU time. Returns the fd or -errno. */
+int cbpf_open_cpu_clock(int cpu, unsigned long long period_ns);
+
+/* libbpf's log goes into a bounded buffer instead of stderr, so load failures (the verifier's log)
+ * can be reported in one message and successful runs stay quiet. */
+void cbpf_capture_libbpf_log(void);
+const char *cbpf_libbpf_log(void);
+void cbpf_clear_libbpf_log(void);
+
+#endif

@@ -1,0 +1,57 @@
+#include "CBPF.h"
+
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int cbpf_open_cpu_clock(int cpu, unsigned long long period_ns)
+{
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.size = sizeof(attr);
+    attr.type = PERF_TYPE_SOFTWARE;
+    attr.config = PERF_COUNT_SW_CPU_CLOCK;
+    /* A fixed period in CPU nanoseconds: every sample stands for the same CPU time. */
+    attr.sample_period = period_ns;
+    attr.disabled = 0;
+    int fd = (int)syscall(SYS_perf_event_open, &attr, -1 /* every process */, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+/* 64 KiB keeps the tail of a verifier log, which is where the reason for a rejection is. */
+static char libbpf_log[64 * 1024];
+static size_t libbpf_log_length;
+
+static int append_libbpf_log(enum libbpf_print_level level, const char *format, va_list args)
+{
+    if (level == LIBBPF_DEBUG)
+        return 0;
+    char line[4096];
+    int length = vsnprintf(line, sizeof(line), format, args);
+    if (length <= 0)
+        return 0;
+    if ((size_t)length >= sizeof(line))
+        length = sizeof(line) - 1;
+    if (libbpf_log_length + (size_t)length >= sizeof(libbpf_log)) {
+        /* Keep the newest half. */
+        size_t keep = sizeof(libbpf_log) / 2;
+        memmove(libbpf_log, libbpf_log + libbpf_log_length - keep, keep);
+        libbpf_log_length = keep;
+    }
+    memcpy(libbpf_log + libbpf_log_length, line, (size_t)length);
+    libbpf_log_length += (size_t)length;
+    libbpf_log[libbpf_log_length] = 0;
+    return length;
+}
+
+void cbpf_capture_libbpf_log(void) { libbpf_set_print(append_libbpf_log); }
+const char *cbpf_libbpf_log(void) { return libbpf_log; }
+void cbpf_clear_libbpf_log(void)
+{
+    libbpf_log_length = 0;
+    libbpf_log[0] = 0;
+}

@@ -1,0 +1,209 @@
+import Foundation
+import Native
+
+/// A CPython version as the binary reports it.
+public struct PythonVersion: Equatable, Sendable, CustomStringConvertible {
+    public var major: Int
+    public var minor: Int
+    public var micro: Int
+
+    public init(major: Int, minor: Int, micro: Int) {
+        self.major = major
+        self.minor = minor
+        self.micro = micro
+    }
+
+    /// From PY_VERSION_HEX (0x030C01F0 is 3.12.1 final).
+    public init(hex: UInt32) {
+        self.init(major: Int(hex >> 24), minor: Int((hex >> 16) & 0xff), micro: Int((hex >> 8) & 0xff))
+    }
+
+    public var description: String { "\(major).\(minor).\(micro)" }
+}
+
+public enum InterpreterError: Error, CustomStringConvertible, Equatable {
+    case processGone(pid: Int32)
+    case notPython(pid: Int32)
+    case unknownVersion(pid: Int32, binary: String)
+    case unsupportedVersion(pid: Int32, version: String)
+    case unreadable(pid: Int32, reason: String)
+
+    public var description: String {
+        switch self {
+        case .processGone(let pid):
+            return "process \(pid) does not exist (it may have exited): check the pid"
+        case .notPython(let pid):
+            return "process \(pid) is not running a CPython interpreter (no _PyRuntime in its executable or libraries)"
+        case .unknownVersion(let pid, let binary):
+            return "cannot tell which CPython version process \(pid) runs (\(binary)): no Py_Version symbol or version string"
+        case .unsupportedVersion(let pid, let version):
+            let supported = PythonOffsets.supportedVersions.map { "\($0.major).\($0.minor)" }
+            return "process \(pid) runs Python \(version), which pybpfprof does not support (supported: \(supported.joined(separator: ", ")))"
+        case .unreadable(let pid, let reason):
+            return "cannot read process \(pid): \(reason)"
+        }
+    }
+}
+
+/// Everything pybpfprof needs to know about one process's interpreter.
+public struct PythonInterpreter: Sendable {
+    public var pid: Int32
+    /// The file holding the interpreter: the python executable (static build) or libpython.
+    public var binaryPath: String
+    public var version: PythonVersion
+    public var offsets: PythonOffsets
+    /// Runtime address of `_PyRuntime`.
+    public var runtimeAddress: UInt64
+    /// Set when the process's `_Py_DebugOffsets` disagreed with the generated table (its values won).
+    public var debugOffsetsMismatch: [String] = []
+
+    /// Address of `_PyRuntime.interpreters.head`, the slot the BPF program starts its thread search from.
+    public var interpretersHeadAddress: UInt64 { runtimeAddress + UInt64(offsets.runtimeInterpretersHead) }
+}
+
+public enum InterpreterLocator {
+    /// Finds the interpreter in a running process: the executable or library that defines `_PyRuntime`
+    /// (whatever its file name), its version from the binary, and the load address from /proc/PID/maps.
+    public static func locate(pid: Int32) throws -> PythonInterpreter {
+        let mappings: [MemoryMapping]
+        do {
+            mappings = try MemoryMapping.read(pid: pid)
+        } catch {
+            throw kill(pid, 0) != 0 && errno == ESRCH
+                ? InterpreterError.processGone(pid: pid) : InterpreterError.unreadable(pid: pid, reason: "\(error)")
+        }
+        for (path, fileMappings) in candidateFiles(pid: pid, mappings: mappings) {
+            guard let elf = try? openMappedFile(pid: pid, path: path, mapping: fileMappings[0]),
+                  let runtime = elf.symbol(named: "_PyRuntime")
+            else { continue }
+            guard let bias = elf.loadBias(mappings: fileMappings) else {
+                throw InterpreterError.unreadable(pid: pid, reason: "cannot find the load address of \(path)")
+            }
+            guard let version = try version(of: elf, pid: pid, bias: bias, mappings: fileMappings) else {
+                throw InterpreterError.unknownVersion(pid: pid, binary: path)
+            }
+            guard var offsets = PythonOffsets.forVersion(major: version.major, minor: version.minor) else {
+                throw InterpreterError.unsupportedVersion(pid: pid, version: version.description)
+            }
+            let runtimeAddress = bias &+ runtime.value
+            var mismatch: [String] = []
+            if let layout = offsets.debugOffsets {
+                mismatch = try DebugOffsets.reconcile(&offsets, layout: layout, pid: pid, runtimeAddress: runtimeAddress)
+            }
+            return PythonInterpreter(
+                pid: pid, binaryPath: path, version: version, offsets: offsets,
+                runtimeAddress: runtimeAddress, debugOffsetsMismatch: mismatch
+            )
+        }
+        // 2.7 and 3.6 have no _PyRuntime: name them rather than calling them "not Python".
+        for (path, fileMappings) in candidateFiles(pid: pid, mappings: mappings) {
+            guard let elf = try? openMappedFile(pid: pid, path: path, mapping: fileMappings[0]),
+                  elf.symbol(named: "Py_Initialize") != nil
+            else { continue }
+            let bias = elf.loadBias(mappings: fileMappings) ?? 0
+            let version = (try? version(of: elf, pid: pid, bias: bias, mappings: fileMappings)) ?? nil
+            throw InterpreterError.unsupportedVersion(pid: pid, version: version?.description ?? "older than 3.7")
+        }
+        if kill(pid, 0) != 0 && errno == ESRCH { throw InterpreterError.processGone(pid: pid) }
+        throw InterpreterError.notPython(pid: pid)
+    }
+
+    /// File-backed mappings grouped by file, most likely interpreter first: the executable, then files
+    /// whose name mentions python, then every other mapped file with executable code.
+    static func candidateFiles(pid: Int32, mappings: [MemoryMapping]) -> [(String, [MemoryMapping])] {
+        var byPath: [String: [MemoryMapping]] = [:]
+        var order: [String] = []
+        for mapping in mappings where mapping.path.hasPrefix("/") {
+            if byPath[mapping.path] == nil { order.append(mapping.path) }
+            byPath[mapping.path, default: []].append(mapping)
+        }
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+        func rank(_ path: String) -> Int {
+            if path == executable { return 0 }
+            let name = (path as NSString).lastPathComponent
+            if name.contains("python") { return 1 }
+            return 2
+        }
+        return order
+            .filter { path in byPath[path]!.contains { $0.executable } }
+            .enumerated()
+            .sorted { (rank($0.element), $0.offset) < (rank($1.element), $1.offset) }
+            .map { ($0.element, byPath[$0.element]!) }
+    }
+
+    /// Opens a file the process maps, through /proc/PID/map_files (the exact inode, also when deleted or
+    /// in another mount namespace), falling back to the path under the process's root.
+    static func openMappedFile(pid: Int32, path: String, mapping: MemoryMapping) throws -> ELFFile {
+        let mapFile = "/proc/\(pid)/map_files/\(String(mapping.start, radix: 16))-\(String(mapping.end, radix: 16))"
+        if let elf = try? ELFFile(path: mapFile) { return elf }
+        return try ELFFile(path: "/proc/\(pid)/root\(path)")
+    }
+
+    /// The CPython version a binary implements: `Py_Version` (3.11+), else the PY_VERSION string in
+    /// .rodata, else sys.version's buffer in the process's memory. Never the file name.
+    static func version(of elf: ELFFile, pid: Int32, bias: UInt64, mappings: [MemoryMapping]) throws -> PythonVersion? {
+        if let symbol = elf.symbol(named: "Py_Version"),
+           let bytes = elf.bytes(atVirtualAddress: symbol.value, count: 4),
+           let hex = bytes.uint32(at: 0), hex >> 24 >= 2 {
+            return PythonVersion(hex: hex)
+        }
+        if let rodata = elf.section(named: ".rodata"), let data = elf.data(of: rodata),
+           let version = VersionString.mostCommon(in: data, requireTerminator: true) {
+            return version
+        }
+        // Py_GetVersion formats "3.9.18 (main, ...)" into a static buffer during startup.
+        let memory = ProcessMemory(pid: pid)
+        for mapping in mappings where mapping.writable && mapping.end - mapping.start <= 16 << 20 {
+            guard let bytes = try? memory.read(mapping.start, count: Int(mapping.end - mapping.start)) else { continue }
+            if let version = VersionString.mostCommon(in: bytes[...], requireTerminator: false) { return version }
+        }
+        return nil
+    }
+}
+
+/// Finds CPython version strings in raw bytes.
+enum VersionString {
+    /// The most frequent "M.m.p" (M 2 or 3) that is not preceded by a digit or dot. With
+    /// `requireTerminator` it must end a NUL-terminated string (PY_VERSION is often merged by the linker
+    /// as the tail of a longer string such as an install path); otherwise it must be followed by " (",
+    /// as in sys.version.
+    static func mostCommon(in bytes: ArraySlice<UInt8>, requireTerminator: Bool) -> PythonVersion? {
+        var counts: [String: (PythonVersion, Int)] = [:]
+        let base = bytes.startIndex
+        let end = bytes.endIndex
+        var index = base
+        func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+        func number(at start: Int) -> (value: Int, end: Int)? {
+            var position = start
+            var value = 0
+            while position < end, isDigit(bytes[position]), position - start < 3 {
+                value = value * 10 + Int(bytes[position] - 0x30)
+                position += 1
+            }
+            return position > start && (position == end || !isDigit(bytes[position])) ? (value, position) : nil
+        }
+        while index + 5 < end {
+            let byte = bytes[index]
+            guard byte == 0x32 || byte == 0x33, bytes[index + 1] == 0x2e,
+                  index == base || !(isDigit(bytes[index - 1]) || bytes[index - 1] == 0x2e)
+            else { index += 1; continue }
+            defer { index += 1 }
+            guard let minor = number(at: index + 2), minor.end < end, bytes[minor.end] == 0x2e,
+                  let micro = number(at: minor.end + 1)
+            else { continue }
+            // Optional release tag (a1, b2, rc1) and '+'.
+            var position = micro.end
+            while position < end, position - micro.end < 5,
+                  (bytes[position] >= 0x61 && bytes[position] <= 0x7a) || isDigit(bytes[position]) || bytes[position] == 0x2b {
+                position += 1
+            }
+            let terminated = requireTerminator
+                ? position < end && bytes[position] == 0
+                : position + 1 < end && bytes[position] == 0x20 && bytes[position + 1] == 0x28
+            guard terminated else { continue }
+            let version = PythonVersion(major: Int(byte - 0x30), minor: minor.value, micro: micro.value)
+            counts[version.description, default: (version, 0)].1 += 1
+        }
+        return counts.values.max { ($0.1, $1.0.description) < ($1.1, $0.0.description) }?.0
+    }
+}

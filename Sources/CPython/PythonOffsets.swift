@@ -1,0 +1,146 @@
+/// Where the fields pybpfprof reads live in one CPython minor version's structs.
+///
+/// The values come from `Scripts/gen-offsets`, which compiles a probe against each version's own headers
+/// (internal ones included) and writes `GeneratedOffsets.swift`; nothing here is typed by hand. For 3.13+
+/// the process's own `_Py_DebugOffsets` is read and checked against the table (see `DebugOffsets`).
+public struct PythonOffsets: Equatable, Sendable {
+    /// How a frame records its current instruction.
+    public enum InstructionKind: Sendable, Equatable {
+        /// `int f_lasti`: byte offset of the last instruction in `co_code` (3.8, 3.9).
+        case lastiBytes
+        /// `int f_lasti`: index of the last instruction in code units of 2 bytes (3.10).
+        case lastiCodeUnits
+        /// Pointer into the code object's inline bytecode (`prev_instr` 3.11-3.12, `instr_ptr` 3.13+).
+        case pointer
+    }
+
+    public var major: Int
+    public var minor: Int
+
+    // Runtime, interpreter and thread state.
+    /// `offsetof(_PyRuntimeState, interpreters.head)`
+    public var runtimeInterpretersHead: Int
+    /// `PyInterpreterState.tstate_head` (≤3.10) or `.threads.head` (3.11+)
+    public var interpThreadsHead: Int
+    public var tstateNext: Int
+    public var tstateThreadId: Int
+    /// `PyThreadState.frame` (≤3.10), `.cframe` (3.11, 3.12) or `.current_frame` (3.13+)
+    public var tstateFrame: Int
+    /// `_PyCFrame.current_frame` when `tstateFrame` points at a CFrame (3.11, 3.12), else nil.
+    public var cframeCurrentFrame: Int?
+
+    // Frames: PyFrameObject (≤3.10) or _PyInterpreterFrame (3.11+).
+    public var frameBack: Int
+    public var frameCode: Int
+    public var frameInstr: Int
+    /// `_PyInterpreterFrame.owner` (3.11+), else nil.
+    public var frameOwner: Int?
+    /// Value of `FRAME_OWNED_BY_CSTACK` (shim frames, 3.12+), else nil.
+    public var frameOwnedByCStack: Int?
+    public var instructionKind: InstructionKind
+
+    // Code objects.
+    public var codeFilename: Int
+    public var codeName: Int
+    /// `co_qualname` (3.11+), else nil.
+    public var codeQualname: Int?
+    public var codeFirstLineno: Int
+    /// `co_lnotab` (≤3.9) or `co_linetable` (3.10+): a bytes object.
+    public var codeLineTable: Int
+    /// `co_code_adaptive`, the inline bytecode the instruction pointer points into (3.11+), else nil.
+    public var codeCodeAdaptive: Int?
+    /// Start of the 8 bytes hashed into the sample's code checksum: `co_firstlineno` and the int before it.
+    public var codeChecksum: Int
+
+    // Strings and bytes.
+    /// `offsetof(PyASCIIObject, length)`
+    public var unicodeLength: Int
+    /// `offsetof(PyASCIIObject, state)`: the bit field word with kind (bits 2-4), compact (5), ascii (6).
+    public var unicodeState: Int
+    /// `sizeof(PyASCIIObject)`: where a compact ASCII string's characters start.
+    public var unicodeASCIIData: Int
+    /// `sizeof(PyCompactUnicodeObject)`: where a compact non-ASCII string's characters start.
+    public var unicodeCompactData: Int
+    /// `offsetof(PyVarObject, ob_size)` in a bytes object.
+    public var bytesSize: Int
+    /// `offsetof(PyBytesObject, ob_sval)`
+    public var bytesData: Int
+
+    /// Where this version's `_Py_DebugOffsets` keeps the values checked against this table (3.13+).
+    public var debugOffsets: DebugOffsetsLayout?
+
+    public init(
+        major: Int, minor: Int,
+        runtimeInterpretersHead: Int, interpThreadsHead: Int, tstateNext: Int, tstateThreadId: Int,
+        tstateFrame: Int, cframeCurrentFrame: Int?,
+        frameBack: Int, frameCode: Int, frameInstr: Int, frameOwner: Int?, frameOwnedByCStack: Int?,
+        instructionKind: InstructionKind,
+        codeFilename: Int, codeName: Int, codeQualname: Int?, codeFirstLineno: Int, codeLineTable: Int,
+        codeCodeAdaptive: Int?, codeChecksum: Int,
+        unicodeLength: Int, unicodeState: Int, unicodeASCIIData: Int, unicodeCompactData: Int,
+        bytesSize: Int, bytesData: Int,
+        debugOffsets: DebugOffsetsLayout?
+    ) {
+        self.major = major; self.minor = minor
+        self.runtimeInterpretersHead = runtimeInterpretersHead; self.interpThreadsHead = interpThreadsHead
+        self.tstateNext = tstateNext; self.tstateThreadId = tstateThreadId
+        self.tstateFrame = tstateFrame; self.cframeCurrentFrame = cframeCurrentFrame
+        self.frameBack = frameBack; self.frameCode = frameCode; self.frameInstr = frameInstr
+        self.frameOwner = frameOwner; self.frameOwnedByCStack = frameOwnedByCStack
+        self.instructionKind = instructionKind
+        self.codeFilename = codeFilename; self.codeName = codeName; self.codeQualname = codeQualname
+        self.codeFirstLineno = codeFirstLineno; self.codeLineTable = codeLineTable
+        self.codeCodeAdaptive = codeCodeAdaptive; self.codeChecksum = codeChecksum
+        self.unicodeLength = unicodeLength; self.unicodeState = unicodeState
+        self.unicodeASCIIData = unicodeASCIIData; self.unicodeCompactData = unicodeCompactData
+        self.bytesSize = bytesSize; self.bytesData = bytesData
+        self.debugOffsets = debugOffsets
+    }
+
+    /// The generated table entry for a minor version, or nil when pybpfprof has none.
+    public static func forVersion(major: Int, minor: Int) -> PythonOffsets? {
+        generatedTable.first { $0.major == major && $0.minor == minor }
+    }
+
+    public static var supportedVersions: [(major: Int, minor: Int)] {
+        generatedTable.map { ($0.major, $0.minor) }
+    }
+}
+
+/// Byte positions, inside `_Py_DebugOffsets` (the first field of `_PyRuntime` from 3.13), of the
+/// `uint64_t` entries that correspond to `PythonOffsets` fields. Generated with the table.
+public struct DebugOffsetsLayout: Equatable, Sendable {
+    public var size: Int                     // sizeof(_Py_DebugOffsets)
+    public var version: Int                  // offsetof(version): PY_VERSION_HEX of the process
+    public var runtimeInterpretersHead: Int  // runtime_state.interpreters_head
+    public var interpThreadsHead: Int        // interpreter_state.threads_head
+    public var tstateNext: Int               // thread_state.next
+    public var tstateThreadId: Int           // thread_state.thread_id
+    public var tstateCurrentFrame: Int       // thread_state.current_frame
+    public var framePrevious: Int            // interpreter_frame.previous
+    public var frameExecutable: Int          // interpreter_frame.executable
+    public var frameInstrPtr: Int            // interpreter_frame.instr_ptr
+    public var frameOwner: Int               // interpreter_frame.owner
+    public var codeFilename: Int             // code_object.filename
+    public var codeName: Int                 // code_object.name
+    public var codeQualname: Int             // code_object.qualname
+    public var codeLineTable: Int            // code_object.linetable
+    public var codeFirstLineno: Int          // code_object.firstlineno
+    public var codeCodeAdaptive: Int         // code_object.co_code_adaptive
+
+    public init(
+        size: Int, version: Int, runtimeInterpretersHead: Int, interpThreadsHead: Int, tstateNext: Int,
+        tstateThreadId: Int, tstateCurrentFrame: Int, framePrevious: Int, frameExecutable: Int,
+        frameInstrPtr: Int, frameOwner: Int, codeFilename: Int, codeName: Int, codeQualname: Int,
+        codeLineTable: Int, codeFirstLineno: Int, codeCodeAdaptive: Int
+    ) {
+        self.size = size; self.version = version
+        self.runtimeInterpretersHead = runtimeInterpretersHead; self.interpThreadsHead = interpThreadsHead
+        self.tstateNext = tstateNext; self.tstateThreadId = tstateThreadId
+        self.tstateCurrentFrame = tstateCurrentFrame; self.framePrevious = framePrevious
+        self.frameExecutable = frameExecutable; self.frameInstrPtr = frameInstrPtr
+        self.frameOwner = frameOwner; self.codeFilename = codeFilename; self.codeName = codeName
+        self.codeQualname = codeQualname; self.codeLineTable = codeLineTable
+        self.codeFirstLineno = codeFirstLineno; self.codeCodeAdaptive = codeCodeAdaptive
+    }
+}

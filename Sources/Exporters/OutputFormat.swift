@@ -1,0 +1,37 @@
+import Profiler
+
+/// The file formats a profile can be written in.
+public enum OutputFormat: String, CaseIterable, Sendable {
+    /// Brendan Gregg's folded ("collapsed") stacks, for flamegraph.pl, inferno and most flame graph tools.
+    case folded
+    /// speedscope's JSON file format, one sampled profile per thread.
+    case speedscope
+
+    /// Chooses the format from the output path's extension, case-insensitively; nil when it names none.
+    public init?(path: String) {
+        let fileName = path.split(separator: "/").last.map { $0.lowercased() } ?? ""
+        let extensions: [(suffix: String, format: OutputFormat)] = [
+            (".folded", .folded), (".collapsed", .folded), (".txt", .folded),
+            // `.speedscope.json` is the conventional name; any other JSON file can only mean speedscope too.
+            (".json", .speedscope),
+        ]
+        guard let match = extensions.first(where: { fileName.hasSuffix($0.suffix) }) else { return nil }
+        self = match.format
+    }
+
+    /// The extension, without the leading dot, to give a file of this format when the user names none.
+    public var fileExtension: String {
+        switch self {
+        case .folded: "folded"
+        case .speedscope: "speedscope.json"
+        }
+    }
+
+    /// The profile as the bytes of a file in this format, with each exporter's default options.
+    public func render(_ profile: Profile) -> [UInt8] {
+        switch self {
+        case .folded: FoldedExporter().render(profile)
+        case .speedscope: SpeedscopeExporter().render(profile)
+        }
+    }
+}

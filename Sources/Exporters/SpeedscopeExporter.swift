@@ -1,0 +1,157 @@
+import Foundation
+import Profiler
+
+/// speedscope's file format (https://www.speedscope.app/file-format-schema.json): the profile's frames as
+/// the shared frame list, and one `sampled` profile per thread, in (pid, tid) order, whose samples are that
+/// thread's stacks in time order, each weighing one sampling period, in nanoseconds.
+public struct SpeedscopeExporter: Sendable {
+    public static let schemaURL = "https://www.speedscope.app/file-format-schema.json"
+
+    /// The recording's name, shown in speedscope's title bar; nil for one made from the processes'
+    /// command lines and the start date.
+    public var name: String?
+
+    public init(name: String? = nil) {
+        self.name = name
+    }
+
+    public func render(_ profile: Profile) -> [UInt8] {
+        let period = profile.samplePeriod
+        // Every sample repeats an interned stack and the same weight, so each is rendered once and copied.
+        let renderedStacks = profile.stacks.map { stack in
+            var writer = JSONWriter()
+            writer.raw("[")
+            for (position, frame) in stack.enumerated() {
+                if position > 0 { writer.raw(",") }
+                writer.number(Int(frame))
+            }
+            writer.raw("]")
+            return writer.bytes
+        }
+        var periodWriter = JSONWriter()
+        periodWriter.number(period)
+        let renderedPeriod = periodWriter.bytes
+
+        let averageStackBytes = renderedStacks.reduce(0) { $0 + $1.count } / max(renderedStacks.count, 1)
+        var writer = JSONWriter(
+            reservingCapacity: profile.samples.count * (averageStackBytes + renderedPeriod.count + 2)
+                + profile.frames.count * 64 + 4096
+        )
+        writer.raw("{")
+        writer.key("$schema")
+        writer.string(Self.schemaURL)
+        writer.raw(",")
+        writer.key("exporter")
+        writer.string("pybpfprof")
+        writer.raw(",")
+        writer.key("name")
+        writer.string(name ?? Self.recordingName(profile))
+        writer.raw(",")
+        writer.key("activeProfileIndex")
+        writer.number(0)
+        writer.raw(",")
+
+        writer.key("shared")
+        writer.raw("{")
+        writer.key("frames")
+        writer.raw("[")
+        for (index, frame) in profile.frames.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.raw("{")
+            writer.key("name")
+            writer.string(frame.name)
+            // Unknown files and lines are left out rather than written as "" and 0, which speedscope would show.
+            if !frame.file.isEmpty {
+                writer.raw(",")
+                writer.key("file")
+                writer.string(frame.file)
+            }
+            if frame.line > 0 {
+                writer.raw(",")
+                writer.key("line")
+                writer.number(frame.line)
+            }
+            writer.raw("}")
+        }
+        writer.raw("]},")
+
+        let threadNames = Dictionary(uniqueKeysWithValues: profile.threads.map { ($0.key, $0.name) })
+        writer.key("profiles")
+        writer.raw("[")
+        for (index, thread) in Self.samplesByThread(profile).enumerated() {
+            if index > 0 { writer.raw(",") }
+            let samples = thread.samples
+            writer.raw("{")
+            writer.key("type")
+            writer.string("sampled")
+            writer.raw(",")
+            writer.key("name")
+            writer.string(Self.profileName(thread.key, threadName: threadNames[thread.key]!, profile: profile))
+            writer.raw(",")
+            writer.key("unit")
+            writer.string("nanoseconds")
+            writer.raw(",")
+            writer.key("startValue")
+            writer.number(samples.first!.time)
+            writer.raw(",")
+            writer.key("endValue")
+            writer.number(samples.last!.time + period)
+            writer.raw(",")
+            writer.key("samples")
+            writer.raw("[")
+            for (position, sample) in samples.enumerated() {
+                if position > 0 { writer.raw(",") }
+                writer.raw(renderedStacks[Int(sample.stack)])
+            }
+            writer.raw("],")
+            writer.key("weights")
+            writer.raw("[")
+            for position in samples.indices {
+                if position > 0 { writer.raw(",") }
+                writer.raw(renderedPeriod)
+            }
+            writer.raw("]}")
+        }
+        writer.raw("]}")
+        return writer.bytes
+    }
+
+    /// Each thread with samples, in (pid, tid) order, with its samples in time order (ties in recording order).
+    static func samplesByThread(_ profile: Profile) -> [(key: ThreadKey, samples: [Sample])] {
+        var samplesByThread: [ThreadKey: [Sample]] = [:]
+        for sample in profile.samples {
+            samplesByThread[ThreadKey(pid: sample.pid, tid: sample.tid), default: []].append(sample)
+        }
+        return samplesByThread.keys.sorted().map { key in
+            let samples = samplesByThread[key]!
+            // Samples reach the profile per CPU, so they are ordered within a CPU but not across CPUs.
+            let inTimeOrder = samples.indices.sorted { (samples[$0].time, $0) < (samples[$1].time, $1) }
+            return (key, inTimeOrder.map { samples[$0] })
+        }
+    }
+
+    /// `python3 pid 1234 tid 1235 (MainThread)`: the program, when the process is known, and the thread's
+    /// last name, when it has one.
+    static func profileName(_ thread: ThreadKey, threadName: String, profile: Profile) -> String {
+        var parts: [String] = []
+        if let program = profile.processes[thread.pid].flatMap({ programName($0.commandLine) }) {
+            parts.append(program)
+        }
+        parts.append("pid \(thread.pid) tid \(thread.tid)")
+        if !threadName.isEmpty { parts.append("(\(threadName))") }
+        return parts.joined(separator: " ")
+    }
+
+    /// The base name of the executable: `python3` for `/usr/bin/python3 app.py`.
+    private static func programName(_ commandLine: String) -> String? {
+        let executable = commandLine.split(separator: " ").first?.split(separator: "/").last
+        return executable.map(String.init)
+    }
+
+    /// `python3 app.py, python3 worker.py (2024-05-01T12:00:00Z)`: what ran, then when.
+    static func recordingName(_ profile: Profile) -> String {
+        let start = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: profile.startDate))
+        let commandLines = profile.processes.values.sorted { $0.pid < $1.pid }.map(\.commandLine).filter { !$0.isEmpty }
+        return commandLines.isEmpty ? "pybpfprof \(start)" : "\(commandLines.joined(separator: ", ")) (\(start))"
+    }
+}

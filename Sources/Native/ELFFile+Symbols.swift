@@ -1,0 +1,91 @@
+import Foundation
+
+extension ELFFile {
+    /// The defined symbol called `name`, from `.symtab` (full, if not stripped) or else `.dynsym` (exported only).
+    /// When several symbols share the name, a global or weak one wins over file-local statics.
+    /// The first call builds an index of all symbols; later calls are dictionary lookups.
+    public func symbol(named name: String) -> ELFSymbol? {
+        index.byName[name]
+    }
+
+    /// All defined symbols of `.symtab` and `.dynsym`, without the copies that appear in both.
+    /// Section and file symbols (`STT_SECTION`, `STT_FILE`) and unnamed symbols are left out: they name no code or data.
+    public func symbols() -> [ELFSymbol] {
+        index.all
+    }
+
+    private var index: SymbolIndex {
+        symbolIndex.value { SymbolIndex(tables: symbolTablesInLookupOrder.map(definedSymbols(in:))) }
+    }
+
+    private var symbolTablesInLookupOrder: [ELFSection] {
+        sections.filter { $0.type == ELFSection.typeSymbolTable } + sections.filter { $0.type == ELFSection.typeDynamicSymbolTable }
+    }
+
+    /// The defined, named symbols of one table. The table's shape and its string table link were validated at
+    /// init; a symbol whose name offset is outside the string table is skipped rather than failing the whole table.
+    private func definedSymbols(in table: ELFSection) -> [ELFSymbol] {
+        guard let names = data(of: sections[Int(table.link)]),
+              let records = ELFRecord.table(
+                  fileBytes, offset: table.offset, count: table.size / UInt64(ELFLayout.symbolSize), size: ELFLayout.symbolSize
+              )
+        else { return [] }
+        return records.compactMap { record in
+            let info = record.u8(4)
+            let type = info & 0xf
+            let sectionIndex = record.u16(6)
+            guard sectionIndex != ELFSymbol.sectionIndexUndefined, type != ELFSymbol.typeSection, type != ELFSymbol.typeFile,
+                  let name = names.nulTerminatedString(at: UInt64(record.u32(0))), !name.isEmpty
+            else { return nil }
+            return ELFSymbol(
+                name: name, value: record.u64(8), size: record.u64(16), type: type, binding: info >> 4,
+                sectionIndex: sectionIndex
+            )
+        }
+    }
+}
+
+/// Every defined symbol of a file, deduplicated, plus a by-name lookup.
+struct SymbolIndex {
+    let all: [ELFSymbol]
+    let byName: [String: ELFSymbol]
+
+    /// `tables` in lookup order (`.symtab` before `.dynsym`).
+    init(tables: [[ELFSymbol]]) {
+        struct Identity: Hashable {
+            let name: String
+            let value: UInt64
+        }
+        var all: [ELFSymbol] = []
+        var seen = Set<Identity>()
+        var byName: [String: ELFSymbol] = [:]
+        for symbol in tables.joined() {
+            if seen.insert(Identity(name: symbol.name, value: symbol.value)).inserted {
+                all.append(symbol)
+            }
+            if let existing = byName[symbol.name] {
+                let replacesLocal = existing.binding == ELFSymbol.bindingLocal && symbol.binding != ELFSymbol.bindingLocal
+                if replacesLocal { byName[symbol.name] = symbol }
+            } else {
+                byName[symbol.name] = symbol
+            }
+        }
+        self.all = all
+        self.byName = byName
+    }
+}
+
+/// Builds the symbol index on first use, once, even when several threads ask at the same time.
+final class LazySymbolIndex: @unchecked Sendable {
+    private let lock = NSLock()
+    private var built: SymbolIndex?
+
+    func value(build: () -> SymbolIndex) -> SymbolIndex {
+        lock.lock()
+        defer { lock.unlock() }
+        if let built { return built }
+        let index = build()
+        built = index
+        return index
+    }
+}

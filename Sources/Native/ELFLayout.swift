@@ -1,0 +1,175 @@
+/// The parsed and validated header tables of an ELF file: the part of `ELFFile` that is decided at load time.
+///
+/// Everything later code indexes with is checked here once (table bounds, section data bounds, symbol table
+/// shapes), so malformed files are refused up front with a message naming the bad structure, and the lazy
+/// accessors on `ELFFile` only have to cope with bad *entries* (for example one symbol's name offset).
+struct ELFLayout {
+    let type: UInt16
+    let sections: [ELFSection]
+    let programHeaders: [ELFProgramHeader]
+
+    private static let headerSize = 64
+    private static let sectionHeaderSize = 64
+    private static let programHeaderSize = 56
+    static let symbolSize = 24
+
+    private static let classELF64: UInt8 = 2
+    private static let dataLittleEndian: UInt8 = 1
+    private static let machineX86_64: UInt16 = 62
+
+    /// `e_shnum`/`e_phnum`/`e_shstrndx` escape values meaning "the real value is in section header 0".
+    private static let sectionCountInSectionZero: UInt64 = 0
+    private static let programHeaderCountInSectionZero: UInt16 = 0xffff
+    private static let sectionIndexInSectionZero: UInt16 = 0xffff
+
+    init(parsing bytes: [UInt8]) throws {
+        guard let header = ELFRecord(bytes, offset: 0, size: Self.headerSize) else {
+            throw ELFError("file is \(bytes.count) bytes, too short for an ELF header (\(Self.headerSize) bytes)")
+        }
+        guard header.u8(0) == 0x7f, header.u8(1) == UInt8(ascii: "E"), header.u8(2) == UInt8(ascii: "L"),
+              header.u8(3) == UInt8(ascii: "F")
+        else {
+            let magic = (0..<4).map { String(header.u8($0), radix: 16) }.joined(separator: " ")
+            throw ELFError("not an ELF file (magic \(magic), expected 7f 45 4c 46)")
+        }
+        guard header.u8(4) == Self.classELF64 else {
+            throw ELFError("ELF class \(header.u8(4)) is not ELF64 (2); only 64-bit files are supported")
+        }
+        guard header.u8(5) == Self.dataLittleEndian else {
+            throw ELFError("ELF data encoding \(header.u8(5)) is not little-endian (1)")
+        }
+        guard header.u16(18) == Self.machineX86_64 else {
+            throw ELFError("ELF machine \(header.u16(18)) is not x86_64 (\(Self.machineX86_64))")
+        }
+        type = header.u16(16)
+
+        let sectionHeaders = try Self.sectionHeaderRecords(bytes, header: header)
+        sections = try Self.sections(bytes, records: sectionHeaders, header: header)
+        programHeaders = try Self.programHeaders(bytes, header: header, sectionZero: sectionHeaders.first)
+        try Self.validateSymbolTables(sections)
+    }
+
+    // MARK: Section headers
+
+    private static func sectionHeaderRecords(_ bytes: [UInt8], header: ELFRecord) throws -> [ELFRecord] {
+        let tableOffset = header.u64(40)
+        let entrySize = header.u16(58)
+        guard tableOffset != 0 else { return [] }
+        guard Int(entrySize) == sectionHeaderSize else {
+            throw ELFError("section header entry size is \(entrySize), expected \(sectionHeaderSize)")
+        }
+        guard let sectionZero = ELFRecord(bytes, offset: tableOffset, size: sectionHeaderSize) else {
+            throw ELFError("section header table offset \(hex(tableOffset)) is past the end of the file (\(bytes.count) bytes)")
+        }
+        // Files with 0xff00 or more sections store the count in section 0's sh_size.
+        var count = UInt64(header.u16(60))
+        if count == sectionCountInSectionZero { count = sectionZero.u64(32) }
+        guard let records = ELFRecord.table(bytes, offset: tableOffset, count: count, size: sectionHeaderSize) else {
+            throw ELFError(
+                "section header table (\(count) entries at offset \(hex(tableOffset))) extends past the end of the file (\(bytes.count) bytes)"
+            )
+        }
+        return records
+    }
+
+    private static func sections(_ bytes: [UInt8], records: [ELFRecord], header: ELFRecord) throws -> [ELFSection] {
+        guard let sectionZero = records.first else { return [] }
+        // Files with 0xff00 or more sections store the name table index in section 0's sh_link.
+        let declaredNameTableIndex = header.u16(62)
+        let nameTableIndex =
+            declaredNameTableIndex == sectionIndexInSectionZero ? sectionZero.u32(40) : UInt32(declaredNameTableIndex)
+        let nameTable = try Self.sectionNameTable(bytes, records: records, index: nameTableIndex)
+        return try records.enumerated().map { index, record in
+            let nameOffset = record.u32(0)
+            var name = ""
+            if let nameTable {
+                guard let resolved = nameTable.nulTerminatedString(at: UInt64(nameOffset)) else {
+                    throw ELFError("section \(index) name offset \(nameOffset) is outside the section name table (\(nameTable.count) bytes)")
+                }
+                name = resolved
+            }
+            let section = ELFSection(
+                index: index, name: name, type: record.u32(4), flags: record.u64(8), address: record.u64(16),
+                offset: record.u64(24), size: record.u64(32), link: record.u32(40), info: record.u32(44),
+                addressAlignment: record.u64(48), entrySize: record.u64(56)
+            )
+            if section.hasFileData, Bounds.range(offset: section.offset, count: section.size, within: bytes.count) == nil {
+                throw ELFError(
+                    "section \(index) '\(name)' (offset \(hex(section.offset)), size \(hex(section.size))) extends past the end of the file (\(bytes.count) bytes)"
+                )
+            }
+            return section
+        }
+    }
+
+    /// The bytes of `.shstrtab`, or nil if the file declares none (`e_shstrndx` = 0), in which case sections are unnamed.
+    private static func sectionNameTable(_ bytes: [UInt8], records: [ELFRecord], index: UInt32) throws -> ArraySlice<UInt8>? {
+        guard index != 0 else { return nil }
+        guard index < records.count else {
+            throw ELFError("section name table index \(index) is out of range (\(records.count) sections)")
+        }
+        let record = records[Int(index)]
+        let (type, offset, size) = (record.u32(4), record.u64(24), record.u64(32))
+        guard type == ELFSection.typeStringTable else {
+            throw ELFError("section name table (section \(index)) has type \(type), not a string table")
+        }
+        guard let range = Bounds.range(offset: offset, count: size, within: bytes.count) else {
+            throw ELFError(
+                "section name table (offset \(hex(offset)), size \(hex(size))) extends past the end of the file (\(bytes.count) bytes)"
+            )
+        }
+        return bytes[range]
+    }
+
+    // MARK: Program headers
+
+    private static func programHeaders(_ bytes: [UInt8], header: ELFRecord, sectionZero: ELFRecord?) throws -> [ELFProgramHeader] {
+        let tableOffset = header.u64(32)
+        let entrySize = header.u16(54)
+        var count = UInt64(header.u16(56))
+        if header.u16(56) == programHeaderCountInSectionZero, let sectionZero { count = UInt64(sectionZero.u32(44)) }
+        guard tableOffset != 0, count != 0 else { return [] }
+        guard Int(entrySize) == programHeaderSize else {
+            throw ELFError("program header entry size is \(entrySize), expected \(programHeaderSize)")
+        }
+        guard let records = ELFRecord.table(bytes, offset: tableOffset, count: count, size: programHeaderSize) else {
+            throw ELFError(
+                "program header table (\(count) entries at offset \(hex(tableOffset))) extends past the end of the file (\(bytes.count) bytes)"
+            )
+        }
+        return try records.enumerated().map { index, record in
+            let programHeader = ELFProgramHeader(
+                type: record.u32(0), flags: record.u32(4), offset: record.u64(8), virtualAddress: record.u64(16),
+                fileSize: record.u64(32), memorySize: record.u64(40), align: record.u64(48)
+            )
+            if Bounds.range(offset: programHeader.offset, count: programHeader.fileSize, within: bytes.count) == nil {
+                throw ELFError(
+                    "program header \(index) (type \(programHeader.type), offset \(hex(programHeader.offset)), file size \(hex(programHeader.fileSize))) extends past the end of the file (\(bytes.count) bytes)"
+                )
+            }
+            return programHeader
+        }
+    }
+
+    // MARK: Symbol tables
+
+    /// Checks the shape of `.symtab`/`.dynsym` so that symbol parsing can stride through them blindly.
+    private static func validateSymbolTables(_ sections: [ELFSection]) throws {
+        for table in sections where table.type == ELFSection.typeSymbolTable || table.type == ELFSection.typeDynamicSymbolTable {
+            let what = "symbol table \(table.index) '\(table.name)'"
+            guard table.entrySize == UInt64(symbolSize) else {
+                throw ELFError("\(what) has entry size \(table.entrySize), expected \(symbolSize)")
+            }
+            guard table.size % UInt64(symbolSize) == 0 else {
+                throw ELFError("\(what) size \(table.size) is not a multiple of its entry size \(symbolSize)")
+            }
+            guard table.link < sections.count, sections[Int(table.link)].type == ELFSection.typeStringTable else {
+                throw ELFError("\(what) links to section \(table.link), which is not a string table")
+            }
+        }
+    }
+}
+
+func hex<Value: BinaryInteger>(_ value: Value) -> String {
+    "0x" + String(value, radix: 16)
+}

@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Why a file could not be read, worded for the user; `errorNumber` lets callers tell "missing" from other failures.
+struct FileReadError: Error, CustomStringConvertible {
+    /// The errno of the failing call, or nil if the file was refused for what it is.
+    let errorNumber: Int32?
+    let description: String
+
+    init(path: String, operation: String, errorNumber: Int32) {
+        self.errorNumber = errorNumber
+        self.description = "\(operation) \(path): \(String(cString: strerror(errorNumber)))"
+    }
+
+    init(refusing path: String, because reason: String) {
+        self.errorNumber = nil
+        self.description = "\(path): \(reason)"
+    }
+}
+
+enum FileReading {
+    /// Reads a whole file with plain `read(2)` until end of file.
+    ///
+    /// procfs files report size 0, so the size from `fstat` is only a capacity hint. With `regularFileOnly`,
+    /// anything that is not a regular file is refused: a hostile container could put a FIFO (which would block
+    /// forever) or a device such as `/dev/zero` (which never ends) where a binary is expected. The file is opened
+    /// non-blocking so that the check itself cannot hang on a FIFO.
+    static func contents(of path: String, regularFileOnly: Bool) throws -> [UInt8] {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else { throw FileReadError(path: path, operation: "open", errorNumber: errno) }
+        defer { close(descriptor) }
+
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw FileReadError(path: path, operation: "fstat", errorNumber: errno)
+        }
+        let isRegularFile = status.st_mode & S_IFMT == S_IFREG
+        if regularFileOnly && !isRegularFile {
+            throw FileReadError(refusing: path, because: "not a regular file")
+        }
+
+        var contents: [UInt8] = []
+        contents.reserveCapacity(isRegularFile ? Int(status.st_size) : 0)
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let readCount = chunk.withUnsafeMutableBytes { buffer in
+                read(descriptor, buffer.baseAddress, buffer.count)
+            }
+            if readCount == 0 { break }
+            if readCount < 0 {
+                if errno == EINTR { continue }
+                throw FileReadError(path: path, operation: "read", errorNumber: errno)
+            }
+            contents.append(contentsOf: chunk[0..<readCount])
+        }
+        return contents
+    }
+}

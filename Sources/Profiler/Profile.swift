@@ -1,0 +1,148 @@
+/// The recording: every sample with its time, CPU, process and thread, over interned stacks of typed
+/// frames. Formats are views of it (Sources/Exporters); nothing here knows about any format.
+public struct Frame: Hashable, Sendable {
+    public enum Kind: UInt8, Sendable {
+        case python
+        case native
+        case kernel
+        /// Synthetic frames the profiler adds: `[truncated]`, `[no Python frame]`, `[unknown]`.
+        case marker
+    }
+
+    public var kind: Kind
+    /// Qualified name for Python frames (3.11+), plain name before.
+    public var name: String
+    /// Source file for Python frames, library for native ones; empty when unknown.
+    public var file: String
+    /// Line of the current instruction; 0 when unknown.
+    public var line: Int
+
+    public init(kind: Kind, name: String, file: String = "", line: Int = 0) {
+        self.kind = kind
+        self.name = name
+        self.file = file
+        self.line = line
+    }
+
+    public static let truncated = Frame(kind: .marker, name: "[truncated]")
+    public static let noPython = Frame(kind: .marker, name: "[no Python frame]")
+}
+
+public struct Sample: Sendable {
+    /// Nanoseconds since the recording started.
+    public var time: UInt64
+    public var cpu: UInt32
+    public var pid: Int32
+    public var tid: Int32
+    /// Index into `Profile.threadNames`.
+    public var threadName: Int32
+    /// Index into `Profile.stacks`.
+    public var stack: Int32
+
+    public init(time: UInt64, cpu: UInt32, pid: Int32, tid: Int32, threadName: Int32, stack: Int32) {
+        self.time = time
+        self.cpu = cpu
+        self.pid = pid
+        self.tid = tid
+        self.threadName = threadName
+        self.stack = stack
+    }
+}
+
+public struct ProcessInfo: Sendable, Equatable {
+    public var pid: Int32
+    public var commandLine: String
+    /// "3.12.1" and the like.
+    public var pythonVersion: String
+
+    public init(pid: Int32, commandLine: String, pythonVersion: String) {
+        self.pid = pid
+        self.commandLine = commandLine
+        self.pythonVersion = pythonVersion
+    }
+}
+
+/// Identifies one thread of one process.
+public struct ThreadKey: Hashable, Sendable, Comparable {
+    public var pid: Int32
+    public var tid: Int32
+
+    public init(pid: Int32, tid: Int32) {
+        self.pid = pid
+        self.tid = tid
+    }
+
+    public static func < (a: ThreadKey, b: ThreadKey) -> Bool { (a.pid, a.tid) < (b.pid, b.tid) }
+}
+
+public struct Profile: Sendable {
+    /// Distinct frames; stacks refer to them by index.
+    public private(set) var frames: [Frame] = []
+    /// Distinct stacks, each root first, as indices into `frames`.
+    public private(set) var stacks: [[Int32]] = []
+    public private(set) var threadNames: [String] = []
+    public var samples: [Sample] = []
+    public var processes: [Int32: ProcessInfo] = [:]
+    /// Sampling frequency in Hz: each sample stands for 1/rate seconds of CPU.
+    public var sampleRate: Int
+    /// Wall-clock time of `Sample.time == 0`, seconds since 1970.
+    public var startDate: Double
+    /// Length of the recording in nanoseconds.
+    public var duration: UInt64 = 0
+
+    private var frameIndex: [Frame: Int32] = [:]
+    private var stackIndex: [[Int32]: Int32] = [:]
+    private var threadNameIndex: [String: Int32] = [:]
+
+    public init(sampleRate: Int, startDate: Double) {
+        self.sampleRate = sampleRate
+        self.startDate = startDate
+    }
+
+    public mutating func intern(_ frame: Frame) -> Int32 {
+        if let index = frameIndex[frame] { return index }
+        let index = Int32(frames.count)
+        frames.append(frame)
+        frameIndex[frame] = index
+        return index
+    }
+
+    /// Interns a stack given root first.
+    public mutating func intern(stack: [Int32]) -> Int32 {
+        if let index = stackIndex[stack] { return index }
+        let index = Int32(stacks.count)
+        stacks.append(stack)
+        stackIndex[stack] = index
+        return index
+    }
+
+    public mutating func intern(threadName: String) -> Int32 {
+        if let index = threadNameIndex[threadName] { return index }
+        let index = Int32(threadNames.count)
+        threadNames.append(threadName)
+        threadNameIndex[threadName] = index
+        return index
+    }
+
+    /// Convenience for tests and importers: appends a sample whose stack is given as frames, root first.
+    public mutating func append(
+        time: UInt64, cpu: UInt32 = 0, pid: Int32, tid: Int32, threadName: String, stack: [Frame]
+    ) {
+        let frameIDs = stack.map { intern($0) }
+        let sample = Sample(
+            time: time, cpu: cpu, pid: pid, tid: tid,
+            threadName: intern(threadName: threadName), stack: intern(stack: frameIDs)
+        )
+        samples.append(sample)
+    }
+
+    /// Sampling period in nanoseconds.
+    public var samplePeriod: UInt64 { UInt64(1_000_000_000 / max(sampleRate, 1)) }
+
+    /// The threads that have samples, in (pid, tid) order, each with the name of its last sample.
+    public var threads: [(key: ThreadKey, name: String)] {
+        var names: [ThreadKey: Int32] = [:]
+        for sample in samples { names[ThreadKey(pid: sample.pid, tid: sample.tid)] = sample.threadName }
+        return names.keys.sorted().map { ($0, threadNames[Int(names[$0]!)]) }
+    }
+}

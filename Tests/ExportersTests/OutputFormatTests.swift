@@ -1,0 +1,32 @@
+import Exporters
+import XCTest
+
+final class OutputFormatTests: XCTestCase {
+    func testFormatFromPath() {
+        let expectations: [(path: String, format: OutputFormat?)] = [
+            ("out.folded", .folded),
+            ("/tmp/out.collapsed", .folded),
+            ("stacks.TXT", .folded),
+            ("run.speedscope.json", .speedscope),
+            ("results/run.json", .speedscope),
+            ("out", nil),
+            ("flame.svg", nil),
+            ("out.json/profile", nil),
+        ]
+        for (path, format) in expectations {
+            XCTAssertEqual(OutputFormat(path: path), format, path)
+        }
+    }
+
+    func testFileExtensionNamesItsFormat() {
+        for format in OutputFormat.allCases {
+            XCTAssertEqual(OutputFormat(path: "profile." + format.fileExtension), format)
+        }
+    }
+
+    func testRendersWithEachExporter() {
+        let profile = Fixture.profile
+        XCTAssertEqual(OutputFormat.folded.render(profile), FoldedExporter().render(profile))
+        XCTAssertEqual(OutputFormat.speedscope.render(profile), SpeedscopeExporter().render(profile))
+    }
+}

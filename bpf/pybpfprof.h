@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one definition of everything the BPF program and userspace exchange: tunables, map keys and
+ * values, the per-sample record and the named counters. Included by bpf/pybpfprof.bpf.c and, through
+ * the CBPF target (Sources/CBPF/include/pybpfprof.h is a symlink to this file), by the Swift code.
+ * Only fixed-width types, so both compilers lay the structs out identically.
+ */
+#ifndef PYBPFPROF_H
+#define PYBPFPROF_H
+
+#include <linux/types.h>
+
+/* Python frames per sample. The walk runs PY_FRAMES_PER_CALL frames per program and tail-calls
+ * itself; a deeper stack is cut and flagged SAMPLE_TRUNCATED, never silently. */
+#define PY_FRAMES_PER_CALL 32
+#define PY_MAX_TAIL_CALLS 8
+#define PY_MAX_FRAMES (PY_FRAMES_PER_CALL * PY_MAX_TAIL_CALLS) /* 256: a power of two, used as mask */
+
+/* Threads searched in the interpreter's thread list when the (tgid, fsbase) cache misses. */
+#define PY_MAX_THREADS_SCAN 64
+
+/* Bytes of one frame struct read in a single probe read; every field the walk needs lies below this. */
+#define PY_FRAME_READ_MAX 128
+
+#define TASK_COMM_LEN 16
+#define PY_OFFSET_NONE 0xffff
+
+/* Slots of the `programs` prog array used for tail calls. */
+enum prog_slot {
+    PROG_PY_WALK = 0,
+    PROG_SLOT_COUNT,
+};
+
+/* How a frame records its current instruction. */
+enum py_instr_kind {
+    PY_INSTR_LASTI = 0,   /* int f_lasti in the frame object (3.8-3.10); sent as is */
+    PY_INSTR_POINTER = 1, /* pointer into the code object (3.11+); sent as (ptr - code) bytes */
+};
+
+/* Struct offsets of one CPython minor version, as the BPF walk needs them. Generated per version from
+ * that version's headers (Sources/CPython/GeneratedOffsets.swift) or read from _Py_DebugOffsets. */
+struct py_offsets {
+    __u16 interp_threads_head;  /* PyInterpreterState.tstate_head / .threads.head */
+    __u16 tstate_next;          /* PyThreadState.next */
+    __u16 tstate_thread_id;     /* PyThreadState.thread_id (== pthread_self() == fsbase) */
+    __u16 tstate_frame;         /* PyThreadState.frame / .cframe / .current_frame */
+    __u16 cframe_current_frame; /* _PyCFrame.current_frame (3.11, 3.12), else PY_OFFSET_NONE */
+    __u16 frame_previous;       /* f_back / previous */
+    __u16 frame_code;           /* f_code / f_executable */
+    __u16 frame_instr;          /* f_lasti / prev_instr / instr_ptr */
+    __u16 frame_owner;          /* _PyInterpreterFrame.owner (3.12+), else PY_OFFSET_NONE */
+    __u16 frame_read_size;      /* bytes of the frame struct to read: covers every field above */
+    __u16 code_checksum;        /* 8 bytes of the code object hashed into py_frame.checksum */
+    __u8 instr_kind;            /* enum py_instr_kind */
+    __u8 owner_cstack;          /* FRAME_OWNED_BY_CSTACK: shim frames, skipped by the walk */
+};
+
+/* Map `processes`: key host tgid. One per profiled Python process. */
+struct py_process {
+    __u64 interpreters_head; /* address of _PyRuntime.interpreters.head, a PyInterpreterState* slot */
+    struct py_offsets offsets;
+    __u32 _pad;
+};
+
+/* Map `thread_states` (LRU): (tgid, fsbase) -> PyThreadState*. Filled by the BPF walk of the thread
+ * list on a miss; an entry is trusted only while tstate->thread_id still equals fsbase. */
+struct thread_key {
+    __u32 tgid;
+    __u32 _pad;
+    __u64 fsbase;
+};
+
+/* One Python frame as sampled: userspace resolves name, file and line from (code, instr), and the
+ * checksum guards its per-code-object cache against the address being reused by another code object. */
+struct py_frame {
+    __u64 code;      /* PyCodeObject*; 0 for a frame whose code could not be read */
+    __u32 instr;     /* f_lasti, or byte offset of the instruction pointer from the code object */
+    __u32 checksum;  /* hash of 8 bytes of the code object at py_offsets.code_checksum */
+};
+
+enum sample_flags {
+    SAMPLE_TRUNCATED = 1 << 0,     /* more than PY_MAX_FRAMES frames: outermost ones are missing */
+    SAMPLE_NO_PYTHON = 1 << 1,     /* thread has no Python thread state or no current frame */
+    SAMPLE_READ_ERROR = 1 << 2,    /* the walk stopped on a failed read of target memory */
+    SAMPLE_TAIL_CALL_FAILED = 1 << 3,
+};
+
+struct sample_header {
+    __u64 time_ns;     /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+    __u64 tstate;      /* PyThreadState* of the sampled thread, 0 if none */
+    __u32 pid;         /* host tgid */
+    __u32 tid;         /* host thread id */
+    __u32 cpu;
+    __u16 py_frame_count; /* leaf first */
+    __u16 flags;          /* enum sample_flags */
+    char comm[TASK_COMM_LEN]; /* thread name */
+};
+
+/* The ring buffer record: the header and py_frame_count frames (only those are sent). */
+struct sample {
+    struct sample_header header;
+    struct py_frame py_frames[PY_MAX_FRAMES];
+};
+
+/* Per-CPU state of a sample while tail calls walk it. */
+struct walk_state {
+    __u64 frame;      /* next frame to read; 0 when the walk is done */
+    __u32 tail_calls;
+    __u32 _pad;
+    struct py_offsets offsets;
+    __u8 frame_buf[PY_FRAME_READ_MAX + 8];
+    struct sample sample;
+};
+
+/* Named counters (per-CPU array `counters`), summed and reported by userspace. */
+enum counter {
+    COUNTER_SAMPLES = 0,        /* samples of profiled processes seen by the program */
+    COUNTER_SENT,               /* records written to the ring buffer */
+    COUNTER_RINGBUF_FULL,       /* records lost: ring buffer full */
+    COUNTER_NO_THREAD_STATE,    /* thread not in the interpreter's thread list (not a Python thread) */
+    COUNTER_TSTATE_CACHE_MISS,  /* (tgid, fsbase) cache miss: thread list walked */
+    COUNTER_TSTATE_STALE,       /* cached thread state no longer matched its thread */
+    COUNTER_READ_INTERP,        /* could not read interpreter / thread list */
+    COUNTER_READ_FRAME,         /* could not read a frame */
+    COUNTER_READ_CODE,          /* could not read a code object checksum */
+    COUNTER_TRUNCATED,          /* stacks deeper than PY_MAX_FRAMES */
+    COUNTER_TAIL_CALL_FAILED,
+    COUNTER_COUNT,
+};
+
+#endif /* PYBPFPROF_H */
