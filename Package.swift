@@ -38,7 +38,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "NativeTests", dependencies: ["Native"]),
-        .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native"]),
+        .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native"], exclude: ["Fixtures"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Profiler"]),
     ]

@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// Why a file could not be written: `cannot write /nope/x.json: No such file or directory`.
-public struct FileWriteError: Error, CustomStringConvertible, Equatable {
+public struct FileWriteError: Error, CustomStringConvertible {
     public var path: String
     /// The system's description of the failure, e.g. `Permission denied`.
     public var reason: String

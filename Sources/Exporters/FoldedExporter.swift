@@ -86,7 +86,7 @@ public struct FoldedExporter: Sendable {
     }
 
     /// Replaces the characters that would split a frame or a line, as the type's documentation describes.
-    static func sanitize(_ text: String) -> String {
+    private static func sanitize(_ text: String) -> String {
         func isSeparator(_ scalar: Unicode.Scalar) -> Bool {
             scalar == ";" || scalar.properties.generalCategory == .control
         }

@@ -117,7 +117,7 @@ public struct SpeedscopeExporter: Sendable {
     }
 
     /// Each thread with samples, in (pid, tid) order, with its samples in time order (ties in recording order).
-    static func samplesByThread(_ profile: Profile) -> [(key: ThreadKey, samples: [Sample])] {
+    private static func samplesByThread(_ profile: Profile) -> [(key: ThreadKey, samples: [Sample])] {
         var samplesByThread: [ThreadKey: [Sample]] = [:]
         for sample in profile.samples {
             samplesByThread[ThreadKey(pid: sample.pid, tid: sample.tid), default: []].append(sample)
@@ -132,7 +132,7 @@ public struct SpeedscopeExporter: Sendable {
 
     /// `python3 pid 1234 tid 1235 (MainThread)`: the program, when the process is known, and the thread's
     /// last name, when it has one.
-    static func profileName(_ thread: ThreadKey, threadName: String, profile: Profile) -> String {
+    private static func profileName(_ thread: ThreadKey, threadName: String, profile: Profile) -> String {
         var parts: [String] = []
         if let program = profile.processes[thread.pid].flatMap({ programName($0.commandLine) }) {
             parts.append(program)
@@ -149,7 +149,7 @@ public struct SpeedscopeExporter: Sendable {
     }
 
     /// `python3 app.py, python3 worker.py (2024-05-01T12:00:00Z)`: what ran, then when.
-    static func recordingName(_ profile: Profile) -> String {
+    private static func recordingName(_ profile: Profile) -> String {
         let start = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: profile.startDate))
         let commandLines = profile.processes.values.sorted { $0.pid < $1.pid }.map(\.commandLine).filter { !$0.isEmpty }
         return commandLines.isEmpty ? "pybpfprof \(start)" : "\(commandLines.joined(separator: ", ")) (\(start))"

@@ -49,7 +49,7 @@ public struct Sample: Sendable {
     }
 }
 
-public struct ProcessInfo: Sendable, Equatable {
+public struct ProfiledProcess: Sendable, Equatable {
     public var pid: Int32
     public var commandLine: String
     /// "3.12.1" and the like.
@@ -82,7 +82,7 @@ public struct Profile: Sendable {
     public private(set) var stacks: [[Int32]] = []
     public private(set) var threadNames: [String] = []
     public var samples: [Sample] = []
-    public var processes: [Int32: ProcessInfo] = [:]
+    public var processes: [Int32: ProfiledProcess] = [:]
     /// Sampling frequency in Hz: each sample stands for 1/rate seconds of CPU.
     public var sampleRate: Int
     /// Wall-clock time of `Sample.time == 0`, seconds since 1970.

@@ -114,13 +114,17 @@ final class LineTableTests: XCTestCase {
         for format in [LineTableFormat.lnotab, .linetable310, .locationTable] {
             var accepted = 0
             for _ in 0..<20_000 {
-                var bytes = (0..<Int.random(in: 0...24, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+                let count = Int.random(in: 0...24, using: &random)
+                var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
                 if format == .locationTable, !bytes.isEmpty {
                     // Mostly payload-sized bytes after a header, so that some garbage is well formed too.
                     bytes[0] |= 0x80
-                    for index in bytes.indices.dropFirst() where Bool.random(using: &random) { bytes[index] &= 0x3F }
+                    for index in bytes.indices.dropFirst() where Bool.random(using: &random) {
+                        bytes[index] &= 0x3F
+                    }
                 }
-                let table = LineTable(format: format, bytes: bytes, firstLineNumber: Int(Int32.random(in: .min ... .max, using: &random)))
+                let firstLine = Int(Int32.random(in: .min ... .max, using: &random))
+                let table = LineTable(format: format, bytes: bytes, firstLineNumber: firstLine)
                 for offset in [Int.min, -1, 0, 1, 2, 7, 64, 255, 4096, Int.max] {
                     _ = table.line(forByteOffset: offset)
                 }
@@ -145,7 +149,7 @@ final class LineTableTests: XCTestCase {
 
     private func checkAgainstInterpreter(path python: String, versionPrefix: String) throws {
         guard FileManager.default.isExecutableFile(atPath: python) else {
-            XCTFail("No Python interpreter at \(python): it is needed to check LineTable against CPython \(versionPrefix)")
+            XCTFail("No Python interpreter at \(python): needed to check LineTable against CPython \(versionPrefix)")
             return
         }
         let dump = try Self.dumpLineTables(python: python)
@@ -172,7 +176,10 @@ final class LineTableTests: XCTestCase {
                 let byteOffset = codeUnit * 2
                 let actual = table.line(forByteOffset: byteOffset)
                 if actual != expected {
-                    mismatches.append("\(code.qualname) @\(byteOffset): CPython \(Self.describe(expected)), LineTable \(Self.describe(actual))")
+                    mismatches.append(
+                        "\(code.qualname) @\(byteOffset): CPython \(Self.describe(expected)), "
+                            + "LineTable \(Self.describe(actual))"
+                    )
                 }
             }
             offsetsChecked += code.lines.count

@@ -1,0 +1,272 @@
+import BPFKit
+import CBPF
+import CPython
+import Foundation
+import Glibc
+import Native
+
+/// What to profile.
+public enum Target: Sendable, Equatable {
+    /// These processes, until they exit.
+    case pids([Int32])
+    /// Every Python process running when recording starts.
+    case all
+    /// Launch this command, profile it until it exits.
+    case command([String])
+}
+
+public struct RecordOptions: Sendable {
+    public var target: Target
+    /// Samples per second of CPU time on each CPU.
+    public var rate: Int
+    /// Seconds; nil records until a signal or the targets' exit.
+    public var duration: Double?
+    public var ringBufferBytes: UInt32
+    /// Switch on the kernel's BPF run-time statistics to report the program's cost per sample.
+    public var bpfStatistics: Bool
+
+    public init(target: Target, rate: Int = 100, duration: Double? = nil,
+                ringBufferBytes: UInt32 = 8 << 20, bpfStatistics: Bool = false) {
+        self.target = target
+        self.rate = rate
+        self.duration = duration
+        self.ringBufferBytes = ringBufferBytes
+        self.bpfStatistics = bpfStatistics
+    }
+}
+
+/// How a recording went, beside the profile itself.
+public struct RecordingStatistics: Sendable {
+    /// Records received from the ring buffer.
+    public var received: Int = 0
+    /// Python frames whose code object could not be resolved, by reason.
+    public var unresolvedFrames: [String: Int] = [:]
+    /// The BPF program's named counters.
+    public var counters: [String: UInt64] = [:]
+    /// Records the kernel could not write: ring buffer full.
+    public var lostRecords: UInt64 = 0
+    /// BPF run time per sample of a profiled process, when statistics were on.
+    public var bpfNanosecondsPerSample: Double?
+    /// Times the BPF program ran, on any process's tick.
+    public var bpfInvocations: UInt64?
+    /// Exit status of a launched command.
+    public var commandExitStatus: Int32?
+    /// Processes whose interpreter was located, with the reason for those that were not.
+    public var skippedProcesses: [String] = []
+    public var interpreters: [PythonInterpreter] = []
+}
+
+public enum RecordError: Error, CustomStringConvertible {
+    case noTargets(String)
+    case launchFailed(String)
+    case neverPython(command: String)
+
+    public var description: String {
+        switch self {
+        case .noTargets(let reason): return reason
+        case .launchFailed(let reason): return reason
+        case .neverPython(let command):
+            return "'\(command)' exited without ever running a supported CPython interpreter"
+        }
+    }
+}
+
+/// One recording: finds the targets' interpreters, runs the sampler, and turns records into a Profile.
+public final class Recorder {
+    private let options: RecordOptions
+    private let sampler: Sampler
+    /// Guards `profile`, `symbolizers` and `statistics`, shared by the drain thread and the caller.
+    private let lock = NSLock()
+    private var profile: Profile
+    private var symbolizers: [Int32: PythonSymbolizer] = [:]
+    private var statistics = RecordingStatistics()
+    private let startMonotonic: UInt64
+    private let stopRequested = StopFlag()
+    private var signalSources: [DispatchSourceSignal] = []
+
+    public init(options: RecordOptions) throws {
+        try Preflight.check()
+        self.options = options
+        sampler = try Sampler(ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics)
+        startMonotonic = Self.monotonicNow()
+        profile = Profile(sampleRate: options.rate, startDate: Date().timeIntervalSince1970)
+    }
+
+    /// Records until the duration elapses, SIGINT/SIGTERM arrives or every target has exited, and
+    /// returns what was collected, whatever ended it.
+    public func run() throws -> (Profile, RecordingStatistics) {
+        installSignalHandlers()
+        defer { signalSources.forEach { $0.cancel() } }
+        var child: LaunchedCommand?
+        var targets: [Int32] = []
+
+        switch options.target {
+        case .pids(let pids):
+            for pid in pids { try register(try InterpreterLocator.locate(pid: pid)) }
+            targets = pids
+        case .all:
+            let (found, skipped) = ProcessScanner.pythonProcesses()
+            statistics.skippedProcesses = skipped
+            guard !found.isEmpty else {
+                throw RecordError.noTargets("no running Python process found (--all looks at processes running now)")
+            }
+            for interpreter in found { try register(interpreter) }
+            targets = found.map(\.pid)
+        case .command:
+            break
+        }
+
+        try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
+        defer { sampler.stop() }
+
+        if case .command(let arguments) = options.target {
+            child = try LaunchedCommand(arguments: arguments)
+            targets = [child!.pid]
+        }
+
+        let deadline = options.duration.map { Self.monotonicNow() + UInt64($0 * 1e9) }
+        var located = child == nil
+        while !stopRequested.isSet {
+            if let deadline, Self.monotonicNow() >= deadline { break }
+            if let child {
+                if !located, let interpreter = try? InterpreterLocator.locate(pid: child.pid) {
+                    try register(interpreter)
+                    located = true
+                }
+                if let status = child.poll() {
+                    statistics.commandExitStatus = status
+                    break
+                }
+                usleep(located ? 50_000 : 2_000)
+            } else {
+                if targets.allSatisfy({ kill($0, 0) != 0 && errno == ESRCH }) { break }
+                usleep(50_000)
+            }
+        }
+        sampler.stop()
+        if let child, !located, statistics.commandExitStatus != nil {
+            throw RecordError.neverPython(command: child.arguments.joined(separator: " "))
+        }
+        return finish()
+    }
+
+    private func register(_ interpreter: PythonInterpreter) throws {
+        try sampler.add(interpreter)
+        let commandLine = ProcessScanner.commandLine(pid: interpreter.pid)
+        lock.lock()
+        defer { lock.unlock() }
+        symbolizers[interpreter.pid] = PythonSymbolizer(interpreter: interpreter)
+        statistics.interpreters.append(interpreter)
+        profile.processes[interpreter.pid] = ProfiledProcess(
+            pid: interpreter.pid, commandLine: commandLine, pythonVersion: interpreter.version.description)
+    }
+
+    /// Runs on the drain thread for every ring buffer record.
+    private func handle(_ record: UnsafeRawBufferPointer) {
+        let headerSize = MemoryLayout<sample_header>.size
+        let frameSize = MemoryLayout<py_frame>.size
+        guard record.count >= headerSize else { return }
+        let header = record.loadUnaligned(as: sample_header.self)
+        let frameCount = min(Int(header.py_frame_count), (record.count - headerSize) / frameSize)
+        let pid = Int32(bitPattern: header.pid)
+
+        lock.lock()
+        defer { lock.unlock() }
+        statistics.received += 1
+        guard let symbolizer = symbolizers[pid] else { return }
+
+        var stack: [Int32] = []
+        stack.reserveCapacity(frameCount + 1)
+        if header.flags & UInt16(SAMPLE_TRUNCATED.rawValue) != 0 { stack.append(profile.intern(.truncated)) }
+        // Frames arrive leaf first; the profile keeps stacks root first.
+        for index in stride(from: frameCount - 1, through: 0, by: -1) {
+            let frame = record.loadUnaligned(fromByteOffset: headerSize + index * frameSize, as: py_frame.self)
+            switch symbolizer.frame(frame) {
+            case .success(let resolved): stack.append(profile.intern(resolved))
+            case .failure(let reason):
+                statistics.unresolvedFrames["\(reason)", default: 0] += 1
+                stack.append(profile.intern(Frame(kind: .marker, name: "[unknown code 0x\(String(frame.code, radix: 16))]")))
+            }
+        }
+        if frameCount == 0 && stack.isEmpty { stack.append(profile.intern(.noPython)) }
+
+        let threadName = withUnsafeBytes(of: header.comm) { bytes in
+            String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        profile.samples.append(Sample(
+            time: header.time_ns >= startMonotonic ? header.time_ns - startMonotonic : 0,
+            cpu: header.cpu, pid: pid, tid: Int32(bitPattern: header.tid),
+            threadName: profile.intern(threadName: threadName), stack: profile.intern(stack: stack)
+        ))
+    }
+
+    private func finish() -> (Profile, RecordingStatistics) {
+        let counters = sampler.readCounters()
+        lock.lock()
+        defer { lock.unlock() }
+        for (counter, value) in counters { statistics.counters[Self.counterName(counter)] = value }
+        statistics.lostRecords = counters[COUNTER_RINGBUF_FULL] ?? 0
+        // Tail calls run inside the invocation that started them and are accounted to on_sample; the
+        // walk's own figures are added in case a kernel accounts them separately. Divided by profiled
+        // samples, so the figure includes the cheap early exits on every other process's ticks.
+        if let (sample, walk) = sampler.programStatistics(), let samples = counters[COUNTER_SAMPLES], samples > 0 {
+            statistics.bpfInvocations = sample.runCount
+            statistics.bpfNanosecondsPerSample =
+                Double(sample.runTimeNanoseconds + walk.runTimeNanoseconds) / Double(samples)
+        }
+        profile.duration = Self.monotonicNow() - startMonotonic
+        profile.samples.sort { $0.time < $1.time }
+        return (profile, statistics)
+    }
+
+    static func counterName(_ counter: counter) -> String {
+        switch counter {
+        case COUNTER_SAMPLES: return "samples"
+        case COUNTER_SENT: return "sent"
+        case COUNTER_RINGBUF_FULL: return "ring buffer full"
+        case COUNTER_NO_THREAD_STATE: return "thread not in interpreter's thread list"
+        case COUNTER_TSTATE_CACHE_MISS: return "thread state cache misses"
+        case COUNTER_TSTATE_STALE: return "stale thread state cache entries"
+        case COUNTER_READ_INTERP: return "interpreter state unreadable"
+        case COUNTER_READ_FRAME: return "frame unreadable"
+        case COUNTER_READ_CODE: return "code object unreadable"
+        case COUNTER_TRUNCATED: return "stacks truncated"
+        case COUNTER_TAIL_CALL_FAILED: return "tail calls failed"
+        default: return "counter \(counter.rawValue)"
+        }
+    }
+
+    private func installSignalHandlers() {
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler { [stopRequested] in stopRequested.set() }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    static func monotonicNow() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+    }
+}
+
+/// A flag set from a signal handler's queue and read by the recording loop.
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+
+    func set() {
+        lock.lock()
+        value = true
+        lock.unlock()
+    }
+}

@@ -1,0 +1,123 @@
+import BPFKit
+import CBPF
+import CPython
+import Foundation
+
+/// The kernel side of a recording: the loaded BPF program, its maps, its perf events, and the ring
+/// buffer drained on a thread of its own. One cleanup path: `stop()` (also run by deinit).
+final class Sampler {
+    private let object: BPFObject
+    private let processes: BPFMap
+    private let counters: BPFMap
+    private let ringBufferFD: Int32
+    private var attachment: CPUClockAttachment?
+    private var reader: RingBufferReader?
+    private var drainThread: Thread?
+    private let stopDraining = NSCondition()
+    private var draining = false
+    private var statistics: BPFStatistics?
+    private let sampleProgram: OpaquePointer
+    private let walkProgram: OpaquePointer
+
+    /// - Parameter ringBufferBytes: a power of two, at least a page.
+    init(ringBufferBytes: UInt32, collectStatistics: Bool) throws {
+        object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
+        try object.setMaxEntries(map: "samples", ringBufferBytes)
+        try object.load()
+        processes = BPFMap(fd: try object.mapFD(named: "processes"))
+        counters = BPFMap(fd: try object.mapFD(named: "counters"))
+        ringBufferFD = try object.mapFD(named: "samples")
+        sampleProgram = try object.program(named: "on_sample")
+        walkProgram = try object.program(named: "walk_python")
+        if collectStatistics { statistics = try BPFStatistics() }
+    }
+
+    deinit { stop() }
+
+    /// Tells the BPF program about a Python process.
+    func add(_ interpreter: PythonInterpreter) throws {
+        try processes.update(UInt32(bitPattern: interpreter.pid), py_process(interpreter))
+    }
+
+    func remove(pid: Int32) throws {
+        try processes.delete(UInt32(bitPattern: pid))
+    }
+
+    /// Starts the drain thread, then the perf events. `handler` runs on the drain thread.
+    func start(frequency: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void) throws {
+        let reader = try RingBufferReader(mapFD: ringBufferFD, handler: handler)
+        self.reader = reader
+        draining = true
+        let thread = Thread { [stopDraining] in
+            while true {
+                stopDraining.lock()
+                let keepGoing = self.draining
+                stopDraining.unlock()
+                guard keepGoing else { break }
+                _ = try? reader.poll(timeoutMilliseconds: 100)
+            }
+        }
+        thread.name = "pybpfprof-drain"
+        thread.start()
+        drainThread = thread
+        attachment = try CPUClockAttachment(program: sampleProgram, frequency: frequency)
+    }
+
+    /// Detaches the perf events, waits for the drain thread and consumes what is left in the buffer.
+    func stop() {
+        attachment?.detach()
+        attachment = nil
+        guard let reader else { return }
+        stopDraining.lock()
+        draining = false
+        stopDraining.unlock()
+        while let thread = drainThread, !thread.isFinished { usleep(5_000) }
+        drainThread = nil
+        _ = try? reader.drain()
+        self.reader = nil
+    }
+
+    /// The BPF program's counters summed over CPUs.
+    func readCounters() -> [counter: UInt64] {
+        var result: [counter: UInt64] = [:]
+        for index in 0..<COUNTER_COUNT.rawValue {
+            let values = (try? counters.perCPUValues(UInt32(index), as: UInt64.self)) ?? []
+            result[counter(rawValue: index)] = values.reduce(0, +)
+        }
+        return result
+    }
+
+    /// Kernel statistics of both programs (only with `collectStatistics`).
+    func programStatistics() -> (sample: BPFProgramStats, walk: BPFProgramStats)? {
+        guard statistics != nil,
+              let sample = try? BPFProgramStats.read(program: sampleProgram),
+              let walk = try? BPFProgramStats.read(program: walkProgram)
+        else { return nil }
+        return (sample, walk)
+    }
+}
+
+extension py_process {
+    /// The BPF map value for an interpreter: where its thread list starts and its struct offsets.
+    init(_ interpreter: PythonInterpreter) {
+        let offsets = interpreter.offsets
+        func u16(_ value: Int?) -> UInt16 { value.map { UInt16($0) } ?? UInt16(PY_OFFSET_NONE) }
+        var fields = py_offsets()
+        fields.interp_threads_head = u16(offsets.interpThreadsHead)
+        fields.tstate_next = u16(offsets.tstateNext)
+        fields.tstate_thread_id = u16(offsets.tstateThreadId)
+        fields.tstate_frame = u16(offsets.tstateFrame)
+        fields.cframe_current_frame = u16(offsets.cframeCurrentFrame)
+        fields.frame_previous = u16(offsets.frameBack)
+        fields.frame_code = u16(offsets.frameCode)
+        fields.frame_instr = u16(offsets.frameInstr)
+        fields.frame_owner = u16(offsets.frameOwner)
+        let instrSize = offsets.instructionKind == .pointer ? 8 : 4
+        let ends = [offsets.frameBack + 8, offsets.frameCode + 8, offsets.frameInstr + instrSize, (offsets.frameOwner ?? 0) + 1]
+        fields.frame_read_size = UInt16(ends.max()!)
+        fields.code_checksum = u16(offsets.codeChecksum)
+        fields.instr_kind = UInt8(offsets.instructionKind == .pointer ? PY_INSTR_POINTER.rawValue : PY_INSTR_LASTI.rawValue)
+        fields.owner_cstack = offsets.frameOwnedByCStack.map { UInt8($0) } ?? 0xff
+        self.init(interpreters_head: interpreter.interpretersHeadAddress, offsets: fields, _pad: 0)
+    }
+}

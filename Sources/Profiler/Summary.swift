@@ -1,0 +1,63 @@
+import Foundation
+
+/// The one-screen report printed at the end of `record`.
+public struct Summary {
+    public var profile: Profile
+    public var statistics: RecordingStatistics
+    public var topCount = 15
+
+    public init(profile: Profile, statistics: RecordingStatistics) {
+        self.profile = profile
+        self.statistics = statistics
+    }
+
+    /// Functions by own samples (leaf) with their total (anywhere on the stack) share.
+    public func topFunctions() -> [(name: String, own: Int, total: Int)] {
+        var own: [String: Int] = [:]
+        var total: [String: Int] = [:]
+        var stackCounts = [Int](repeating: 0, count: profile.stacks.count)
+        for sample in profile.samples { stackCounts[Int(sample.stack)] += 1 }
+        for (stackIndex, count) in stackCounts.enumerated() where count > 0 {
+            let names = profile.stacks[stackIndex].map { Self.label(profile.frames[Int($0)]) }
+            if let leaf = names.last { own[leaf, default: 0] += count }
+            for name in Set(names) { total[name, default: 0] += count }
+        }
+        return total.keys
+            .map { (name: $0, own: own[$0] ?? 0, total: total[$0]!) }
+            .sorted { ($0.own, $0.total, $1.name) > ($1.own, $1.total, $0.name) }
+    }
+
+    /// A function without its line: own time adds up over the lines of one function.
+    static func label(_ frame: Frame) -> String {
+        frame.file.isEmpty ? frame.name : "\(frame.name) (\((frame.file as NSString).lastPathComponent))"
+    }
+
+    public var text: String {
+        let samples = profile.samples.count
+        let threads = profile.threads.count
+        let seconds = Double(profile.duration) / 1e9
+        var lines: [String] = []
+        lines.append(String(
+            format: "%d samples from %d process%@ (%d thread%@) in %.1f s at %d Hz; %llu records lost",
+            samples, profile.processes.count, profile.processes.count == 1 ? "" : "es", threads,
+            threads == 1 ? "" : "s", seconds, profile.sampleRate, statistics.lostRecords))
+        let errors = statistics.counters
+            .filter { !["samples", "sent", "thread state cache misses"].contains($0.key) && $0.value > 0 }
+            .sorted { $0.key < $1.key }
+            .map { "\($0.key) \($0.value)" }
+            + statistics.unresolvedFrames.sorted { $0.key < $1.key }.map { "unresolved frames (\($0.key)) \($0.value)" }
+        lines.append("errors: " + (errors.isEmpty ? "none" : errors.joined(separator: ", ")))
+        if let cost = statistics.bpfNanosecondsPerSample {
+            lines.append(String(format: "BPF cost: %.0f ns per sample (%llu program runs)", cost, statistics.bpfInvocations ?? 0))
+        }
+        for skipped in statistics.skippedProcesses { lines.append("skipped: \(skipped)") }
+        guard samples > 0 else { return lines.joined(separator: "\n") }
+        lines.append("   own   total  function")
+        for entry in topFunctions().prefix(topCount) {
+            lines.append(String(
+                format: "%5.1f%%  %5.1f%%  %@", 100 * Double(entry.own) / Double(samples),
+                100 * Double(entry.total) / Double(samples), entry.name))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

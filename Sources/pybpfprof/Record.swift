@@ -1,0 +1,71 @@
+import ArgumentParser
+import Exporters
+import Foundation
+import Profiler
+
+extension OutputFormat: ExpressibleByArgument {}
+
+struct Record: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sample Python processes and write a profile.",
+        discussion: """
+            Examples:
+              sudo pybpfprof record --pid 1234 -o profile.speedscope.json
+              sudo pybpfprof record --all --duration 30 -o host.folded
+              sudo pybpfprof record -o app.folded -- python3 app.py --its-flags
+            """
+    )
+
+    @Option(name: .long, help: "Profile this process (repeatable).")
+    var pid: [Int32] = []
+
+    @Flag(name: .long, help: "Profile every Python process running when recording starts.")
+    var all = false
+
+    @Option(name: .long, help: "Samples per second of CPU time, per CPU.")
+    var rate = 100
+
+    @Option(name: .long, help: "Stop after this many seconds (default: at Ctrl-C, SIGTERM or when the targets exit).")
+    var duration: Double?
+
+    @Option(name: [.short, .customLong("output")], help: "Profile file to write (default: pybpfprof-<time>.speedscope.json).")
+    var output: String?
+
+    @Option(name: .long, help: "Output format: \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the output file's extension).")
+    var format: OutputFormat?
+
+    @Flag(name: .long, help: "Report the BPF program's kernel run time per sample (switches on kernel BPF statistics).")
+    var bpfStats = false
+
+    @Argument(parsing: .postTerminator, help: "A command to launch and profile until it exits: -- CMD ARGS...")
+    var command: [String] = []
+
+    func validate() throws {
+        let targets = (pid.isEmpty ? 0 : 1) + (all ? 1 : 0) + (command.isEmpty ? 0 : 1)
+        guard targets == 1 else {
+            throw ValidationError("give exactly one target: --pid PID, --all, or -- CMD ARGS...")
+        }
+        guard (1...20_000).contains(rate) else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
+        if let duration, !(duration > 0) { throw ValidationError("--duration must be a positive number of seconds") }
+        if let output, format == nil, OutputFormat(path: output) == nil {
+            throw ValidationError("cannot tell the format of '\(output)' from its extension: add --format \(OutputFormat.allCases.map(\.rawValue).joined(separator: "|"))")
+        }
+        if let problem = OutputPath.problem(outputPath) { throw ValidationError(problem) }
+    }
+
+    var outputPath: String {
+        output ?? "pybpfprof-\(OutputPath.timestamp()).\((format ?? .speedscope).fileExtension)"
+    }
+
+    func run() throws {
+        let target: Target = all ? .all : command.isEmpty ? .pids(pid) : .command(command)
+        let options = RecordOptions(target: target, rate: rate, duration: duration, bpfStatistics: bpfStats)
+        let (profile, statistics) = try failing { try Recorder(options: options).run() }
+        let path = outputPath
+        let chosen = format ?? OutputFormat(path: path) ?? .speedscope
+        try failing { try writeAtomically(chosen.render(profile), to: path) }
+        printToStandardError(Summary(profile: profile, statistics: statistics).text)
+        printToStandardError("wrote \(path) (\(chosen.rawValue))")
+        if let status = statistics.commandExitStatus, status != 0 { throw ExitCode(status) }
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Glibc
+
+func printToStandardError(_ text: String) {
+    FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+}
+
+/// Runs a step whose errors are the user's to fix: prints the error as one line and exits 1, instead of
+/// ArgumentParser's usage dump or a Swift backtrace.
+func failing<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        printToStandardError("pybpfprof: error: \(error)")
+        throw ExitCode.failure
+    }
+}
+
+enum OutputPath {
+    /// Why a profile could not be written at `path`, checked before recording so that a long recording
+    /// is not lost to a typo; the final write reports anything that changed meanwhile.
+    static func problem(_ path: String) -> String? {
+        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
+            return "cannot write \(path): directory \(directory) does not exist"
+        }
+        guard isDirectory.boolValue else { return "cannot write \(path): \(directory) is not a directory" }
+        guard access(directory, W_OK) == 0 else {
+            return "cannot write \(path): directory \(directory) is not writable (\(String(cString: strerror(errno))))"
+        }
+        var targetIsDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &targetIsDirectory), targetIsDirectory.boolValue {
+            return "cannot write \(path): it is a directory"
+        }
+        return nil
+    }
+
+    static func timestamp() -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        return formatter.string(from: Date())
+    }
+}
