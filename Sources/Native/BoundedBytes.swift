@@ -1,6 +1,10 @@
 /// Bounds arithmetic for untrusted offsets and lengths. Every value read from a file goes through here
 /// before it indexes anything, so overflow and out-of-range values become `nil` instead of traps.
 enum Bounds {
+    /// The longest string table entry accepted. Without a limit, a hostile table without NULs and many entries
+    /// pointing into it costs time and memory quadratic in its size; real names (even mangled C++) are shorter.
+    static let maximumStringLength = 4096
+
     /// The index range `[offset, offset + count)` if it lies within `0..<limit`, else nil.
     static func range(offset: UInt64, count: UInt64, within limit: Int) -> Range<Int>? {
         let (end, overflow) = offset.addingReportingOverflow(count)
@@ -58,11 +62,13 @@ struct ELFRecord {
 
 extension ArraySlice where Element == UInt8 {
     /// The NUL-terminated string starting `offset` bytes into the slice, or nil if the offset is outside
-    /// the slice or no NUL follows it within the slice (a string table must not run off its end).
+    /// the slice or no NUL follows it within the slice (a string table must not run off its end) and
+    /// `Bounds.maximumStringLength` bytes.
     func nulTerminatedString(at offset: UInt64) -> String? {
         guard offset < UInt64(count) else { return nil }
         let start = startIndex + Int(offset)
-        guard let end = self[start...].firstIndex(of: 0) else { return nil }
+        let searchEnd = start + Swift.min(endIndex - start, Bounds.maximumStringLength + 1)
+        guard let end = self[start..<searchEnd].firstIndex(of: 0) else { return nil }
         return String(decoding: self[start..<end], as: UTF8.self)
     }
 

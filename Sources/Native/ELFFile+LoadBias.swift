@@ -10,9 +10,10 @@ extension ELFFile {
     /// one mapping fits two segments and only the vote tells them apart. `ET_EXEC` files are not relocated:
     /// the bias is 0, and nil if no mapping agrees with that.
     public func loadBias(mappings: [MemoryMapping]) -> UInt64? {
+        let segments = loadSegments
         var votes: [UInt64: Int] = [:]
         for mapping in mappings {
-            for segment in loadSegments {
+            for segment in segments {
                 if let bias = Self.bias(implying: mapping, isInside: segment) { votes[bias, default: 0] += 1 }
             }
         }

@@ -19,14 +19,15 @@ extension ELFFile {
 
     /// The separate debug file's name and the CRC-32 of its contents, from `.gnu_debuglink`. Distribution
     /// binaries (e.g. Debian's `/usr/bin/python3.11`) are stripped and point at their symbols this way.
+    /// The name comes from the file as is: check it for `/` and `..` before building a path from it.
     public var debugLink: (name: String, crc: UInt32)? {
         guard let section = section(named: ".gnu_debuglink"), let data = data(of: section),
-              let name = data.nulTerminatedString(at: 0), !name.isEmpty
+              let nameEnd = data.firstIndex(of: 0), nameEnd > data.startIndex
         else { return nil }
         // The CRC follows the name's NUL, padded to a 4-byte boundary.
-        let crcOffset = (UInt64(name.utf8.count) + 1 + 3) & ~3
+        let crcOffset = (UInt64(nameEnd - data.startIndex) + 1 + 3) & ~3
         guard let crc = data.littleEndianUInt32(at: crcOffset) else { return nil }
-        return (name, crc)
+        return (String(decoding: data[..<nameEnd], as: UTF8.self), crc)
     }
 
     private static let gnuNoteName: [UInt8] = Array("GNU\0".utf8)

@@ -31,14 +31,14 @@ extension ELFFile {
               )
         else { return [] }
         return records.compactMap { record in
-            let info = record.u8(4)
+            let info = record.u8(SymbolField.info)
             let type = info & 0xf
-            let sectionIndex = record.u16(6)
+            let sectionIndex = record.u16(SymbolField.sectionIndex)
             guard sectionIndex != ELFSymbol.sectionIndexUndefined, type != ELFSymbol.typeSection, type != ELFSymbol.typeFile,
-                  let name = names.nulTerminatedString(at: UInt64(record.u32(0))), !name.isEmpty
+                  let name = names.nulTerminatedString(at: UInt64(record.u32(SymbolField.name))), !name.isEmpty
             else { return nil }
             return ELFSymbol(
-                name: name, value: record.u64(8), size: record.u64(16), type: type, binding: info >> 4,
+                name: name, value: record.u64(SymbolField.value), size: record.u64(SymbolField.size), type: type, binding: info >> 4,
                 sectionIndex: sectionIndex
             )
         }

@@ -18,12 +18,16 @@ public final class ELFFile: @unchecked Sendable {
     let fileBytes: [UInt8]
     let symbolIndex = LazySymbolIndex()
 
-    /// Reads the file at `path`; throws `ELFError` if it cannot be read, is not a regular file, or is not a
-    /// well-formed ELF64 little-endian x86_64 file.
+    /// The largest file accepted. Far above any real interpreter or library (libpython with debug info is ~30 MB,
+    /// the largest CUDA libraries ~2 GB); the whole file is read into memory.
+    public static let maximumFileSize = 4 << 30
+
+    /// Reads the file at `path`; throws `ELFError` if it cannot be read, is not a regular file, is larger than
+    /// `maximumFileSize`, or is not a well-formed ELF64 little-endian x86_64 file.
     public convenience init(path: String) throws {
         let bytes: [UInt8]
         do {
-            bytes = try FileReading.contents(of: path, regularFileOnly: true)
+            bytes = try FileReading.contents(of: path, regularFileOnly: true, maximumSize: Self.maximumFileSize)
         } catch let error as FileReadError {
             throw ELFError("cannot read ELF file: \(error)")
         }

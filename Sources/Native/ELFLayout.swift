@@ -8,9 +8,9 @@ struct ELFLayout {
     let sections: [ELFSection]
     let programHeaders: [ELFProgramHeader]
 
-    private static let headerSize = 64
-    private static let sectionHeaderSize = 64
-    private static let programHeaderSize = 56
+    static let headerSize = 64
+    static let sectionHeaderSize = 64
+    static let programHeaderSize = 56
     static let symbolSize = 24
 
     private static let classELF64: UInt8 = 2
@@ -26,22 +26,22 @@ struct ELFLayout {
         guard let header = ELFRecord(bytes, offset: 0, size: Self.headerSize) else {
             throw ELFError("file is \(bytes.count) bytes, too short for an ELF header (\(Self.headerSize) bytes)")
         }
-        guard header.u8(0) == 0x7f, header.u8(1) == UInt8(ascii: "E"), header.u8(2) == UInt8(ascii: "L"),
-              header.u8(3) == UInt8(ascii: "F")
+        guard header.u8(FileHeaderField.magic) == 0x7f, header.u8(FileHeaderField.magic + 1) == UInt8(ascii: "E"),
+              header.u8(FileHeaderField.magic + 2) == UInt8(ascii: "L"), header.u8(FileHeaderField.magic + 3) == UInt8(ascii: "F")
         else {
-            let magic = (0..<4).map { String(header.u8($0), radix: 16) }.joined(separator: " ")
+            let magic = (0..<4).map { String(header.u8(FileHeaderField.magic + $0), radix: 16) }.joined(separator: " ")
             throw ELFError("not an ELF file (magic \(magic), expected 7f 45 4c 46)")
         }
-        guard header.u8(4) == Self.classELF64 else {
-            throw ELFError("ELF class \(header.u8(4)) is not ELF64 (2); only 64-bit files are supported")
+        guard header.u8(FileHeaderField.fileClass) == Self.classELF64 else {
+            throw ELFError("ELF class \(header.u8(FileHeaderField.fileClass)) is not ELF64 (2); only 64-bit files are supported")
         }
-        guard header.u8(5) == Self.dataLittleEndian else {
-            throw ELFError("ELF data encoding \(header.u8(5)) is not little-endian (1)")
+        guard header.u8(FileHeaderField.dataEncoding) == Self.dataLittleEndian else {
+            throw ELFError("ELF data encoding \(header.u8(FileHeaderField.dataEncoding)) is not little-endian (1)")
         }
-        guard header.u16(18) == Self.machineX86_64 else {
-            throw ELFError("ELF machine \(header.u16(18)) is not x86_64 (\(Self.machineX86_64))")
+        guard header.u16(FileHeaderField.machine) == Self.machineX86_64 else {
+            throw ELFError("ELF machine \(header.u16(FileHeaderField.machine)) is not x86_64 (\(Self.machineX86_64))")
         }
-        type = header.u16(16)
+        type = header.u16(FileHeaderField.type)
 
         let sectionHeaders = try Self.sectionHeaderRecords(bytes, header: header)
         sections = try Self.sections(bytes, records: sectionHeaders, header: header)
@@ -52,8 +52,8 @@ struct ELFLayout {
     // MARK: Section headers
 
     private static func sectionHeaderRecords(_ bytes: [UInt8], header: ELFRecord) throws -> [ELFRecord] {
-        let tableOffset = header.u64(40)
-        let entrySize = header.u16(58)
+        let tableOffset = header.u64(FileHeaderField.sectionHeaderOffset)
+        let entrySize = header.u16(FileHeaderField.sectionHeaderEntrySize)
         guard tableOffset != 0 else { return [] }
         guard Int(entrySize) == sectionHeaderSize else {
             throw ELFError("section header entry size is \(entrySize), expected \(sectionHeaderSize)")
@@ -62,8 +62,8 @@ struct ELFLayout {
             throw ELFError("section header table offset \(hex(tableOffset)) is past the end of the file (\(bytes.count) bytes)")
         }
         // Files with 0xff00 or more sections store the count in section 0's sh_size.
-        var count = UInt64(header.u16(60))
-        if count == sectionCountInSectionZero { count = sectionZero.u64(32) }
+        var count = UInt64(header.u16(FileHeaderField.sectionHeaderCount))
+        if count == sectionCountInSectionZero { count = sectionZero.u64(SectionHeaderField.size) }
         guard let records = ELFRecord.table(bytes, offset: tableOffset, count: count, size: sectionHeaderSize) else {
             throw ELFError(
                 "section header table (\(count) entries at offset \(hex(tableOffset))) extends past the end of the file (\(bytes.count) bytes)"
@@ -75,23 +75,27 @@ struct ELFLayout {
     private static func sections(_ bytes: [UInt8], records: [ELFRecord], header: ELFRecord) throws -> [ELFSection] {
         guard let sectionZero = records.first else { return [] }
         // Files with 0xff00 or more sections store the name table index in section 0's sh_link.
-        let declaredNameTableIndex = header.u16(62)
+        let declaredNameTableIndex = header.u16(FileHeaderField.sectionNameTableIndex)
         let nameTableIndex =
-            declaredNameTableIndex == sectionIndexInSectionZero ? sectionZero.u32(40) : UInt32(declaredNameTableIndex)
+            declaredNameTableIndex == sectionIndexInSectionZero ? sectionZero.u32(SectionHeaderField.link) : UInt32(declaredNameTableIndex)
         let nameTable = try Self.sectionNameTable(bytes, records: records, index: nameTableIndex)
         return try records.enumerated().map { index, record in
-            let nameOffset = record.u32(0)
+            let nameOffset = record.u32(SectionHeaderField.name)
             var name = ""
             if let nameTable {
                 guard let resolved = nameTable.nulTerminatedString(at: UInt64(nameOffset)) else {
-                    throw ELFError("section \(index) name offset \(nameOffset) is outside the section name table (\(nameTable.count) bytes)")
+                    throw ELFError(
+                        "section \(index) name offset \(nameOffset) does not start a NUL-terminated name inside the section name table (\(nameTable.count) bytes)"
+                    )
                 }
                 name = resolved
             }
             let section = ELFSection(
-                index: index, name: name, type: record.u32(4), flags: record.u64(8), address: record.u64(16),
-                offset: record.u64(24), size: record.u64(32), link: record.u32(40), info: record.u32(44),
-                addressAlignment: record.u64(48), entrySize: record.u64(56)
+                index: index, name: name, type: record.u32(SectionHeaderField.type), flags: record.u64(SectionHeaderField.flags),
+                address: record.u64(SectionHeaderField.address), offset: record.u64(SectionHeaderField.offset),
+                size: record.u64(SectionHeaderField.size), link: record.u32(SectionHeaderField.link),
+                info: record.u32(SectionHeaderField.info), addressAlignment: record.u64(SectionHeaderField.addressAlignment),
+                entrySize: record.u64(SectionHeaderField.entrySize)
             )
             if section.hasFileData, Bounds.range(offset: section.offset, count: section.size, within: bytes.count) == nil {
                 throw ELFError(
@@ -109,7 +113,9 @@ struct ELFLayout {
             throw ELFError("section name table index \(index) is out of range (\(records.count) sections)")
         }
         let record = records[Int(index)]
-        let (type, offset, size) = (record.u32(4), record.u64(24), record.u64(32))
+        let (type, offset, size) = (
+            record.u32(SectionHeaderField.type), record.u64(SectionHeaderField.offset), record.u64(SectionHeaderField.size)
+        )
         guard type == ELFSection.typeStringTable else {
             throw ELFError("section name table (section \(index)) has type \(type), not a string table")
         }
@@ -124,10 +130,14 @@ struct ELFLayout {
     // MARK: Program headers
 
     private static func programHeaders(_ bytes: [UInt8], header: ELFRecord, sectionZero: ELFRecord?) throws -> [ELFProgramHeader] {
-        let tableOffset = header.u64(32)
-        let entrySize = header.u16(54)
-        var count = UInt64(header.u16(56))
-        if header.u16(56) == programHeaderCountInSectionZero, let sectionZero { count = UInt64(sectionZero.u32(44)) }
+        let tableOffset = header.u64(FileHeaderField.programHeaderOffset)
+        let entrySize = header.u16(FileHeaderField.programHeaderEntrySize)
+        let declaredCount = header.u16(FileHeaderField.programHeaderCount)
+        var count = UInt64(declaredCount)
+        // Files with 0xffff or more program headers store the count in section 0's sh_info.
+        if declaredCount == programHeaderCountInSectionZero, let sectionZero {
+            count = UInt64(sectionZero.u32(SectionHeaderField.info))
+        }
         guard tableOffset != 0, count != 0 else { return [] }
         guard Int(entrySize) == programHeaderSize else {
             throw ELFError("program header entry size is \(entrySize), expected \(programHeaderSize)")
@@ -139,8 +149,10 @@ struct ELFLayout {
         }
         return try records.enumerated().map { index, record in
             let programHeader = ELFProgramHeader(
-                type: record.u32(0), flags: record.u32(4), offset: record.u64(8), virtualAddress: record.u64(16),
-                fileSize: record.u64(32), memorySize: record.u64(40), align: record.u64(48)
+                type: record.u32(ProgramHeaderField.type), flags: record.u32(ProgramHeaderField.flags),
+                offset: record.u64(ProgramHeaderField.offset), virtualAddress: record.u64(ProgramHeaderField.virtualAddress),
+                fileSize: record.u64(ProgramHeaderField.fileSize), memorySize: record.u64(ProgramHeaderField.memorySize),
+                align: record.u64(ProgramHeaderField.align)
             )
             if Bounds.range(offset: programHeader.offset, count: programHeader.fileSize, within: bytes.count) == nil {
                 throw ELFError(
@@ -170,6 +182,6 @@ struct ELFLayout {
     }
 }
 
-func hex<Value: BinaryInteger>(_ value: Value) -> String {
+private func hex<Value: BinaryInteger>(_ value: Value) -> String {
     "0x" + String(value, radix: 16)
 }

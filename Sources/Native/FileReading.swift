@@ -27,8 +27,9 @@ enum FileReading {
     /// procfs files report size 0, so the size from `fstat` is only a capacity hint. With `regularFileOnly`,
     /// anything that is not a regular file is refused: a hostile container could put a FIFO (which would block
     /// forever) or a device such as `/dev/zero` (which never ends) where a binary is expected. The file is opened
-    /// non-blocking so that the check itself cannot hang on a FIFO.
-    static func contents(of path: String, regularFileOnly: Bool) throws -> [UInt8] {
+    /// non-blocking so that the check itself cannot hang on a FIFO. Files larger than `maximumSize` bytes
+    /// (e.g. a huge sparse file) are refused rather than exhausting memory.
+    static func contents(of path: String, regularFileOnly: Bool, maximumSize: Int = Int.max) throws -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw FileReadError(path: path, operation: "open", errorNumber: errno) }
         defer { close(descriptor) }
@@ -41,6 +42,9 @@ enum FileReading {
         if regularFileOnly && !isRegularFile {
             throw FileReadError(refusing: path, because: "not a regular file")
         }
+
+        let tooLarge = FileReadError(refusing: path, because: "larger than the \(maximumSize) bytes accepted")
+        if isRegularFile && Int(status.st_size) > maximumSize { throw tooLarge }
 
         var contents: [UInt8] = []
         contents.reserveCapacity(isRegularFile ? Int(status.st_size) : 0)
@@ -55,6 +59,7 @@ enum FileReading {
                 throw FileReadError(path: path, operation: "read", errorNumber: errno)
             }
             contents.append(contentsOf: chunk[0..<readCount])
+            if contents.count > maximumSize { throw tooLarge }  // it grew while we read
         }
         return contents
     }

@@ -144,7 +144,7 @@ final class LineTableTests: XCTestCase {
     // MARK: - Helpers
 
     private func checkAgainstPyenv(version: String) throws {
-        try checkAgainstInterpreter(path: "\(Self.pyenvRoot())/versions/\(version)/bin/python3", versionPrefix: version)
+        try checkAgainstInterpreter(path: "\(TestInterpreters.pyenvRoot())/versions/\(version)/bin/python3", versionPrefix: version)
     }
 
     private func checkAgainstInterpreter(path python: String, versionPrefix: String) throws {
@@ -255,28 +255,6 @@ final class LineTableTests: XCTestCase {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         return try decoder.decode(Dump.self, from: Data(contentsOf: stdoutURL))
-    }
-
-    /// `$PYENV_ROOT`, else what `pyenv root` says, else pyenv's default location for root.
-    private static func pyenvRoot() -> String {
-        if let root = ProcessInfo.processInfo.environment["PYENV_ROOT"], !root.isEmpty {
-            return root
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["pyenv", "root"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        if (try? process.run()) != nil {
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            let root = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if process.terminationStatus == 0, !root.isEmpty {
-                return root
-            }
-        }
-        return "/root/.pyenv"
     }
 
     /// Which of the format's special encodings a table uses, read straight off the bytes.

@@ -70,7 +70,8 @@ final class ELFFileTests: XCTestCase {
         try TestBinaries.require(TestBinaries.libpython312)
         let file = try ELFFile(path: TestBinaries.libpython312)  // a fresh file, so the index is built concurrently
         let names = ["_PyRuntime", "Py_Version", "PyEval_EvalFrame", "_PyEval_EvalFrameDefault", "Py_Initialize"]
-        let results = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: 64)
+        // Each iteration writes only its own slot.
+        nonisolated(unsafe) let results = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: 64)
         defer { results.deallocate() }
         DispatchQueue.concurrentPerform(iterations: results.count) { iteration in
             results[iteration] = file.symbol(named: names[iteration % names.count])?.value ?? 0
@@ -127,6 +128,23 @@ final class ELFFileTests: XCTestCase {
         XCTAssertNotEqual(debugLink.crc, 0)
     }
 
+    // MARK: /bin/true
+
+    func testBuildIDFromProgramHeadersWhenSectionHeadersAreStripped() throws {
+        try TestBinaries.require(TestBinaries.smallExecutable)
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: TestBinaries.smallExecutable)))
+        let intact = try ELFFile(bytes: bytes)
+        // What `sstrip`-like tools leave: no section header table at all.
+        bytes.patch(0, at: FileHeaderField.sectionHeaderOffset, width: 8)
+        bytes.patch(0, at: FileHeaderField.sectionHeaderCount, width: 2)
+        let stripped = try ELFFile(bytes: bytes)
+        XCTAssertTrue(stripped.sections.isEmpty)
+        XCTAssertTrue(stripped.symbols().isEmpty)
+        XCTAssertNil(stripped.debugLink)
+        XCTAssertEqual(stripped.loadSegments, intact.loadSegments)
+        XCTAssertEqual(stripped.buildID.map(hexString), try readelfBuildID(TestBinaries.smallExecutable))
+    }
+
     // MARK: Refusals
 
     func testRefusesFilesThatAreNotELF() throws {
@@ -142,6 +160,16 @@ final class ELFFileTests: XCTestCase {
         }
         XCTAssertThrowsError(try ELFFile(path: "/dev/zero")) { error in
             XCTAssertTrue("\(error)".contains("not a regular file"), "\(error)")
+        }
+    }
+
+    func testRefusesHugeFileWithoutReadingIt() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("native-tests-sparse-\(getpid())").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data([0x7f, 0x45, 0x4c, 0x46])))
+        defer { unlink(path) }
+        XCTAssertEqual(truncate(path, off_t(ELFFile.maximumFileSize) + 1), 0)  // sparse: costs no disk space
+        XCTAssertThrowsError(try ELFFile(path: path)) { error in
+            XCTAssertTrue("\(error)".contains("larger than"), "\(error)")
         }
     }
 

@@ -128,8 +128,8 @@ final class LoadBiasTests: XCTestCase {
         return MemoryMapping.parse(line)[0]
     }
 
-    /// Starts `python -c 'sleep'` and waits until `mappedFile` shows up in its maps (the loader maps libraries
-    /// shortly after exec). The process is killed in `tearDown`.
+    /// Starts `python -c 'sleep'` and waits until the loader has mapped `mappedFile`, data segment included
+    /// (libraries appear shortly after exec). The process is killed in `tearDown`.
     private func startSleepingPython(_ interpreter: String, waitingForMappingOf mappedFile: String) throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: interpreter)
@@ -139,8 +139,6 @@ final class LoadBiasTests: XCTestCase {
         let pid = process.processIdentifier
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            // Wait for the interpreter to be running, not just mapped: Py_Version is constant, but _PyRuntime's
-            // mapping must exist, and the maps must no longer be those of the pre-exec child.
             if try MemoryMapping.read(pid: pid).contains(where: { $0.path == mappedFile && $0.writable }) {
                 return pid
             }

@@ -12,7 +12,7 @@ final class MalformedELFTests: XCTestCase {
     override func setUpWithError() throws {
         try TestBinaries.require(TestBinaries.smallExecutable)
         original = Array(try Data(contentsOf: URL(fileURLWithPath: TestBinaries.smallExecutable)))
-        sectionHeaderTableOffset = Int(original.read(at: 40, width: 8))
+        sectionHeaderTableOffset = Int(original.read(at: FileHeaderField.sectionHeaderOffset, width: 8))
     }
 
     func testOriginalIsWellFormed() throws {
@@ -33,55 +33,71 @@ final class MalformedELFTests: XCTestCase {
 
     func testWrongMagicClassByteOrderOrMachine() {
         assertRefused(corrupted { $0[0] = 0x7e }, because: "not an ELF file")
-        assertRefused(corrupted { $0[4] = 1 }, because: "not ELF64")
-        assertRefused(corrupted { $0[5] = 2 }, because: "not little-endian")
-        assertRefused(corrupted { $0.patch(183, at: 18, width: 2) }, because: "not x86_64")  // EM_AARCH64
+        assertRefused(corrupted { $0[FileHeaderField.fileClass] = 1 }, because: "not ELF64")
+        assertRefused(corrupted { $0[FileHeaderField.dataEncoding] = 2 }, because: "not little-endian")
+        assertRefused(corrupted { $0.patch(183, at: FileHeaderField.machine, width: 2) }, because: "not x86_64")  // EM_AARCH64
     }
 
     func testHeaderTablesOutOfBounds() {
-        assertRefused(corrupted { $0.patch(UInt64($0.count) + 100, at: 40, width: 8) }, because: "section header table offset")
-        assertRefused(corrupted { $0.patch(UInt64.max - 10, at: 40, width: 8) }, because: "section header table offset")
-        assertRefused(corrupted { $0.patch(0xfffe, at: 60, width: 2) }, because: "section header table (65534 entries")
-        assertRefused(corrupted { $0.patch(UInt64($0.count), at: 32, width: 8) }, because: "program header table")
-        assertRefused(corrupted { $0.patch(0xfffe, at: 56, width: 2) }, because: "program header table")
-        assertRefused(corrupted { $0.patch(40, at: 58, width: 2) }, because: "section header entry size")
-        assertRefused(corrupted { $0.patch(32, at: 54, width: 2) }, because: "program header entry size")
+        let sectionTable = FileHeaderField.sectionHeaderOffset, programTable = FileHeaderField.programHeaderOffset
+        assertRefused(corrupted { $0.patch(UInt64($0.count) + 100, at: sectionTable, width: 8) }, because: "section header table offset")
+        assertRefused(corrupted { $0.patch(UInt64.max - 10, at: sectionTable, width: 8) }, because: "section header table offset")
+        assertRefused(corrupted { $0.patch(0xfffe, at: FileHeaderField.sectionHeaderCount, width: 2) },
+                      because: "section header table (65534 entries")
+        assertRefused(corrupted { $0.patch(UInt64($0.count), at: programTable, width: 8) }, because: "program header table")
+        assertRefused(corrupted { $0.patch(0xfffe, at: FileHeaderField.programHeaderCount, width: 2) }, because: "program header table")
+        assertRefused(corrupted { $0.patch(40, at: FileHeaderField.sectionHeaderEntrySize, width: 2) }, because: "section header entry size")
+        assertRefused(corrupted { $0.patch(32, at: FileHeaderField.programHeaderEntrySize, width: 2) }, because: "program header entry size")
     }
 
     func testExtendedSectionCountThatOverflows() {
         // e_shnum = 0 means "the count is in section 0's sh_size"; a count of 2^64-1 must not overflow the bounds check.
         assertRefused(
             corrupted {
-                $0.patch(0, at: 60, width: 2)
-                $0.patch(UInt64.max, at: self.sectionHeaderTableOffset + 32, width: 8)
+                $0.patch(0, at: FileHeaderField.sectionHeaderCount, width: 2)
+                $0.patch(UInt64.max, at: self.sectionHeaderTableOffset + SectionHeaderField.size, width: 8)
             },
             because: "section header table"
         )
     }
 
     func testSectionNameTableProblems() {
-        assertRefused(corrupted { $0.patch(999, at: 62, width: 2) }, because: "section name table index 999")
-        let nameTable = sectionHeaderOffset(index: Int(original.read(at: 62, width: 2)))
-        assertRefused(corrupted { $0.patch(UInt64($0.count), at: nameTable + 24, width: 8) }, because: "section name table")
-        assertRefused(corrupted { $0.patch(UInt64.max, at: nameTable + 32, width: 8) }, because: "section name table")
+        let nameTableIndexField = FileHeaderField.sectionNameTableIndex
+        assertRefused(corrupted { $0.patch(999, at: nameTableIndexField, width: 2) }, because: "section name table index 999")
+        let nameTable = sectionHeaderOffset(index: Int(original.read(at: nameTableIndexField, width: 2)))
+        assertRefused(corrupted { $0.patch(UInt64($0.count), at: nameTable + SectionHeaderField.offset, width: 8) },
+                      because: "section name table")
+        assertRefused(corrupted { $0.patch(UInt64.max, at: nameTable + SectionHeaderField.size, width: 8) }, because: "section name table")
+        assertRefused(corrupted { $0.patch(1, at: nameTable + SectionHeaderField.type, width: 4) }, because: "not a string table")
         let textSection = sectionHeaderOffset(named: ".text")
-        assertRefused(corrupted { $0.patch(0xffff_ffff, at: textSection, width: 4) }, because: "name offset")
+        assertRefused(corrupted { $0.patch(0xffff_ffff, at: textSection + SectionHeaderField.name, width: 4) }, because: "name offset")
+        // A name table without a single NUL: every name would run off its end.
+        assertRefused(
+            corrupted { bytes in
+                let offset = Int(bytes.read(at: nameTable + SectionHeaderField.offset, width: 8))
+                let size = Int(bytes.read(at: nameTable + SectionHeaderField.size, width: 8))
+                for index in offset..<offset + size { bytes[index] = UInt8(ascii: "x") }
+            },
+            because: "NUL-terminated"
+        )
     }
 
     func testSymbolTableProblems() {
         let dynamicSymbols = sectionHeaderOffset(named: ".dynsym")
-        assertRefused(corrupted { $0.patch($0.read(at: dynamicSymbols + 32, width: 8) + 1, at: dynamicSymbols + 32, width: 8) },
-                      because: "not a multiple of its entry size")
-        assertRefused(corrupted { $0.patch(16, at: dynamicSymbols + 56, width: 8) }, because: "entry size 16")
-        assertRefused(corrupted { $0.patch(0, at: dynamicSymbols + 40, width: 4) }, because: "not a string table")
-        assertRefused(corrupted { $0.patch(1000, at: dynamicSymbols + 40, width: 4) }, because: "not a string table")
-        assertRefused(corrupted { $0.patch(UInt64($0.count), at: dynamicSymbols + 24, width: 8) }, because: "past the end")
+        let size = dynamicSymbols + SectionHeaderField.size, link = dynamicSymbols + SectionHeaderField.link
+        assertRefused(corrupted { $0.patch($0.read(at: size, width: 8) + 1, at: size, width: 8) }, because: "not a multiple of its entry size")
+        assertRefused(corrupted { $0.patch(16, at: dynamicSymbols + SectionHeaderField.entrySize, width: 8) }, because: "entry size 16")
+        assertRefused(corrupted { $0.patch(0, at: link, width: 4) }, because: "not a string table")
+        assertRefused(corrupted { $0.patch(1000, at: link, width: 4) }, because: "not a string table")
+        assertRefused(corrupted { $0.patch(UInt64($0.count), at: dynamicSymbols + SectionHeaderField.offset, width: 8) },
+                      because: "past the end")
     }
 
     func testStringTableOffsetPastTheEnd() {
         let dynamicStrings = sectionHeaderOffset(named: ".dynstr")
-        assertRefused(corrupted { $0.patch(UInt64($0.count), at: dynamicStrings + 24, width: 8) }, because: "'.dynstr'")
-        assertRefused(corrupted { $0.patch(UInt64.max, at: dynamicStrings + 32, width: 8) }, because: "'.dynstr'")
+        assertRefused(corrupted { $0.patch(UInt64($0.count), at: dynamicStrings + SectionHeaderField.offset, width: 8) },
+                      because: "'.dynstr'")
+        assertRefused(corrupted { $0.patch(UInt64.max, at: dynamicStrings + SectionHeaderField.size, width: 8) }, because: "'.dynstr'")
     }
 
     func testSymbolNameOutsideItsStringTableSkipsOnlyThatSymbol() throws {
@@ -91,8 +107,9 @@ final class MalformedELFTests: XCTestCase {
         XCTAssertGreaterThan(symbolCount, 1)
         // Corrupt the name of every defined symbol but the last.
         let corruptedFile = try ELFFile(bytes: corrupted { bytes in
-            for index in 1..<Int(dynamicSymbols.size / 24) - 1 {
-                bytes.patch(0xffff_fff0, at: Int(dynamicSymbols.offset) + index * 24, width: 4)
+            let symbolSize = ELFLayout.symbolSize
+            for index in 1..<Int(dynamicSymbols.size) / symbolSize - 1 {
+                bytes.patch(0xffff_fff0, at: Int(dynamicSymbols.offset) + index * symbolSize + SymbolField.name, width: 4)
             }
         })
         XCTAssertLessThan(corruptedFile.symbols().count, symbolCount)
@@ -125,7 +142,9 @@ final class MalformedELFTests: XCTestCase {
     /// section header table), with every accessor exercised on whatever still parses.
     func testRandomCorruptionNeverCrashes() throws {
         var random = SplitMix64(seed: 0x5eed_e1f)
-        let hotRegions = [0..<(64 + 13 * 56), sectionHeaderTableOffset..<original.count, 0..<original.count]
+        let programHeaderTableEnd = Int(original.read(at: FileHeaderField.programHeaderOffset, width: 8))
+            + Int(original.read(at: FileHeaderField.programHeaderCount, width: 2)) * ELFLayout.programHeaderSize
+        let hotRegions = [0..<programHeaderTableEnd, sectionHeaderTableOffset..<original.count, 0..<original.count]
         var parsed = 0
         for _ in 0..<4000 {
             var bytes = original
@@ -176,7 +195,7 @@ final class MalformedELFTests: XCTestCase {
     }
 
     private func sectionHeaderOffset(index: Int) -> Int {
-        sectionHeaderTableOffset + index * 64
+        sectionHeaderTableOffset + index * ELFLayout.sectionHeaderSize
     }
 
     private func sectionHeaderOffset(named name: String) -> Int {

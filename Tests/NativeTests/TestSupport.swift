@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 
+@testable import Native
+
 /// Real binaries the tests read. Tests that need one skip (visibly) when it is absent, e.g. outside the dev image.
 enum TestBinaries {
     static let libpython312 = "/root/.pyenv/versions/3.12.1/lib/libpython3.12.so.1.0"
@@ -89,27 +91,24 @@ struct SyntheticSegment {
 /// segment's file range exists: for layouts that no binary on the system has, such as a first PT_LOAD at a
 /// non-zero offset.
 func syntheticELF(type: UInt16, segments: [SyntheticSegment]) -> [UInt8] {
-    let headerSize = 64, programHeaderSize = 56
+    let headerSize = ELFLayout.headerSize, programHeaderSize = ELFLayout.programHeaderSize
     let fileSize = segments.map { Int($0.offset + $0.fileSize) }.max() ?? 0
     var bytes = [UInt8](repeating: 0, count: max(fileSize, headerSize + programHeaderSize * segments.count))
-    bytes.replaceSubrange(0..<8, with: [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0])
-    bytes.patch(UInt64(type), at: 16, width: 2)
-    bytes.patch(62, at: 18, width: 2)  // EM_X86_64
-    bytes.patch(1, at: 20, width: 4)  // EV_CURRENT
-    bytes.patch(UInt64(headerSize), at: 32, width: 8)  // e_phoff
-    bytes.patch(UInt64(headerSize), at: 52, width: 2)  // e_ehsize
-    bytes.patch(UInt64(programHeaderSize), at: 54, width: 2)
-    bytes.patch(UInt64(segments.count), at: 56, width: 2)
+    bytes.replaceSubrange(0..<8, with: [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0])  // magic, ELF64, little-endian, version 1
+    bytes.patch(UInt64(type), at: FileHeaderField.type, width: 2)
+    bytes.patch(62, at: FileHeaderField.machine, width: 2)  // EM_X86_64
+    bytes.patch(UInt64(headerSize), at: FileHeaderField.programHeaderOffset, width: 8)
+    bytes.patch(UInt64(programHeaderSize), at: FileHeaderField.programHeaderEntrySize, width: 2)
+    bytes.patch(UInt64(segments.count), at: FileHeaderField.programHeaderCount, width: 2)
     for (index, segment) in segments.enumerated() {
         let base = headerSize + index * programHeaderSize
-        bytes.patch(1, at: base, width: 4)  // PT_LOAD
-        bytes.patch(UInt64(segment.flags), at: base + 4, width: 4)
-        bytes.patch(segment.offset, at: base + 8, width: 8)
-        bytes.patch(segment.virtualAddress, at: base + 16, width: 8)
-        bytes.patch(segment.virtualAddress, at: base + 24, width: 8)
-        bytes.patch(segment.fileSize, at: base + 32, width: 8)
-        bytes.patch(segment.memorySize, at: base + 40, width: 8)
-        bytes.patch(0x1000, at: base + 48, width: 8)
+        bytes.patch(UInt64(ELFProgramHeader.typeLoad), at: base + ProgramHeaderField.type, width: 4)
+        bytes.patch(UInt64(segment.flags), at: base + ProgramHeaderField.flags, width: 4)
+        bytes.patch(segment.offset, at: base + ProgramHeaderField.offset, width: 8)
+        bytes.patch(segment.virtualAddress, at: base + ProgramHeaderField.virtualAddress, width: 8)
+        bytes.patch(segment.fileSize, at: base + ProgramHeaderField.fileSize, width: 8)
+        bytes.patch(segment.memorySize, at: base + ProgramHeaderField.memorySize, width: 8)
+        bytes.patch(0x1000, at: base + ProgramHeaderField.align, width: 8)
     }
     return bytes
 }

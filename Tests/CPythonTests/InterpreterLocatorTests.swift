@@ -1,0 +1,95 @@
+import CPython
+import Foundation
+import Native
+import XCTest
+
+/// Locates the interpreter of live processes of every test CPython: the file that holds it, the version
+/// read from the binary, and `_PyRuntime`'s runtime address.
+final class InterpreterLocatorTests: XCTestCase {
+    private var processes: [Process] = []
+
+    override func tearDown() {
+        for process in processes where process.isRunning { process.terminate() }
+        processes = []
+    }
+
+    /// Starts `python` sleeping, after it printed its version, and returns (pid, sys.version_info).
+    private func startSleeping(_ python: String) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", "import sys, time; print('%d.%d.%d' % sys.version_info[:3], flush=True); time.sleep(60)"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        processes.append(process)
+        var line = Data()
+        while !line.contains(0x0a) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        return (process.processIdentifier, String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    private func checkLocates(_ python: String, binaryContains: String) throws {
+        let (pid, version) = try startSleeping(python)
+        let interpreter = try InterpreterLocator.locate(pid: pid)
+        XCTAssertEqual(interpreter.version.description, version, python)
+        XCTAssertTrue(interpreter.binaryPath.contains(binaryContains), "\(interpreter.binaryPath) for \(python)")
+        XCTAssertEqual("\(interpreter.offsets.major).\(interpreter.offsets.minor)", version.split(separator: ".").prefix(2).joined(separator: "."))
+        XCTAssertEqual(interpreter.debugOffsetsMismatch, [], "\(python): _Py_DebugOffsets disagrees with the table")
+        // _PyRuntime.interpreters.head points at the main interpreter once Python runs.
+        let head = try ProcessMemory(pid: pid).readUInt64(interpreter.interpretersHeadAddress)
+        XCTAssertNotEqual(head, 0, "\(python): interpreters.head is NULL")
+    }
+
+    func testPyenvVersions() throws {
+        for minor in ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"] {
+            try checkLocates(try TestInterpreters.pyenv(minor), binaryContains: "libpython\(minor)")
+        }
+    }
+
+    /// Debian's build links libpython statically into the executable.
+    func testDebianStaticPython() throws {
+        try checkLocates("/usr/bin/python3.11", binaryContains: "/usr/bin/python3.11")
+    }
+
+    func testUnsupportedVersionsAreNamed() throws {
+        for minor in ["2.7", "3.7"] {
+            let (pid, version) = try startSleepingAnyVersion(try TestInterpreters.pyenv(minor))
+            XCTAssertThrowsError(try InterpreterLocator.locate(pid: pid)) { error in
+                XCTAssertEqual(error as? InterpreterError, .unsupportedVersion(pid: pid, version: version))
+                XCTAssertTrue("\(error)".contains("Python \(version)"), "\(error)")
+            }
+        }
+    }
+
+    /// 2.7 cannot run the f-less print above; a version-neutral spelling.
+    private func startSleepingAnyVersion(_ python: String) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", "import sys, time; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); time.sleep(60)"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        processes.append(process)
+        let line = output.fileHandleForReading.availableData
+        return (process.processIdentifier, String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func testNotPythonAndGone() throws {
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["60"]
+        try sleeper.run()
+        processes.append(sleeper)
+        XCTAssertThrowsError(try InterpreterLocator.locate(pid: sleeper.processIdentifier)) { error in
+            XCTAssertEqual(error as? InterpreterError, .notPython(pid: sleeper.processIdentifier))
+        }
+        sleeper.terminate()
+        sleeper.waitUntilExit()
+        XCTAssertThrowsError(try InterpreterLocator.locate(pid: sleeper.processIdentifier)) { error in
+            XCTAssertEqual(error as? InterpreterError, .processGone(pid: sleeper.processIdentifier))
+        }
+    }
+}

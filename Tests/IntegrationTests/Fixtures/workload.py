@@ -1,0 +1,146 @@
+"""Workloads of known shape for pybpfprof's integration tests. Runs on CPython 3.8 and later.
+
+The tests find expected line numbers from the `# LINE:name` markers below, never from fixed numbers, so
+lines may be added or moved freely; a marker names the line it sits on.
+
+Modes (the first argument):
+  shape [--seconds S] [--exit-status N]
+      main thread: caller() runs heavy() and light(), whose work is in the ratio 3:1, then a recursion
+      that is RECURSION_DEPTH calls deep below its first call; a second thread runs worker_loop(), which
+      shares no function with the main thread. Prints "main-tid N" and "worker-tid N" (native thread
+      ids), then "ready". Runs S seconds then exits with status N, or until killed without --seconds.
+  deep [--depth D]
+      recursion D calls deep below its first call, then spins at the bottom until killed. Prints "ready"
+      once at the bottom.
+  late-thread
+      prints "ready", sleeps 1 s, then starts a thread that spins about 1 s in late_thread_work(), joins
+      it, prints "late-tid N" and exits 0.
+"""
+import argparse
+import sys
+import threading
+import time
+
+# Iterations of spin's loop in light(); heavy() runs three times as many. A few milliseconds per round of
+# caller(), so that the main loop checks its deadline often and each round holds many samples' worth.
+UNIT = 20000
+# Recursive calls below recurse()'s first call: the stack holds RECURSION_DEPTH + 1 recurse frames.
+RECURSION_DEPTH = 60
+
+
+def spin(iterations):
+    total = 0
+    for number in range(iterations):  # LINE:spin-loop
+        total += number  # LINE:spin-add
+    return total
+
+
+def heavy():
+    return spin(3 * UNIT)  # LINE:heavy-call
+
+
+def light():
+    return spin(UNIT)  # LINE:light-call
+
+
+def caller():
+    heavy()  # LINE:caller-heavy
+    light()  # LINE:caller-light
+
+
+def recurse(depth):
+    if depth == 0:
+        return spin(UNIT)  # LINE:recurse-bottom
+    return recurse(depth - 1)  # LINE:recurse-self
+
+
+def worker_compute():
+    # Its own loop rather than spin(): the worker's stacks must share no function with the main thread's.
+    total = 0
+    for number in range(UNIT):  # LINE:worker-loop
+        total += number * 2  # LINE:worker-add
+    return total
+
+
+def worker_loop(stop, started, native_ids):
+    native_ids.append(threading.get_native_id())
+    started.set()
+    while not stop.is_set():
+        worker_compute()  # LINE:worker-call
+        # Sleeping gives the GIL back, so the main thread, whose 3:1 ratio is measured, keeps most samples.
+        time.sleep(0.002)
+
+
+def run_shape(seconds, exit_status):
+    stop = threading.Event()
+    started = threading.Event()
+    worker_ids = []
+    worker = threading.Thread(target=worker_loop, args=(stop, started, worker_ids), name="shape-worker")
+    worker.start()
+    started.wait()
+    print("main-tid", threading.get_native_id())
+    print("worker-tid", worker_ids[0])
+    print("ready", flush=True)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while deadline is None or time.monotonic() < deadline:
+        caller()  # LINE:main-caller
+        recurse(RECURSION_DEPTH)  # LINE:main-recurse
+    stop.set()
+    worker.join()
+    return exit_status
+
+
+def deep_spin():
+    print("ready", flush=True)
+    total = 0
+    while True:
+        total += 1  # LINE:deep-spin
+
+
+def deep_recurse(depth):
+    if depth == 0:
+        deep_spin()  # LINE:deep-bottom
+    deep_recurse(depth - 1)  # LINE:deep-self
+
+
+def run_deep(depth):
+    deep_recurse(depth)  # LINE:deep-first
+    return 0
+
+
+def late_thread_work(seconds, native_ids):
+    native_ids.append(threading.get_native_id())
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:  # LINE:late-loop
+        count += 1  # LINE:late-add
+    return count
+
+
+def run_late_thread():
+    print("ready", flush=True)
+    time.sleep(1.0)
+    late_ids = []
+    thread = threading.Thread(target=late_thread_work, args=(1.0, late_ids), name="late-thread")
+    thread.start()
+    thread.join()
+    print("late-tid", late_ids[0], flush=True)
+    return 0
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["shape", "deep", "late-thread"])
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--exit-status", type=int, default=0)
+    parser.add_argument("--depth", type=int, default=400)
+    arguments = parser.parse_args()
+    if arguments.mode == "shape":
+        return run_shape(arguments.seconds, arguments.exit_status)
+    if arguments.mode == "deep":
+        return run_deep(arguments.depth)
+    return run_late_thread()
+
+
+if __name__ == "__main__":
+    sys.exit(main())  # LINE:module-main
