@@ -17,6 +17,13 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
+/* Tunables, set by userspace before load. */
+
+/* Unread ring buffer bytes past which a record wakes the reader. Below it records are written without a
+ * wakeup and the reader finds them on its next timed poll: a wakeup is an irq_work, which costs ~5 us per
+ * record in a VM (a self-IPI), more than the whole rest of the sample. */
+const volatile __u64 wakeup_bytes = 1 << 20;
+
 /* The kernel types we read, with CO-RE relocations against the running kernel's BTF: only the field we
  * need, so the program builds without a vmlinux.h. */
 struct thread_struct___pybpfprof {
@@ -97,7 +104,9 @@ static __always_inline void emit(struct walk_state *state)
     if (frames > PY_MAX_FRAMES)
         frames = PY_MAX_FRAMES;
     __u64 size = sizeof(struct sample_header) + (__u64)frames * sizeof(struct py_frame);
-    if (bpf_ringbuf_output(&samples, &state->sample, size, 0) == 0)
+    __u64 flags = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+                                                                                : BPF_RB_NO_WAKEUP;
+    if (bpf_ringbuf_output(&samples, &state->sample, size, flags) == 0)
         count(COUNTER_SENT);
     else
         count(COUNTER_RINGBUF_FULL);
@@ -250,7 +259,6 @@ int on_sample(struct bpf_perf_event_data *ctx)
     const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);
     if (!process)
         return 0;
-    count(COUNTER_SAMPLES);
 
     __u32 zero = 0;
     struct walk_state *state = bpf_map_lookup_elem(&walk_states, &zero);

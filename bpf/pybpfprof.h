@@ -112,10 +112,10 @@ struct walk_state {
     struct sample sample;
 };
 
-/* Named counters (per-CPU array `counters`), summed and reported by userspace. */
+/* Named counters (per-CPU array `counters`), summed and reported by userspace. Samples of profiled
+ * processes are COUNTER_SENT + COUNTER_RINGBUF_FULL: every sample ends in exactly one of the two. */
 enum counter {
-    COUNTER_SAMPLES = 0,        /* samples of profiled processes seen by the program */
-    COUNTER_SENT,               /* records written to the ring buffer */
+    COUNTER_SENT = 0,           /* records written to the ring buffer */
     COUNTER_RINGBUF_FULL,       /* records lost: ring buffer full */
     COUNTER_NO_THREAD_STATE,    /* thread not in the interpreter's thread list (not a Python thread) */
     COUNTER_TSTATE_CACHE_MISS,  /* (tgid, fsbase) cache miss: thread list walked */

@@ -38,7 +38,7 @@ def descend(levels_left, iterations):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=30_000_000, help="calls of middle() (default: %(default)s)")
+    parser.add_argument("--iterations", type=int, default=25_000_000, help="calls of middle() (default: %(default)s)")
     parser.add_argument("--stack-depth", type=int, default=20, help="frames above the hot loop (default: %(default)s)")
     arguments = parser.parse_args()
     # Warm up outside the timed region (specialization of the bytecode happens on the first calls).

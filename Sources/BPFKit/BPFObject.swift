@@ -45,6 +45,12 @@ public final class BPFObject {
         try check(bpf_map__set_max_entries(try map(named: name), entries), "sizing map \(name)")
     }
 
+    /// Sets a `const volatile` tunable of the program; only before `load()`.
+    public func setConstant<Value>(_ name: String, _ value: Value) throws {
+        var value = value
+        try check(cbpf_set_constant(handle, name, &value, MemoryLayout<Value>.size), "setting BPF constant \(name)")
+    }
+
     /// Loads every program and map; a verifier rejection throws with the verifier's log.
     public func load() throws {
         cbpf_clear_libbpf_log()

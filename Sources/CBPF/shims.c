@@ -1,5 +1,7 @@
 #include "CBPF.h"
 
+#include <bpf/btf.h>
+
 #include <errno.h>
 #include <linux/perf_event.h>
 #include <stdarg.h>
@@ -54,4 +56,38 @@ void cbpf_clear_libbpf_log(void)
 {
     libbpf_log_length = 0;
     libbpf_log[0] = 0;
+}
+
+int cbpf_set_constant(struct bpf_object *object, const char *name, const void *value, size_t size)
+{
+    struct bpf_map *rodata = NULL;
+    struct bpf_map *map;
+    bpf_object__for_each_map(map, object) {
+        const char *map_name = bpf_map__name(map);
+        size_t length = strlen(map_name);
+        if (length >= 7 && strcmp(map_name + length - 7, ".rodata") == 0)
+            rodata = map;
+    }
+    struct btf *btf = bpf_object__btf(object);
+    if (!rodata || !btf)
+        return -ENOENT;
+    int section_id = btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC);
+    if (section_id < 0)
+        return -ENOENT;
+    const struct btf_type *section = btf__type_by_id(btf, section_id);
+    const struct btf_var_secinfo *variable = btf_var_secinfos(section);
+    for (int i = 0; i < btf_vlen(section); i++, variable++) {
+        const struct btf_type *type = btf__type_by_id(btf, variable->type);
+        if (strcmp(btf__name_by_offset(btf, type->name_off), name) != 0)
+            continue;
+        if (variable->size != size)
+            return -EINVAL;
+        size_t data_size = 0;
+        char *data = bpf_map__initial_value(rodata, &data_size);
+        if (!data || variable->offset + size > data_size)
+            return -EINVAL;
+        memcpy(data + variable->offset, value, size);
+        return 0;
+    }
+    return -ENOENT;
 }

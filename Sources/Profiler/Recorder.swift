@@ -209,10 +209,11 @@ public final class Recorder {
         // Tail calls run inside the invocation that started them and are accounted to on_sample; the
         // walk's own figures are added in case a kernel accounts them separately. Divided by profiled
         // samples, so the figure includes the cheap early exits on every other process's ticks.
-        if let (sample, walk) = sampler.programStatistics(), let samples = counters[COUNTER_SAMPLES], samples > 0 {
+        let profiledSamples = (counters[COUNTER_SENT] ?? 0) + statistics.lostRecords
+        if let (sample, walk) = sampler.programStatistics(), profiledSamples > 0 {
             statistics.bpfInvocations = sample.runCount
             statistics.bpfNanosecondsPerSample =
-                Double(sample.runTimeNanoseconds + walk.runTimeNanoseconds) / Double(samples)
+                Double(sample.runTimeNanoseconds + walk.runTimeNanoseconds) / Double(profiledSamples)
         }
         profile.duration = Self.monotonicNow() - startMonotonic
         profile.samples.sort { $0.time < $1.time }
@@ -221,7 +222,6 @@ public final class Recorder {
 
     static func counterName(_ counter: counter) -> String {
         switch counter {
-        case COUNTER_SAMPLES: return "samples"
         case COUNTER_SENT: return "sent"
         case COUNTER_RINGBUF_FULL: return "ring buffer full"
         case COUNTER_NO_THREAD_STATE: return "thread not in interpreter's thread list"

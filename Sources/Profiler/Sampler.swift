@@ -19,10 +19,16 @@ final class Sampler {
     private let sampleProgram: OpaquePointer
     private let walkProgram: OpaquePointer
 
+    /// How long records may wait in the ring buffer before the drain thread reads them.
+    static let pollIntervalMilliseconds: Int32 = 50
+
     /// - Parameter ringBufferBytes: a power of two, at least a page.
     init(ringBufferBytes: UInt32, collectStatistics: Bool) throws {
         object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
         try object.setMaxEntries(map: "samples", ringBufferBytes)
+        // Records wake the drain thread only past a quarter of the buffer; otherwise its timed poll
+        // (pollInterval) collects them. See wakeup_bytes in the BPF program.
+        try object.setConstant("wakeup_bytes", UInt64(ringBufferBytes / 4))
         try object.load()
         processes = BPFMap(fd: try object.mapFD(named: "processes"))
         counters = BPFMap(fd: try object.mapFD(named: "counters"))
@@ -54,7 +60,7 @@ final class Sampler {
                 let keepGoing = self.draining
                 stopDraining.unlock()
                 guard keepGoing else { break }
-                _ = try? reader.poll(timeoutMilliseconds: 100)
+                _ = try? reader.poll(timeoutMilliseconds: Self.pollIntervalMilliseconds)
             }
         }
         thread.name = "pybpfprof-drain"

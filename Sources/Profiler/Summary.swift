@@ -27,6 +27,9 @@ public struct Summary {
             .sorted { ($0.own, $0.total, $1.name) > ($1.own, $1.total, $0.name) }
     }
 
+    /// Counters that describe normal operation rather than errors.
+    static let informationalCounters: Set<String> = ["sent", "thread state cache misses"]
+
     /// A function without its line: own time adds up over the lines of one function.
     static func label(_ frame: Frame) -> String {
         frame.file.isEmpty ? frame.name : "\(frame.name) (\((frame.file as NSString).lastPathComponent))"
@@ -42,7 +45,7 @@ public struct Summary {
             samples, profile.processes.count, profile.processes.count == 1 ? "" : "es", threads,
             threads == 1 ? "" : "s", seconds, profile.sampleRate, statistics.lostRecords))
         let errors = statistics.counters
-            .filter { !["samples", "sent", "thread state cache misses"].contains($0.key) && $0.value > 0 }
+            .filter { !Self.informationalCounters.contains($0.key) && $0.value > 0 }
             .sorted { $0.key < $1.key }
             .map { "\($0.key) \($0.value)" }
             + statistics.unresolvedFrames.sorted { $0.key < $1.key }.map { "unresolved frames (\($0.key)) \($0.value)" }

@@ -11,6 +11,10 @@
  * period_ns nanoseconds of CPU time. Returns the fd or -errno. */
 int cbpf_open_cpu_clock(int cpu, unsigned long long period_ns);
 
+/* Sets a `const volatile` global of the BPF program (in .rodata) before load, found by name through the
+ * object's BTF. Returns 0, -ENOENT when there is no such variable, -EINVAL when its size is not `size`. */
+int cbpf_set_constant(struct bpf_object *object, const char *name, const void *value, size_t size);
+
 /* libbpf's log goes into a bounded buffer instead of stderr, so load failures (the verifier's log)
  * can be reported in one message and successful runs stay quiet. */
 void cbpf_capture_libbpf_log(void);
