@@ -60,7 +60,9 @@ final class Sampler {
                 let keepGoing = self.draining
                 stopDraining.unlock()
                 guard keepGoing else { break }
+                // poll() only reads after a wakeup; records written without one are consumed here.
                 _ = try? reader.poll(timeoutMilliseconds: Self.pollIntervalMilliseconds)
+                _ = try? reader.drain()
             }
         }
         thread.name = "pybpfprof-drain"
