@@ -1,0 +1,526 @@
+import Foundation
+import Glibc
+import XCTest
+
+// Shared machinery of the integration tests: running processes with time limits, finding the pybpfprof
+// binary, the Python interpreters and the workload fixture, and reading the profiles pybpfprof writes.
+//
+// Whatever a test needs and cannot find (root, an interpreter, the binary, python3's jsonschema) is a
+// thrown IntegrationError, which XCTest reports as a failure: these tests never skip, since a suite that
+// quietly stops profiling would pass while proving nothing.
+
+struct IntegrationError: Error, CustomStringConvertible {
+    var description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}
+
+// MARK: - Test case base
+
+/// Checks the preconditions every integration test shares, gives each test a scratch directory, and ends
+/// the processes a test started if the test stops early.
+class IntegrationTestCase: XCTestCase {
+    /// Removed after the test. Mode 0755, so that a process run as nobody can reach files made inside it.
+    private(set) var scratch: URL!
+    private var startedProcesses: [RunningProcess] = []
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        guard geteuid() == 0 else {
+            throw IntegrationError("the integration tests load BPF programs and read other processes' memory: "
+                + "run them as root (sudo swift test --filter IntegrationTests)")
+        }
+        var template = Array((FileManager.default.temporaryDirectory.path + "/pybpfprof-it-XXXXXX").utf8CString)
+        guard let created = mkdtemp(&template) else {
+            throw IntegrationError("cannot create a scratch directory: \(String(cString: strerror(errno)))")
+        }
+        chmod(created, 0o755)
+        scratch = URL(fileURLWithPath: String(cString: created), isDirectory: true)
+    }
+
+    override func tearDownWithError() throws {
+        for process in startedProcesses { process.killIfRunning() }
+        startedProcesses = []
+        if let scratch { try? FileManager.default.removeItem(at: scratch) }
+        try super.tearDownWithError()
+    }
+
+    /// Starts a process that tearDown kills if it is still running then.
+    func start(_ executable: String, _ arguments: [String]) throws -> RunningProcess {
+        let process = try RunningProcess(executable, arguments, outputDirectory: scratch)
+        startedProcesses.append(process)
+        return process
+    }
+
+    /// Runs a process to its end, killing it and failing past `timeout` seconds.
+    func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> ProcessResult {
+        try start(executable, arguments).wait(timeout: timeout)
+    }
+
+    /// Runs `pybpfprof ARGUMENTS...` to its end.
+    func runPyBPFProf(_ arguments: [String], timeout: TimeInterval = 60) throws -> ProcessResult {
+        try run(try PyBPFProfBinary.path(), arguments, timeout: timeout)
+    }
+
+    func scratchFile(_ name: String) -> String {
+        scratch.appendingPathComponent(name).path
+    }
+}
+
+// MARK: - Processes
+
+struct ProcessResult {
+    var commandLine: String
+    /// The exit status, or the signal number when `killedBySignal`.
+    var status: Int32
+    var killedBySignal: Bool
+    var standardOutput: String
+    var standardError: String
+    var seconds: Double
+
+    var exitedNormally: Bool { !killedBySignal }
+
+    /// Everything a failure message needs to tell what ran and how it ended.
+    var report: String {
+        let ending = killedBySignal ? "killed by signal \(status)" : "exit status \(status)"
+        return "`\(commandLine)` ended with \(ending) after \(String(format: "%.1f", seconds)) s\n"
+            + "--- stderr ---\n\(standardError.suffix(4000))\n--- stdout ---\n\(standardOutput.suffix(2000))"
+    }
+
+    /// Throws unless the process exited with status 0.
+    @discardableResult
+    func requireSuccess() throws -> ProcessResult {
+        guard exitedNormally, status == 0 else { throw IntegrationError("expected success: \(report)") }
+        return self
+    }
+
+    /// The lines of stderr that are not empty.
+    var standardErrorLines: [String] {
+        standardError.split(separator: "\n").map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+    }
+}
+
+/// A child process whose stdout and stderr go to files, so that the test can read what it printed so far
+/// while it runs, and no pipe can fill up and stall it.
+final class RunningProcess {
+    let commandLine: String
+    private let process = Process()
+    private let standardOutputURL: URL
+    private let standardErrorURL: URL
+    private let startTime = Date()
+
+    init(_ executable: String, _ arguments: [String], outputDirectory: URL) throws {
+        commandLine = ([executable] + arguments).joined(separator: " ")
+        let stem = "process-\(UUID().uuidString.prefix(8))"
+        standardOutputURL = outputDirectory.appendingPathComponent("\(stem).stdout")
+        standardErrorURL = outputDirectory.appendingPathComponent("\(stem).stderr")
+        FileManager.default.createFile(atPath: standardOutputURL.path, contents: nil)
+        FileManager.default.createFile(atPath: standardErrorURL.path, contents: nil)
+        let outputHandle = try FileHandle(forWritingTo: standardOutputURL)
+        let errorHandle = try FileHandle(forWritingTo: standardErrorURL)
+        // The child holds its own copies of the descriptors once it runs.
+        defer {
+            try? outputHandle.close()
+            try? errorHandle.close()
+        }
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = outputHandle
+        process.standardError = errorHandle
+        do {
+            try process.run()
+        } catch {
+            throw IntegrationError("cannot start `\(commandLine)`: \(error)")
+        }
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    var isRunning: Bool { process.isRunning }
+
+    /// What the process printed on stdout so far.
+    var standardOutput: String {
+        (try? String(contentsOf: standardOutputURL, encoding: .utf8)) ?? ""
+    }
+
+    var standardError: String {
+        (try? String(contentsOf: standardErrorURL, encoding: .utf8)) ?? ""
+    }
+
+    /// Waits until the process prints `line` as a whole line on stdout; throws if it exits first or takes
+    /// longer than `timeout` seconds.
+    func waitForLine(_ line: String, timeout: TimeInterval) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            if standardOutput.split(separator: "\n").contains(where: { $0 == line }) { return }
+            if !process.isRunning {
+                throw IntegrationError("`\(commandLine)` exited (status \(process.terminationStatus)) before printing "
+                    + "'\(line)'\n--- stderr ---\n\(standardError)\n--- stdout ---\n\(standardOutput)")
+            }
+            if Date() > deadline {
+                throw IntegrationError("`\(commandLine)` did not print '\(line)' within \(timeout) s\n--- stderr ---\n"
+                    + "\(standardError)\n--- stdout ---\n\(standardOutput)")
+            }
+            usleep(10_000)
+        }
+    }
+
+    func send(_ signalNumber: Int32) {
+        kill(pid, signalNumber)
+    }
+
+    /// Waits for the process to end; past `timeout` seconds kills it and throws.
+    func wait(timeout: TimeInterval) throws -> ProcessResult {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline {
+                killIfRunning()
+                throw IntegrationError("`\(commandLine)` did not finish within \(timeout) s and was killed\n"
+                    + "--- stderr ---\n\(standardError)\n--- stdout ---\n\(standardOutput.suffix(2000))")
+            }
+            usleep(10_000)
+        }
+        process.waitUntilExit()
+        return ProcessResult(
+            commandLine: commandLine, status: process.terminationStatus,
+            killedBySignal: process.terminationReason == .uncaughtSignal,
+            standardOutput: standardOutput, standardError: standardError,
+            seconds: Date().timeIntervalSince(startTime))
+    }
+
+    func killIfRunning() {
+        guard process.isRunning else { return }
+        kill(pid, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+// MARK: - Locations
+
+enum Checkout {
+    /// The checkout's root: this file is Tests/IntegrationTests/<file>, symbolic links resolved.
+    static var root: URL {
+        let file: String
+        if let resolved = realpath(#filePath, nil) {
+            file = String(cString: resolved)
+            free(resolved)
+        } else {
+            file = #filePath
+        }
+        return URL(fileURLWithPath: file).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+    }
+
+    static var fixtures: URL {
+        root.appendingPathComponent("Tests/IntegrationTests/Fixtures", isDirectory: true)
+    }
+}
+
+enum PyBPFProfBinary {
+    /// The pybpfprof executable built beside the test bundle. `swift test` does not build it: `swift build` does.
+    static func path() throws -> String {
+        let bundle = Bundle(for: IntegrationTestCase.self).bundleURL
+        // On Linux the bundle is .build/<config>/<package>PackageTests.xctest, the executable its sibling.
+        let candidates = [
+            bundle.deletingLastPathComponent().appendingPathComponent("pybpfprof").path,
+            bundle.appendingPathComponent("pybpfprof").path,
+        ]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw IntegrationError("the pybpfprof executable is not at \(candidates[0]): run swift build first "
+                + "(swift test builds the tests but not the executable they run)")
+        }
+        return found
+    }
+}
+
+// MARK: - Python interpreters
+
+struct PythonInterpreter: CustomStringConvertible {
+    /// e.g. "pyenv 3.8.18" or "Debian /usr/bin/python3.11".
+    var label: String
+    var path: String
+    /// "3.8": the minor version the tests expect pybpfprof to see.
+    var minorVersion: String
+
+    var description: String { label }
+}
+
+enum PythonInterpreters {
+    /// The CPythons pybpfprof supports, as the issue lists them: pyenv's 3.8 to 3.13 and Debian's 3.11.
+    static func supported() throws -> [PythonInterpreter] {
+        try ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"].map { try pyenv($0) } + [try debian311()]
+    }
+
+    static func debian311() throws -> PythonInterpreter {
+        let path = "/usr/bin/python3.11"
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw IntegrationError("Debian's Python 3.11 is missing at \(path): apt-get install python3.11")
+        }
+        return PythonInterpreter(label: "Debian \(path)", path: path, minorVersion: "3.11")
+    }
+
+    /// The newest pyenv build of `minorVersion` (`versions/3.8.18/bin/python3`); free-threaded and other
+    /// variant builds (`3.13.0t`) are left out.
+    static func pyenv(_ minorVersion: String, program: String = "python3") throws -> PythonInterpreter {
+        let root = try pyenvRoot()
+        let versionsDirectory = root + "/versions"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: versionsDirectory)) ?? []
+        let micros = names.compactMap { name -> (name: String, micro: Int)? in
+            guard name.hasPrefix(minorVersion + "."), let micro = Int(name.dropFirst(minorVersion.count + 1)) else { return nil }
+            return (name, micro)
+        }
+        guard let newest = micros.max(by: { $0.micro < $1.micro }) else {
+            throw IntegrationError("no pyenv CPython \(minorVersion) in \(versionsDirectory) (found: "
+                + "\(names.sorted().joined(separator: ", "))): pyenv install \(minorVersion)")
+        }
+        let path = "\(versionsDirectory)/\(newest.name)/bin/\(program)"
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw IntegrationError("pyenv's CPython \(newest.name) has no \(path)")
+        }
+        return PythonInterpreter(label: "pyenv \(newest.name)", path: path, minorVersion: minorVersion)
+    }
+
+    /// PYENV_ROOT, else what `pyenv root` says, else /root/.pyenv.
+    static func pyenvRoot() throws -> String {
+        var tried: [String] = []
+        if let root = ProcessInfo.processInfo.environment["PYENV_ROOT"], !root.isEmpty {
+            if isDirectory(root) { return root }
+            tried.append("PYENV_ROOT=\(root)")
+        }
+        if let root = askPyenvForRoot() {
+            if isDirectory(root) { return root }
+            tried.append("`pyenv root`=\(root)")
+        }
+        if isDirectory("/root/.pyenv") { return "/root/.pyenv" }
+        tried.append("/root/.pyenv")
+        throw IntegrationError("cannot find pyenv's root (tried \(tried.joined(separator: ", "))): the tests "
+            + "need pyenv's CPython 3.7 to 3.13 and 2.7; set PYENV_ROOT")
+    }
+
+    private static func askPyenvForRoot() -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["pyenv", "root"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return nil }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { return nil }
+        let root = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return root.isEmpty ? nil : root
+    }
+
+    private static func isDirectory(_ path: String) -> Bool {
+        var directory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
+    }
+}
+
+// MARK: - The workload fixture
+
+/// Fixtures/workload.py and what the tests read from its text: lines marked `# LINE:name`, the lines each
+/// function spans, and its constants.
+struct Workload {
+    let path: String
+    private let lines: [String]
+
+    static func load() throws -> Workload {
+        let path = Checkout.fixtures.appendingPathComponent("workload.py").path
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw IntegrationError("cannot read the workload fixture at \(path)")
+        }
+        return Workload(path: path, lines: text.components(separatedBy: "\n"))
+    }
+
+    /// The 1-based number of the one line ending in `# LINE:<marker>`.
+    func line(_ marker: String) throws -> Int {
+        let suffix = "# LINE:\(marker)"
+        let matches = lines.indices.filter { lines[$0].trimmingCharacters(in: .whitespaces).hasSuffix(suffix) }
+        guard matches.count == 1 else {
+            throw IntegrationError("\(path) has \(matches.count) lines marked '\(suffix)', expected exactly one")
+        }
+        return matches[0] + 1
+    }
+
+    /// The 1-based lines of `def name(...)` and its body: a sample may be on any of them (the def line
+    /// itself on 3.11+, where entering a function runs an instruction attributed to it).
+    func lines(ofFunction name: String) throws -> ClosedRange<Int> {
+        guard let start = lines.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("def \(name)(") }) else {
+            throw IntegrationError("\(path) defines no function \(name)")
+        }
+        let indentation = lines[start].prefix { $0 == " " }.count
+        var end = start
+        for index in (start + 1)..<lines.count {
+            let text = lines[index]
+            if text.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            if text.prefix(while: { $0 == " " }).count <= indentation { break }
+            end = index
+        }
+        return (start + 1)...(end + 1)
+    }
+
+    /// The value of a module-level `NAME = <integer>` line.
+    func integerConstant(_ name: String) throws -> Int {
+        for text in lines where text.hasPrefix("\(name) = ") {
+            let value = text.dropFirst(name.count + 3).prefix { $0.isNumber }
+            if let number = Int(value) { return number }
+        }
+        throw IntegrationError("\(path) has no integer constant \(name)")
+    }
+}
+
+/// The native thread ids the workload prints: `main-tid N`, `worker-tid N`, `late-tid N`.
+func printedThreadID(_ name: String, in standardOutput: String) throws -> Int32 {
+    for line in standardOutput.split(separator: "\n") {
+        let words = line.split(separator: " ")
+        if words.count == 2, words[0] == name, let id = Int32(words[1]) { return id }
+    }
+    throw IntegrationError("the workload did not print '\(name) N'; its stdout was:\n\(standardOutput)")
+}
+
+// MARK: - Profiles
+
+/// One frame as the profile files show it: a marker like `[truncated]` has no file and line 0.
+struct ProfileFrame: Hashable, CustomStringConvertible {
+    var name: String
+    var file: String
+    var line: Int
+
+    /// As in the folded format: `name (file:line)`.
+    var description: String {
+        if file.isEmpty { return name }
+        return line == 0 ? "\(name) (\(file))" : "\(name) (\(file):\(line))"
+    }
+}
+
+/// Root first.
+typealias ProfileStack = [ProfileFrame]
+
+/// One thread's samples from a speedscope file.
+struct ThreadSamples {
+    var profileName: String
+    var pid: Int32
+    var tid: Int32
+    /// One stack per sample, in time order.
+    var stacks: [ProfileStack]
+}
+
+enum SpeedscopeFile {
+    /// The per-thread profiles of a speedscope file pybpfprof wrote, read from their names
+    /// (`python3 pid 100 tid 101 (threadname)`) and sample lists.
+    static func threads(at path: String) throws -> [ThreadSamples] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw IntegrationError("pybpfprof wrote no profile at \(path)")
+        }
+        guard let document = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let shared = document["shared"] as? [String: Any],
+              let frameObjects = shared["frames"] as? [[String: Any]],
+              let profiles = document["profiles"] as? [[String: Any]]
+        else {
+            throw IntegrationError("\(path) is not a speedscope file with shared.frames and profiles")
+        }
+        let frames = frameObjects.map { object in
+            ProfileFrame(name: object["name"] as? String ?? "", file: object["file"] as? String ?? "",
+                         line: object["line"] as? Int ?? 0)
+        }
+        let namePattern = try NSRegularExpression(pattern: #"pid (\d+) tid (\d+)"#)
+        return try profiles.map { profile in
+            let name = profile["name"] as? String ?? ""
+            guard let match = namePattern.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)),
+                  let pid = Int32(name[Range(match.range(at: 1), in: name)!]),
+                  let tid = Int32(name[Range(match.range(at: 2), in: name)!])
+            else {
+                throw IntegrationError("speedscope profile name '\(name)' in \(path) does not say 'pid N tid N'")
+            }
+            guard let samples = profile["samples"] as? [[Int]] else {
+                throw IntegrationError("speedscope profile '\(name)' in \(path) has no samples list")
+            }
+            let stacks = try samples.map { sample in
+                try sample.map { index -> ProfileFrame in
+                    guard frames.indices.contains(index) else {
+                        throw IntegrationError("a sample of '\(name)' in \(path) names frame \(index) of \(frames.count)")
+                    }
+                    return frames[index]
+                }
+            }
+            return ThreadSamples(profileName: name, pid: pid, tid: tid, stacks: stacks)
+        }
+    }
+}
+
+/// One line of a folded file: a stack and how many samples had it.
+struct FoldedStack {
+    var frames: ProfileStack
+    var count: Int
+}
+
+enum FoldedFile {
+    static func stacks(at path: String) throws -> [FoldedStack] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw IntegrationError("pybpfprof wrote no profile at \(path)")
+        }
+        return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
+            guard let space = line.lastIndex(of: " "), let count = Int(line[line.index(after: space)...]) else {
+                throw IntegrationError("folded line without a count in \(path): \(line.prefix(200))")
+            }
+            let frames = line[..<space].split(separator: ";", omittingEmptySubsequences: false).map { parseFrame(String($0)) }
+            return FoldedStack(frames: frames, count: count)
+        }
+    }
+
+    /// `name (file:line)`, `name (file)` or a bare name (a marker such as `[truncated]`).
+    static func parseFrame(_ text: String) -> ProfileFrame {
+        guard text.hasSuffix(")"), let open = text.range(of: " (", options: .backwards) else {
+            return ProfileFrame(name: text, file: "", line: 0)
+        }
+        let name = String(text[..<open.lowerBound])
+        let location = text[open.upperBound..<text.index(before: text.endIndex)]
+        if let colon = location.lastIndex(of: ":"), let line = Int(location[location.index(after: colon)...]) {
+            return ProfileFrame(name: name, file: String(location[..<colon]), line: line)
+        }
+        return ProfileFrame(name: name, file: String(location), line: 0)
+    }
+}
+
+// MARK: - Statistics
+
+/// How far an observed fraction may stray from the expected one: `sigmas` standard deviations of the
+/// fraction of `trials` binomial draws with success probability `expected`.
+func binomialBound(expected: Double, trials: Int, sigmas: Double = 4) -> Double {
+    sigmas * (expected * (1 - expected) / Double(max(trials, 1))).squareRoot()
+}
+
+// MARK: - Error output
+
+/// Words in stderr that mean the process crashed or trapped instead of reporting an error.
+let crashSigns = ["Fatal error", "Stack dump", "backtrace", "Illegal instruction", "Segmentation fault"]
+
+/// Fails unless `result` is the clean failure the CLI promises: a non-zero exit (not a signal), stderr's
+/// first line starting with `pybpfprof: error:` or ArgumentParser's `Error:` and containing every one of
+/// `keywords`, no sign of a crash, and, for pybpfprof's own errors, no other line.
+func assertCleanError(_ result: ProcessResult, keywords: [String], file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertTrue(result.exitedNormally, "expected an exit, not a signal: \(result.report)", file: file, line: line)
+    XCTAssertNotEqual(result.status, 0, "expected a non-zero exit status: \(result.report)", file: file, line: line)
+    for sign in crashSigns where result.standardError.range(of: sign, options: .caseInsensitive) != nil {
+        XCTFail("stderr shows a crash ('\(sign)'): \(result.report)", file: file, line: line)
+    }
+    guard let first = result.standardErrorLines.first else {
+        XCTFail("expected an error message on stderr: \(result.report)", file: file, line: line)
+        return
+    }
+    let fromPyBPFProf = first.hasPrefix("pybpfprof: error: ")
+    XCTAssertTrue(fromPyBPFProf || first.hasPrefix("Error: "),
+                  "stderr's first line should start with 'pybpfprof: error:' or 'Error:': \(result.report)", file: file, line: line)
+    if fromPyBPFProf {
+        XCTAssertEqual(result.standardErrorLines.count, 1, "expected a one-line error: \(result.report)", file: file, line: line)
+    }
+    for keyword in keywords where !first.contains(keyword) {
+        XCTFail("the error should say '\(keyword)': \(first)", file: file, line: line)
+    }
+    print("    \(result.commandLine.split(separator: " ").dropFirst().joined(separator: " ")) -> exit \(result.status): \(first)")
+}
