@@ -40,6 +40,6 @@ let package = Package(
         .testTarget(name: "NativeTests", dependencies: ["Native"]),
         .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native"], exclude: ["Fixtures"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Profiler"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Profiler"], exclude: ["Fixtures"]),
     ]
 )

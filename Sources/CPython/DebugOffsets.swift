@@ -6,60 +6,61 @@ import Native
 enum DebugOffsets {
     static let cookie = Array("xdebugpy".utf8)
 
-    /// Replaces every table value that the process's `_Py_DebugOffsets` contradicts and returns the
-    /// names of the fields that differed.
+    /// Reads the process's `_Py_DebugOffsets` and reconciles the table with it.
     static func reconcile(
         _ offsets: inout PythonOffsets, layout: DebugOffsetsLayout, pid: Int32, runtimeAddress: UInt64
     ) throws -> [String] {
-        let bytes: [UInt8]
         do {
-            bytes = try ProcessMemory(pid: pid).read(runtimeAddress, count: layout.size)
-        } catch {
+            let bytes = try ProcessMemory(pid: pid).read(runtimeAddress, count: layout.size)
+            return try reconcile(&offsets, layout: layout, debugOffsets: bytes)
+        } catch let error as ProcessMemoryError {
             throw InterpreterError.unreadable(pid: pid, reason: "reading _Py_DebugOffsets: \(error)")
+        } catch let error as DebugOffsetsError {
+            throw InterpreterError.unreadable(pid: pid, reason: error.description)
         }
+    }
+
+    struct DebugOffsetsError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Replaces every table value that the process's `_Py_DebugOffsets` (its bytes) contradicts and
+    /// returns a line for each field that differed.
+    static func reconcile(
+        _ offsets: inout PythonOffsets, layout: DebugOffsetsLayout, debugOffsets bytes: [UInt8]
+    ) throws -> [String] {
         guard Array(bytes.prefix(8)) == cookie else {
-            throw InterpreterError.unreadable(pid: pid, reason: "_Py_DebugOffsets has no 'xdebugpy' cookie")
+            throw DebugOffsetsError(description: "_Py_DebugOffsets has no 'xdebugpy' cookie")
         }
         if let hex = bytes.uint64(at: layout.version) {
             let version = PythonVersion(hex: UInt32(truncatingIfNeeded: hex))
             guard version.major == offsets.major, version.minor == offsets.minor else {
-                throw InterpreterError.unreadable(
-                    pid: pid, reason: "_Py_DebugOffsets says \(version), the binary \(offsets.major).\(offsets.minor)")
+                throw DebugOffsetsError(
+                    description: "_Py_DebugOffsets says \(version), the binary \(offsets.major).\(offsets.minor)")
             }
         }
         var differing: [String] = []
-        func check(_ name: String, _ field: WritableKeyPath<PythonOffsets, Int>, _ position: Int) {
-            guard let value = bytes.uint64(at: position), value < 1 << 20 else { return }
-            if offsets[keyPath: field] != Int(value) {
-                differing.append("\(name): table \(offsets[keyPath: field]), process \(value)")
-                offsets[keyPath: field] = Int(value)
-            }
+        /// Adopts the process's value of one field when it is plausible and differs from the table's.
+        func reconcile(_ name: String, _ table: Int?, at position: Int, store: (Int) -> Void) {
+            guard let value = bytes.uint64(at: position), value < 1 << 20, table != Int(value) else { return }
+            differing.append("\(name): table \(table.map(String.init) ?? "none"), process \(value)")
+            store(Int(value))
         }
-        check("interpreters_head", \.runtimeInterpretersHead, layout.runtimeInterpretersHead)
-        check("threads_head", \.interpThreadsHead, layout.interpThreadsHead)
-        check("thread_state.next", \.tstateNext, layout.tstateNext)
-        check("thread_state.thread_id", \.tstateThreadId, layout.tstateThreadId)
-        check("thread_state.current_frame", \.tstateFrame, layout.tstateCurrentFrame)
-        check("interpreter_frame.previous", \.frameBack, layout.framePrevious)
-        check("interpreter_frame.executable", \.frameCode, layout.frameExecutable)
-        check("interpreter_frame.instr_ptr", \.frameInstr, layout.frameInstrPtr)
-        check("code_object.filename", \.codeFilename, layout.codeFilename)
-        check("code_object.name", \.codeName, layout.codeName)
-        check("code_object.linetable", \.codeLineTable, layout.codeLineTable)
-        check("code_object.firstlineno", \.codeFirstLineno, layout.codeFirstLineno)
-        if let owner = bytes.uint64(at: layout.frameOwner), owner < 1 << 20, offsets.frameOwner != Int(owner) {
-            differing.append("interpreter_frame.owner: table \(offsets.frameOwner ?? -1), process \(owner)")
-            offsets.frameOwner = Int(owner)
-        }
-        if let qualname = bytes.uint64(at: layout.codeQualname), qualname < 1 << 20, offsets.codeQualname != Int(qualname) {
-            differing.append("code_object.qualname: table \(offsets.codeQualname ?? -1), process \(qualname)")
-            offsets.codeQualname = Int(qualname)
-        }
-        if let adaptive = bytes.uint64(at: layout.codeCodeAdaptive), adaptive < 1 << 20,
-           offsets.codeCodeAdaptive != Int(adaptive) {
-            differing.append("code_object.co_code_adaptive: table \(offsets.codeCodeAdaptive ?? -1), process \(adaptive)")
-            offsets.codeCodeAdaptive = Int(adaptive)
-        }
+        reconcile("interpreters_head", offsets.runtimeInterpretersHead, at: layout.runtimeInterpretersHead) { offsets.runtimeInterpretersHead = $0 }
+        reconcile("threads_head", offsets.interpThreadsHead, at: layout.interpThreadsHead) { offsets.interpThreadsHead = $0 }
+        reconcile("thread_state.next", offsets.tstateNext, at: layout.tstateNext) { offsets.tstateNext = $0 }
+        reconcile("thread_state.thread_id", offsets.tstateThreadId, at: layout.tstateThreadId) { offsets.tstateThreadId = $0 }
+        reconcile("thread_state.current_frame", offsets.tstateFrame, at: layout.tstateCurrentFrame) { offsets.tstateFrame = $0 }
+        reconcile("interpreter_frame.previous", offsets.frameBack, at: layout.framePrevious) { offsets.frameBack = $0 }
+        reconcile("interpreter_frame.executable", offsets.frameCode, at: layout.frameExecutable) { offsets.frameCode = $0 }
+        reconcile("interpreter_frame.instr_ptr", offsets.frameInstr, at: layout.frameInstrPtr) { offsets.frameInstr = $0 }
+        reconcile("interpreter_frame.owner", offsets.frameOwner, at: layout.frameOwner) { offsets.frameOwner = $0 }
+        reconcile("code_object.filename", offsets.codeFilename, at: layout.codeFilename) { offsets.codeFilename = $0 }
+        reconcile("code_object.name", offsets.codeName, at: layout.codeName) { offsets.codeName = $0 }
+        reconcile("code_object.qualname", offsets.codeQualname, at: layout.codeQualname) { offsets.codeQualname = $0 }
+        reconcile("code_object.linetable", offsets.codeLineTable, at: layout.codeLineTable) { offsets.codeLineTable = $0 }
+        reconcile("code_object.firstlineno", offsets.codeFirstLineno, at: layout.codeFirstLineno) { offsets.codeFirstLineno = $0 }
+        reconcile("code_object.co_code_adaptive", offsets.codeCodeAdaptive, at: layout.codeCodeAdaptive) { offsets.codeCodeAdaptive = $0 }
         // The checksum window is the int before co_firstlineno, wherever that moved.
         offsets.codeChecksum = offsets.codeFirstLineno - 4
         return differing

@@ -1,4 +1,4 @@
-import CPython
+@testable import CPython
 import Foundation
 import Native
 import XCTest
@@ -13,11 +13,12 @@ final class InterpreterLocatorTests: XCTestCase {
         processes = []
     }
 
-    /// Starts `python` sleeping, after it printed its version, and returns (pid, sys.version_info).
+    /// Starts `python` sleeping once it has printed its version (in a spelling 2.7 also runs), and
+    /// returns (pid, "M.m.p").
     private func startSleeping(_ python: String) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", "import sys, time; print('%d.%d.%d' % sys.version_info[:3], flush=True); time.sleep(60)"]
+        process.arguments = ["-c", "import sys, time; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); time.sleep(60)"]
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -56,25 +57,12 @@ final class InterpreterLocatorTests: XCTestCase {
 
     func testUnsupportedVersionsAreNamed() throws {
         for minor in ["2.7", "3.7"] {
-            let (pid, version) = try startSleepingAnyVersion(try TestInterpreters.pyenv(minor))
+            let (pid, version) = try startSleeping(try TestInterpreters.pyenv(minor))
             XCTAssertThrowsError(try InterpreterLocator.locate(pid: pid)) { error in
                 XCTAssertEqual(error as? InterpreterError, .unsupportedVersion(pid: pid, version: version))
                 XCTAssertTrue("\(error)".contains("Python \(version)"), "\(error)")
             }
         }
-    }
-
-    /// 2.7 cannot run the f-less print above; a version-neutral spelling.
-    private func startSleepingAnyVersion(_ python: String) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", "import sys, time; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); time.sleep(60)"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        processes.append(process)
-        let line = output.fileHandleForReading.availableData
-        return (process.processIdentifier, String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     func testNotPythonAndGone() throws {
@@ -91,5 +79,38 @@ final class InterpreterLocatorTests: XCTestCase {
         XCTAssertThrowsError(try InterpreterLocator.locate(pid: sleeper.processIdentifier)) { error in
             XCTAssertEqual(error as? InterpreterError, .processGone(pid: sleeper.processIdentifier))
         }
+    }
+}
+
+/// 3.13's `_Py_DebugOffsets` as a real process publishes it, and what happens when it disagrees.
+final class DebugOffsetsTests: XCTestCase {
+    func testProcessValuesWinAndAreReported() throws {
+        let python = try TestInterpreters.pyenv("3.13")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", "import time; print('ready', flush=True); time.sleep(60)"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        defer { process.terminate() }
+        _ = output.fileHandleForReading.availableData
+        let interpreter = try InterpreterLocator.locate(pid: process.processIdentifier)
+        let table = try XCTUnwrap(PythonOffsets.forVersion(major: 3, minor: 13))
+        let layout = try XCTUnwrap(table.debugOffsets)
+        var bytes = try ProcessMemory(pid: process.processIdentifier).read(interpreter.runtimeAddress, count: layout.size)
+
+        var offsets = table
+        XCTAssertEqual(try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: bytes), [])
+        XCTAssertEqual(offsets, table)
+
+        // A build whose thread_id moved: the process's value is used, and said.
+        withUnsafeBytes(of: UInt64(999)) { bytes.replaceSubrange(layout.tstateThreadId..<layout.tstateThreadId + 8, with: $0) }
+        XCTAssertEqual(
+            try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: bytes),
+            ["thread_state.thread_id: table \(table.tstateThreadId), process 999"])
+        XCTAssertEqual(offsets.tstateThreadId, 999)
+
+        bytes[0] = 0
+        XCTAssertThrowsError(try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: bytes))
     }
 }

@@ -116,8 +116,8 @@ final class RunningProcess {
         let stem = "process-\(UUID().uuidString.prefix(8))"
         standardOutputURL = outputDirectory.appendingPathComponent("\(stem).stdout")
         standardErrorURL = outputDirectory.appendingPathComponent("\(stem).stderr")
-        FileManager.default.createFile(atPath: standardOutputURL.path, contents: nil)
-        FileManager.default.createFile(atPath: standardErrorURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: standardOutputURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: standardErrorURL.path, contents: nil)
         let outputHandle = try FileHandle(forWritingTo: standardOutputURL)
         let errorHandle = try FileHandle(forWritingTo: standardErrorURL)
         // The child holds its own copies of the descriptors once it runs.

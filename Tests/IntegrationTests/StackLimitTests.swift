@@ -1,0 +1,91 @@
+import Foundation
+import XCTest
+
+/// Stacks deeper than the BPF walk's limit are cut, and say so: their samples start with a `[truncated]`
+/// frame, then hold exactly PY_MAX_FRAMES Python frames, the innermost ones.
+final class StackLimitTests: IntegrationTestCase {
+    func testDeepStackIsCutWithTruncatedMarker() throws {
+        let workload = try Workload.load()
+        let maximum = try bpfMaximumPythonFrames()
+        let spinLine = try workload.line("deep-spin")
+        let bottomLine = try workload.line("deep-bottom")
+        let selfLine = try workload.line("deep-self")
+        // deep_spin, the innermost deep_recurse (calling deep_spin), and the rest recursive deep_recurse calls.
+        let expectedFrames = [ProfileFrame(name: "deep_spin", file: workload.path, line: spinLine),
+                              ProfileFrame(name: "deep_recurse", file: workload.path, line: bottomLine)]
+            + Array(repeating: ProfileFrame(name: "deep_recurse", file: workload.path, line: selfLine), count: maximum - 2)
+
+        for interpreter in try PythonInterpreters.supported() {
+            let running = try start(interpreter.path, [workload.path, "deep", "--depth", "400"])
+            // "ready" comes from the bottom of the recursion: every sample from then on is 400 calls deep.
+            try running.waitForLine("ready", timeout: 30)
+            let output = scratchFile("deep-\(interpreter.minorVersion).folded")
+            let result = try runPyBPFProf([
+                "record", "--pid", "\(running.pid)", "--rate", "499", "--duration", "1.5", "-o", output,
+            ])
+            running.killIfRunning()
+            try result.requireSuccess()
+            let stacks = try FoldedFile.stacks(at: output)
+            let total = stacks.reduce(0) { $0 + $1.count }
+            let truncated = stacks.filter { $0.frames.first?.name == "[truncated]" }
+            let truncatedSamples = truncated.reduce(0) { $0 + $1.count }
+            print("  \(interpreter): \(truncatedSamples) of \(total) samples truncated; Python frames after [truncated]: "
+                + Set(truncated.map { $0.frames.count - 1 }).sorted().map(String.init).joined(separator: ", ")
+                + " (expected \(maximum))")
+
+            XCTAssertGreaterThanOrEqual(total, 100, "\(interpreter): too few samples of the deep stack")
+            XCTAssertEqual(truncatedSamples, total, "\(interpreter): every sample is 400 calls deep, so every one should be truncated")
+            for stack in stacks {
+                XCTAssertFalse(stack.frames.dropFirst().contains { $0.name == "[truncated]" },
+                               "\(interpreter): [truncated] should only be the root frame")
+            }
+            for stack in truncated {
+                let python = Array(stack.frames.dropFirst())
+                XCTAssertEqual(python.count, maximum, "\(interpreter): a truncated stack should hold the BPF maximum of \(maximum) Python frames")
+                // Root first, so the innermost frames come last.
+                if python.count == maximum, python != Array(expectedFrames.reversed()) {
+                    let mismatch = zip(python, expectedFrames.reversed()).enumerated().first { $0.element.0 != $0.element.1 }
+                    XCTFail("\(interpreter): the truncated stack should be the innermost \(maximum) frames; "
+                        + "frame \(mismatch?.offset ?? -1) is \(mismatch?.element.0.description ?? "?"), "
+                        + "expected \(mismatch?.element.1.description ?? "?")")
+                }
+            }
+        }
+    }
+
+    /// PY_MAX_FRAMES from bpf/pybpfprof.h: a number, or a product of other defines and numbers.
+    private func bpfMaximumPythonFrames() throws -> Int {
+        let header = Checkout.root.appendingPathComponent("bpf/pybpfprof.h").path
+        guard let text = try? String(contentsOfFile: header, encoding: .utf8) else {
+            throw IntegrationError("cannot read \(header)")
+        }
+        var defines: [String: String] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("#define ") {
+            let words = line.dropFirst("#define ".count).split(separator: " ", maxSplits: 1)
+            guard words.count == 2 else { continue }
+            // Without a trailing /* comment */.
+            let value = words[1].components(separatedBy: "/*")[0].trimmingCharacters(in: .whitespaces)
+            defines[String(words[0])] = value
+        }
+        func evaluate(_ expression: String, depth: Int = 0) -> Int? {
+            guard depth < 8 else { return nil }
+            let inner = expression.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
+            let factors = inner.components(separatedBy: "*").map { $0.trimmingCharacters(in: .whitespaces) }
+            var product = 1
+            for factor in factors {
+                if let number = Int(factor) {
+                    product *= number
+                } else if let definition = defines[factor], let value = evaluate(definition, depth: depth + 1) {
+                    product *= value
+                } else {
+                    return nil
+                }
+            }
+            return product
+        }
+        guard let definition = defines["PY_MAX_FRAMES"], let value = evaluate(definition) else {
+            throw IntegrationError("cannot read PY_MAX_FRAMES from \(header) as a number or a product of defines")
+        }
+        return value
+    }
+}

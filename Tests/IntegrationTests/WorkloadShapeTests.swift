@@ -1,0 +1,230 @@
+import Foundation
+import XCTest
+
+/// Profiles the workload's `shape` mode on every supported CPython, once attaching by `--pid` and once
+/// launching it with `-- CMD`, and checks the profile against what the workload is known to do: names,
+/// file, line numbers and call order of its frames, heavy():light() = 3:1, a recursion of
+/// RECURSION_DEPTH + 1 frames, and a second thread that has its own samples and only its own functions.
+final class WorkloadShapeTests: IntegrationTestCase {
+    /// Samples per second per CPU: 3 s then give the main thread about 1000 samples, enough for a ratio
+    /// bound of a few tenths.
+    static let rate = 499
+    static let seconds = 3
+
+    func testCPython3_8() throws { try checkShape(PythonInterpreters.pyenv("3.8")) }
+    func testCPython3_9() throws { try checkShape(PythonInterpreters.pyenv("3.9")) }
+    func testCPython3_10() throws { try checkShape(PythonInterpreters.pyenv("3.10")) }
+    func testCPython3_11() throws { try checkShape(PythonInterpreters.pyenv("3.11")) }
+    func testCPython3_12() throws { try checkShape(PythonInterpreters.pyenv("3.12")) }
+    func testCPython3_13() throws { try checkShape(PythonInterpreters.pyenv("3.13")) }
+    func testDebianCPython3_11() throws { try checkShape(PythonInterpreters.debian311()) }
+
+    /// pybpfprof passes the launched command's exit status through, after writing the profile.
+    func testCommandExitStatusIsPassedThrough() throws {
+        let workload = try Workload.load()
+        let interpreter = try PythonInterpreters.debian311()
+        let output = scratchFile("exit-status.folded")
+        let result = try runPyBPFProf([
+            "record", "--rate", "\(Self.rate)", "-o", output, "--",
+            interpreter.path, workload.path, "shape", "--seconds", "0.5", "--exit-status", "3",
+        ])
+        XCTAssertTrue(result.exitedNormally, result.report)
+        XCTAssertEqual(result.status, 3, "pybpfprof should exit with the command's status 3: \(result.report)")
+        let samples = try FoldedFile.stacks(at: output).reduce(0) { $0 + $1.count }
+        XCTAssertGreaterThan(samples, 0, "the profile of a command that failed should still be written")
+        print("  exit status 3 passed through; \(samples) samples written")
+    }
+
+    private func checkShape(_ interpreter: PythonInterpreter) throws {
+        let workload = try Workload.load()
+        let expectations = try ShapeExpectations(workload: workload)
+
+        // --pid: attach once the workload has started its worker and printed "ready".
+        let running = try start(interpreter.path, [workload.path, "shape"])
+        try running.waitForLine("ready", timeout: 30)
+        let byPidOutput = scratchFile("by-pid.speedscope.json")
+        let byPid = try runPyBPFProf([
+            "record", "--pid", "\(running.pid)", "--rate", "\(Self.rate)", "--duration", "\(Self.seconds)",
+            "-o", byPidOutput,
+        ])
+        running.killIfRunning()
+        try byPid.requireSuccess()
+        let byPidMain = try printedThreadID("main-tid", in: running.standardOutput)
+        XCTAssertEqual(byPidMain, running.pid, "the workload's main thread id should be its pid")
+        try expectations.check(
+            profile: byPidOutput, label: "\(interpreter) --pid", pid: running.pid, mainTid: byPidMain,
+            workerTid: try printedThreadID("worker-tid", in: running.standardOutput))
+
+        // -- CMD: pybpfprof launches the workload, which runs a fixed time and exits 0.
+        let byCommandOutput = scratchFile("by-command.speedscope.json")
+        let byCommand = try runPyBPFProf([
+            "record", "--rate", "\(Self.rate)", "-o", byCommandOutput, "--",
+            interpreter.path, workload.path, "shape", "--seconds", "\(Self.seconds)",
+        ])
+        try byCommand.requireSuccess()
+        // The launched command's stdout is pybpfprof's, and its main thread's id is its pid.
+        let byCommandMain = try printedThreadID("main-tid", in: byCommand.standardOutput)
+        try expectations.check(
+            profile: byCommandOutput, label: "\(interpreter) -- CMD", pid: byCommandMain, mainTid: byCommandMain,
+            workerTid: try printedThreadID("worker-tid", in: byCommand.standardOutput))
+    }
+}
+
+/// What a profile of the `shape` workload must show, with the lines taken from the fixture's markers.
+private struct ShapeExpectations {
+    let workload: Workload
+    /// Recursive calls below the first call to recurse().
+    let recursionDepth: Int
+    /// Every workload function the main thread runs, with the lines it spans.
+    let mainFunctions: [String: ClosedRange<Int>]
+    let workerFunctions: [String: ClosedRange<Int>]
+    /// caller -> callee -> the caller's line while the callee runs. A frame of one of these callers that
+    /// has a child must have that child, and be on that line.
+    let callSites: [String: [String: Int]]
+
+    init(workload: Workload) throws {
+        self.workload = workload
+        recursionDepth = try workload.integerConstant("RECURSION_DEPTH")
+        var mainFunctions: [String: ClosedRange<Int>] = [:]
+        for name in ["run_shape", "caller", "heavy", "light", "spin", "recurse"] {
+            mainFunctions[name] = try workload.lines(ofFunction: name)
+        }
+        self.mainFunctions = mainFunctions
+        workerFunctions = [
+            "worker_loop": try workload.lines(ofFunction: "worker_loop"),
+            "worker_compute": try workload.lines(ofFunction: "worker_compute"),
+        ]
+        callSites = [
+            "run_shape": ["caller": try workload.line("main-caller"), "recurse": try workload.line("main-recurse")],
+            "caller": ["heavy": try workload.line("caller-heavy"), "light": try workload.line("caller-light")],
+            "heavy": ["spin": try workload.line("heavy-call")],
+            "light": ["spin": try workload.line("light-call")],
+            "recurse": ["recurse": try workload.line("recurse-self"), "spin": try workload.line("recurse-bottom")],
+            "spin": [:],
+            "worker_loop": ["worker_compute": try workload.line("worker-call")],
+            "worker_compute": [:],
+        ]
+    }
+
+    func check(profile path: String, label: String, pid: Int32, mainTid: Int32, workerTid: Int32) throws {
+        let threads = try SpeedscopeFile.threads(at: path)
+        let names = threads.map(\.profileName).joined(separator: "; ")
+        for thread in threads {
+            XCTAssertEqual(thread.pid, pid, "\(label): a profile of another process: \(thread.profileName)")
+        }
+        let main = try XCTUnwrap(threads.first { $0.tid == mainTid }, "\(label): no profile for the main thread \(mainTid) among: \(names)")
+        let worker = try XCTUnwrap(threads.first { $0.tid == workerTid }, "\(label): no profile for the worker thread \(workerTid) among: \(names)")
+
+        for thread in [main, worker] {
+            for stack in thread.stacks { checkFrames(stack, label: "\(label), tid \(thread.tid)") }
+        }
+        let figures = [
+            checkRatio(main.stacks, label: label),
+            checkRecursion(main.stacks, label: label),
+            checkThreadsKeepTheirOwnFunctions(main: main, worker: worker, label: label),
+        ]
+        print("  \(label): \(main.stacks.count + worker.stacks.count) samples; " + figures.joined(separator: "; "))
+    }
+
+    /// Each frame of a workload function: in the workload's file, on one of its lines; with a workload
+    /// function as its child, one it calls, and on the line that calls it.
+    private func checkFrames(_ stack: ProfileStack, label: String) {
+        for (position, frame) in stack.enumerated() {
+            guard let span = mainFunctions[frame.name] ?? workerFunctions[frame.name] else { continue }
+            guard frame.file == workload.path else {
+                XCTFail("\(label): \(frame.name) should be in \(workload.path), not \(frame.file)")
+                return
+            }
+            guard position + 1 < stack.count else {
+                if !span.contains(frame.line) {
+                    XCTFail("\(label): leaf \(frame) should be on a line of \(frame.name) (\(span))")
+                    return
+                }
+                continue
+            }
+            let child = stack[position + 1]
+            // Calls into the standard library (Event.is_set, Thread.join) are the workload's business.
+            guard mainFunctions[child.name] != nil || workerFunctions[child.name] != nil else { continue }
+            guard let callLine = callSites[frame.name]?[child.name] else {
+                XCTFail("\(label): \(frame.name) should not call \(child.name): \(render(stack))")
+                return
+            }
+            if frame.line != callLine {
+                XCTFail("\(label): \(frame.name) calling \(child.name) should be on line \(callLine), not \(frame.line): \(render(stack))")
+                return
+            }
+        }
+    }
+
+    /// heavy() does three times light()'s work under the same caller, so the fraction of their samples
+    /// that are heavy()'s is 3/4 within binomial noise.
+    private func checkRatio(_ stacks: [ProfileStack], label: String) -> String {
+        let heavy = stacks.filter { $0.contains { $0.name == "heavy" } }
+        let light = stacks.filter { $0.contains { $0.name == "light" } }.count
+        let trials = heavy.count + light
+        let expected = 0.75
+        let bound = binomialBound(expected: expected, trials: trials)
+        let fraction = Double(heavy.count) / Double(max(trials, 1))
+        let ratio = Double(heavy.count) / Double(max(light, 1))
+        // The fraction bound as a bound on the ratio heavy/light = f / (1 - f).
+        let lowest = (expected - bound) / (1 - expected + bound)
+        let highest = expected + bound >= 1 ? Double.infinity : (expected + bound) / (1 - expected - bound)
+        let figures = String(format: "heavy:light %d:%d = %.2f (expected 3, 4-sigma bound %.2f...%.2f; heavy share %.3f ± %.3f)",
+                             heavy.count, light, ratio, lowest, highest, fraction, bound)
+        XCTAssertGreaterThanOrEqual(trials, 200, "\(label): too few samples under heavy() and light() for a ratio: \(figures)")
+        XCTAssertLessThanOrEqual(abs(fraction - expected), bound, "\(label): \(figures)")
+
+        // The parent-child order, spelled out for the commonest heavy() stack.
+        let expectedPath = ["run_shape", "caller", "heavy", "spin"]
+        let onPath = heavy.filter { Array($0.suffix(4).map(\.name)) == expectedPath }.count
+        XCTAssertGreaterThan(onPath * 2, heavy.count,
+                             "\(label): most heavy() samples should end run_shape -> caller -> heavy -> spin, \(onPath) of \(heavy.count) do")
+        if let root = heavy.first?.first {
+            XCTAssertEqual(root.name, "<module>", "\(label): the main thread's root frame: \(render(heavy[0]))")
+        }
+        return figures
+    }
+
+    /// Every sample taken while the recursion's innermost call runs spin() has exactly RECURSION_DEPTH
+    /// recursive frames below the first call: RECURSION_DEPTH + 1 recurse frames.
+    private func checkRecursion(_ stacks: [ProfileStack], label: String) -> String {
+        let expectedFrames = recursionDepth + 1
+        let atBottom = stacks.filter { stack in
+            zip(stack, stack.dropFirst()).contains { $0.name == "recurse" && $1.name == "spin" }
+        }
+        var depths: [Int: Int] = [:]
+        for stack in atBottom { depths[stack.filter { $0.name == "recurse" }.count, default: 0] += 1 }
+        let observed = depths.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key)" }.joined(separator: ", ")
+        XCTAssertGreaterThanOrEqual(atBottom.count, 20, "\(label): too few samples at the bottom of the recursion")
+        XCTAssertEqual(Array(depths.keys), [expectedFrames],
+                       "\(label): samples at the recursion's bottom should hold \(expectedFrames) recurse frames (samples×frames: \(observed))")
+        return "recursion samples×frames \(observed) (expected \(expectedFrames))"
+    }
+
+    /// The worker's samples are under its own tid, run worker_loop(), and hold none of the main thread's
+    /// functions; the main thread's hold none of the worker's.
+    private func checkThreadsKeepTheirOwnFunctions(main: ThreadSamples, worker: ThreadSamples, label: String) -> String {
+        let withLoop = worker.stacks.filter { $0.contains { $0.name == "worker_loop" } }.count
+        let share = Double(withLoop) / Double(max(worker.stacks.count, 1))
+        let figures = String(format: "worker tid %d: %d samples, %.0f%% in worker_loop", worker.tid, worker.stacks.count, 100 * share)
+        XCTAssertGreaterThanOrEqual(worker.stacks.count, 20, "\(label): too few worker samples: \(figures)")
+        XCTAssertGreaterThanOrEqual(share, 0.9, "\(label): \(figures)")
+        for stack in worker.stacks {
+            if let foreign = stack.first(where: { mainFunctions[$0.name] != nil || $0.name == "<module>" }) {
+                XCTFail("\(label): the worker's sample holds the main thread's \(foreign.name): \(render(stack))")
+                break
+            }
+        }
+        for stack in main.stacks {
+            if let foreign = stack.first(where: { workerFunctions[$0.name] != nil }) {
+                XCTFail("\(label): the main thread's sample holds the worker's \(foreign.name): \(render(stack))")
+                break
+            }
+        }
+        return figures
+    }
+
+    private func render(_ stack: ProfileStack) -> String {
+        stack.map { "\($0.name):\($0.line)" }.joined(separator: " -> ")
+    }
+}
