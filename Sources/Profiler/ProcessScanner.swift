@@ -29,6 +29,16 @@ public enum ProcessScanner {
         return (found, skipped)
     }
 
+    /// The process a thread id belongs to (`Tgid:` in /proc/ID/status); the id itself for a process or
+    /// when /proc does not say.
+    public static func threadGroup(of id: Int32) -> Int32 {
+        guard let status = try? String(contentsOfFile: "/proc/\(id)/status", encoding: .utf8) else { return id }
+        for line in status.split(separator: "\n") where line.hasPrefix("Tgid:") {
+            return Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)) ?? id
+        }
+        return id
+    }
+
     /// /proc/PID/cmdline with arguments joined by spaces; the comm when that is empty (kernel threads,
     /// zombies) or unreadable.
     public static func commandLine(pid: Int32) -> String {

@@ -101,7 +101,10 @@ public final class Recorder {
         var targets: [Int32] = []
 
         switch options.target {
-        case .pids(let pids):
+        case .pids(let ids):
+            // A thread id (as top shows them) stands for its process: the BPF program keys by process.
+            var pids: [Int32] = []
+            for pid in ids.map(ProcessScanner.threadGroup(of:)) where !pids.contains(pid) { pids.append(pid) }
             for pid in pids { try register(try InterpreterLocator.locate(pid: pid)) }
             targets = pids
         case .all:
