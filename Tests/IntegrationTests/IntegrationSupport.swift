@@ -96,6 +96,13 @@ struct ProcessResult {
         return self
     }
 
+    /// The first two lines of the summary `record` prints: `N samples from ... records lost` and `errors: ...`.
+    var recordingSummary: String {
+        let lines = standardErrorLines
+        guard let start = lines.firstIndex(where: { $0.contains(" samples from ") }) else { return "no summary on stderr" }
+        return lines[start..<min(start + 2, lines.count)].joined(separator: "; ")
+    }
+
     /// The lines of stderr that are not empty.
     var standardErrorLines: [String] {
         standardError.split(separator: "\n").map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
@@ -362,6 +369,18 @@ struct Workload {
             end = index
         }
         return (start + 1)...(end + 1)
+    }
+
+    /// Every function the file defines (`def name(`), with the lines it spans.
+    func functionSpans() throws -> [String: ClosedRange<Int>] {
+        var spans: [String: ClosedRange<Int>] = [:]
+        for text in lines {
+            let code = text.trimmingCharacters(in: .whitespaces)
+            guard code.hasPrefix("def "), let open = code.firstIndex(of: "(") else { continue }
+            let name = String(code[code.index(code.startIndex, offsetBy: 4)..<open])
+            spans[name] = try self.lines(ofFunction: name)
+        }
+        return spans
     }
 
     /// The value of a module-level `NAME = <integer>` line.

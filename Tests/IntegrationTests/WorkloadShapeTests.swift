@@ -6,8 +6,8 @@ import XCTest
 /// file, line numbers and call order of its frames, heavy():light() = 3:1, a recursion of
 /// RECURSION_DEPTH + 1 frames, and a second thread that has its own samples and only its own functions.
 final class WorkloadShapeTests: IntegrationTestCase {
-    /// Samples per second per CPU: 3 s then give the main thread about 1000 samples, enough for a ratio
-    /// bound of a few tenths.
+    /// Samples per second per CPU. 3 s of it give about 1000 samples under heavy() and light(), so the
+    /// 4-sigma bound on heavy()'s share (3/4) is about ±0.055, a heavy:light ratio between 2.3 and 4.1.
     static let rate = 499
     static let seconds = 3
 
@@ -52,7 +52,7 @@ final class WorkloadShapeTests: IntegrationTestCase {
         let byPidMain = try printedThreadID("main-tid", in: running.standardOutput)
         XCTAssertEqual(byPidMain, running.pid, "the workload's main thread id should be its pid")
         try expectations.check(
-            profile: byPidOutput, label: "\(interpreter) --pid", pid: running.pid, mainTid: byPidMain,
+            profile: byPidOutput, label: "\(interpreter) --pid", summary: byPid.recordingSummary, pid: running.pid, mainTid: byPidMain,
             workerTid: try printedThreadID("worker-tid", in: running.standardOutput))
 
         // -- CMD: pybpfprof launches the workload, which runs a fixed time and exits 0.
@@ -65,7 +65,8 @@ final class WorkloadShapeTests: IntegrationTestCase {
         // The launched command's stdout is pybpfprof's, and its main thread's id is its pid.
         let byCommandMain = try printedThreadID("main-tid", in: byCommand.standardOutput)
         try expectations.check(
-            profile: byCommandOutput, label: "\(interpreter) -- CMD", pid: byCommandMain, mainTid: byCommandMain,
+            profile: byCommandOutput, label: "\(interpreter) -- CMD", summary: byCommand.recordingSummary, pid: byCommandMain,
+            mainTid: byCommandMain,
             workerTid: try printedThreadID("worker-tid", in: byCommand.standardOutput))
     }
 }
@@ -78,6 +79,8 @@ private struct ShapeExpectations {
     /// Every workload function the main thread runs, with the lines it spans.
     let mainFunctions: [String: ClosedRange<Int>]
     let workerFunctions: [String: ClosedRange<Int>]
+    /// Every function the fixture defines.
+    let allFunctions: [String: ClosedRange<Int>]
     /// caller -> callee -> the caller's line while the callee runs. A frame of one of these callers that
     /// has a child must have that child, and be on that line.
     let callSites: [String: [String: Int]]
@@ -90,6 +93,7 @@ private struct ShapeExpectations {
             mainFunctions[name] = try workload.lines(ofFunction: name)
         }
         self.mainFunctions = mainFunctions
+        allFunctions = try workload.functionSpans()
         workerFunctions = [
             "worker_loop": try workload.lines(ofFunction: "worker_loop"),
             "worker_compute": try workload.lines(ofFunction: "worker_compute"),
@@ -106,7 +110,9 @@ private struct ShapeExpectations {
         ]
     }
 
-    func check(profile path: String, label: String, pid: Int32, mainTid: Int32, workerTid: Int32) throws {
+    /// `summary` is pybpfprof's own account of the recording (samples, records lost, errors), printed
+    /// beside the figures so that a failure's log shows whether the recording itself went wrong.
+    func check(profile path: String, label: String, summary: String, pid: Int32, mainTid: Int32, workerTid: Int32) throws {
         let threads = try SpeedscopeFile.threads(at: path)
         let names = threads.map(\.profileName).joined(separator: "; ")
         for thread in threads {
@@ -116,44 +122,50 @@ private struct ShapeExpectations {
         let worker = try XCTUnwrap(threads.first { $0.tid == workerTid }, "\(label): no profile for the worker thread \(workerTid) among: \(names)")
 
         for thread in [main, worker] {
-            for stack in thread.stacks { checkFrames(stack, label: "\(label), tid \(thread.tid)") }
+            let problems = thread.stacks.compactMap(frameProblem)
+            XCTAssertEqual(problems.count, 0, "\(label), tid \(thread.tid): \(problems.count) of \(thread.stacks.count) samples "
+                + "break the workload's shape, e.g.:\n" + Set(problems).prefix(3).joined(separator: "\n"))
         }
         let figures = [
-            checkRatio(main.stacks, label: label),
+            checkRatio(main.stacks, label: "\(label) (\(summary))"),
             checkRecursion(main.stacks, label: label),
             checkThreadsKeepTheirOwnFunctions(main: main, worker: worker, label: label),
         ]
-        print("  \(label): \(main.stacks.count + worker.stacks.count) samples; " + figures.joined(separator: "; "))
+        print("  \(label): \(main.stacks.count + worker.stacks.count) samples in the main thread and worker; "
+            + figures.joined(separator: "; ") + "\n    pybpfprof: \(summary)")
     }
 
-    /// Each frame of a workload function: in the workload's file, on one of its lines; with a workload
-    /// function as its child, one it calls, and on the line that calls it.
-    private func checkFrames(_ stack: ProfileStack, label: String) {
+    /// Every frame in the workload's file is `<module>` or one of its functions, on a line of that function;
+    /// the shape functions are in no other file; and a shape function's frame whose child is a shape
+    /// function is one that calls it, on the line that calls it.
+    private func frameProblem(in stack: ProfileStack) -> String? {
         for (position, frame) in stack.enumerated() {
-            guard let span = mainFunctions[frame.name] ?? workerFunctions[frame.name] else { continue }
-            guard frame.file == workload.path else {
-                XCTFail("\(label): \(frame.name) should be in \(workload.path), not \(frame.file)")
-                return
+            let isShapeFunction = mainFunctions[frame.name] != nil || workerFunctions[frame.name] != nil
+            if isShapeFunction && frame.file != workload.path {
+                return "\(frame.name) should be in \(workload.path), not \(frame.file): \(render(stack))"
             }
-            guard position + 1 < stack.count else {
-                if !span.contains(frame.line) {
-                    XCTFail("\(label): leaf \(frame) should be on a line of \(frame.name) (\(span))")
-                    return
+            guard frame.file == workload.path else { continue }
+            if frame.name != "<module>" {
+                guard let span = allFunctions[frame.name] else {
+                    return "\(workload.path) defines no function \(frame.name): \(render(stack))"
                 }
-                continue
+                guard span.contains(frame.line) else {
+                    return "\(frame) should be on a line of \(frame.name) (\(span)): \(render(stack))"
+                }
             }
+            // main() and the threading module's frames call into the shape functions; no need to pin them.
+            guard isShapeFunction, position + 1 < stack.count else { continue }
             let child = stack[position + 1]
             // Calls into the standard library (Event.is_set, Thread.join) are the workload's business.
             guard mainFunctions[child.name] != nil || workerFunctions[child.name] != nil else { continue }
             guard let callLine = callSites[frame.name]?[child.name] else {
-                XCTFail("\(label): \(frame.name) should not call \(child.name): \(render(stack))")
-                return
+                return "\(frame.name) should not call \(child.name): \(render(stack))"
             }
             if frame.line != callLine {
-                XCTFail("\(label): \(frame.name) calling \(child.name) should be on line \(callLine), not \(frame.line): \(render(stack))")
-                return
+                return "\(frame.name) calling \(child.name) should be on line \(callLine), not \(frame.line): \(render(stack))"
             }
         }
+        return nil
     }
 
     /// heavy() does three times light()'s work under the same caller, so the fraction of their samples
@@ -224,7 +236,12 @@ private struct ShapeExpectations {
         return figures
     }
 
+    /// `<module>:146 -> main:139 -> recurse:54 ×60 -> ...`: runs of one frame written once.
     private func render(_ stack: ProfileStack) -> String {
-        stack.map { "\($0.name):\($0.line)" }.joined(separator: " -> ")
+        var runs: [(frame: ProfileFrame, count: Int)] = []
+        for frame in stack {
+            if let last = runs.last, last.frame == frame { runs[runs.count - 1].count += 1 } else { runs.append((frame, 1)) }
+        }
+        return runs.map { "\($0.frame.name):\($0.frame.line)" + ($0.count > 1 ? " ×\($0.count)" : "") }.joined(separator: " -> ")
     }
 }

@@ -21,8 +21,8 @@ import sys
 import threading
 import time
 
-# Iterations of spin's loop in light(); heavy() runs three times as many. A few milliseconds per round of
-# caller(), so that the main loop checks its deadline often and each round holds many samples' worth.
+# Iterations of spin's loop in one call; light() makes one call and heavy() three. About half a millisecond,
+# so that the main loop checks its deadline often.
 UNIT = 20000
 # Recursive calls below recurse()'s first call: the stack holds RECURSION_DEPTH + 1 recurse frames.
 RECURSION_DEPTH = 60
@@ -36,11 +36,14 @@ def spin(iterations):
 
 
 def heavy():
-    return spin(3 * UNIT)  # LINE:heavy-call
+    # Three calls of light()'s one, not one three times as long: spin's additions get slower once its
+    # total outgrows one 30-bit digit, which makes one call three times as long more than three times the work.
+    for _ in range(3):
+        spin(UNIT)  # LINE:heavy-call
 
 
 def light():
-    return spin(UNIT)  # LINE:light-call
+    spin(UNIT)  # LINE:light-call
 
 
 def caller():

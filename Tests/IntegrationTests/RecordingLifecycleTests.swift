@@ -1,0 +1,70 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// How a recording starts and ends: threads that appear during it, and stopping it with a signal.
+final class RecordingLifecycleTests: IntegrationTestCase {
+    /// A thread the workload starts 1 s in, long after pybpfprof launched it, is found in the interpreter's
+    /// thread list and has its Python stack: almost all its samples are in late_thread_work().
+    func testThreadStartedDuringRecordingHasPythonStack() throws {
+        let workload = try Workload.load()
+        for interpreter in try PythonInterpreters.supported() {
+            let output = scratchFile("late-\(interpreter.minorVersion).speedscope.json")
+            let result = try runPyBPFProf([
+                "record", "--rate", "499", "-o", output, "--", interpreter.path, workload.path, "late-thread",
+            ])
+            try result.requireSuccess()
+            let lateTid = try printedThreadID("late-tid", in: result.standardOutput)
+            let threads = try SpeedscopeFile.threads(at: output)
+            let late = try XCTUnwrap(threads.first { $0.tid == lateTid },
+                                     "\(interpreter): no samples for the late thread \(lateTid) among: \(threads.map(\.profileName))")
+            let inWork = late.stacks.filter { $0.contains { $0.name == "late_thread_work" && $0.file == workload.path } }.count
+            let share = Double(inWork) / Double(max(late.stacks.count, 1))
+            // The others, by leaf frame: thread start-up and shut-down ([no Python frame], threading.py).
+            let others = Dictionary(late.stacks.filter { !$0.contains { $0.name == "late_thread_work" } }
+                .map { ($0.last?.name ?? "(empty)", 1) }, uniquingKeysWith: +)
+            let othersText = others.isEmpty ? "none" : others.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            print(String(format: "  %@: late thread %d: %d samples, %d (%.1f%%) in late_thread_work; others: %@",
+                         interpreter.label, lateTid, late.stacks.count, inWork, 100 * share, othersText))
+            // It spins about 1 s: ~499 samples, less whatever the machine's other work takes.
+            XCTAssertGreaterThanOrEqual(late.stacks.count, 100, "\(interpreter): too few samples of the late thread")
+            XCTAssertGreaterThanOrEqual(share, 0.9, "\(interpreter): \(inWork) of \(late.stacks.count) late thread samples are in late_thread_work")
+        }
+    }
+
+    func testSIGINTWritesWhatWasCollected() throws {
+        try checkStopsOnSignal(SIGINT, name: "SIGINT")
+    }
+
+    func testSIGTERMWritesWhatWasCollected() throws {
+        try checkStopsOnSignal(SIGTERM, name: "SIGTERM")
+    }
+
+    /// `record --pid` without --duration runs until a signal, then writes the profile and exits 0.
+    private func checkStopsOnSignal(_ signalNumber: Int32, name: String) throws {
+        let workload = try Workload.load()
+        let interpreter = try PythonInterpreters.debian311()
+        let running = try start(interpreter.path, [workload.path, "shape"])
+        try running.waitForLine("ready", timeout: 30)
+        let output = scratchFile("signal.folded")
+        let recorder = try start(try PyBPFProfBinary.path(), [
+            "record", "--pid", "\(running.pid)", "--rate", "499", "-o", output,
+        ])
+        usleep(2_000_000)
+        XCTAssertTrue(recorder.isRunning, "pybpfprof should record until signalled: \(recorder.standardError)")
+        recorder.send(signalNumber)
+        let result = try recorder.wait(timeout: 30)
+        XCTAssertTrue(running.isRunning, "the workload should outlive the recording")
+        running.killIfRunning()
+        XCTAssertTrue(result.exitedNormally && result.status == 0, "pybpfprof should exit 0 on \(name): \(result.report)")
+
+        let stacks = try FoldedFile.stacks(at: output)
+        let samples = stacks.reduce(0) { $0 + $1.count }
+        let names = Set(stacks.flatMap { $0.frames.filter { $0.file == workload.path }.map(\.name) })
+        print("  \(name) after 2 s: exit \(result.status), \(samples) samples, workload functions: \(names.sorted().joined(separator: ", "))")
+        XCTAssertGreaterThanOrEqual(samples, 200, "about 2 s at 499 Hz should give hundreds of samples")
+        for function in ["run_shape", "caller", "heavy", "light", "spin", "recurse", "worker_loop"] {
+            XCTAssertTrue(names.contains(function), "the profile written on \(name) should show \(function)")
+        }
+    }
+}
