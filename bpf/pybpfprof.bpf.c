@@ -137,10 +137,15 @@ static __always_inline __u64 find_thread_state(const struct py_process *process,
     }
     count(COUNTER_TSTATE_CACHE_MISS);
 
-    __u64 interp = read_u64(process->interpreters_head);
-    __u64 tstate = interp ? read_u64(interp + offsets->interp_threads_head) : 0;
-    if (!tstate) {
+    __u64 interp = 0, tstate = 0;
+    if (bpf_probe_read_user(&interp, sizeof(interp), (const void *)process->interpreters_head) != 0 ||
+        (interp && bpf_probe_read_user(&tstate, sizeof(tstate), (const void *)(interp + offsets->interp_threads_head)) != 0)) {
         count(COUNTER_READ_INTERP);
+        return 0;
+    }
+    if (!tstate) {
+        /* Before Py_Initialize has created the main thread state, or after finalization. */
+        count(COUNTER_NO_INTERPRETER);
         return 0;
     }
     for (int i = 0; i < PY_MAX_THREADS_SCAN && tstate; i++) {

@@ -87,6 +87,8 @@ public final class Recorder {
     public init(options: RecordOptions) throws {
         try Preflight.check()
         self.options = options
+        // Before the slow part (loading BPF): a Ctrl-C from now on ends the recording cleanly.
+        signalSources = Self.installSignalHandlers(setting: stopRequested)
         sampler = try Sampler(ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics)
         startMonotonic = Self.monotonicNow()
         profile = Profile(sampleRate: options.rate, startDate: Date().timeIntervalSince1970)
@@ -95,7 +97,6 @@ public final class Recorder {
     /// Records until the duration elapses, SIGINT/SIGTERM arrives or every target has exited, and
     /// returns what was collected, whatever ended it.
     public func run() throws -> (Profile, RecordingStatistics) {
-        installSignalHandlers()
         defer { signalSources.forEach { $0.cancel() } }
         var child: LaunchedCommand?
         var targets: [Int32] = []
@@ -230,6 +231,7 @@ public final class Recorder {
         case COUNTER_NO_THREAD_STATE: return "thread not in interpreter's thread list"
         case COUNTER_TSTATE_CACHE_MISS: return "thread state cache misses"
         case COUNTER_TSTATE_STALE: return "stale thread state cache entries"
+        case COUNTER_NO_INTERPRETER: return "interpreter not running (starting or finalizing)"
         case COUNTER_READ_INTERP: return "interpreter state unreadable"
         case COUNTER_READ_FRAME: return "frame unreadable"
         case COUNTER_READ_CODE: return "code object unreadable"
@@ -239,13 +241,13 @@ public final class Recorder {
         }
     }
 
-    private func installSignalHandlers() {
-        for signalNumber in [SIGINT, SIGTERM] {
+    private static func installSignalHandlers(setting flag: StopFlag) -> [DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { signalNumber in
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { [stopRequested] in stopRequested.set() }
+            source.setEventHandler { flag.set() }
             source.resume()
-            signalSources.append(source)
+            return source
         }
     }
 

@@ -28,7 +28,10 @@ public struct Summary {
     }
 
     /// Counters that describe normal operation rather than errors.
-    static let informationalCounters: Set<String> = ["sent", "thread state cache misses"]
+    static let informationalCounters: Set<String> = [
+        "sent", "thread state cache misses", "stale thread state cache entries",
+        "interpreter not running (starting or finalizing)",
+    ]
 
     /// A function without its line: own time adds up over the lines of one function.
     static func label(_ frame: Frame) -> String {

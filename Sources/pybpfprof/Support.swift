@@ -29,9 +29,15 @@ enum OutputPath {
             return "cannot write \(path): directory \(directory) does not exist"
         }
         guard isDirectory.boolValue else { return "cannot write \(path): \(directory) is not a directory" }
-        guard access(directory, W_OK) == 0 else {
+        // Create and remove a file, as the final write will: access(2) says yes to root even where the
+        // file system refuses (sysfs, read-only mounts).
+        var probe = Array("\(directory)/.pybpfprof-probe-XXXXXX".utf8CString)
+        let fd = mkstemp(&probe)
+        guard fd >= 0 else {
             return "cannot write \(path): directory \(directory) is not writable (\(String(cString: strerror(errno))))"
         }
+        close(fd)
+        unlink(probe)
         var targetIsDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &targetIsDirectory), targetIsDirectory.boolValue {
             return "cannot write \(path): it is a directory"
