@@ -4,23 +4,33 @@ import Native
 
 /// Python processes as /proc shows them.
 public enum ProcessScanner {
-    /// Every running process with a supported CPython interpreter, and a line for each Python-looking
-    /// process that could not be used (unsupported version, unreadable).
+    /// Every running process with a supported CPython interpreter, and a line for each process with an
+    /// interpreter that could not be used (unsupported version, unreadable).
     ///
-    /// Only processes whose executable or mapped files mention "python" are examined: opening every
-    /// library of every process on a host to look for _PyRuntime would cost seconds.
-    static func pythonProcesses() -> (found: [PythonInterpreter], skipped: [String]) {
+    /// A process is examined when one of its executable mappings defines `_PyRuntime` or `Py_Initialize`,
+    /// whatever the file is called (a static interpreter renamed to the service's name included). Each
+    /// file is read once per scan, by device and inode: libc and friends are shared by every process.
+    public static func pythonProcesses() -> (found: [PythonInterpreter], skipped: [String]) {
         let own = getpid()
+        var definesInterpreter: [String: Bool] = [:]
         var found: [PythonInterpreter] = []
         var skipped: [String] = []
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for pid in entries.compactMap({ Int32($0) }).sorted() where pid != own {
-            guard let maps = try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8),
-                  maps.contains("python")
-            else { continue }
+            guard let mappings = try? MemoryMapping.read(pid: pid) else { continue }
+            let hasInterpreter = mappings.contains { mapping in
+                guard mapping.executable, mapping.inode != 0 else { return false }
+                let file = "\(mapping.device):\(mapping.inode)"
+                if let known = definesInterpreter[file] { return known }
+                let elf = try? InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping)
+                let defines = elf.map { $0.symbol(named: "_PyRuntime") != nil || $0.symbol(named: "Py_Initialize") != nil } ?? false
+                definesInterpreter[file] = defines
+                return defines
+            }
+            guard hasInterpreter else { continue }
             do {
                 found.append(try InterpreterLocator.locate(pid: pid))
-            } catch InterpreterError.notPython, InterpreterError.processGone {
+            } catch InterpreterError.processGone {
                 continue
             } catch {
                 skipped.append("\(error)")

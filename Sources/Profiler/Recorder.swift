@@ -80,7 +80,8 @@ public final class Recorder {
     private var profile: Profile
     private var symbolizers: [Int32: PythonSymbolizer] = [:]
     private var statistics = RecordingStatistics()
-    private let startMonotonic: UInt64
+    /// When sampling started; sample times count from here.
+    private var startMonotonic: UInt64 = 0
     private let stopRequested = StopFlag()
     private var signalSources: [DispatchSourceSignal] = []
 
@@ -90,24 +91,44 @@ public final class Recorder {
         // Before the slow part (loading BPF): a Ctrl-C from now on ends the recording cleanly.
         signalSources = Self.installSignalHandlers(setting: stopRequested)
         sampler = try Sampler(ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics)
-        startMonotonic = Self.monotonicNow()
-        profile = Profile(sampleRate: options.rate, startDate: Date().timeIntervalSince1970)
+        profile = Profile(sampleRate: options.rate, startDate: 0)
     }
 
     /// Records until the duration elapses, SIGINT/SIGTERM arrives or every target has exited, and
     /// returns what was collected, whatever ended it.
     public func run() throws -> (Profile, RecordingStatistics) {
         defer { signalSources.forEach { $0.cancel() } }
-        var child: LaunchedCommand?
-        var targets: [Int32] = []
+        let runningTargets = try registerRunningTargets()
 
+        startMonotonic = Self.monotonicNow()
+        profile.startDate = Date().timeIntervalSince1970
+        try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
+        defer { sampler.stop() }
+
+        let deadline = options.duration.map { Self.monotonicNow() + UInt64($0 * 1e9) }
+        func timeToStop() -> Bool {
+            stopRequested.isSet || deadline.map { Self.monotonicNow() >= $0 } ?? false
+        }
+        if case .command(let arguments) = options.target {
+            try recordCommand(arguments, until: timeToStop)
+        } else {
+            while !timeToStop() && runningTargets.contains(where: { kill($0, 0) == 0 || errno != ESRCH }) {
+                usleep(50_000)
+            }
+        }
+        sampler.stop()
+        return finish()
+    }
+
+    /// For --pid and --all: locates and registers the processes, returns their pids.
+    private func registerRunningTargets() throws -> [Int32] {
         switch options.target {
         case .pids(let ids):
             // A thread id (as top shows them) stands for its process: the BPF program keys by process.
             var pids: [Int32] = []
             for pid in ids.map(ProcessScanner.threadGroup(of:)) where !pids.contains(pid) { pids.append(pid) }
             for pid in pids { try register(try InterpreterLocator.locate(pid: pid)) }
-            targets = pids
+            return pids
         case .all:
             let (found, skipped) = ProcessScanner.pythonProcesses()
             statistics.skippedProcesses = skipped
@@ -115,43 +136,43 @@ public final class Recorder {
                 throw RecordError.noTargets("no running Python process found (--all looks at processes running now)")
             }
             for interpreter in found { try register(interpreter) }
-            targets = found.map(\.pid)
+            return found.map(\.pid)
         case .command:
-            break
+            return []
         }
+    }
 
-        try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
-        defer { sampler.stop() }
-
-        if case .command(let arguments) = options.target {
-            child = try LaunchedCommand(arguments: arguments)
-            targets = [child!.pid]
-        }
-
-        let deadline = options.duration.map { Self.monotonicNow() + UInt64($0 * 1e9) }
-        var located = child == nil
-        while !stopRequested.isSet {
-            if let deadline, Self.monotonicNow() >= deadline { break }
-            if let child {
-                if !located, let interpreter = try? InterpreterLocator.locate(pid: child.pid) {
-                    try register(interpreter)
+    /// Launches the command and records it until it exits (or `timeToStop`). Its interpreter is located
+    /// as soon as the dynamic loader has mapped it, polled every 2 ms until then.
+    private func recordCommand(_ arguments: [String], until timeToStop: () -> Bool) throws {
+        let child = try LaunchedCommand(arguments: arguments)
+        var located = false
+        var unusable: Error?
+        while !timeToStop() {
+            if !located && unusable == nil {
+                do {
+                    try register(try InterpreterLocator.locate(pid: child.pid))
                     located = true
+                } catch let error as InterpreterError {
+                    switch error {
+                    case .unsupportedVersion, .unknownVersion:
+                        // That will not change: let the command run, report at its end.
+                        unusable = error
+                    case .notPython, .processGone, .unreadable:
+                        // Not yet (exec, the dynamic loader at work) or exiting: poll() will tell.
+                        break
+                    }
                 }
-                if let status = child.poll() {
-                    statistics.commandExitStatus = status
-                    break
-                }
-                usleep(located ? 50_000 : 2_000)
-            } else {
-                if targets.allSatisfy({ kill($0, 0) != 0 && errno == ESRCH }) { break }
-                usleep(50_000)
             }
+            if let status = child.poll() {
+                statistics.commandExitStatus = status
+                break
+            }
+            usleep(located || unusable != nil ? 50_000 : 2_000)
         }
-        sampler.stop()
-        if let child, !located, statistics.commandExitStatus != nil {
-            throw RecordError.neverPython(command: child.arguments.joined(separator: " "))
+        if !located, statistics.commandExitStatus != nil {
+            throw unusable ?? RecordError.neverPython(command: arguments.joined(separator: " "))
         }
-        return finish()
     }
 
     private func register(_ interpreter: PythonInterpreter) throws {

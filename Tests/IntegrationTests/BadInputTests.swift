@@ -55,11 +55,12 @@ final class BadInputTests: IntegrationTestCase {
         assertCleanError(result, keywords: ["cannot write", "/nonexistent-dir", "does not exist"])
     }
 
-    /// sysfs refuses new files even to root, whose access(2) check says the directory is writable.
+    /// sysfs refuses new files even to root, whose access(2) check says the directory is writable. The
+    /// check before recording catches it ("is not writable"), so no recording is lost to it.
     func testOutputInUnwritableDirectory() throws {
         let python = try startSleepingPython(try PythonInterpreters.debian311())
         let result = try runPyBPFProf(["record", "--pid", "\(python.pid)", "--duration", "1", "-o", "/sys/out.folded"])
-        assertCleanError(result, keywords: ["cannot write", "/sys/out.folded"])
+        assertCleanError(result, keywords: ["cannot write", "/sys/out.folded", "is not writable"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/out.folded"))
     }
 
@@ -73,6 +74,18 @@ final class BadInputTests: IntegrationTestCase {
         let result = try runPyBPFProf(["record", "-o", scratchFile("out.folded"), "--", missing, "--flag"])
         assertCleanError(result, keywords: ["cannot run", missing, "No such file"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratchFile("out.folded")), "no profile for a command that never ran")
+    }
+
+    /// A launched command running an unsupported Python runs to its end, then the version is named.
+    func testCommandRunningUnsupportedPython() throws {
+        let interpreter = try PythonInterpreters.pyenv("3.7")
+        let result = try runPyBPFProf(["record", "-o", scratchFile("out.folded"), "--", interpreter.path, "-c", "pass"])
+        assertCleanError(result, keywords: ["Python 3.7.", "does not support"])
+    }
+
+    func testCommandThatNeverRunsPython() throws {
+        let result = try runPyBPFProf(["record", "-o", scratchFile("out.folded"), "--", "/bin/true"])
+        assertCleanError(result, keywords: ["/bin/true", "without ever running a supported CPython"])
     }
 
     // MARK: - Helpers
