@@ -31,8 +31,11 @@ struct thread_struct___pybpfprof {
 } __attribute__((preserve_access_index));
 
 struct task_struct___pybpfprof {
+    unsigned int flags;
     struct thread_struct___pybpfprof thread;
 } __attribute__((preserve_access_index));
+
+#define PF_EXITING 0x00000004 /* include/linux/sched.h */
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -140,7 +143,8 @@ static __always_inline __u64 find_thread_state(const struct py_process *process,
     __u64 interp = 0, tstate = 0;
     if (bpf_probe_read_user(&interp, sizeof(interp), (const void *)process->interpreters_head) != 0 ||
         (interp && bpf_probe_read_user(&tstate, sizeof(tstate), (const void *)(interp + offsets->interp_threads_head)) != 0)) {
-        count(COUNTER_READ_INTERP);
+        /* A process in exit() has already given up its memory: not an error. */
+        count(BPF_CORE_READ(task, flags) & PF_EXITING ? COUNTER_PROCESS_EXITING : COUNTER_READ_INTERP);
         return 0;
     }
     if (!tstate) {

@@ -121,6 +121,7 @@ enum counter {
     COUNTER_TSTATE_CACHE_MISS,  /* (tgid, fsbase) cache miss: thread list walked */
     COUNTER_TSTATE_STALE,       /* cached thread state no longer matched its thread */
     COUNTER_NO_INTERPRETER,     /* interpreter not initialized yet, or finalized: no thread list */
+    COUNTER_PROCESS_EXITING,    /* sampled in exit(), after its memory was released */
     COUNTER_READ_INTERP,        /* could not read interpreter / thread list */
     COUNTER_READ_FRAME,         /* could not read a frame */
     COUNTER_READ_CODE,          /* could not read a code object checksum */

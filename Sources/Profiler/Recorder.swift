@@ -253,6 +253,7 @@ public final class Recorder {
         case COUNTER_TSTATE_CACHE_MISS: return "thread state cache misses"
         case COUNTER_TSTATE_STALE: return "stale thread state cache entries"
         case COUNTER_NO_INTERPRETER: return "interpreter not running (starting or finalizing)"
+        case COUNTER_PROCESS_EXITING: return "samples of exiting processes"
         case COUNTER_READ_INTERP: return "interpreter state unreadable"
         case COUNTER_READ_FRAME: return "frame unreadable"
         case COUNTER_READ_CODE: return "code object unreadable"

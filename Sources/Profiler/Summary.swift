@@ -30,7 +30,7 @@ public struct Summary {
     /// Counters that describe normal operation rather than errors.
     static let informationalCounters: Set<String> = [
         "sent", "thread state cache misses", "stale thread state cache entries",
-        "interpreter not running (starting or finalizing)",
+        "interpreter not running (starting or finalizing)", "samples of exiting processes",
     ]
 
     /// A function without its line: own time adds up over the lines of one function.
