@@ -9,15 +9,16 @@ public struct BPFMap {
     public init(fd: Int32) { self.fd = fd }
 
     public func update<Key, Value>(_ key: Key, _ value: Value) throws {
-        var key = key
-        var value = value
-        try check(bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY)), "updating BPF map")
+        try withUnsafeBytes(of: key) { key in
+            try withUnsafeBytes(of: value) { value in
+                _ = try check(bpf_map_update_elem(fd, key.baseAddress, value.baseAddress, UInt64(BPF_ANY)), "updating BPF map")
+            }
+        }
     }
 
     /// Deletes a key; a missing key is not an error.
     public func delete<Key>(_ key: Key) throws {
-        var key = key
-        let result = bpf_map_delete_elem(fd, &key)
+        let result = withUnsafeBytes(of: key) { bpf_map_delete_elem(fd, $0.baseAddress) }
         if result < 0 && -result != ENOENT { try check(result, "deleting from BPF map") }
     }
 
@@ -29,8 +30,9 @@ public struct BPFMap {
         let stride = (MemoryLayout<Value>.size + 7) & ~7
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: stride * cpus, alignment: 8)
         defer { buffer.deallocate() }
-        var key = key
-        try check(bpf_map_lookup_elem(fd, &key, buffer.baseAddress), "reading per-CPU BPF map")
+        try withUnsafeBytes(of: key) { key in
+            _ = try check(bpf_map_lookup_elem(fd, key.baseAddress, buffer.baseAddress), "reading per-CPU BPF map")
+        }
         return (0..<cpus).map { buffer.loadUnaligned(fromByteOffset: $0 * stride, as: Value.self) }
     }
 }

@@ -47,8 +47,8 @@ public final class BPFObject {
 
     /// Sets a `const volatile` tunable of the program; only before `load()`.
     public func setConstant<Value>(_ name: String, _ value: Value) throws {
-        var value = value
-        try check(cbpf_set_constant(handle, name, &value, MemoryLayout<Value>.size), "setting BPF constant \(name)")
+        let result = withUnsafeBytes(of: value) { cbpf_set_constant(handle, name, $0.baseAddress, $0.count) }
+        try check(result, "setting BPF constant \(name)")
     }
 
     /// Loads every program and map; a verifier rejection throws with the verifier's log.

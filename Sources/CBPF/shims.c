@@ -6,6 +6,7 @@
 #include <linux/perf_event.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -82,12 +83,19 @@ int cbpf_set_constant(struct bpf_object *object, const char *name, const void *v
             continue;
         if (variable->size != size)
             return -EINVAL;
+        /* libbpf hands out the initial value read-only: change a copy and give it back. */
         size_t data_size = 0;
-        char *data = bpf_map__initial_value(rodata, &data_size);
-        if (!data || variable->offset + size > data_size)
+        const void *current = bpf_map__initial_value(rodata, &data_size);
+        if (!current || variable->offset + size > data_size)
             return -EINVAL;
+        char *data = malloc(data_size);
+        if (!data)
+            return -ENOMEM;
+        memcpy(data, current, data_size);
         memcpy(data + variable->offset, value, size);
-        return 0;
+        int result = bpf_map__set_initial_value(rodata, data, data_size);
+        free(data);
+        return result;
     }
     return -ENOENT;
 }
