@@ -39,7 +39,9 @@ let package = Package(
         ),
         .testTarget(name: "NativeTests", dependencies: ["Native"]),
         .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native"], exclude: ["Fixtures"]),
-        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Profiler"], exclude: ["Fixtures"]),
+        // Helpers shared by test targets (one test target cannot import another).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Profiler", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

@@ -1,6 +1,7 @@
 import Exporters
 import Foundation
 import Profiler
+import TestSupport
 import XCTest
 
 final class SpeedscopeExporterTests: XCTestCase {

@@ -1,17 +1,18 @@
 import Foundation
 
+/// Shared by the format tests and the integration tests (a test target cannot import another).
 /// Checks documents against speedscope's published schema with Python's `jsonschema.Draft6Validator`,
 /// the validator the schema is written for. Missing tools are errors, not skips: a format test that
 /// quietly stops validating would pass while proving nothing.
-enum SpeedscopeSchemaValidator {
-    struct SetupError: Error, CustomStringConvertible {
-        var description: String
+public enum SpeedscopeSchemaValidator {
+    public struct SetupError: Error, CustomStringConvertible {
+        public var description: String
     }
 
     /// `<checkout>/../shared/formats/speedscope-file-format-schema.json`. The checkout is found from this
-    /// file's real location, three levels down (Tests/ExportersTests/<file>), resolving symbolic links so
+    /// file's real location, three levels down (Tests/TestSupport/<file>), resolving symbolic links so
     /// that a package that links these sources in from elsewhere still finds the checkout's schema.
-    static var schemaPath: String {
+    public static var schemaPath: String {
         guard let resolved = realpath(#filePath, nil) else { return #filePath }
         defer { free(resolved) }
         let checkout = URL(fileURLWithPath: String(cString: resolved))
@@ -22,7 +23,7 @@ enum SpeedscopeSchemaValidator {
 
     /// The ways `document` breaks the schema, one line each (`profiles/0: 'weights' is a required
     /// property`); empty when it conforms.
-    static func violations(of document: [UInt8]) throws -> [String] {
+    public static func violations(of document: [UInt8]) throws -> [String] {
         let schema = schemaPath
         guard FileManager.default.fileExists(atPath: schema) else {
             throw SetupError(description: "speedscope schema not found at \(schema): the tests expect it in "
