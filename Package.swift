@@ -38,7 +38,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "NativeTests", dependencies: ["Native"]),
-        .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native"], exclude: ["Fixtures"]),
+        .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native", "TestSupport"], exclude: ["Fixtures"]),
         // Helpers shared by test targets (one test target cannot import another).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler", "TestSupport"]),

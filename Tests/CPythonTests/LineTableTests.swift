@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import CPython
@@ -144,7 +145,7 @@ final class LineTableTests: XCTestCase {
     // MARK: - Helpers
 
     private func checkAgainstPyenv(version: String) throws {
-        try checkAgainstInterpreter(path: "\(TestInterpreters.pyenvRoot())/versions/\(version)/bin/python3", versionPrefix: version)
+        try checkAgainstInterpreter(path: "\(try Pyenv.root())/versions/\(version)/bin/python3", versionPrefix: version)
     }
 
     private func checkAgainstInterpreter(path python: String, versionPrefix: String) throws {

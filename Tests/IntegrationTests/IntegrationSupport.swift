@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import XCTest
 
 // Shared machinery of the integration tests: running processes with time limits, finding the pybpfprof
@@ -272,7 +273,7 @@ enum PythonInterpreters {
     /// The newest pyenv build of `minorVersion` (`versions/3.8.18/bin/python3`); free-threaded and other
     /// variant builds (`3.13.0t`) are left out.
     static func pyenv(_ minorVersion: String, program: String = "python3") throws -> PythonInterpreter {
-        let root = try pyenvRoot()
+        let root = try Pyenv.root()
         let versionsDirectory = root + "/versions"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: versionsDirectory)) ?? []
         let micros = names.compactMap { name -> (name: String, micro: Int)? in
@@ -288,43 +289,6 @@ enum PythonInterpreters {
             throw IntegrationError("pyenv's CPython \(newest.name) has no \(path)")
         }
         return PythonInterpreter(label: "pyenv \(newest.name)", path: path, minorVersion: minorVersion)
-    }
-
-    /// PYENV_ROOT, else what `pyenv root` says, else /root/.pyenv.
-    static func pyenvRoot() throws -> String {
-        var tried: [String] = []
-        if let root = ProcessInfo.processInfo.environment["PYENV_ROOT"], !root.isEmpty {
-            if isDirectory(root) { return root }
-            tried.append("PYENV_ROOT=\(root)")
-        }
-        if let root = askPyenvForRoot() {
-            if isDirectory(root) { return root }
-            tried.append("`pyenv root`=\(root)")
-        }
-        if isDirectory("/root/.pyenv") { return "/root/.pyenv" }
-        tried.append("/root/.pyenv")
-        throw IntegrationError("cannot find pyenv's root (tried \(tried.joined(separator: ", "))): the tests "
-            + "need pyenv's CPython 3.7 to 3.13 and 2.7; set PYENV_ROOT")
-    }
-
-    private static func askPyenvForRoot() -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["pyenv", "root"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
-        let root = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return root.isEmpty ? nil : root
-    }
-
-    private static func isDirectory(_ path: String) -> Bool {
-        var directory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
     }
 }
 
