@@ -13,23 +13,10 @@ final class InterpreterLocatorTests: XCTestCase {
         processes = []
     }
 
-    /// Starts `python` sleeping once it has printed its version (in a spelling 2.7 also runs), and
-    /// returns (pid, "M.m.p").
     private func startSleeping(_ python: String) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", "import sys, time; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); time.sleep(60)"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
+        let (process, version) = try TestInterpreters.startSleeping(python)
         processes.append(process)
-        var line = Data()
-        while !line.contains(0x0a) {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        return (process.processIdentifier, String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        return (process.processIdentifier, version)
     }
 
     private func checkLocates(_ python: String, binaryContains: String) throws {
@@ -85,15 +72,8 @@ final class InterpreterLocatorTests: XCTestCase {
 /// 3.13's `_Py_DebugOffsets` as a real process publishes it, and what happens when it disagrees.
 final class DebugOffsetsTests: XCTestCase {
     func testProcessValuesWinAndAreReported() throws {
-        let python = try TestInterpreters.pyenv("3.13")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", "import time; print('ready', flush=True); time.sleep(60)"]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
+        let (process, _) = try TestInterpreters.startSleeping(try TestInterpreters.pyenv("3.13"))
         defer { process.terminate() }
-        _ = output.fileHandleForReading.availableData
         let interpreter = try InterpreterLocator.locate(pid: process.processIdentifier)
         let table = try XCTUnwrap(PythonOffsets.forVersion(major: 3, minor: 13))
         let layout = try XCTUnwrap(table.debugOffsets)

@@ -20,4 +20,22 @@ enum TestInterpreters {
         // 2.7 has no python3.
         return FileManager.default.fileExists(atPath: "\(bin)/python3") ? "\(bin)/python3" : "\(bin)/python"
     }
+
+    /// Starts `python` sleeping for a minute once it has printed its version (in a spelling 2.7 also runs,
+    /// so the interpreter is initialized when this returns), and returns it with "M.m.p".
+    static func startSleeping(_ python: String) throws -> (Process, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", "import sys, time; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); time.sleep(60)"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        var line = Data()
+        while !line.contains(0x0a) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        return (process, String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
 }
