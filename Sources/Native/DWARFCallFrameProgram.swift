@@ -30,6 +30,12 @@ struct CallFrameRow: Equatable {
     var returnAddress: RegisterRule = .unspecified
 }
 
+/// A row of an FDE's table: the rules that hold from `address` on.
+struct AddressedCallFrameRow {
+    let address: UInt64
+    let row: CallFrameRow
+}
+
 /// Interprets the call frame instructions of a CIE and an FDE (DWARF 5 §6.4.2) into the rows of the FDE's table.
 ///
 /// Bounded by construction: every instruction consumes at least one byte of a program whose length was checked,
@@ -46,7 +52,7 @@ struct CallFrameProgram {
 
     /// The rows of the FDE's table, by increasing address, each holding up to the next one's address (the last up to
     /// `pcEnd`). Rows whose range is empty (an advance by 0, or a location past `pcEnd`) are left out.
-    func rows() throws -> [(address: UInt64, row: CallFrameRow)] {
+    func rows() throws -> [AddressedCallFrameRow] {
         var initial = CallFrameRow()
         var cieInterpreter = Interpreter(program: self, initialRow: nil, location: fde.pcBegin)
         try cieInterpreter.run(fde.cie.initialInstructions, into: &initial, isInitialProgram: true)
@@ -54,7 +60,7 @@ struct CallFrameProgram {
         var row = initial
         var interpreter = Interpreter(program: self, initialRow: initial, location: fde.pcBegin)
         try interpreter.run(fde.instructions, into: &row, isInitialProgram: false)
-        if interpreter.rowStart < fde.pcEnd { interpreter.rows.append((interpreter.rowStart, row)) }
+        if interpreter.rowStart < fde.pcEnd { interpreter.rows.append(AddressedCallFrameRow(address: interpreter.rowStart, row: row)) }
         return interpreter.rows
     }
 
@@ -63,7 +69,7 @@ struct CallFrameProgram {
         /// The rules after the CIE's initial instructions, which `DW_CFA_restore*` go back to; nil while running those.
         let initialRow: CallFrameRow?
         var rowStart: UInt64
-        var rows: [(address: UInt64, row: CallFrameRow)] = []
+        var rows: [AddressedCallFrameRow] = []
         var rememberedStates: [CallFrameRow] = []
 
         init(program: CallFrameProgram, initialRow: CallFrameRow?, location: UInt64) {
@@ -190,7 +196,7 @@ struct CallFrameProgram {
         private mutating func move(to target: UInt64, row: CallFrameRow) -> Bool {
             guard target > rowStart else { return true }
             let end = program.fde.pcEnd
-            if rowStart < end { rows.append((rowStart, row)) }
+            if rowStart < end { rows.append(AddressedCallFrameRow(address: rowStart, row: row)) }
             rowStart = target
             return target < end
         }

@@ -26,7 +26,12 @@ struct DWARFCursor {
 
     private mutating func fixed(width: Int) throws -> UInt64 {
         let bytes = try take(width)
-        return bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) }
+        var value: UInt64 = 0, shift: UInt64 = 0
+        for byte in bytes {
+            value |= UInt64(byte) << shift
+            shift += 8
+        }
+        return value
     }
 
     /// An unsigned LEB128 number (DWARF 5 §7.6). Longer than 10 bytes cannot be a 64-bit value and is refused, so a

@@ -21,8 +21,6 @@ struct CommonInformationEntry {
     let pointerEncoding: PointerEncoding
     /// Whether FDEs carry an augmentation data block (augmentation string starting with 'z'), to be skipped.
     let hasAugmentationData: Bool
-    /// 'S' augmentation: a signal trampoline, whose "return address" is the interrupted instruction itself.
-    let isSignalFrame: Bool
     /// The CFA program that sets up every FDE's initial rules: a cursor over the section bounded to it, so that
     /// `DW_CFA_set_loc` operands know their own address for `DW_EH_PE_pcrel`.
     let initialInstructions: DWARFCursor
@@ -46,7 +44,7 @@ struct CallFrameSection {
     /// The FDEs that parsed, in section order.
     let frameDescriptions: [FrameDescriptionEntry]
     /// FDEs left out because they or their CIE are malformed or use something not supported here.
-    let skippedFrameDescriptions: [(sectionOffset: Int, reason: ELFError)]
+    let skippedFrameDescriptions: [UnwindTable.SkippedFrameDescription]
 
     /// The most entries read from one section: far above libc (~3,700 FDEs) or a large C++ library (~500,000),
     /// and every entry takes at least 8 bytes anyway; this only bounds the work done on a hostile file.
@@ -57,7 +55,7 @@ struct CallFrameSection {
     /// parsed is skipped and recorded, because its length still says where the next entry begins.
     init(data: ArraySlice<UInt8>, kind: CallFrameSectionKind, bases: PointerEncoding.Bases) throws {
         var frameDescriptions: [FrameDescriptionEntry] = []
-        var skipped: [(Int, ELFError)] = []
+        var skipped: [UnwindTable.SkippedFrameDescription] = []
         var cies: [Int: Result<CommonInformationEntry, ELFError>] = [:]
         var cursor = DWARFCursor(section: data, position: data.startIndex, end: data.endIndex)
         var entryCount = 0
@@ -82,7 +80,7 @@ struct CallFrameSection {
                 }
                 frameDescriptions.append(try Self.parseFDE(entry.body, cie: try cie.get(), kind: kind, bases: bases, sectionOffset: entryOffset))
             } catch let error as ELFError {
-                skipped.append((entryOffset, error))
+                skipped.append(UnwindTable.SkippedFrameDescription(sectionOffset: entryOffset, reason: error.description))
             }
         }
         self.frameDescriptions = frameDescriptions
@@ -129,7 +127,9 @@ struct CallFrameSection {
         _ = try cursor.take(length)
         var body = DWARFCursor(section: cursor.section, position: bodyStart, end: cursor.position)
         let pointerFieldOffset = body.sectionOffset
-        let idOrPointer = is64Bit ? try body.u64() : UInt64(try body.u32())
+        // The 64-bit format widens the CIE id/pointer in .debug_frame (DWARF 5 §7.4) but not in .eh_frame, whose CIE
+        // pointer is always 4 bytes (LSB §10.6.1.2).
+        let idOrPointer = is64Bit && kind == .debugFrame ? try body.u64() : UInt64(try body.u32())
         let isCIE: Bool
         switch kind {
         case .ehFrame: isCIE = idOrPointer == 0
@@ -171,7 +171,6 @@ struct CallFrameSection {
         let returnAddressRegister = version == 1 ? UInt64(try cursor.u8()) : try cursor.uleb128()
 
         var pointerEncoding = PointerEncoding.absolute
-        var isSignalFrame = false
         let hasAugmentationData = letters.first == UInt8(ascii: "z")
         if hasAugmentationData {
             // LSB §10.6.1.1: 'z' gives the length of the augmentation data, so letters after an unknown one can be
@@ -185,7 +184,9 @@ struct CallFrameSection {
                 case UInt8(ascii: "P"):
                     let personalityEncoding = PointerEncoding(rawValue: try operands.u8())
                     _ = try personalityEncoding.read(from: &operands, bases: bases)
-                case UInt8(ascii: "S"): isSignalFrame = true
+                // 'S' marks a signal trampoline, whose return address is the interrupted instruction rather than a
+                // call site. It has no data; its CFA is an expression (the saved context), which is `.unsupported`.
+                case UInt8(ascii: "S"): continue
                 default: break letterLoop
                 }
             }
@@ -197,7 +198,7 @@ struct CallFrameSection {
         return CommonInformationEntry(
             codeAlignmentFactor: codeAlignmentFactor, dataAlignmentFactor: dataAlignmentFactor,
             returnAddressRegister: returnAddressRegister, pointerEncoding: pointerEncoding,
-            hasAugmentationData: hasAugmentationData, isSignalFrame: isSignalFrame,
+            hasAugmentationData: hasAugmentationData,
             initialInstructions: cursor
         )
     }

@@ -147,12 +147,12 @@ public struct UnwindTable: Sendable {
     init(callFrameSection data: ArraySlice<UInt8>, kind: CallFrameSectionKind, bases: PointerEncoding.Bases) throws {
         let section = try CallFrameSection(data: data, kind: kind, bases: bases)
         var skipped = section.skippedFrameDescriptions
-        var covered: [(fde: FrameDescriptionEntry, rows: [(address: UInt64, row: CallFrameRow)])] = []
+        var covered: [(fde: FrameDescriptionEntry, rows: [AddressedCallFrameRow])] = []
         for fde in section.frameDescriptions where fde.pcBegin < fde.pcEnd {
             do {
                 covered.append((fde, try CallFrameProgram(fde: fde, bases: bases).rows()))
             } catch let error as ELFError {
-                skipped.append((fde.sectionOffset, error))
+                skipped.append(SkippedFrameDescription(sectionOffset: fde.sectionOffset, reason: error.description))
             }
         }
         covered.sort { $0.fde.pcBegin < $1.fde.pcBegin }
@@ -180,7 +180,7 @@ public struct UnwindTable: Sendable {
             throw ELFError("call frame information spans more than 4 GiB, which the 32-bit address deltas cannot encode")
         }
         self.entries = builder.entries
-        self.skippedFrameDescriptions = skipped.map { SkippedFrameDescription(sectionOffset: $0.sectionOffset, reason: $0.reason.description) }
+        self.skippedFrameDescriptions = skipped
     }
 
     /// Appends entries so that addresses strictly increase (a later entry at the same address replaces the earlier
