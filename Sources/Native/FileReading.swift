@@ -64,3 +64,19 @@ enum FileReading {
         return contents
     }
 }
+
+/// procfs and sysfs files as text, read to their end (they report size 0, so a reader that trusts the size
+/// stops after its first read; Foundation's `String(contentsOfFile:)` does).
+public enum KernelFile {
+    public static func text(_ path: String) throws -> String {
+        do {
+            return String(decoding: try FileReading.contents(of: path, regularFileOnly: false), as: UTF8.self)
+        } catch let error as FileReadError {
+            throw KernelFileError(description: error.description)
+        }
+    }
+}
+
+public struct KernelFileError: Error, CustomStringConvertible {
+    public let description: String
+}

@@ -42,7 +42,7 @@ public enum ProcessScanner {
     /// The process a thread id belongs to (`Tgid:` in /proc/ID/status); the id itself for a process or
     /// when /proc does not say.
     public static func threadGroup(of id: Int32) -> Int32 {
-        guard let status = try? String(contentsOfFile: "/proc/\(id)/status", encoding: .utf8) else { return id }
+        guard let status = try? KernelFile.text("/proc/\(id)/status") else { return id }
         for line in status.split(separator: "\n") where line.hasPrefix("Tgid:") {
             return Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)) ?? id
         }
@@ -56,7 +56,7 @@ public enum ProcessScanner {
             let bounded = data.prefix(4096)
             return bounded.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
         }
-        let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "?"
+        let comm = (try? KernelFile.text("/proc/\(pid)/comm")) ?? "?"
         return comm.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

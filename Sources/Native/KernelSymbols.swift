@@ -1,0 +1,67 @@
+/// Kernel text symbols from /proc/kallsyms, for naming kernel frames. Read once per recording: the
+/// kernel's own symbols do not move while it runs (modules loaded later are missed until the next read).
+public struct KernelSymbols: Sendable {
+    public struct Symbol: Sendable, Equatable {
+        public let address: UInt64
+        public let name: String
+        /// "[module]" for a module's symbol, empty for the kernel image.
+        public let module: String
+    }
+
+    /// Text symbols sorted by address.
+    public let symbols: [Symbol]
+
+    public enum ReadError: Error, CustomStringConvertible {
+        case unreadable(String)
+        case hidden
+
+        public var description: String {
+            switch self {
+            case .unreadable(let reason): return "cannot read /proc/kallsyms: \(reason)"
+            case .hidden: return "/proc/kallsyms shows no addresses (kernel.kptr_restrict): run as root"
+            }
+        }
+    }
+
+    public static func read(path: String = "/proc/kallsyms") throws -> KernelSymbols {
+        let text: String
+        do {
+            text = try KernelFile.text(path)
+        } catch {
+            throw ReadError.unreadable("\(error)")
+        }
+        let table = KernelSymbols(parsing: text)
+        if table.symbols.isEmpty { throw ReadError.hidden }
+        return table
+    }
+
+    /// Lines "ADDRESS TYPE NAME [MODULE]"; only text symbols (t, T, w, W) name code. Addresses of 0, as
+    /// kallsyms shows them to the unprivileged, are dropped.
+    public init(parsing text: String) {
+        var symbols: [Symbol] = []
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 2)
+            guard fields.count == 3, let type = fields[1].first, "tTwW".contains(type),
+                  let address = UInt64(fields[0], radix: 16), address != 0
+            else { continue }
+            let nameAndModule = fields[2].split(separator: "\t", maxSplits: 1)
+            symbols.append(Symbol(
+                address: address, name: String(nameAndModule[0]),
+                module: nameAndModule.count > 1 ? String(nameAndModule[1]) : ""))
+        }
+        self.symbols = symbols.sorted { $0.address < $1.address }
+    }
+
+    /// The symbol an address falls in, with the offset into it: the last symbol at or below the address.
+    public func symbolize(_ address: UInt64) -> (symbol: Symbol, offset: UInt64)? {
+        var low = 0
+        var high = symbols.count
+        while low < high {
+            let middle = (low + high) / 2
+            if symbols[middle].address <= address { low = middle + 1 } else { high = middle }
+        }
+        guard low > 0 else { return nil }
+        let symbol = symbols[low - 1]
+        return (symbol, address - symbol.address)
+    }
+}
