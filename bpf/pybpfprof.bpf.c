@@ -24,6 +24,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
  * record in a VM (a self-IPI), more than the whole rest of the sample. */
 const volatile __u64 wakeup_bytes = 1 << 20;
 
+/* 0 for a Python-only recording: skips the kernel unwinder's cost. */
+const volatile __u8 collect_kernel_stacks = 1;
+
 /* The kernel types we read, with CO-RE relocations against the running kernel's BTF: only the field we
  * need, so the program builds without a vmlinux.h. */
 struct thread_struct___pybpfprof {
@@ -101,12 +104,22 @@ static __always_inline __u32 frame_u32(const struct walk_state *state, __u16 off
     return *(const __u32 *)&state->frame_buf[offset & (PY_FRAME_READ_MAX - 4)];
 }
 
+/* Where Python frame `index` goes in the record body: after the kernel frames. */
+static __always_inline struct py_frame *py_frame_slot(struct walk_state *state, __u32 index)
+{
+    __u32 offset = state->sample.header.kernel_frame_count * 8 + index * sizeof(struct py_frame);
+    return (struct py_frame *)&state->sample.body[offset & (SAMPLE_BODY_SIZE - 1)];
+}
+
 static __always_inline void emit(struct walk_state *state)
 {
     __u32 frames = state->sample.header.py_frame_count;
     if (frames > PY_MAX_FRAMES)
         frames = PY_MAX_FRAMES;
-    __u64 size = sizeof(struct sample_header) + (__u64)frames * sizeof(struct py_frame);
+    __u32 kernel_frames = state->sample.header.kernel_frame_count;
+    if (kernel_frames > KERNEL_MAX_FRAMES)
+        kernel_frames = KERNEL_MAX_FRAMES;
+    __u64 size = sizeof(struct sample_header) + kernel_frames * 8 + (__u64)frames * sizeof(struct py_frame);
     __u64 flags = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
                                                                                 : BPF_RB_NO_WAKEUP;
     if (bpf_ringbuf_output(&samples, &state->sample, size, flags) == 0)
@@ -220,7 +233,7 @@ static __always_inline bool walk_one_frame(struct walk_state *state)
     if (code && bpf_probe_read_user(&window, sizeof(window), (const void *)(code + offsets->code_checksum)) != 0)
         count(COUNTER_READ_CODE);
 
-    struct py_frame *out = &state->sample.py_frames[frames & (PY_MAX_FRAMES - 1)];
+    struct py_frame *out = py_frame_slot(state, frames);
     out->code = code;
     out->instr = instr;
     out->checksum = (__u32)((window * 0x9E3779B97F4A7C15ULL) >> 32);
@@ -282,6 +295,9 @@ int on_sample(struct bpf_perf_event_data *ctx)
     header->flags = 0;
     header->tstate = 0;
     bpf_get_current_comm(header->comm, sizeof(header->comm));
+    /* The kernel's own unwinder; empty (0 bytes) when the tick interrupted user mode. */
+    long kernel_bytes = collect_kernel_stacks ? bpf_get_stack(ctx, state->sample.body, KERNEL_MAX_FRAMES * 8, 0) : 0;
+    header->kernel_frame_count = kernel_bytes > 0 ? kernel_bytes / 8 : 0;
     state->offsets = process->offsets;
     state->tail_calls = 0;
     state->frame = 0;

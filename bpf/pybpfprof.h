@@ -16,6 +16,9 @@
 #define PY_MAX_TAIL_CALLS 8
 #define PY_MAX_FRAMES (PY_FRAMES_PER_CALL * PY_MAX_TAIL_CALLS) /* 256: a power of two, used as mask */
 
+/* Kernel return addresses per sample (bpf_get_stack), read from the sampled context. */
+#define KERNEL_MAX_FRAMES 64
+
 /* Threads searched in the interpreter's thread list when the (tgid, fsbase) cache misses. */
 #define PY_MAX_THREADS_SCAN 64
 
@@ -91,15 +94,22 @@ struct sample_header {
     __u32 pid;         /* host tgid */
     __u32 tid;         /* host thread id */
     __u32 cpu;
-    __u16 py_frame_count; /* leaf first */
-    __u16 flags;          /* enum sample_flags */
+    __u16 py_frame_count;     /* leaf first */
+    __u16 flags;              /* enum sample_flags */
+    __u16 kernel_frame_count; /* leaf first; 0 when the sample hit user mode */
+    __u16 _pad[3];
     char comm[TASK_COMM_LEN]; /* thread name */
 };
 
-/* The ring buffer record: the header and py_frame_count frames (only those are sent). */
+/* Bytes of a record's body: kernel_frame_count return addresses (__u64), then py_frame_count struct
+ * py_frame. Only the used part is sent. A power of two, so offsets into it can be masked. */
+#define SAMPLE_BODY_SIZE 8192
+_Static_assert(KERNEL_MAX_FRAMES * 8 + PY_MAX_FRAMES * 16 + 16 <= SAMPLE_BODY_SIZE, "sample body too small");
+
+/* The ring buffer record: the header, kernel frames, then Python frames. */
 struct sample {
     struct sample_header header;
-    struct py_frame py_frames[PY_MAX_FRAMES];
+    __u8 body[SAMPLE_BODY_SIZE + 16];
 };
 
 /* Per-CPU state of a sample while tail calls walk it. */

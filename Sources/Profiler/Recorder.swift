@@ -24,14 +24,17 @@ public struct RecordOptions: Sendable {
     public var ringBufferBytes: UInt32
     /// Switch on the kernel's BPF run-time statistics to report the program's cost per sample.
     public var bpfStatistics: Bool
+    /// Only Python frames: no kernel frames under them (and none are collected).
+    public var pythonOnly: Bool
 
     public init(target: Target, rate: Int = 100, duration: Double? = nil,
-                ringBufferBytes: UInt32 = 8 << 20, bpfStatistics: Bool = false) {
+                ringBufferBytes: UInt32 = 8 << 20, bpfStatistics: Bool = false, pythonOnly: Bool = false) {
         self.target = target
         self.rate = rate
         self.duration = duration
         self.ringBufferBytes = ringBufferBytes
         self.bpfStatistics = bpfStatistics
+        self.pythonOnly = pythonOnly
     }
 }
 
@@ -79,6 +82,7 @@ public final class Recorder {
     private let lock = NSLock()
     private var profile: Profile
     private var symbolizers: [Int32: PythonSymbolizer] = [:]
+    private let kernelSymbols: KernelSymbols?
     private var statistics = RecordingStatistics()
     /// When sampling started; sample times count from here.
     private var startMonotonic: UInt64 = 0
@@ -90,7 +94,10 @@ public final class Recorder {
         self.options = options
         // Before the slow part (loading BPF): a Ctrl-C from now on ends the recording cleanly.
         signalSources = Self.installSignalHandlers(setting: stopRequested)
-        sampler = try Sampler(ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics)
+        sampler = try Sampler(
+            ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
+            kernelStacks: !options.pythonOnly)
+        kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         profile = Profile(sampleRate: options.rate, startDate: 0)
     }
 
@@ -186,13 +193,16 @@ public final class Recorder {
             pid: interpreter.pid, commandLine: commandLine, pythonVersion: interpreter.version.description)
     }
 
-    /// Runs on the drain thread for every ring buffer record.
+    /// Runs on the drain thread for every ring buffer record: header, kernel return addresses, Python
+    /// frames (see struct sample in bpf/pybpfprof.h).
     private func handle(_ record: UnsafeRawBufferPointer) {
         let headerSize = MemoryLayout<sample_header>.size
         let frameSize = MemoryLayout<py_frame>.size
         guard record.count >= headerSize else { return }
         let header = record.loadUnaligned(as: sample_header.self)
-        let frameCount = min(Int(header.py_frame_count), (record.count - headerSize) / frameSize)
+        let kernelCount = min(Int(header.kernel_frame_count), (record.count - headerSize) / 8)
+        let pythonStart = headerSize + kernelCount * 8
+        let frameCount = min(Int(header.py_frame_count), (record.count - pythonStart) / frameSize)
         let pid = Int32(bitPattern: header.pid)
 
         lock.lock()
@@ -201,11 +211,11 @@ public final class Recorder {
         guard let symbolizer = symbolizers[pid] else { return }
 
         var stack: [Int32] = []
-        stack.reserveCapacity(frameCount + 1)
+        stack.reserveCapacity(frameCount + kernelCount + 1)
         if header.flags & UInt16(SAMPLE_TRUNCATED.rawValue) != 0 { stack.append(profile.intern(.truncated)) }
         // Frames arrive leaf first; the profile keeps stacks root first.
         for index in stride(from: frameCount - 1, through: 0, by: -1) {
-            let frame = record.loadUnaligned(fromByteOffset: headerSize + index * frameSize, as: py_frame.self)
+            let frame = record.loadUnaligned(fromByteOffset: pythonStart + index * frameSize, as: py_frame.self)
             switch symbolizer.frame(frame) {
             case .success(let resolved): stack.append(profile.intern(resolved))
             case .failure(let reason):
@@ -214,6 +224,11 @@ public final class Recorder {
             }
         }
         if frameCount == 0 && stack.isEmpty { stack.append(profile.intern(.noPython)) }
+        // The kernel was running on the thread's behalf below its innermost Python frame.
+        for index in stride(from: kernelCount - 1, through: 0, by: -1) {
+            let address = record.loadUnaligned(fromByteOffset: headerSize + index * 8, as: UInt64.self)
+            stack.append(profile.intern(kernelFrame(address)))
+        }
 
         let threadName = withUnsafeBytes(of: header.comm) { bytes in
             String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
@@ -223,6 +238,13 @@ public final class Recorder {
             cpu: header.cpu, pid: pid, tid: Int32(bitPattern: header.tid),
             threadName: profile.intern(threadName: threadName), stack: profile.intern(stack: stack)
         ))
+    }
+
+    private func kernelFrame(_ address: UInt64) -> Frame {
+        guard let (symbol, _) = kernelSymbols?.symbolize(address) else {
+            return Frame(kind: .kernel, name: "[kernel 0x\(String(address, radix: 16))]")
+        }
+        return Frame(kind: .kernel, name: symbol.name, file: symbol.module)
     }
 
     private func finish() -> (Profile, RecordingStatistics) {

@@ -23,12 +23,13 @@ final class Sampler {
     static let pollIntervalMilliseconds: Int32 = 50
 
     /// - Parameter ringBufferBytes: a power of two, at least a page.
-    init(ringBufferBytes: UInt32, collectStatistics: Bool) throws {
+    init(ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool) throws {
         object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
         try object.setMaxEntries(map: "samples", ringBufferBytes)
         // Records wake the drain thread only past a quarter of the buffer; otherwise its timed poll
         // (pollInterval) collects them. See wakeup_bytes in the BPF program.
         try object.setConstant("wakeup_bytes", UInt64(ringBufferBytes / 4))
+        try object.setConstant("collect_kernel_stacks", UInt8(kernelStacks ? 1 : 0))
         try object.load()
         processes = BPFMap(fd: try object.mapFD(named: "processes"))
         counters = BPFMap(fd: try object.mapFD(named: "counters"))

@@ -33,9 +33,13 @@ public struct Summary {
         "interpreter not running (starting or finalizing)", "samples of exiting processes",
     ]
 
-    /// A function without its line: own time adds up over the lines of one function.
+    /// A function without its line (own time adds up over the lines of one function), with where it
+    /// lives: a Python file, or the kernel.
     static func label(_ frame: Frame) -> String {
-        frame.file.isEmpty ? frame.name : "\(frame.name) (\((frame.file as NSString).lastPathComponent))"
+        switch frame.kind {
+        case .kernel: return frame.file.isEmpty ? "\(frame.name) [kernel]" : "\(frame.name) [kernel \(frame.file)]"
+        default: return frame.file.isEmpty ? frame.name : "\(frame.name) (\((frame.file as NSString).lastPathComponent))"
+        }
     }
 
     public var text: String {

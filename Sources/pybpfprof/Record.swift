@@ -34,6 +34,9 @@ struct Record: ParsableCommand {
     @Option(name: .long, help: "Output format: \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the output file's extension).")
     var format: OutputFormat?
 
+    @Flag(name: .long, help: "Python frames only: no kernel frames under them.")
+    var pythonOnly = false
+
     @Flag(name: .long, help: "Report the BPF program's kernel run time per sample (switches on kernel BPF statistics).")
     var bpfStats = false
 
@@ -59,7 +62,8 @@ struct Record: ParsableCommand {
 
     func run() throws {
         let target: Target = all ? .all : command.isEmpty ? .pids(pid) : .command(command)
-        let options = RecordOptions(target: target, rate: rate, duration: duration, bpfStatistics: bpfStats)
+        let options = RecordOptions(
+            target: target, rate: rate, duration: duration, bpfStatistics: bpfStats, pythonOnly: pythonOnly)
         let (profile, statistics) = try failing { try Recorder(options: options).run() }
         let path = outputPath
         let chosen = format ?? OutputFormat(path: path) ?? .speedscope

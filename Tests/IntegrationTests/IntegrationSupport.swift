@@ -440,6 +440,10 @@ enum SpeedscopeFile {
 struct FoldedStack {
     var frames: ProfileStack
     var count: Int
+
+    /// Without the kernel's frames (folded marks them with the `_[k]` suffix), which a tick that landed
+    /// in the kernel adds below the Python frames.
+    var pythonFrames: ProfileStack { frames.filter { !$0.name.hasSuffix("_[k]") } }
 }
 
 enum FoldedFile {

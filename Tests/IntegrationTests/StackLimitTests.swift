@@ -30,7 +30,7 @@ final class StackLimitTests: IntegrationTestCase {
             let truncated = stacks.filter { $0.frames.first?.name == "[truncated]" }
             let truncatedSamples = truncated.reduce(0) { $0 + $1.count }
             print("  \(interpreter): \(truncatedSamples) of \(total) samples truncated; Python frames after [truncated]: "
-                + Set(truncated.map { $0.frames.count - 1 }).sorted().map(String.init).joined(separator: ", ")
+                + Set(truncated.map { $0.pythonFrames.count - 1 }).sorted().map(String.init).joined(separator: ", ")
                 + " (expected \(maximum))")
 
             XCTAssertGreaterThanOrEqual(total, 100, "\(interpreter): too few samples of the deep stack")
@@ -40,7 +40,7 @@ final class StackLimitTests: IntegrationTestCase {
                                "\(interpreter): [truncated] should only be the root frame")
             }
             for stack in truncated {
-                let python = Array(stack.frames.dropFirst())
+                let python = Array(stack.pythonFrames.dropFirst())
                 XCTAssertEqual(python.count, maximum, "\(interpreter): a truncated stack should hold the BPF maximum of \(maximum) Python frames")
                 guard python.count == maximum, let leaf = python.last else { continue }
                 XCTAssertTrue(leaf.name == "deep_spin" && leaf.file == workload.path && spinLines.contains(leaf.line),

@@ -1,0 +1,55 @@
+import Foundation
+import XCTest
+
+/// A workload that spends its time in a system call shows the kernel's frames under the Python frame
+/// that made the call; --python-only leaves them out.
+final class KernelStackTests: IntegrationTestCase {
+    private var fixture: String {
+        Checkout.root.appendingPathComponent("Tests/IntegrationTests/Fixtures/syscall_workload.py").path
+    }
+
+    /// Kernel frames in folded output carry the `_[k]` suffix flame graph tools colour as kernel.
+    private func isKernel(_ frame: ProfileFrame) -> Bool { frame.name.hasSuffix("_[k]") }
+
+    func testSystemCallShowsKernelFramesUnderPythonFrame() throws {
+        let output = scratchFile("syscall.folded")
+        let result = try runPyBPFProf([
+            "record", "--rate", "499", "-o", output, "--", try PythonInterpreters.debian311().path, fixture, "2",
+        ]).requireSuccess()
+        let stacks = try FoldedFile.stacks(at: output)
+        let inReadZeros = stacks.filter { $0.frames.contains { $0.name == "read_zeros" } }
+        let samples = inReadZeros.reduce(0) { $0 + $1.count }
+        var withKernelBelow = 0
+        for stack in inReadZeros {
+            let firstKernel = stack.frames.firstIndex(where: isKernel)
+            // Python frames are never below a kernel frame.
+            if let firstKernel {
+                XCTAssertFalse(stack.frames[firstKernel...].contains { !isKernel($0) }, "Python frame below kernel frames: \(stack.frames)")
+            }
+            // The frame right above the kernel's is the Python function that made the call.
+            if let firstKernel, firstKernel > 0, stack.frames[firstKernel - 1].name == "read_zeros" {
+                withKernelBelow += stack.count
+            }
+        }
+        let kernelNames = Set(inReadZeros.flatMap { $0.frames.filter(isKernel).map(\.name) })
+        print("  \(samples) samples in read_zeros, \(withKernelBelow) with kernel frames right under it; "
+            + "kernel functions include \(kernelNames.sorted().prefix(6))")
+        print("    \(result.recordingSummary)")
+        XCTAssertGreaterThan(samples, 500, result.report)
+        XCTAssertGreaterThan(Double(withKernelBelow) / Double(samples), 0.8, "most of read_zeros' time is in read(2)")
+        XCTAssertTrue(kernelNames.contains("vfs_read_[k]") || kernelNames.contains("ksys_read_[k]"),
+                      "the read(2) path should be named: \(kernelNames.sorted())")
+    }
+
+    func testPythonOnlyHasNoKernelFrames() throws {
+        let output = scratchFile("python-only.folded")
+        try runPyBPFProf([
+            "record", "--python-only", "--rate", "499", "-o", output, "--",
+            try PythonInterpreters.debian311().path, fixture, "1",
+        ]).requireSuccess()
+        let stacks = try FoldedFile.stacks(at: output)
+        XCTAssertGreaterThan(stacks.reduce(0) { $0 + $1.count }, 200)
+        XCTAssertFalse(stacks.contains { $0.frames.contains(where: isKernel) }, "--python-only wrote kernel frames")
+        XCTAssertTrue(stacks.contains { $0.frames.last?.name == "read_zeros" })
+    }
+}
