@@ -40,12 +40,12 @@ public struct RecordOptions: Sendable {
 
 /// How a recording went, beside the profile itself.
 public struct RecordingStatistics: Sendable {
-    /// Records received from the ring buffer.
-    public var received: Int = 0
     /// Python frames whose code object could not be resolved, by reason.
     public var unresolvedFrames: [String: Int] = [:]
-    /// The BPF program's named counters.
+    /// The BPF program's named counters, all of them.
     public var counters: [String: UInt64] = [:]
+    /// The counters that count errors (not normal events such as cache misses), where not zero.
+    public var errorCounters: [String: UInt64] = [:]
     /// Records the kernel could not write: ring buffer full.
     public var lostRecords: UInt64 = 0
     /// BPF run time per sample of a profiled process, when statistics were on.
@@ -56,6 +56,7 @@ public struct RecordingStatistics: Sendable {
     public var commandExitStatus: Int32?
     /// Processes whose interpreter was located, with the reason for those that were not.
     public var skippedProcesses: [String] = []
+    /// The interpreters profiled (their `debugOffsetsMismatch` is reported in the summary).
     public var interpreters: [PythonInterpreter] = []
 }
 
@@ -82,6 +83,10 @@ public final class Recorder {
     private let lock = NSLock()
     private var profile: Profile
     private var symbolizers: [Int32: PythonSymbolizer] = [:]
+    /// Profile frame index of each sampled (process, code object, checksum, instruction) and kernel
+    /// address seen so far: a frame is resolved and its strings hashed once, not on every sample.
+    private var pythonFrames: [PythonFrameKey: Int32] = [:]
+    private var kernelFrames: [UInt64: Int32] = [:]
     private let kernelSymbols: KernelSymbols?
     private var statistics = RecordingStatistics()
     /// When sampling started; sample times count from here.
@@ -207,7 +212,6 @@ public final class Recorder {
 
         lock.lock()
         defer { lock.unlock() }
-        statistics.received += 1
         guard let symbolizer = symbolizers[pid] else { return }
 
         var stack: [Int32] = []
@@ -216,8 +220,16 @@ public final class Recorder {
         // Frames arrive leaf first; the profile keeps stacks root first.
         for index in stride(from: frameCount - 1, through: 0, by: -1) {
             let frame = record.loadUnaligned(fromByteOffset: pythonStart + index * frameSize, as: py_frame.self)
+            let key = PythonFrameKey(pid: pid, code: frame.code, checksum: frame.checksum, instruction: frame.instr)
+            if let known = pythonFrames[key] {
+                stack.append(known)
+                continue
+            }
             switch symbolizer.frame(frame) {
-            case .success(let resolved): stack.append(profile.intern(resolved))
+            case .success(let resolved):
+                let interned = profile.intern(resolved)
+                pythonFrames[key] = interned
+                stack.append(interned)
             case .failure(let reason):
                 statistics.unresolvedFrames["\(reason)", default: 0] += 1
                 stack.append(profile.intern(Frame(kind: .marker, name: "[unknown code 0x\(String(frame.code, radix: 16))]")))
@@ -227,7 +239,13 @@ public final class Recorder {
         // The kernel was running on the thread's behalf below its innermost Python frame.
         for index in stride(from: kernelCount - 1, through: 0, by: -1) {
             let address = record.loadUnaligned(fromByteOffset: headerSize + index * 8, as: UInt64.self)
-            stack.append(profile.intern(kernelFrame(address)))
+            if let known = kernelFrames[address] {
+                stack.append(known)
+            } else {
+                let interned = profile.intern(kernelFrame(address))
+                kernelFrames[address] = interned
+                stack.append(interned)
+            }
         }
 
         let threadName = withUnsafeBytes(of: header.comm) { bytes in
@@ -251,7 +269,11 @@ public final class Recorder {
         let counters = sampler.readCounters()
         lock.lock()
         defer { lock.unlock() }
-        for (counter, value) in counters { statistics.counters[Self.counterName(counter)] = value }
+        for (counter, value) in counters {
+            let (name, isError) = Self.describe(counter)
+            statistics.counters[name] = value
+            if isError && value > 0 { statistics.errorCounters[name] = value }
+        }
         statistics.lostRecords = counters[COUNTER_RINGBUF_FULL] ?? 0
         // Tail calls run inside the invocation that started them and are accounted to on_sample; the
         // walk's own figures are added in case a kernel accounts them separately. Divided by profiled
@@ -267,21 +289,22 @@ public final class Recorder {
         return (profile, statistics)
     }
 
-    static func counterName(_ counter: counter) -> String {
+    /// A counter's name in the summary, and whether it counts errors rather than normal events.
+    static func describe(_ counter: counter) -> (name: String, isError: Bool) {
         switch counter {
-        case COUNTER_SENT: return "sent"
-        case COUNTER_RINGBUF_FULL: return "ring buffer full"
-        case COUNTER_NO_THREAD_STATE: return "thread not in interpreter's thread list"
-        case COUNTER_TSTATE_CACHE_MISS: return "thread state cache misses"
-        case COUNTER_TSTATE_STALE: return "stale thread state cache entries"
-        case COUNTER_NO_INTERPRETER: return "interpreter not running (starting or finalizing)"
-        case COUNTER_PROCESS_EXITING: return "samples of exiting processes"
-        case COUNTER_READ_INTERP: return "interpreter state unreadable"
-        case COUNTER_READ_FRAME: return "frame unreadable"
-        case COUNTER_READ_CODE: return "code object unreadable"
-        case COUNTER_TRUNCATED: return "stacks truncated"
-        case COUNTER_TAIL_CALL_FAILED: return "tail calls failed"
-        default: return "counter \(counter.rawValue)"
+        case COUNTER_SENT: return ("sent", false)
+        case COUNTER_RINGBUF_FULL: return ("ring buffer full", true)
+        case COUNTER_NO_THREAD_STATE: return ("thread not in interpreter's thread list", true)
+        case COUNTER_TSTATE_CACHE_MISS: return ("thread state cache misses", false)
+        case COUNTER_TSTATE_STALE: return ("stale thread state cache entries", false)
+        case COUNTER_NO_INTERPRETER: return ("interpreter not running (starting or finalizing)", false)
+        case COUNTER_PROCESS_EXITING: return ("samples of exiting processes", false)
+        case COUNTER_READ_INTERP: return ("interpreter state unreadable", true)
+        case COUNTER_READ_FRAME: return ("frame unreadable", true)
+        case COUNTER_READ_CODE: return ("code object unreadable", true)
+        case COUNTER_TRUNCATED: return ("stacks truncated", true)
+        case COUNTER_TAIL_CALL_FAILED: return ("tail calls failed", true)
+        default: return ("counter \(counter.rawValue)", true)
         }
     }
 
@@ -318,4 +341,12 @@ final class StopFlag: @unchecked Sendable {
         value = true
         lock.unlock()
     }
+}
+
+/// One sampled Python frame as the BPF program sent it, in one process.
+private struct PythonFrameKey: Hashable {
+    var pid: Int32
+    var code: UInt64
+    var checksum: UInt32
+    var instruction: UInt32
 }

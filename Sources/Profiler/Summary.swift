@@ -27,12 +27,6 @@ public struct Summary {
             .sorted { ($0.own, $0.total, $1.name) > ($1.own, $1.total, $0.name) }
     }
 
-    /// Counters that describe normal operation rather than errors.
-    static let informationalCounters: Set<String> = [
-        "sent", "thread state cache misses", "stale thread state cache entries",
-        "interpreter not running (starting or finalizing)", "samples of exiting processes",
-    ]
-
     /// A function without its line (own time adds up over the lines of one function), with where it
     /// lives: a Python file, or the kernel.
     static func label(_ frame: Frame) -> String {
@@ -51,8 +45,7 @@ public struct Summary {
             format: "%d samples from %d process%@ (%d thread%@) in %.1f s at %d Hz; %llu records lost",
             samples, profile.processes.count, profile.processes.count == 1 ? "" : "es", threads,
             threads == 1 ? "" : "s", seconds, profile.sampleRate, statistics.lostRecords))
-        let errors = statistics.counters
-            .filter { !Self.informationalCounters.contains($0.key) && $0.value > 0 }
+        let errors = statistics.errorCounters
             .sorted { $0.key < $1.key }
             .map { "\($0.key) \($0.value)" }
             + statistics.unresolvedFrames.sorted { $0.key < $1.key }.map { "unresolved frames (\($0.key)) \($0.value)" }
@@ -61,6 +54,10 @@ public struct Summary {
             lines.append(String(format: "BPF cost: %.0f ns per sample (%llu program runs)", cost, statistics.bpfInvocations ?? 0))
         }
         for skipped in statistics.skippedProcesses { lines.append("skipped: \(skipped)") }
+        for interpreter in statistics.interpreters where !interpreter.debugOffsetsMismatch.isEmpty {
+            lines.append("note: process \(interpreter.pid)'s _Py_DebugOffsets differ from pybpfprof's table, its own "
+                + "values were used: " + interpreter.debugOffsetsMismatch.joined(separator: "; "))
+        }
         guard samples > 0 else { return lines.joined(separator: "\n") }
         lines.append("   own   total  function")
         for entry in topFunctions().prefix(topCount) {
