@@ -21,7 +21,7 @@ let package = Package(
         .plugin(name: "EmbedBPF", capability: .buildTool()),
         .target(name: "BPFKit", dependencies: ["CBPF"], plugins: ["EmbedBPF"]),
         // System calls behind _GNU_SOURCE (process_vm_readv).
-        .target(name: "CSystem"),
+        .target(name: "CSystem", linkerSettings: [.linkedLibrary("stdc++")]),
         .target(name: "Native", dependencies: ["CSystem"]),
         .target(name: "CPython", dependencies: ["Native"]),
         .target(
@@ -41,6 +41,7 @@ let package = Package(
         .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native", "TestSupport"], exclude: ["Fixtures"]),
         // Helpers shared by test targets (one test target cannot import another).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ProfilerTests", dependencies: ["Profiler"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Profiler", "TestSupport"], exclude: ["Fixtures"]),
     ]

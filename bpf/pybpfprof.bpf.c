@@ -8,6 +8,7 @@
  * knows only the shape of the walk.
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <linux/bpf.h>
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
@@ -27,6 +28,9 @@ const volatile __u64 wakeup_bytes = 1 << 20;
 /* 0 for a Python-only recording: skips the kernel unwinder's cost. */
 const volatile __u8 collect_kernel_stacks = 1;
 
+/* 0 for a Python-only recording: skips the native unwinder. */
+const volatile __u8 collect_native_stacks = 1;
+
 /* The kernel types we read, with CO-RE relocations against the running kernel's BTF: only the field we
  * need, so the program builds without a vmlinux.h. */
 struct thread_struct___pybpfprof {
@@ -37,6 +41,9 @@ struct task_struct___pybpfprof {
     unsigned int flags;
     struct thread_struct___pybpfprof thread;
 } __attribute__((preserve_access_index));
+
+/* Only for bpf_get_current_task_btf's prototype; never dereferenced here. */
+struct task_struct;
 
 #define PF_EXITING 0x00000004 /* include/linux/sched.h */
 
@@ -68,11 +75,37 @@ struct {
     __type(value, __u64);
 } counters SEC(".maps");
 
+/* Executable mappings of each profiled process, written by userspace when it (re)reads the maps. Not
+ * preallocated: the value is 32 KiB and most processes never get one. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 8192);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, __u32);
+    __type(value, struct process_mappings);
+} process_mappings SEC(".maps");
+
+/* Unwind rows of every loaded file, back to back. Size set by userspace before load (the memory bound
+ * of the unwind tables); memory-mapped so userspace writes a file's rows with one copy. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1 << 21);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __type(key, __u32);
+    __type(value, struct unwind_row);
+} unwind_rows SEC(".maps");
+
 /* Size set by userspace before load (bpf_map__set_max_entries). */
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 8 << 20);
 } samples SEC(".maps");
+
+/* bpf_loop passes its callbacks a pointer to the stack: this is what it points at. */
+struct loop_context {
+    struct walk_state *state;
+    const struct process_mappings *mappings; /* native unwinding: a pointer kept in a map value loses its type */
+};
 
 static __always_inline void count(enum counter counter)
 {
@@ -104,10 +137,11 @@ static __always_inline __u32 frame_u32(const struct walk_state *state, __u16 off
     return *(const __u32 *)&state->frame_buf[offset & (PY_FRAME_READ_MAX - 4)];
 }
 
-/* Where Python frame `index` goes in the record body: after the kernel frames. */
+/* Where Python frame `index` goes in the record body: after the kernel and native frames. */
 static __always_inline struct py_frame *py_frame_slot(struct walk_state *state, __u32 index)
 {
-    __u32 offset = state->sample.header.kernel_frame_count * 8 + index * sizeof(struct py_frame);
+    __u32 offset = (state->sample.header.kernel_frame_count + state->sample.header.native_frame_count) * 8 +
+                   index * sizeof(struct py_frame);
     return (struct py_frame *)&state->sample.body[offset & (SAMPLE_BODY_SIZE - 1)];
 }
 
@@ -119,13 +153,216 @@ static __always_inline void emit(struct walk_state *state)
     __u32 kernel_frames = state->sample.header.kernel_frame_count;
     if (kernel_frames > KERNEL_MAX_FRAMES)
         kernel_frames = KERNEL_MAX_FRAMES;
-    __u64 size = sizeof(struct sample_header) + kernel_frames * 8 + (__u64)frames * sizeof(struct py_frame);
+    __u32 native_frames = state->sample.header.native_frame_count;
+    if (native_frames > NATIVE_MAX_FRAMES)
+        native_frames = NATIVE_MAX_FRAMES;
+    __u64 size = sizeof(struct sample_header) + (kernel_frames + native_frames) * 8 +
+                 (__u64)frames * sizeof(struct py_frame);
     __u64 flags = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
                                                                                 : BPF_RB_NO_WAKEUP;
     if (bpf_ringbuf_output(&samples, &state->sample, size, flags) == 0)
         count(COUNTER_SENT);
     else
         count(COUNTER_RINGBUF_FULL);
+}
+
+/*
+ * Native unwinding. The user stack is unwound with each file's call frame information, compiled by
+ * userspace into rows (struct unwind_row), so code built without frame pointers (nearly all of it)
+ * unwinds; code with no rule falls back to the frame pointer and its caller is marked. Per frame: a
+ * binary search for the mapping (skipped when the previous frame's mapping holds the address), a binary
+ * search of that file's rows, and one or two 8-byte reads of the stack.
+ */
+
+/* Where native frame `index` goes in the record body: after the kernel frames. */
+static __always_inline __u64 *native_frame_slot(struct walk_state *state, __u32 index)
+{
+    __u32 offset = state->sample.header.kernel_frame_count * 8 + index * 8;
+    return (__u64 *)&state->sample.body[offset & (SAMPLE_BODY_SIZE - 1)];
+}
+
+/* The mapping holding `pc`, or NULL. Mappings are sorted by start and do not overlap. */
+static __always_inline const struct exec_mapping *find_mapping(const struct process_mappings *table,
+                                                              struct native_cursor *cursor, __u64 pc)
+{
+    __u32 count = table->count;
+    if (count > EXEC_MAPPINGS_MAX)
+        count = EXEC_MAPPINGS_MAX;
+    const struct exec_mapping *hint = &table->mappings[cursor->mapping_hint & (EXEC_MAPPINGS_MAX - 1)];
+    if (cursor->mapping_hint < count && hint->start <= pc && pc < hint->end)
+        return hint;
+
+    /* The last mapping whose start is <= pc: [low, low + size) holds it. */
+    __u32 low = 0, size = count;
+    for (int step = 0; step < EXEC_MAPPING_SEARCH_STEPS + 1 && size > 1; step++) {
+        __u32 half = size / 2;
+        if (table->mappings[(low + half) & (EXEC_MAPPINGS_MAX - 1)].start <= pc)
+            low += half;
+        size -= half;
+    }
+    const struct exec_mapping *mapping = &table->mappings[low & (EXEC_MAPPINGS_MAX - 1)];
+    if (size == 0 || low >= count || pc < mapping->start || pc >= mapping->end)
+        return NULL;
+    cursor->mapping_hint = low;
+    return mapping;
+}
+
+/* The row whose rule holds at `pc` in `mapping`'s file: the last row with address <= pc - table_base. */
+static __always_inline const struct unwind_row *find_row(const struct exec_mapping *mapping, __u64 pc)
+{
+    if (pc < mapping->table_base || pc - mapping->table_base > 0xffffffffULL)
+        return NULL;
+    __u32 address = pc - mapping->table_base;
+    __u32 low = mapping->first_row, size = mapping->row_count;
+    if (size == 0 || size > UNWIND_ROWS_PER_FILE_MAX)
+        return NULL;
+    for (int step = 0; step < UNWIND_ROW_SEARCH_STEPS + 1 && size > 1; step++) {
+        __u32 half = size / 2, middle = low + half;
+        const struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &middle);
+        if (!row)
+            return NULL;
+        if (row->address <= address)
+            low = middle;
+        size -= half;
+    }
+    const struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &low);
+    if (!row || row->address > address)
+        return NULL;
+    return row;
+}
+
+/* One frame: records cursor->pc, then moves the cursor to the caller. bpf_loop callback: 1 stops. */
+static long unwind_native_frame(__u32 index, struct loop_context *context)
+{
+    struct walk_state *state = context->state;
+    struct native_cursor *cursor = &state->native;
+    struct sample_header *header = &state->sample.header;
+    __u32 frames = header->native_frame_count;
+    if (frames >= NATIVE_MAX_FRAMES) {
+        header->flags |= SAMPLE_NATIVE_TRUNCATED;
+        count(COUNTER_NATIVE_TRUNCATED);
+        return 1;
+    }
+    *native_frame_slot(state, frames) = cursor->pc | cursor->frame_pointer_bit;
+    header->native_frame_count = frames + 1;
+
+    /* A return address is the instruction after the call, which may already belong to the next
+     * function (a noreturn call at the end of a function): look up the call itself. */
+    __u64 lookup_pc = frames == 0 ? cursor->pc : cursor->pc - 1;
+    const struct exec_mapping *mapping = find_mapping(context->mappings, cursor, lookup_pc);
+    if (!mapping) {
+        header->flags |= SAMPLE_NATIVE_UNKNOWN_MAPPING;
+        count(COUNTER_NATIVE_UNKNOWN_MAPPING);
+        return 1;
+    }
+    const struct unwind_row *row = find_row(mapping, lookup_pc);
+    __u8 kind = row ? row->cfa_kind : UNWIND_NO_RULE;
+    __u64 cfa, bp = cursor->bp;
+    switch (kind) {
+    case UNWIND_CFA_RSP:
+        cfa = cursor->sp + row->cfa_offset;
+        break;
+    case UNWIND_CFA_RBP:
+        cfa = cursor->bp + row->cfa_offset;
+        break;
+    case UNWIND_CFA_PLT:
+        cfa = cursor->sp + 8 + ((cursor->pc & 15) >= (__u64)row->cfa_offset ? 8 : 0);
+        break;
+    case UNWIND_END_OF_STACK:
+        header->flags |= SAMPLE_NATIVE_COMPLETE;
+        count(COUNTER_NATIVE_COMPLETE);
+        return 1;
+    case UNWIND_NO_RULE:
+        /* The frame-pointer convention: [rbp] = caller's rbp, [rbp + 8] = return address. */
+        if (cursor->bp <= cursor->sp)
+            return 1;
+        cfa = cursor->bp + 16;
+        bp = read_u64(cursor->bp);
+        cursor->frame_pointer_bit = NATIVE_FRAME_POINTER_BIT;
+        count(COUNTER_NATIVE_FRAME_POINTER);
+        goto read_return_address;
+    default:
+        count(COUNTER_NATIVE_UNSUPPORTED);
+        return 1;
+    }
+    cursor->frame_pointer_bit = 0;
+    if (row->rbp_offset != 0 && bpf_probe_read_user(&bp, sizeof(bp), (const void *)(cfa + row->rbp_offset * 8)) != 0) {
+        count(COUNTER_NATIVE_READ_ERROR);
+        return 1;
+    }
+
+read_return_address:;
+    __u64 return_address = 0;
+    if (bpf_probe_read_user(&return_address, sizeof(return_address), (const void *)(cfa - 8)) != 0) {
+        count(COUNTER_NATIVE_READ_ERROR);
+        return 1;
+    }
+    /* Callers live higher up the stack; anything else is a corrupt frame or a wrong rule. */
+    if (cfa <= cursor->sp) {
+        count(COUNTER_NATIVE_BAD_FRAME);
+        return 1;
+    }
+    if (return_address == 0) {
+        /* Some thread entries end the chain with a zero return address instead of a CFI marker. */
+        header->flags |= SAMPLE_NATIVE_COMPLETE;
+        count(COUNTER_NATIVE_COMPLETE);
+        return 1;
+    }
+    cursor->pc = return_address;
+    cursor->sp = cfa;
+    cursor->bp = bp;
+    return 0;
+}
+
+/* A register of the sampled context. The verifier only allows context loads at a constant offset from the
+ * context pointer itself; written as plain C, clang computes &ctx->regs once and loads from that. */
+#define CONTEXT_REGISTER(ctx, field) \
+    context_load_u64(ctx, offsetof(struct bpf_perf_event_data, regs) + offsetof(struct pt_regs, field))
+
+static __always_inline __u64 context_load_u64(struct bpf_perf_event_data *ctx, const int offset)
+{
+    __u64 value;
+    asm volatile("%0 = *(u64 *)(%1 + %2)" : "=r"(value) : "r"(ctx), "i"(offset));
+    return value;
+}
+
+/* The thread's user registers: the sampled context's if the tick hit user mode, else those saved at
+ * kernel entry (system call, fault, interrupt). */
+static __always_inline bool user_registers(struct bpf_perf_event_data *ctx, struct native_cursor *cursor)
+{
+    struct pt_regs regs;
+    if ((CONTEXT_REGISTER(ctx, cs) & 3) == 3) {
+        cursor->pc = CONTEXT_REGISTER(ctx, rip);
+        cursor->sp = CONTEXT_REGISTER(ctx, rsp);
+        cursor->bp = CONTEXT_REGISTER(ctx, rbp);
+        return true;
+    }
+    struct task_struct *task = bpf_get_current_task_btf();
+    const void *saved = (const void *)bpf_task_pt_regs(task);
+    if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0 || (regs.cs & 3) != 3)
+        return false;
+    cursor->pc = regs.rip;
+    cursor->sp = regs.rsp;
+    cursor->bp = regs.rbp;
+    return true;
+}
+
+static __always_inline void unwind_native(struct bpf_perf_event_data *ctx, struct walk_state *state, __u32 tgid)
+{
+    struct native_cursor *cursor = &state->native;
+    const struct process_mappings *mappings = bpf_map_lookup_elem(&process_mappings, &tgid);
+    if (!mappings) {
+        count(COUNTER_NATIVE_NO_MAPPINGS);
+        return;
+    }
+    if (!user_registers(ctx, cursor)) {
+        count(COUNTER_NATIVE_NO_REGISTERS);
+        return;
+    }
+    cursor->frame_pointer_bit = 0;
+    cursor->mapping_hint = 0;
+    struct loop_context context = { .state = state, .mappings = mappings };
+    bpf_loop(NATIVE_MAX_FRAMES + 1, unwind_native_frame, &context, 0);
 }
 
 /*
@@ -197,6 +434,19 @@ struct {
     .values = { [PROG_PY_WALK] = (void *)&walk_python },
 };
 
+/* Ends the current run of Python frames (see PY_FRAME_BOUNDARY). */
+static __always_inline void emit_boundary(struct walk_state *state)
+{
+    __u32 frames = state->sample.header.py_frame_count;
+    if (frames >= PY_MAX_FRAMES)
+        return;
+    struct py_frame *out = py_frame_slot(state, frames);
+    out->code = 0;
+    out->instr = PY_FRAME_BOUNDARY;
+    out->checksum = 0;
+    state->sample.header.py_frame_count = frames + 1;
+}
+
 /*
  * Reads one frame at state->frame into the record and advances state->frame to its caller. Returns false
  * when the walk must stop (end of chain, failed read, record full). The cursor lives in the map value,
@@ -222,10 +472,13 @@ static __always_inline bool walk_one_frame(struct walk_state *state)
     __u64 code = frame_u64(state, offsets->frame_code);
     state->frame = frame_u64(state, offsets->frame_previous);
 
-    /* Shim frames the interpreter pushes for calls from C (3.12+) carry no Python code. */
+    /* Shim frames the interpreter pushes for calls from C (3.12+) carry no Python code: the frames since
+     * the last one ran in one _PyEval_EvalFrameDefault call. */
     if (offsets->frame_owner != PY_OFFSET_NONE &&
-        state->frame_buf[offsets->frame_owner & (PY_FRAME_READ_MAX - 1)] == offsets->owner_cstack)
+        state->frame_buf[offsets->frame_owner & (PY_FRAME_READ_MAX - 1)] == offsets->owner_cstack) {
+        emit_boundary(state);
         return true;
+    }
 
     __u32 instr = offsets->instr_kind == PY_INSTR_LASTI ? frame_u32(state, offsets->frame_instr)
                                                         : (__u32)(frame_u64(state, offsets->frame_instr) - code);
@@ -238,7 +491,16 @@ static __always_inline bool walk_one_frame(struct walk_state *state)
     out->instr = instr;
     out->checksum = (__u32)((window * 0x9E3779B97F4A7C15ULL) >> 32);
     state->sample.header.py_frame_count = frames + 1;
+    /* 3.11: the first frame of a _PyEval_EvalFrameDefault call is marked instead. */
+    if (offsets->frame_is_entry != PY_OFFSET_NONE && state->frame_buf[offsets->frame_is_entry & (PY_FRAME_READ_MAX - 1)])
+        emit_boundary(state);
     return true;
+}
+
+/* bpf_loop callback: the verifier checks one frame's code once, not once per iteration. */
+static long walk_python_frame(__u32 index, struct loop_context *context)
+{
+    return walk_one_frame(context->state) ? 0 : 1;
 }
 
 /*
@@ -254,10 +516,8 @@ int walk_python(struct bpf_perf_event_data *ctx)
     if (!state)
         return 0;
 
-    for (int i = 0; i < PY_FRAMES_PER_CALL; i++) {
-        if (!walk_one_frame(state))
-            break;
-    }
+    struct loop_context context = { .state = state };
+    bpf_loop(PY_FRAMES_PER_CALL, walk_python_frame, &context, 0);
 
     if (state->frame && state->tail_calls + 1 < PY_MAX_TAIL_CALLS) {
         state->tail_calls++;
@@ -298,11 +558,14 @@ int on_sample(struct bpf_perf_event_data *ctx)
     /* The kernel's own unwinder; empty (0 bytes) when the tick interrupted user mode. */
     long kernel_bytes = collect_kernel_stacks ? bpf_get_stack(ctx, state->sample.body, KERNEL_MAX_FRAMES * 8, 0) : 0;
     header->kernel_frame_count = kernel_bytes > 0 ? kernel_bytes / 8 : 0;
+    header->native_frame_count = 0;
+    if (collect_native_stacks)
+        unwind_native(ctx, state, tgid);
     state->offsets = process->offsets;
     state->tail_calls = 0;
     state->frame = 0;
 
-    __u64 tstate = find_thread_state(process, tgid);
+    __u64 tstate = process->interpreters_head ? find_thread_state(process, tgid) : 0;
     __u64 frame = tstate ? current_frame(&state->offsets, tstate) : 0;
     header->tstate = tstate;
     if (!frame) {

@@ -19,6 +19,19 @@
 /* Kernel return addresses per sample (bpf_get_stack), read from the sampled context. */
 #define KERNEL_MAX_FRAMES 64
 
+/* Native (user) return addresses per sample, unwound with the unwind tables below. */
+#define NATIVE_MAX_FRAMES 256 /* up to 3.10 each Python call costs ~5 native frames */
+/* The address of a native frame whose caller was found by the frame-pointer fallback (code with no
+ * unwind rule: JIT, anonymous executable memory) carries this bit; user addresses never do. */
+#define NATIVE_FRAME_POINTER_BIT (1ULL << 63)
+
+/* Executable mappings per process in `process_mappings`, and binary-search steps over them. */
+#define EXEC_MAPPINGS_MAX 1024
+#define EXEC_MAPPING_SEARCH_STEPS 10 /* log2(EXEC_MAPPINGS_MAX) */
+/* Binary-search steps over one file's unwind rows: a file has fewer than 2^22 rows. */
+#define UNWIND_ROW_SEARCH_STEPS 22
+#define UNWIND_ROWS_PER_FILE_MAX (1U << UNWIND_ROW_SEARCH_STEPS)
+
 /* Threads searched in the interpreter's thread list when the (tgid, fsbase) cache misses. */
 #define PY_MAX_THREADS_SCAN 64
 
@@ -54,15 +67,51 @@ struct py_offsets {
     __u16 frame_owner;          /* _PyInterpreterFrame.owner (3.12+), else PY_OFFSET_NONE */
     __u16 frame_read_size;      /* bytes of the frame struct to read: covers every field above */
     __u16 code_checksum;        /* 8 bytes of the code object hashed into py_frame.checksum */
+    __u16 frame_is_entry;       /* _PyInterpreterFrame.is_entry (3.11), else PY_OFFSET_NONE */
     __u8 instr_kind;            /* enum py_instr_kind */
-    __u8 owner_cstack;          /* FRAME_OWNED_BY_CSTACK: shim frames, skipped by the walk */
+    __u8 owner_cstack;          /* FRAME_OWNED_BY_CSTACK: shim frames (3.12+), sent as boundaries */
 };
 
-/* Map `processes`: key host tgid. One per profiled Python process. */
+/* Map `processes`: key host tgid. One per profiled process. */
 struct py_process {
-    __u64 interpreters_head; /* address of _PyRuntime.interpreters.head, a PyInterpreterState* slot */
+    __u64 interpreters_head; /* address of _PyRuntime.interpreters.head; 0: not Python, native stacks only */
     struct py_offsets offsets;
+};
+
+/* How the caller's frame is found at one instruction (x86_64), compiled by userspace from the file's
+ * .eh_frame / .debug_frame (Sources/Native/UnwindTable.swift). */
+enum unwind_cfa_kind {
+    UNWIND_NO_RULE = 0,     /* no FDE covers the address: frame-pointer fallback */
+    UNWIND_CFA_RSP,         /* CFA = rsp + cfa_offset */
+    UNWIND_CFA_RBP,         /* CFA = rbp + cfa_offset */
+    UNWIND_CFA_PLT,         /* lazy PLT entry: CFA = rsp + 8, + 8 more if (rip & 15) >= cfa_offset */
+    UNWIND_END_OF_STACK,    /* return address undefined: the thread's outermost frame */
+    UNWIND_UNSUPPORTED,     /* a rule the unwinder cannot apply: it stops, counted */
+};
+
+/* One row of the global array `unwind_rows`: its rule holds from `address` up to the next row's address.
+ * A file's rows are contiguous and sorted; addresses are relative to the file's table base. */
+struct unwind_row {
+    __u32 address;
+    __s16 cfa_offset;   /* or the PLT threshold */
+    __u8 cfa_kind;      /* enum unwind_cfa_kind */
+    __s8 rbp_offset;    /* the caller's rbp is saved at CFA + 8 * rbp_offset; 0: rbp unchanged */
+};
+
+/* One executable mapping of a process, and where its file's rows are in `unwind_rows`. */
+struct exec_mapping {
+    __u64 start;
+    __u64 end;        /* exclusive */
+    __u64 table_base; /* runtime address of row address 0: load bias + the table's first link-time address */
+    __u32 first_row;
+    __u32 row_count;  /* 0: no table (no call frame information, or no room): frame-pointer fallback */
+};
+
+/* Map `process_mappings`: host tgid -> its executable mappings, sorted by start, not overlapping. */
+struct process_mappings {
+    __u32 count;
     __u32 _pad;
+    struct exec_mapping mappings[EXEC_MAPPINGS_MAX];
 };
 
 /* Map `thread_states` (LRU): (tgid, fsbase) -> PyThreadState*. Filled by the BPF walk of the thread
@@ -74,7 +123,11 @@ struct thread_key {
 };
 
 /* One Python frame as sampled: userspace resolves name, file and line from (code, instr), and the
- * checksum guards its per-code-object cache against the address being reused by another code object. */
+ * checksum guards its per-code-object cache against the address being reused by another code object.
+ * From 3.11 the walk also sends a boundary (code 0, instr PY_FRAME_BOUNDARY) after the outermost frame
+ * of each _PyEval_EvalFrameDefault call: the frame marked is_entry (3.11), or where a C-stack shim frame
+ * sits (3.12+). Userspace splices each run of frames in place of that call's native frame. */
+#define PY_FRAME_BOUNDARY 0xffffffffU
 struct py_frame {
     __u64 code;      /* PyCodeObject*; 0 for a frame whose code could not be read */
     __u32 instr;     /* f_lasti, or byte offset of the instruction pointer from the code object */
@@ -86,6 +139,9 @@ enum sample_flags {
     SAMPLE_NO_PYTHON = 1 << 1,     /* thread has no Python thread state or no current frame */
     SAMPLE_READ_ERROR = 1 << 2,    /* the walk stopped on a failed read of target memory */
     SAMPLE_TAIL_CALL_FAILED = 1 << 3,
+    SAMPLE_NATIVE_COMPLETE = 1 << 4,      /* the native unwind reached the thread's outermost frame */
+    SAMPLE_NATIVE_TRUNCATED = 1 << 5,     /* more than NATIVE_MAX_FRAMES native frames */
+    SAMPLE_NATIVE_UNKNOWN_MAPPING = 1 << 6, /* an address in no known executable mapping: maps changed */
 };
 
 struct sample_header {
@@ -97,26 +153,40 @@ struct sample_header {
     __u16 py_frame_count;     /* leaf first */
     __u16 flags;              /* enum sample_flags */
     __u16 kernel_frame_count; /* leaf first; 0 when the sample hit user mode */
-    __u16 _pad[3];
+    __u16 native_frame_count; /* leaf first: the interrupted (or syscall-returning) pc, then return addresses */
+    __u16 _pad[2];
     char comm[TASK_COMM_LEN]; /* thread name */
 };
 
-/* Bytes of a record's body: kernel_frame_count return addresses (__u64), then py_frame_count struct
- * py_frame. Only the used part is sent. A power of two, so offsets into it can be masked. */
+/* Bytes of a record's body: kernel_frame_count return addresses (__u64), native_frame_count addresses
+ * (__u64), then py_frame_count struct py_frame. Only the used part is sent. A power of two, so offsets
+ * into it can be masked. */
 #define SAMPLE_BODY_SIZE 8192
-_Static_assert(KERNEL_MAX_FRAMES * 8 + PY_MAX_FRAMES * 16 + 16 <= SAMPLE_BODY_SIZE, "sample body too small");
+_Static_assert((KERNEL_MAX_FRAMES + NATIVE_MAX_FRAMES) * 8 + PY_MAX_FRAMES * 16 + 16 <= SAMPLE_BODY_SIZE,
+               "sample body too small");
 
-/* The ring buffer record: the header, kernel frames, then Python frames. */
+/* The ring buffer record: the header, kernel frames, native frames, then Python frames. */
 struct sample {
     struct sample_header header;
     __u8 body[SAMPLE_BODY_SIZE + 16];
 };
 
+/* The native unwinder's registers between frames. */
+struct native_cursor {
+    __u64 pc;
+    __u64 sp;
+    __u64 bp;
+    __u64 frame_pointer_bit; /* NATIVE_FRAME_POINTER_BIT if pc was found by the frame-pointer fallback */
+    __u32 mapping_hint;      /* index of the last mapping found: consecutive frames often share one */
+    __u32 _pad;
+};
+
 /* Per-CPU state of a sample while tail calls walk it. */
 struct walk_state {
-    __u64 frame;      /* next frame to read; 0 when the walk is done */
+    __u64 frame;      /* next Python frame to read; 0 when the walk is done */
     __u32 tail_calls;
     __u32 _pad;
+    struct native_cursor native;
     struct py_offsets offsets;
     __u8 frame_buf[PY_FRAME_READ_MAX + 8];
     struct sample sample;
@@ -137,6 +207,15 @@ enum counter {
     COUNTER_READ_CODE,          /* could not read a code object checksum */
     COUNTER_TRUNCATED,          /* stacks deeper than PY_MAX_FRAMES */
     COUNTER_TAIL_CALL_FAILED,
+    COUNTER_NATIVE_COMPLETE,        /* native unwinds that reached the thread's outermost frame */
+    COUNTER_NATIVE_NO_MAPPINGS,     /* samples of a process with no executable mappings loaded yet */
+    COUNTER_NATIVE_UNKNOWN_MAPPING, /* unwinds stopped at an address in no known executable mapping */
+    COUNTER_NATIVE_FRAME_POINTER,   /* frames found by the frame-pointer fallback */
+    COUNTER_NATIVE_UNSUPPORTED,     /* unwinds stopped at a rule the unwinder cannot apply */
+    COUNTER_NATIVE_READ_ERROR,      /* unwinds stopped on an unreadable stack slot */
+    COUNTER_NATIVE_BAD_FRAME,       /* unwinds stopped on a frame that did not move up the stack */
+    COUNTER_NATIVE_TRUNCATED,       /* native stacks deeper than NATIVE_MAX_FRAMES */
+    COUNTER_NATIVE_NO_REGISTERS,    /* user registers unavailable (kernel thread, exiting task) */
     COUNTER_COUNT,
 };
 

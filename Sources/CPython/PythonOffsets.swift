@@ -37,6 +37,8 @@ public struct PythonOffsets: Equatable, Sendable {
     public var frameOwner: Int?
     /// Value of `FRAME_OWNED_BY_CSTACK` (shim frames, 3.12+), else nil.
     public var frameOwnedByCStack: Int?
+    /// `_PyInterpreterFrame.is_entry` (3.11 only): true on the first frame a `_PyEval_EvalFrameDefault` call runs.
+    public var frameIsEntry: Int?
     public var instructionKind: InstructionKind
 
     // Code objects.
@@ -73,7 +75,7 @@ public struct PythonOffsets: Equatable, Sendable {
         major: Int, minor: Int,
         runtimeInterpretersHead: Int, interpThreadsHead: Int, tstateNext: Int, tstateThreadId: Int,
         tstateFrame: Int, cframeCurrentFrame: Int?,
-        frameBack: Int, frameCode: Int, frameInstr: Int, frameOwner: Int?, frameOwnedByCStack: Int?,
+        frameBack: Int, frameCode: Int, frameInstr: Int, frameOwner: Int?, frameOwnedByCStack: Int?, frameIsEntry: Int?,
         instructionKind: InstructionKind,
         codeFilename: Int, codeName: Int, codeQualname: Int?, codeFirstLineno: Int, codeLineTable: Int,
         codeCodeAdaptive: Int?, codeChecksum: Int,
@@ -87,6 +89,7 @@ public struct PythonOffsets: Equatable, Sendable {
         self.tstateFrame = tstateFrame; self.cframeCurrentFrame = cframeCurrentFrame
         self.frameBack = frameBack; self.frameCode = frameCode; self.frameInstr = frameInstr
         self.frameOwner = frameOwner; self.frameOwnedByCStack = frameOwnedByCStack
+        self.frameIsEntry = frameIsEntry
         self.instructionKind = instructionKind
         self.codeFilename = codeFilename; self.codeName = codeName; self.codeQualname = codeQualname
         self.codeFirstLineno = codeFirstLineno; self.codeLineTable = codeLineTable

@@ -24,17 +24,26 @@ public struct RecordOptions: Sendable {
     public var ringBufferBytes: UInt32
     /// Switch on the kernel's BPF run-time statistics to report the program's cost per sample.
     public var bpfStatistics: Bool
-    /// Only Python frames: no kernel frames under them (and none are collected).
+    /// Only Python frames: no native or kernel frames (and none are collected).
     public var pythonOnly: Bool
+    /// Also show the interpreter's own native frames (libpython), which the default view leaves out.
+    public var showInterpreterFrames: Bool
+    /// Kernel memory for the native unwind rows of every file the targets map.
+    public var unwindTableBytes: Int
+    /// Accept `--pid` processes that do not run Python: their native and kernel stacks are recorded.
+    public var allowNonPython = false
 
     public init(target: Target, rate: Int = 100, duration: Double? = nil,
-                ringBufferBytes: UInt32 = 8 << 20, bpfStatistics: Bool = false, pythonOnly: Bool = false) {
+                ringBufferBytes: UInt32 = 8 << 20, bpfStatistics: Bool = false, pythonOnly: Bool = false,
+                showInterpreterFrames: Bool = false, unwindTableBytes: Int = 16 << 20) {
         self.target = target
         self.rate = rate
         self.duration = duration
         self.ringBufferBytes = ringBufferBytes
         self.bpfStatistics = bpfStatistics
         self.pythonOnly = pythonOnly
+        self.showInterpreterFrames = showInterpreterFrames
+        self.unwindTableBytes = unwindTableBytes
     }
 }
 
@@ -58,6 +67,21 @@ public struct RecordingStatistics: Sendable {
     public var skippedProcesses: [String] = []
     /// The interpreters profiled (their `debugOffsetsMismatch` is reported in the summary).
     public var interpreters: [PythonInterpreter] = []
+    /// Samples by how their Python frames were spliced into the native stack.
+    public var splicing: [String: Int] = [:]
+    /// Native unwind tables: files loaded, rows, bytes used of the bound, and files left without one.
+    public var unwindTables: UnwindTableReport?
+}
+
+public struct UnwindTableReport: Sendable {
+    public var files: Int
+    public var rows: Int
+    public var bytes: Int
+    public var capacityBytes: Int
+    /// Rows whose rule the unwinder cannot apply.
+    public var unsupportedRows: Int
+    /// Path -> reason.
+    public var filesWithoutTable: [String: String]
 }
 
 public enum RecordError: Error, CustomStringConvertible {
@@ -87,6 +111,22 @@ public final class Recorder {
     /// address seen so far: a frame is resolved and its strings hashed once, not on every sample.
     private var pythonFrames: [PythonFrameKey: Int32] = [:]
     private var kernelFrames: [UInt64: Int32] = [:]
+    private var nativeFrames: [NativeFrameKey: (frame: Int32, role: StackSplicer.NativeRole)] = [:]
+    /// Executable mappings of each process (native recordings only), read by the drain thread.
+    private var nativeProcesses: [Int32: NativeProcess] = [:]
+    /// Minor version of each Python process: how its Python frames split into eval-loop runs.
+    private var pythonMinor: [Int32: Int] = [:]
+    /// The file holding each process's interpreter, as its maps name it.
+    private var interpreterFiles: [Int32: String] = [:]
+    /// Processes that mapped code the unwinder does not know yet; refreshed by the recording loop.
+    private var staleMappings: Set<Int32> = []
+    private var lastRefresh: [Int32: UInt64] = [:]
+    /// Registration thread only (tables are built there, never on the drain thread).
+    private let unwindTables: UnwindTableStore?
+    private let nativeSymbols = NativeSymbolCache()
+    private let spliceMarkers = StackSplicer.Markers(
+        nativeIncomplete: Frame(kind: .marker, name: "[native unwind incomplete]"),
+        mismatch: Frame(kind: .marker, name: "[python/native mismatch]"))
     private let kernelSymbols: KernelSymbols?
     private var statistics = RecordingStatistics()
     /// When sampling started; sample times count from here.
@@ -101,7 +141,8 @@ public final class Recorder {
         signalSources = Self.installSignalHandlers(setting: stopRequested)
         sampler = try Sampler(
             ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
-            kernelStacks: !options.pythonOnly)
+            kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes)
+        unwindTables = options.pythonOnly ? nil : UnwindTableStore(rows: sampler.unwindRows, capacity: sampler.unwindRowCapacity)
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         profile = Profile(sampleRate: options.rate, startDate: 0)
     }
@@ -125,6 +166,7 @@ public final class Recorder {
             try recordCommand(arguments, until: timeToStop)
         } else {
             while !timeToStop() && runningTargets.contains(where: { kill($0, 0) == 0 || errno != ESRCH }) {
+                refreshStaleMappings()
                 usleep(50_000)
             }
         }
@@ -139,7 +181,13 @@ public final class Recorder {
             // A thread id (as top shows them) stands for its process: the BPF program keys by process.
             var pids: [Int32] = []
             for pid in ids.map(ProcessScanner.threadGroup(of:)) where !pids.contains(pid) { pids.append(pid) }
-            for pid in pids { try register(try InterpreterLocator.locate(pid: pid)) }
+            for pid in pids {
+                do {
+                    try register(try InterpreterLocator.locate(pid: pid))
+                } catch InterpreterError.notPython where options.allowNonPython && !options.pythonOnly {
+                    try registerNative(pid: pid)
+                }
+            }
             return pids
         case .all:
             let (found, skipped) = ProcessScanner.pythonProcesses()
@@ -180,6 +228,7 @@ public final class Recorder {
                 statistics.commandExitStatus = status
                 break
             }
+            refreshStaleMappings()
             usleep(located || unusable != nil ? 50_000 : 2_000)
         }
         if !located, statistics.commandExitStatus != nil {
@@ -188,14 +237,65 @@ public final class Recorder {
     }
 
     private func register(_ interpreter: PythonInterpreter) throws {
-        try sampler.add(interpreter)
-        let commandLine = ProcessScanner.commandLine(pid: interpreter.pid)
+        let pid = interpreter.pid
+        let commandLine = ProcessScanner.commandLine(pid: pid)
         lock.lock()
-        defer { lock.unlock() }
-        symbolizers[interpreter.pid] = PythonSymbolizer(interpreter: interpreter)
+        pythonMinor[pid] = interpreter.version.minor
+        symbolizers[pid] = PythonSymbolizer(interpreter: interpreter)
         statistics.interpreters.append(interpreter)
-        profile.processes[interpreter.pid] = ProfiledProcess(
-            pid: interpreter.pid, commandLine: commandLine, pythonVersion: interpreter.version.description)
+        profile.processes[pid] = ProfiledProcess(pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description)
+        lock.unlock()
+        try sampler.add(interpreter)
+        // Python stacks are sampled from here on; native ones once the tables are loaded (compiling them takes a
+        // while for a large library), until then samples carry Python frames only.
+        if let unwindTables {
+            do {
+                let native = try NativeProcess(pid: pid, interpreterFile: interpreter.binaryPath, store: unwindTables)
+                try sampler.setMappings(pid: pid, native.bpfValue())
+                lock.lock()
+                nativeProcesses[pid] = native
+                interpreterFiles[pid] = interpreter.binaryPath
+                lock.unlock()
+            } catch {
+                // Exited meanwhile, or its maps are unreadable: its samples keep their Python and kernel frames.
+                lock.lock()
+                statistics.skippedProcesses.append("native stacks of process \(pid): \(error)")
+                lock.unlock()
+            }
+        }
+    }
+    /// A process that does not run Python: native and kernel stacks only.
+    private func registerNative(pid: Int32) throws {
+        guard let unwindTables else { return }
+        let native = try NativeProcess(pid: pid, interpreterFile: nil, store: unwindTables)
+        try sampler.setMappings(pid: pid, native.bpfValue())
+        lock.lock()
+        nativeProcesses[pid] = native
+        profile.processes[pid] = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "")
+        lock.unlock()
+        try sampler.addNative(pid: pid)
+    }
+
+    /// Re-reads the maps of processes whose samples reached code in no known mapping (a library loaded after
+    /// registration), at most every 200 ms per process, and gives the unwinder the new tables.
+    private func refreshStaleMappings() {
+        guard let unwindTables else { return }
+        lock.lock()
+        let now = Self.monotonicNow()
+        let due = staleMappings.filter { now - (lastRefresh[$0] ?? 0) >= 200_000_000 }
+        staleMappings.subtract(due)
+        let current = due.compactMap { pid in nativeProcesses[pid].map { (pid, $0, interpreterFiles[pid]) } }
+        for pid in due { lastRefresh[pid] = now }
+        lock.unlock()
+        for (pid, var native, interpreterFile) in current {
+            guard (try? native.refresh(interpreterFile: interpreterFile, store: unwindTables)) == true else { continue }
+            try? sampler.setMappings(pid: pid, native.bpfValue())
+            lock.lock()
+            nativeProcesses[pid] = native
+            // Addresses may now belong to other files: resolve them again.
+            nativeFrames = nativeFrames.filter { $0.key.pid != pid }
+            lock.unlock()
+        }
     }
 
     /// Runs on the drain thread for every ring buffer record: header, kernel return addresses, Python
@@ -206,37 +306,63 @@ public final class Recorder {
         guard record.count >= headerSize else { return }
         let header = record.loadUnaligned(as: sample_header.self)
         let kernelCount = min(Int(header.kernel_frame_count), (record.count - headerSize) / 8)
-        let pythonStart = headerSize + kernelCount * 8
+        let nativeStart = headerSize + kernelCount * 8
+        let nativeCount = min(Int(header.native_frame_count), (record.count - nativeStart) / 8)
+        let pythonStart = nativeStart + nativeCount * 8
         let frameCount = min(Int(header.py_frame_count), (record.count - pythonStart) / frameSize)
         let pid = Int32(bitPattern: header.pid)
+        let flags = UInt32(header.flags)
 
         lock.lock()
         defer { lock.unlock() }
-        guard let symbolizer = symbolizers[pid] else { return }
+        guard profile.processes[pid] != nil else { return }
+        let symbolizer = symbolizers[pid]
+        if flags & SAMPLE_NATIVE_UNKNOWN_MAPPING.rawValue != 0 { staleMappings.insert(pid) }
 
-        var stack: [Int32] = []
-        stack.reserveCapacity(frameCount + kernelCount + 1)
-        if header.flags & UInt16(SAMPLE_TRUNCATED.rawValue) != 0 { stack.append(profile.intern(.truncated)) }
-        // Frames arrive leaf first; the profile keeps stacks root first.
-        for index in stride(from: frameCount - 1, through: 0, by: -1) {
+        // Python frames, leaf first; nil stands for a boundary between eval-loop calls.
+        var python: [Int32?] = []
+        python.reserveCapacity(frameCount)
+        for index in 0..<frameCount {
             let frame = record.loadUnaligned(fromByteOffset: pythonStart + index * frameSize, as: py_frame.self)
-            let key = PythonFrameKey(pid: pid, code: frame.code, checksum: frame.checksum, instruction: frame.instr)
-            if let known = pythonFrames[key] {
-                stack.append(known)
+            if frame.code == 0 && frame.instr == PY_FRAME_BOUNDARY {
+                python.append(nil)
                 continue
             }
+            let key = PythonFrameKey(pid: pid, code: frame.code, checksum: frame.checksum, instruction: frame.instr)
+            if let known = pythonFrames[key] {
+                python.append(known)
+                continue
+            }
+            guard let symbolizer else { continue }
             switch symbolizer.frame(frame) {
             case .success(let resolved):
                 let interned = profile.intern(resolved)
                 pythonFrames[key] = interned
-                stack.append(interned)
+                python.append(interned)
             case .failure(let reason):
                 statistics.unresolvedFrames["\(reason)", default: 0] += 1
-                stack.append(profile.intern(Frame(kind: .marker, name: "[unknown code 0x\(String(frame.code, radix: 16))]")))
+                python.append(profile.intern(Frame(kind: .marker, name: "[unknown code 0x\(String(frame.code, radix: 16))]")))
             }
         }
-        if frameCount == 0 && stack.isEmpty { stack.append(profile.intern(.noPython)) }
-        // The kernel was running on the thread's behalf below its innermost Python frame.
+        var runs = StackSplicer.runs(python, everyFrameIsARun: (pythonMinor[pid] ?? 0) <= 10)
+        // The walk stopped before the outermost Python frames: the marker stands where they are missing.
+        if flags & SAMPLE_TRUNCATED.rawValue != 0, !runs.isEmpty { runs[runs.count - 1].append(profile.intern(.truncated)) }
+
+        var native: [(frame: Int32, role: StackSplicer.NativeRole)] = []
+        native.reserveCapacity(nativeCount)
+        for index in 0..<nativeCount {
+            let raw = record.loadUnaligned(fromByteOffset: nativeStart + index * 8, as: UInt64.self)
+            native.append(nativeFrame(pid: pid, raw: raw, isLeaf: index == 0))
+        }
+
+        var (stack, outcome) = StackSplicer.splice(
+            native: native, pythonRuns: runs, nativeComplete: flags & SAMPLE_NATIVE_COMPLETE.rawValue != 0,
+            showInterpreterFrames: options.showInterpreterFrames,
+            markers: .init(nativeIncomplete: profile.intern(spliceMarkers.nativeIncomplete),
+                           mismatch: profile.intern(spliceMarkers.mismatch)))
+        if nativeCount > 0 { statistics.splicing[Self.describe(outcome), default: 0] += 1 }
+        if stack.isEmpty { stack.append(profile.intern(.noPython)) }
+        // The kernel was running on the thread's behalf below its innermost user frame.
         for index in stride(from: kernelCount - 1, through: 0, by: -1) {
             let address = record.loadUnaligned(fromByteOffset: headerSize + index * 8, as: UInt64.self)
             if let known = kernelFrames[address] {
@@ -258,6 +384,63 @@ public final class Recorder {
         ))
     }
 
+    /// The profile frame of one native address the BPF unwinder sent, and its role in splicing. Resolved once per
+    /// (process, address). The leaf's address is the interrupted instruction; every other one is a return address,
+    /// which is looked up one byte back, inside the call instruction.
+    private func nativeFrame(pid: Int32, raw: UInt64, isLeaf: Bool) -> (frame: Int32, role: StackSplicer.NativeRole) {
+        let key = NativeFrameKey(pid: pid, raw: raw, isLeaf: isLeaf)
+        if let known = nativeFrames[key] { return known }
+        let address = raw & ~UInt64(NATIVE_FRAME_POINTER_BIT)
+        let lookup = isLeaf ? address : address &- 1
+        let byFramePointer = raw & UInt64(NATIVE_FRAME_POINTER_BIT) != 0 ? " [fp]" : ""
+        var frame = Frame(kind: .native, name: "[unknown 0x\(String(address, radix: 16))]\(byFramePointer)")
+        var role = StackSplicer.NativeRole.other
+        if let mapping = nativeProcesses[pid]?.mapping(containing: lookup) {
+            if mapping.path.isEmpty {
+                frame.name = "[anonymous 0x\(String(address, radix: 16))]\(byFramePointer)"
+            } else if let bias = mapping.bias {
+                let linkTimeAddress = lookup &- bias
+                let symbolizer = nativeSymbols.symbolizer(
+                    path: mapping.path, root: "/proc/\(pid)/root", device: mapping.file?.device, inode: mapping.file?.inode)
+                let name = symbolizer?.symbol(at: linkTimeAddress).map { Self.withoutSymbolVersion($0.name) }
+                    ?? unknownNativeFrameName(path: mapping.path, address: linkTimeAddress)
+                frame.name = name + byFramePointer
+                frame.file = (mapping.path as NSString).lastPathComponent
+                if mapping.isInterpreter { role = Self.isEvalLoop(name) ? .evalLoop : .interpreter }
+            } else {
+                frame.name = unknownNativeFrameName(path: mapping.path, address: address - mapping.start) + byFramePointer
+            }
+        } else {
+            staleMappings.insert(pid)
+        }
+        let resolved = (profile.intern(frame), role)
+        nativeFrames[key] = resolved
+        return resolved
+    }
+
+    /// `__libc_start_main@@GLIBC_2.34` -> `__libc_start_main`: .symtab names versioned definitions that way, and the
+    /// version says nothing about where the time went.
+    static func withoutSymbolVersion(_ name: String) -> String {
+        guard let at = name.firstIndex(of: "@"), at != name.startIndex else { return name }
+        return String(name[..<at])
+    }
+
+    /// The interpreter's eval loop: `_PyEval_EvalFrameDefault` (3.6+), also its compiler-split parts
+    /// (`_PyEval_EvalFrameDefault.cold`, `.part.0`, `.isra.0`).
+    static func isEvalLoop(_ symbol: String) -> Bool {
+        let base = symbol.split(separator: ".", maxSplits: 1).first ?? ""
+        return base == "_PyEval_EvalFrameDefault" || base == "PyEval_EvalFrameEx"
+    }
+
+    static func describe(_ outcome: StackSplicer.Outcome) -> String {
+        switch outcome {
+        case .spliced: return "spliced"
+        case .pythonOnly: return "no native frames"
+        case .nativeIncomplete: return "native unwind incomplete"
+        case .mismatch: return "python/native mismatch"
+        }
+    }
+
     private func kernelFrame(_ address: UInt64) -> Frame {
         guard let (symbol, _) = kernelSymbols?.symbolize(address) else {
             return Frame(kind: .kernel, name: "[kernel 0x\(String(address, radix: 16))]")
@@ -275,6 +458,12 @@ public final class Recorder {
             if isError && value > 0 { statistics.errorCounters[name] = value }
         }
         statistics.lostRecords = counters[COUNTER_RINGBUF_FULL] ?? 0
+        if let unwindTables {
+            statistics.unwindTables = UnwindTableReport(
+                files: unwindTables.filesLoaded, rows: unwindTables.usedRows, bytes: unwindTables.usedBytes,
+                capacityBytes: unwindTables.capacityBytes, unsupportedRows: unwindTables.unsupportedRows,
+                filesWithoutTable: unwindTables.filesWithoutTable)
+        }
         // Tail calls run inside the invocation that started them and are accounted to on_sample; the
         // walk's own figures are added in case a kernel accounts them separately. Divided by profiled
         // samples, so the figure includes the cheap early exits on every other process's ticks.
@@ -304,6 +493,15 @@ public final class Recorder {
         case COUNTER_READ_CODE: return ("code object unreadable", true)
         case COUNTER_TRUNCATED: return ("stacks truncated", true)
         case COUNTER_TAIL_CALL_FAILED: return ("tail calls failed", true)
+        case COUNTER_NATIVE_COMPLETE: return ("native unwinds complete", false)
+        case COUNTER_NATIVE_NO_MAPPINGS: return ("native unwinds before the tables were loaded", false)
+        case COUNTER_NATIVE_UNKNOWN_MAPPING: return ("native unwinds stopped: address in no known mapping", true)
+        case COUNTER_NATIVE_FRAME_POINTER: return ("native frames by frame pointer", false)
+        case COUNTER_NATIVE_UNSUPPORTED: return ("native unwinds stopped: unsupported rule", true)
+        case COUNTER_NATIVE_READ_ERROR: return ("native unwinds stopped: stack unreadable", true)
+        case COUNTER_NATIVE_BAD_FRAME: return ("native unwinds stopped: frame not above its callee", true)
+        case COUNTER_NATIVE_TRUNCATED: return ("native stacks truncated", true)
+        case COUNTER_NATIVE_NO_REGISTERS: return ("native unwinds without user registers", true)
         default: return ("counter \(counter.rawValue)", true)
         }
     }
@@ -341,6 +539,13 @@ final class StopFlag: @unchecked Sendable {
         value = true
         lock.unlock()
     }
+}
+
+/// One native address as the BPF program sent it (frame-pointer bit included), in one process.
+private struct NativeFrameKey: Hashable {
+    var pid: Int32
+    var raw: UInt64
+    var isLeaf: Bool
 }
 
 /// One sampled Python frame as the BPF program sent it, in one process.

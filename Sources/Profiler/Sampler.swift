@@ -8,7 +8,11 @@ import Foundation
 final class Sampler {
     private let object: BPFObject
     private let processes: BPFMap
+    private let processMappings: BPFMap
     private let counters: BPFMap
+    /// The `unwind_rows` array, written directly (see UnwindTableStore).
+    let unwindRows: MappedArrayMap
+    let unwindRowCapacity: Int
     private let ringBufferFD: Int32
     private var attachment: CPUClockAttachment?
     private var reader: RingBufferReader?
@@ -22,16 +26,26 @@ final class Sampler {
     /// How long records may wait in the ring buffer before the drain thread reads them.
     static let pollIntervalMilliseconds: Int32 = 50
 
-    /// - Parameter ringBufferBytes: a power of two, at least a page.
-    init(ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool) throws {
+    /// - Parameters:
+    ///   - ringBufferBytes: a power of two, at least a page.
+    ///   - unwindTableBytes: memory for the native unwind rows of every file (preallocated by the kernel).
+    init(ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
+         unwindTableBytes: Int) throws {
         object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
         try object.setMaxEntries(map: "samples", ringBufferBytes)
+        // A Python-only recording keeps a one-row array: nothing to preallocate.
+        unwindRowCapacity = nativeStacks ? max(1, unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
+        try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
+        try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
         // Records wake the drain thread only past a quarter of the buffer; otherwise its timed poll
         // (pollInterval) collects them. See wakeup_bytes in the BPF program.
         try object.setConstant("wakeup_bytes", UInt64(ringBufferBytes / 4))
         try object.setConstant("collect_kernel_stacks", UInt8(kernelStacks ? 1 : 0))
         try object.load()
         processes = BPFMap(fd: try object.mapFD(named: "processes"))
+        processMappings = BPFMap(fd: try object.mapFD(named: "process_mappings"))
+        unwindRows = try MappedArrayMap(
+            fd: try object.mapFD(named: "unwind_rows"), valueSize: MemoryLayout<unwind_row>.stride, entries: unwindRowCapacity)
         counters = BPFMap(fd: try object.mapFD(named: "counters"))
         ringBufferFD = try object.mapFD(named: "samples")
         sampleProgram = try object.program(named: "on_sample")
@@ -46,8 +60,20 @@ final class Sampler {
         try processes.update(UInt32(bitPattern: interpreter.pid), py_process(interpreter))
     }
 
+    /// Tells the BPF program about a process that does not run Python: native and kernel stacks only.
+    func addNative(pid: Int32) throws {
+        try processes.update(UInt32(bitPattern: pid), py_process())
+    }
+
+    /// Gives the native unwinder a process's executable mappings (a `struct process_mappings`).
+    func setMappings(pid: Int32, _ value: [UInt8]) throws {
+        precondition(value.count == MemoryLayout<process_mappings>.size)
+        try value.withUnsafeBytes { try processMappings.update(UInt32(bitPattern: pid), bytes: $0) }
+    }
+
     func remove(pid: Int32) throws {
         try processes.delete(UInt32(bitPattern: pid))
+        try processMappings.delete(UInt32(bitPattern: pid))
     }
 
     /// Starts the drain thread, then the perf events. `handler` runs on the drain thread.
@@ -121,12 +147,14 @@ extension py_process {
         fields.frame_code = u16(offsets.frameCode)
         fields.frame_instr = u16(offsets.frameInstr)
         fields.frame_owner = u16(offsets.frameOwner)
+        fields.frame_is_entry = u16(offsets.frameIsEntry)
         let instrSize = offsets.instructionKind == .pointer ? 8 : 4
-        let ends = [offsets.frameBack + 8, offsets.frameCode + 8, offsets.frameInstr + instrSize, (offsets.frameOwner ?? 0) + 1]
+        let ends = [offsets.frameBack + 8, offsets.frameCode + 8, offsets.frameInstr + instrSize, (offsets.frameOwner ?? 0) + 1,
+                    (offsets.frameIsEntry ?? 0) + 1]
         fields.frame_read_size = UInt16(ends.max()!)
         fields.code_checksum = u16(offsets.codeChecksum)
         fields.instr_kind = UInt8(offsets.instructionKind == .pointer ? PY_INSTR_POINTER.rawValue : PY_INSTR_LASTI.rawValue)
         fields.owner_cstack = offsets.frameOwnedByCStack.map { UInt8($0) } ?? 0xff
-        self.init(interpreters_head: interpreter.interpretersHeadAddress, offsets: fields, _pad: 0)
+        self.init(interpreters_head: interpreter.interpretersHeadAddress, offsets: fields)
     }
 }

@@ -53,6 +53,20 @@ public struct Summary {
         if let cost = statistics.bpfNanosecondsPerSample {
             lines.append(String(format: "BPF cost: %.0f ns per sample (%llu program runs)", cost, statistics.bpfInvocations ?? 0))
         }
+        if !statistics.splicing.isEmpty {
+            let total = statistics.splicing.values.reduce(0, +)
+            lines.append("mixed stacks: " + statistics.splicing.sorted { $0.key < $1.key }
+                .map { String(format: "%@ %d (%.1f%%)", $0.key, $0.value, 100 * Double($0.value) / Double(max(total, 1))) }
+                .joined(separator: ", "))
+        }
+        if let tables = statistics.unwindTables {
+            lines.append(String(
+                format: "unwind tables: %d files, %d rows, %.1f of %.1f MiB", tables.files, tables.rows,
+                Double(tables.bytes) / 1048576, Double(tables.capacityBytes) / 1048576))
+            for (path, reason) in tables.filesWithoutTable.sorted(by: { $0.key < $1.key }) {
+                lines.append("  no unwind table for \(path): \(reason)")
+            }
+        }
         for skipped in statistics.skippedProcesses { lines.append("skipped: \(skipped)") }
         for interpreter in statistics.interpreters where !interpreter.debugOffsetsMismatch.isEmpty {
             lines.append("note: process \(interpreter.pid)'s _Py_DebugOffsets differ from pybpfprof's table, its own "

@@ -34,8 +34,17 @@ struct Record: ParsableCommand {
     @Option(name: .long, help: "Output format: \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the output file's extension).")
     var format: OutputFormat?
 
-    @Flag(name: .long, help: "Python frames only: no kernel frames under them.")
+    @Flag(name: .long, help: "Python frames only: no native or kernel frames.")
     var pythonOnly = false
+
+    @Flag(name: .long, help: "Also show the interpreter's own native frames (libpython), which the default view replaces with the Python frames they run.")
+    var interpreterFrames = false
+
+    @Flag(name: .long, help: "Accept --pid processes that do not run Python: record their native and kernel stacks.")
+    var allowNonPython = false
+
+    @Option(name: .long, help: "Kernel memory for native unwind tables, in MiB (preallocated; files that do not fit unwind by frame pointer).")
+    var unwindMemory = 16
 
     @Flag(name: .long, help: "Report the BPF program's kernel run time per sample (switches on kernel BPF statistics).")
     var bpfStats = false
@@ -50,6 +59,11 @@ struct Record: ParsableCommand {
         }
         guard (1...20_000).contains(rate) else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be a positive number of seconds") }
+        guard (1...4096).contains(unwindMemory) else { throw ValidationError("--unwind-memory must be between 1 and 4096 MiB") }
+        if allowNonPython && pid.isEmpty { throw ValidationError("--allow-non-python applies to --pid targets only") }
+        if pythonOnly && (interpreterFrames || allowNonPython) {
+            throw ValidationError("--python-only records no native frames: drop --interpreter-frames / --allow-non-python")
+        }
         if let output, format == nil, OutputFormat(path: output) == nil {
             throw ValidationError("cannot tell the format of '\(output)' from its extension: add --format \(OutputFormat.allCases.map(\.rawValue).joined(separator: "|"))")
         }
@@ -62,8 +76,10 @@ struct Record: ParsableCommand {
 
     func run() throws {
         let target: Target = all ? .all : command.isEmpty ? .pids(pid) : .command(command)
-        let options = RecordOptions(
-            target: target, rate: rate, duration: duration, bpfStatistics: bpfStats, pythonOnly: pythonOnly)
+        var options = RecordOptions(
+            target: target, rate: rate, duration: duration, bpfStatistics: bpfStats, pythonOnly: pythonOnly,
+            showInterpreterFrames: interpreterFrames, unwindTableBytes: unwindMemory << 20)
+        options.allowNonPython = allowNonPython
         let (profile, statistics) = try failing { try Recorder(options: options).run() }
         let path = outputPath
         let chosen = format ?? OutputFormat(path: path) ?? .speedscope

@@ -300,8 +300,9 @@ struct Workload {
     let path: String
     private let lines: [String]
 
-    static func load() throws -> Workload {
-        let path = Checkout.fixtures.appendingPathComponent("workload.py").path
+    /// `fixture`: a path under Tests/IntegrationTests/Fixtures.
+    static func load(_ fixture: String = "workload.py") throws -> Workload {
+        let path = Checkout.fixtures.appendingPathComponent(fixture).path
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw IntegrationError("cannot read the workload fixture at \(path)")
         }
@@ -374,6 +375,9 @@ struct ProfileFrame: Hashable, CustomStringConvertible {
     var file: String
     var line: Int
 
+    /// A Python frame: in a `.py` file. Native frames name their library, kernel frames and markers no file.
+    var isPython: Bool { file.hasSuffix(".py") }
+
     /// As in the folded format: `name (file:line)`.
     var description: String {
         if file.isEmpty { return name }
@@ -441,9 +445,9 @@ struct FoldedStack {
     var frames: ProfileStack
     var count: Int
 
-    /// Without the kernel's frames (folded marks them with the `_[k]` suffix), which a tick that landed
-    /// in the kernel adds below the Python frames.
-    var pythonFrames: ProfileStack { frames.filter { !$0.name.hasSuffix("_[k]") } }
+    /// Only the Python frames: without native ones, the kernel's (folded marks them with the `_[k]` suffix)
+    /// and markers.
+    var pythonFrames: ProfileStack { frames.filter(\.isPython) }
 }
 
 enum FoldedFile {

@@ -1,8 +1,9 @@
 import Foundation
 import XCTest
 
-/// Stacks deeper than the BPF walk's limit are cut, and say so: their samples start with a `[truncated]`
-/// frame, then hold exactly PY_MAX_FRAMES Python frames, the innermost ones.
+/// Stacks deeper than the BPF walk's limit are cut, and say so: a `[truncated]` frame stands where the
+/// outermost Python frames are missing (above every Python frame, below the native frames that started the
+/// interpreter), and exactly PY_MAX_FRAMES Python frames follow it, the innermost ones.
 final class StackLimitTests: IntegrationTestCase {
     func testDeepStackIsCutWithTruncatedMarker() throws {
         let workload = try Workload.load()
@@ -27,20 +28,20 @@ final class StackLimitTests: IntegrationTestCase {
             try result.requireSuccess()
             let stacks = try FoldedFile.stacks(at: output)
             let total = stacks.reduce(0) { $0 + $1.count }
-            let truncated = stacks.filter { $0.frames.first?.name == "[truncated]" }
+            let truncated = stacks.filter { $0.frames.contains { $0.name == "[truncated]" } }
             let truncatedSamples = truncated.reduce(0) { $0 + $1.count }
             print("  \(interpreter): \(truncatedSamples) of \(total) samples truncated; Python frames after [truncated]: "
-                + Set(truncated.map { $0.pythonFrames.count - 1 }).sorted().map(String.init).joined(separator: ", ")
+                + Set(truncated.map { $0.pythonFrames.count }).sorted().map(String.init).joined(separator: ", ")
                 + " (expected \(maximum))")
 
             XCTAssertGreaterThanOrEqual(total, 100, "\(interpreter): too few samples of the deep stack")
             XCTAssertEqual(truncatedSamples, total, "\(interpreter): every sample is 400 calls deep, so every one should be truncated")
-            for stack in stacks {
-                XCTAssertFalse(stack.frames.dropFirst().contains { $0.name == "[truncated]" },
-                               "\(interpreter): [truncated] should only be the root frame")
-            }
             for stack in truncated {
-                let python = Array(stack.pythonFrames.dropFirst())
+                let marker = stack.frames.firstIndex { $0.name == "[truncated]" }!
+                XCTAssertEqual(stack.frames.filter { $0.name == "[truncated]" }.count, 1, "\(interpreter): one [truncated] per stack")
+                XCTAssertFalse(stack.frames[..<marker].contains(where: \.isPython),
+                               "\(interpreter): [truncated] should be above every Python frame")
+                let python = stack.pythonFrames
                 XCTAssertEqual(python.count, maximum, "\(interpreter): a truncated stack should hold the BPF maximum of \(maximum) Python frames")
                 guard python.count == maximum, let leaf = python.last else { continue }
                 XCTAssertTrue(leaf.name == "deep_spin" && leaf.file == workload.path && spinLines.contains(leaf.line),

@@ -6,4 +6,17 @@
 /* process_vm_readv(2) of one contiguous range: bytes read, or -errno. */
 long csystem_read_process_memory(int pid, unsigned long address, void *buffer, unsigned long size);
 
+#include <stddef.h>
+#include <stdint.h>
+
+/* C++ (Itanium ABI) demangling through libstdc++'s __cxa_demangle, which is C++ and so not importable into
+ * Swift directly. Returns a malloc'd NUL-terminated name (release it with free) or NULL when `mangled` is not a
+ * valid mangled name or memory ran out. */
+char *csystem_demangle_cxx(const char *mangled);
+
+/* The Swift runtime's demangler, exported by libswiftCore (always linked into a Swift program). With a NULL
+ * output buffer it returns a malloc'd name, or NULL if the input is not a Swift mangled name; flags must be 0. */
+char *swift_demangle(const char *mangledName, size_t mangledNameLength, char *outputBuffer, size_t *outputBufferSize,
+                     uint32_t flags);
+
 #endif

@@ -1,0 +1,182 @@
+import Foundation
+
+/// A function found for a native code address: its demangled name and how far into it the address is.
+public struct NativeSymbol: Hashable, Sendable {
+    public let name: String
+    /// The address minus the function symbol's value.
+    public let offset: UInt64
+
+    public init(name: String, offset: UInt64) {
+        self.name = name
+        self.offset = offset
+    }
+}
+
+/// Names the functions of one ELF file, from its own `.symtab` and `.dynsym` and, when the file is stripped or its
+/// separate debug file knows more functions, from that debug file's `.symtab` (see `DebugFileLocator`).
+///
+/// Everything is read at init; only the symbol tables are kept, not the files' contents. Thread-safe: the tables
+/// are immutable and the cache of demangled names is lock-protected.
+public final class NativeFileSymbolizer: @unchecked Sendable {
+    /// The file's path inside `root`.
+    public let path: String
+    public let root: String
+    public let buildID: [UInt8]?
+    /// The separate debug file whose symbols are used (including `root`), or nil if there is none or the file's
+    /// own symbol table has at least as many functions.
+    public let debugFilePath: String?
+
+    /// Consulted in order: the debug file's functions first when it is used, then the file's own (whose `.dynsym`
+    /// may still name what a partial debug file lacks).
+    private let indexes: [FunctionIndex]
+    private let lock = NSLock()
+    private var demangledNames: [NameKey: String] = [:]
+
+    private struct NameKey: Hashable {
+        let index: Int
+        let entry: Int
+    }
+
+    /// Reads the file at `path` inside `root` and looks for its debug file. Throws `ELFError` if the file cannot
+    /// be read or is not an ELF64 x86_64 file; a missing or unusable debug file is not an error.
+    public convenience init(path: String, root: String = "/") throws {
+        guard let resolved = RootedPath.resolve(path, inside: root) else {
+            throw ELFError("cannot read ELF file: \(path) not found in \(root)")
+        }
+        self.init(file: try ELFFile(path: resolved), path: path, root: root)
+    }
+
+    /// For a file already read, e.g. through `/proc/PID/map_files/…`, which is the exact file a process maps even
+    /// when it was deleted or replaced since. `path` (inside `root`) is where to look for the debug file by
+    /// `.gnu_debuglink`.
+    public init(file: ELFFile, path: String, root: String = "/") {
+        self.path = path
+        self.root = root
+        self.buildID = file.buildID
+        let own = FunctionIndex(file: file)
+        let hasOwnSymbolTable = file.sections.contains { $0.type == ELFSection.typeSymbolTable }
+        if let debug = DebugFileLocator.locate(for: file, path: path, root: root) {
+            let debugIndex = FunctionIndex(file: debug.file)
+            if !hasOwnSymbolTable || debugIndex.entries.count > own.entries.count {
+                debugFilePath = debug.path
+                indexes = [debugIndex, own]
+                return
+            }
+        }
+        debugFilePath = nil
+        indexes = [own]
+    }
+
+    /// The function containing link-time virtual address `address` (runtime address minus the load bias), with
+    /// its name demangled; nil if no function symbol covers the address.
+    public func symbol(at address: UInt64) -> NativeSymbol? {
+        for (indexNumber, index) in indexes.enumerated() {
+            guard let entryNumber = index.entry(containing: address) else { continue }
+            let symbol = index.entries[entryNumber].symbol
+            let name = demangledName(NameKey(index: indexNumber, entry: entryNumber), symbol.name)
+            return NativeSymbol(name: name, offset: address - symbol.value)
+        }
+        return nil
+    }
+
+    /// Names are demangled when first asked for: a large C++ library has hundreds of thousands of symbols, and a
+    /// profile touches few of them.
+    private func demangledName(_ key: NameKey, _ mangled: String) -> String {
+        lock.lock()
+        if let name = demangledNames[key] {
+            lock.unlock()
+            return name
+        }
+        lock.unlock()
+        let name = Demangler.demangle(mangled)
+        lock.lock()
+        demangledNames[key] = name
+        lock.unlock()
+        return name
+    }
+}
+
+/// One `NativeFileSymbolizer` per file, shared by every process that maps it. Files are identified by device and
+/// inode when known (the same library seen through different paths, or in different containers, is read once),
+/// else by root and path. Files that cannot be read are remembered as such, so that they are not retried for every
+/// address. Holds at most `capacity` files, dropping the least recently used. Thread-safe.
+public final class NativeSymbolCache: @unchecked Sendable {
+    public static let defaultCapacity = 1024
+
+    public let capacity: Int
+
+    private enum Key: Hashable {
+        case file(device: String, inode: UInt64)
+        case path(root: String, path: String)
+    }
+
+    private struct Entry {
+        let symbolizer: NativeFileSymbolizer?
+        var lastUse: UInt64
+    }
+
+    private let lock = NSLock()
+    private var entries: [Key: Entry] = [:]
+    private var useCounter: UInt64 = 0
+
+    public init(capacity: Int = NativeSymbolCache.defaultCapacity) {
+        self.capacity = max(1, capacity)
+    }
+
+    /// The number of files (readable or not) held.
+    public var count: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries.count
+    }
+
+    /// The symbolizer of the file at `path` inside `root`; nil if it cannot be read as an ELF file (also when an
+    /// earlier call found so). `device` (`major:minor` as in `/proc/PID/maps`) and `inode` identify the file when
+    /// both are given and not those of anonymous memory (`00:00`, inode 0).
+    public func symbolizer(path: String, root: String, device: String?, inode: UInt64?) -> NativeFileSymbolizer? {
+        let key: Key
+        if let device, let inode, inode != 0, device != "00:00" {
+            key = .file(device: device, inode: inode)
+        } else {
+            key = .path(root: root, path: path)
+        }
+        if let cached = lookUp(key) { return cached.symbolizer }
+        // Read outside the lock: a large file takes a while, and other files' lookups need not wait for it.
+        let symbolizer = try? NativeFileSymbolizer(path: path, root: root)
+        return insert(symbolizer, for: key)
+    }
+
+    private func lookUp(_ key: Key) -> Entry? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard var entry = entries[key] else { return nil }
+        useCounter += 1
+        entry.lastUse = useCounter
+        entries[key] = entry
+        return entry
+    }
+
+    /// Stores `symbolizer` unless another thread stored one for the same key meanwhile; returns the one kept.
+    private func insert(_ symbolizer: NativeFileSymbolizer?, for key: Key) -> NativeFileSymbolizer? {
+        lock.lock()
+        defer { lock.unlock() }
+        useCounter += 1
+        if var existing = entries[key] {
+            existing.lastUse = useCounter
+            entries[key] = existing
+            return existing.symbolizer
+        }
+        if entries.count >= capacity, let leastRecent = entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
+            entries[leastRecent] = nil
+        }
+        entries[key] = Entry(symbolizer: symbolizer, lastUse: useCounter)
+        return symbolizer
+    }
+}
+
+/// The name of a frame at `address` in the file at `path` that no symbol covers: the file's base name and the
+/// link-time address in hex, e.g. `libfoo.so.1+0x1a2b`, so that it can be looked up later with `addr2line`.
+public func unknownNativeFrameName(path: String, address: UInt64) -> String {
+    let baseName = path.split(separator: "/").last.map(String.init) ?? path
+    return "\(baseName)+0x\(String(address, radix: 16))"
+}

@@ -1,0 +1,104 @@
+import BPFKit
+import CBPF
+import CPython
+import Foundation
+import Native
+
+/// One executable mapping of a profiled process, as the unwinder and the symbolizer need it.
+struct ExecutableMapping {
+    var start: UInt64
+    var end: UInt64
+    /// As /proc/PID/maps prints it: in the process's mount namespace; empty for anonymous memory.
+    var path: String
+    var file: UnwindTableStore.FileKey?
+    /// Runtime address minus link-time address; nil when unknown (anonymous memory, unreadable file).
+    var bias: UInt64?
+    var table: UnwindTableStore.Placement?
+    /// Code of the interpreter itself (libpython, or the python executable): hidden in the default view.
+    var isInterpreter: Bool
+}
+
+/// What the profiler knows about one process's executable mappings: the BPF map value the native unwinder
+/// searches (`struct process_mappings`), and the mapping of each address for symbolization. Rebuilt when the
+/// process maps new code (dlopen, an extension module imported later), which the BPF program reports as an
+/// address in no known mapping.
+struct NativeProcess {
+    let pid: Int32
+    /// Sorted by start; at most EXEC_MAPPINGS_MAX (the lowest addresses win beyond that, the rest are reported).
+    private(set) var mappings: [ExecutableMapping] = []
+    private(set) var droppedMappings = 0
+    /// The maps text this was built from: a rescan that reads the same text changes nothing.
+    private(set) var mapsText = ""
+
+    /// Reads /proc/PID/maps and loads the unwind table of every executable file it maps (once per file).
+    /// `interpreterFile` is the path (as in maps) of the file holding the interpreter, nil for a native process.
+    init(pid: Int32, interpreterFile: String?, store: UnwindTableStore) throws {
+        self.pid = pid
+        try refresh(interpreterFile: interpreterFile, store: store)
+    }
+
+    /// Re-reads the maps; returns false when nothing changed.
+    @discardableResult
+    mutating func refresh(interpreterFile: String?, store: UnwindTableStore) throws -> Bool {
+        let text = try KernelFile.text("/proc/\(pid)/maps")
+        guard text != mapsText else { return false }
+        mapsText = text
+        let all = MemoryMapping.parse(text)
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+        var byPath: [String: [MemoryMapping]] = [:]
+        for mapping in all where mapping.inode != 0 { byPath[mapping.path, default: []].append(mapping) }
+
+        var result: [ExecutableMapping] = []
+        for mapping in all where mapping.executable {
+            var entry = ExecutableMapping(
+                start: mapping.start, end: mapping.end, path: mapping.path, file: nil, bias: nil, table: nil,
+                isInterpreter: interpreterFile != nil && (mapping.path == interpreterFile || mapping.path == executable))
+            if mapping.inode != 0 {
+                let key = UnwindTableStore.FileKey(device: mapping.device, inode: mapping.inode)
+                entry.file = key
+                let elf = store.file(key) { try InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping) }
+                entry.bias = elf?.loadBias(mappings: byPath[mapping.path] ?? [mapping])
+                if let elf, entry.bias != nil {
+                    entry.table = store.placement(for: key, path: mapping.path) { elf }
+                }
+            }
+            result.append(entry)
+        }
+        result.sort { $0.start < $1.start }
+        droppedMappings = max(0, result.count - Int(EXEC_MAPPINGS_MAX))
+        mappings = Array(result.prefix(Int(EXEC_MAPPINGS_MAX)))
+        return true
+    }
+
+    /// The mapping holding `address`.
+    func mapping(containing address: UInt64) -> ExecutableMapping? {
+        var low = 0, high = mappings.count
+        while low < high {
+            let middle = (low + high) / 2
+            if mappings[middle].start <= address { low = middle + 1 } else { high = middle }
+        }
+        guard low > 0, address < mappings[low - 1].end else { return nil }
+        return mappings[low - 1]
+    }
+
+    /// The `process_mappings` map value.
+    func bpfValue() -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: MemoryLayout<process_mappings>.size)
+        bytes.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: UInt32(mappings.count), toByteOffset: 0, as: UInt32.self)
+            let entriesOffset = MemoryLayout<process_mappings>.offset(of: \process_mappings.mappings)!
+            for (index, mapping) in mappings.enumerated() {
+                var entry = exec_mapping()
+                entry.start = mapping.start
+                entry.end = mapping.end
+                if let table = mapping.table, let bias = mapping.bias {
+                    entry.table_base = bias &+ table.linkTimeBase
+                    entry.first_row = table.firstRow
+                    entry.row_count = table.rowCount
+                }
+                raw.storeBytes(of: entry, toByteOffset: entriesOffset + index * MemoryLayout<exec_mapping>.stride, as: exec_mapping.self)
+            }
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,120 @@
+import BPFKit
+import CBPF
+import Native
+
+/// The unwind rows of every file the profiled processes map, in the BPF array `unwind_rows`: each file's table is
+/// compiled once (keyed by device and inode), written back to back into the memory-mapped array, and shared by every
+/// process that maps the file. The array's size is the memory bound; a file that does not fit gets no table (its
+/// frames fall back to frame pointers, counted) and is reported.
+///
+/// Rows are never freed: a recording's files are few and usually stay mapped. Not thread-safe: used from the thread
+/// that registers processes.
+final class UnwindTableStore {
+    /// Where a file's rows are, and the link-time address their addresses are relative to.
+    struct Placement: Equatable {
+        var firstRow: UInt32
+        var rowCount: UInt32
+        var linkTimeBase: UInt64
+    }
+
+    /// Identifies a file across processes (and mount namespaces): what /proc/PID/maps prints.
+    struct FileKey: Hashable {
+        var device: String
+        var inode: UInt64
+    }
+
+    private let rows: MappedArrayMap
+    let capacity: Int
+    private(set) var usedRows = 0
+    /// nil for a file without a usable table.
+    private var placements: [FileKey: Placement?] = [:]
+    /// Files left without a table, and why (no call frame information, unreadable, no room).
+    private(set) var filesWithoutTable: [String: String] = [:]
+    private(set) var filesLoaded = 0
+    /// Rows whose rule the BPF unwinder cannot apply (they stop the unwind there, counted in BPF).
+    private(set) var unsupportedRows = 0
+
+    init(rows: MappedArrayMap, capacity: Int) {
+        self.rows = rows
+        self.capacity = capacity
+    }
+
+    /// Files opened so far (nil: could not be opened), so that a rescan or another process mapping the same file
+    /// does not read it again. The symbolizer reads the same objects.
+    private var files: [FileKey: ELFFile?] = [:]
+
+    func file(_ key: FileKey, open: () throws -> ELFFile) -> ELFFile? {
+        if let known = files[key] { return known }
+        let elf = try? open()
+        files[key] = elf
+        return elf
+    }
+
+    /// The table of the file `key`, compiled and loaded the first time; `open` is only called then.
+    func placement(for key: FileKey, path: String, open: () throws -> ELFFile) -> Placement? {
+        if let known = placements[key] { return known }
+        let placement = load(path: path, open: open)
+        placements[key] = placement
+        return placement
+    }
+
+    private func load(path: String, open: () throws -> ELFFile) -> Placement? {
+        let table: UnwindTable
+        do {
+            table = try UnwindTable(elf: try open())
+        } catch {
+            filesWithoutTable[path] = "\(error)"
+            return nil
+        }
+        guard let first = table.entries.first else {
+            filesWithoutTable[path] = "no call frame information"
+            return nil
+        }
+        let count = table.entries.count
+        guard count <= Int(UNWIND_ROWS_PER_FILE_MAX) else {
+            filesWithoutTable[path] = "\(count) unwind rows, more than the \(UNWIND_ROWS_PER_FILE_MAX) per file the unwinder searches"
+            return nil
+        }
+        guard usedRows + count <= capacity else {
+            filesWithoutTable[path] = "no room: \(count) rows needed, \(capacity - usedRows) of \(capacity) left (raise --unwind-memory)"
+            return nil
+        }
+        let destination = rows.base.advanced(by: usedRows * MemoryLayout<unwind_row>.stride)
+            .bindMemory(to: unwind_row.self, capacity: count)
+        for (index, entry) in table.entries.enumerated() {
+            let row = Self.row(entry, base: first.address)
+            if row.cfa_kind == UInt8(UNWIND_UNSUPPORTED.rawValue) { unsupportedRows += 1 }
+            destination[index] = row
+        }
+        let placement = Placement(firstRow: UInt32(usedRows), rowCount: UInt32(count), linkTimeBase: first.address)
+        usedRows += count
+        filesLoaded += 1
+        return placement
+    }
+
+    /// The BPF form of one entry. Offsets that do not fit the row's narrow fields become `UNWIND_UNSUPPORTED`: the
+    /// unwinder stops there rather than applying a wrong rule.
+    static func row(_ entry: UnwindTable.Entry, base: UInt64) -> unwind_row {
+        let address = UInt32(entry.address - base)  // the table refuses spans over 4 GiB
+        func make(_ kind: unwind_cfa_kind, _ offset: Int32 = 0, rbp: Int8 = 0) -> unwind_row {
+            guard let offset = Int16(exactly: offset) else { return make(UNWIND_UNSUPPORTED) }
+            return unwind_row(address: address, cfa_offset: offset, cfa_kind: UInt8(kind.rawValue), rbp_offset: rbp)
+        }
+        guard let rule = entry.rule else { return make(UNWIND_NO_RULE) }
+        var rbp: Int8 = 0
+        if case let .atCFA(offset) = rule.rbp {
+            guard offset % 8 == 0, let slots = Int8(exactly: offset / 8), slots != 0 else { return make(UNWIND_UNSUPPORTED) }
+            rbp = slots
+        }
+        switch rule.cfa {
+        case let .rspOffset(offset): return make(UNWIND_CFA_RSP, offset, rbp: rbp)
+        case let .rbpOffset(offset): return make(UNWIND_CFA_RBP, offset, rbp: rbp)
+        case let .plt(threshold): return make(UNWIND_CFA_PLT, Int32(threshold), rbp: rbp)
+        case .endOfStack: return make(UNWIND_END_OF_STACK)
+        case .unsupported: return make(UNWIND_UNSUPPORTED)
+        }
+    }
+
+    var usedBytes: Int { usedRows * MemoryLayout<unwind_row>.stride }
+    var capacityBytes: Int { capacity * MemoryLayout<unwind_row>.stride }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// Native frames unwound in the kernel from call frame information (no frame pointers anywhere: the fixtures are
+/// built with -O2 -fomit-frame-pointer, the pyenv CPythons and Debian's libraries without frame pointers), spliced
+/// with the Python frames at the interpreter's eval loop.
+final class MixedStackTests: IntegrationTestCase {
+    private func isKernel(_ frame: ProfileFrame) -> Bool { frame.name.hasSuffix("_[k]") }
+
+    /// Python `caller` calls the C function ext_outer_native, which calls the Python `callback`, which calls the C
+    /// function ext_inner_native, where the time goes. On every supported CPython the default view shows exactly
+    /// those four frames in that order (the interpreter's own native frames in between are hidden), with the
+    /// Python frames on the lines that made the calls.
+    func testExtensionCallingBackIntoPythonOnEveryInterpreter() throws {
+        let workload = try Workload.load("native/callback_workload.py")
+        let source = Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path
+        let callerLine = try workload.line("caller-outer")
+        let callbackLine = try workload.line("callback-inner")
+        let expected = ["caller", "ext_outer_native", "callback", "ext_inner_native"]
+
+        for (index, interpreter) in try PythonInterpreters.supported().enumerated() {
+            let extensionDirectory = scratchFile("ext-\(index)")
+            _ = try NativeFixtures.buildCallbackExtension(python: interpreter.path, source: source, into: extensionDirectory)
+            let output = scratchFile("callback-\(index).folded")
+            let result = try runPyBPFProf([
+                "record", "--rate", "499", "-o", output, "--", interpreter.path, workload.path, extensionDirectory, "2",
+            ]).requireSuccess()
+            let stacks = try FoldedFile.stacks(at: output)
+            let inInner = stacks.filter { $0.frames.last(where: { !isKernel($0) })?.name == "ext_inner_native" }
+            let innerSamples = inInner.reduce(0) { $0 + $1.count }
+            var exact = 0
+            var other: [String: Int] = [:]
+            for stack in inInner {
+                let user = stack.frames.filter { !isKernel($0) }
+                if let callerIndex = user.lastIndex(where: { $0.name == "caller" }),
+                   user[callerIndex...].map(\.name) == expected,
+                   user[callerIndex].line == callerLine, user[callerIndex + 2].line == callbackLine,
+                   user[callerIndex + 1].file.hasPrefix("callback_ext"), user[callerIndex + 3].file.hasPrefix("callback_ext") {
+                    exact += stack.count
+                } else {
+                    other[user.suffix(6).map(\.description).joined(separator: ";"), default: 0] += stack.count
+                }
+            }
+            let share = Double(exact) / Double(max(innerSamples, 1))
+            print(String(format: "  %@: %d samples in ext_inner_native, %d (%.2f%%) exactly caller;ext_outer_native;callback;ext_inner_native",
+                         interpreter.label, innerSamples, exact, 100 * share))
+            print("    \(result.recordingSummary)")
+            // 2 s at 499 Hz is about 1000 samples, over 90% of them in ext_inner_native.
+            XCTAssertGreaterThan(innerSamples, 600, "\(interpreter.label): too few samples in ext_inner_native\n\(result.report)")
+            XCTAssertGreaterThanOrEqual(share, 0.98, "\(interpreter.label): other shapes: \(other.sorted { $0.value > $1.value }.prefix(5))")
+        }
+    }
+
+    /// --interpreter-frames keeps libpython's frames: the eval loop appears, and the Python frames sit above the
+    /// native frame of the eval loop that runs them.
+    func testInterpreterFramesFlagShowsTheEvalLoop() throws {
+        let interpreter = try PythonInterpreters.pyenv("3.12")
+        let workload = try Workload.load("native/callback_workload.py")
+        let extensionDirectory = scratchFile("ext")
+        _ = try NativeFixtures.buildCallbackExtension(
+            python: interpreter.path, source: Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path,
+            into: extensionDirectory)
+        let output = scratchFile("internals.folded")
+        try runPyBPFProf([
+            "record", "--interpreter-frames", "--rate", "499", "-o", output, "--",
+            interpreter.path, workload.path, extensionDirectory, "2",
+        ]).requireSuccess()
+        let stacks = try FoldedFile.stacks(at: output).filter { $0.frames.contains { $0.name == "ext_inner_native" } }
+        let samples = stacks.reduce(0) { $0 + $1.count }
+        var evalBelowCallback = 0
+        for stack in stacks {
+            guard let callback = stack.frames.lastIndex(where: { $0.name == "callback" }) else { continue }
+            if callback > 0, stack.frames[callback - 1].name.hasPrefix("_PyEval_EvalFrameDefault") { evalBelowCallback += stack.count }
+        }
+        XCTAssertGreaterThan(samples, 300)
+        XCTAssertGreaterThan(Double(evalBelowCallback) / Double(samples), 0.95,
+                             "callback should sit right above the eval loop's native frame")
+    }
+
+    /// A C program without frame pointers, a known call chain ten deep, on the main thread and on a second thread:
+    /// nearly every sample carries the whole chain down to the thread's entry (_start, clone3).
+    func testTenDeepChainWithoutFramePointersUnwindsToTheThreadEntry() throws {
+        let program = try NativeFixtures.buildChainProgram(
+            source: Checkout.fixtures.appendingPathComponent("native/chain10.c").path, into: scratchFile("chain"))
+        let target = try start(program, ["6"])
+        let output = scratchFile("chain.folded")
+        let result = try runPyBPFProf([
+            "record", "--pid", String(target.pid), "--allow-non-python", "--rate", "499", "--duration", "3", "-o", output,
+        ]).requireSuccess()
+        let chain = (1...10).map { String(format: "chain_%02d", $0) }
+        var total = 0, complete = 0
+        var incomplete: [String: Int] = [:]
+        for stack in try FoldedFile.stacks(at: output) {
+            let user = stack.frames.filter { !isKernel($0) }
+            guard let leaf = user.last, leaf.name.hasPrefix("chain_") else { continue }
+            total += stack.count
+            let names = user.map(\.name)
+            let entry = names.first
+            let caller = names.firstIndex(where: { $0 == "main" || $0 == "thread_entry" })
+            if let caller, Array(names[(caller + 1)...]) == chain, entry == "_start" || entry == "clone3" || entry == "__clone3" {
+                complete += stack.count
+            } else {
+                incomplete[names.joined(separator: ";"), default: 0] += stack.count
+            }
+        }
+        let share = Double(complete) / Double(max(total, 1))
+        print(String(format: "  %d samples in the chain, %d (%.2f%%) with the whole chain down to the thread entry", total, complete, 100 * share))
+        print("    \(result.recordingSummary)")
+        XCTAssertGreaterThan(total, 2000, result.report)  // two threads, 3 s at 499 Hz
+        XCTAssertGreaterThanOrEqual(share, 0.99, "incomplete: \(incomplete.sorted { $0.value > $1.value }.prefix(5))")
+    }
+}
