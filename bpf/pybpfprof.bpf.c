@@ -273,9 +273,12 @@ static long unwind_native_frame(__u32 index, struct loop_context *context)
         count(COUNTER_NATIVE_COMPLETE);
         return 1;
     case UNWIND_NO_RULE:
-        /* The frame-pointer convention: [rbp] = caller's rbp, [rbp + 8] = return address. */
-        if (cursor->bp <= cursor->sp)
+        /* The frame-pointer convention: [rbp] = caller's rbp, [rbp + 8] = return address. rbp equals rsp in a
+         * frame with no locals; below rsp it is not a frame pointer. */
+        if (cursor->bp < cursor->sp) {
+            count(COUNTER_NATIVE_BAD_FRAME);
             return 1;
+        }
         cfa = cursor->bp + 16;
         bp = read_u64(cursor->bp);
         cursor->frame_pointer_bit = NATIVE_FRAME_POINTER_BIT;

@@ -53,7 +53,12 @@ struct NativeProcess {
             var entry = ExecutableMapping(
                 start: mapping.start, end: mapping.end, path: mapping.path, file: nil, bias: nil, table: nil,
                 isInterpreter: interpreterFile != nil && (mapping.path == interpreterFile || mapping.path == executable))
-            if mapping.inode != 0 {
+            if mapping.path == VirtualDSO.path, let vdso = VirtualDSO.image {
+                // Every process of this kernel maps the same vDSO image as we do.
+                entry.file = VirtualDSO.fileKey
+                entry.bias = vdso.loadBias(mappings: [mapping])
+                if entry.bias != nil { entry.table = store.placement(for: VirtualDSO.fileKey, path: mapping.path) { vdso } }
+            } else if mapping.inode != 0 {
                 let key = UnwindTableStore.FileKey(device: mapping.device, inode: mapping.inode)
                 entry.file = key
                 let elf = store.file(key) { try InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping) }
@@ -101,4 +106,22 @@ struct NativeProcess {
         }
         return bytes
     }
+}
+
+/// The kernel's vDSO (clock_gettime, gettimeofday), which has no file: the same image is mapped into every process,
+/// ours included, so its unwind table and symbols come from our own copy.
+enum VirtualDSO {
+    static let path = "[vdso]"
+    static let fileKey = UnwindTableStore.FileKey(device: "vdso", inode: 0)
+
+    static let image: ELFFile? = {
+        guard let text = try? KernelFile.text("/proc/self/maps"),
+              let mapping = MemoryMapping.parse(text).first(where: { $0.path == path }),
+              let base = UnsafeRawPointer(bitPattern: UInt(mapping.start))
+        else { return nil }
+        let bytes = [UInt8](UnsafeRawBufferPointer(start: base, count: Int(mapping.end - mapping.start)))
+        return try? ELFFile(bytes: bytes)
+    }()
+
+    static let symbolizer: NativeFileSymbolizer? = image.map { NativeFileSymbolizer(file: $0, path: path) }
 }

@@ -400,7 +400,7 @@ public final class Recorder {
                 frame.name = "[anonymous 0x\(String(address, radix: 16))]\(byFramePointer)"
             } else if let bias = mapping.bias {
                 let linkTimeAddress = lookup &- bias
-                let symbolizer = nativeSymbols.symbolizer(
+                let symbolizer = mapping.path == VirtualDSO.path ? VirtualDSO.symbolizer : nativeSymbols.symbolizer(
                     path: mapping.path, root: "/proc/\(pid)/root", device: mapping.file?.device, inode: mapping.file?.inode)
                 let name = symbolizer?.symbol(at: linkTimeAddress).map { Self.withoutSymbolVersion($0.name) }
                     ?? unknownNativeFrameName(path: mapping.path, address: linkTimeAddress)

@@ -81,7 +81,7 @@ final class MixedStackTests: IntegrationTestCase {
     /// A C program without frame pointers, a known call chain ten deep, on the main thread and on a second thread:
     /// nearly every sample carries the whole chain down to the thread's entry (_start, clone3).
     func testTenDeepChainWithoutFramePointersUnwindsToTheThreadEntry() throws {
-        let program = try NativeFixtures.buildChainProgram(
+        let program = try NativeFixtures.buildProgram(
             source: Checkout.fixtures.appendingPathComponent("native/chain10.c").path, into: scratchFile("chain"))
         let target = try start(program, ["6"])
         let output = scratchFile("chain.folded")
@@ -107,7 +107,32 @@ final class MixedStackTests: IntegrationTestCase {
         let share = Double(complete) / Double(max(total, 1))
         print(String(format: "  %d samples in the chain, %d (%.2f%%) with the whole chain down to the thread entry", total, complete, 100 * share))
         print("    \(result.recordingSummary)")
-        XCTAssertGreaterThan(total, 2000, result.report)  // two threads, 3 s at 499 Hz
+        XCTAssertGreaterThan(total, 1200, result.report)  // two busy threads on 2 CPUs, 3 s at 499 Hz: up to 3000
         XCTAssertGreaterThanOrEqual(share, 0.99, "incomplete: \(incomplete.sorted { $0.value > $1.value }.prefix(5))")
+    }
+
+    /// Generated code in anonymous memory has no unwind information: the unwinder falls back to the frame pointer
+    /// there, marks the frame it found that way (`[fp]`), and goes on to the thread's entry with the tables.
+    func testCodeWithoutUnwindInformationFallsBackToTheFramePointerVisibly() throws {
+        let program = try NativeFixtures.buildProgram(
+            source: Checkout.fixtures.appendingPathComponent("native/jit_frames.c").path, into: scratchFile("jit"))
+        let target = try start(program, ["5"])
+        let output = scratchFile("jit.folded")
+        let result = try runPyBPFProf([
+            "record", "--pid", String(target.pid), "--allow-non-python", "--rate", "499", "--duration", "2", "-o", output,
+        ]).requireSuccess()
+        let expected = ["_start", "__libc_start_main", "__libc_start_call_main", "main", "jit_caller [fp]", "[anonymous]", "jit_burn"]
+        var total = 0, matching = 0
+        var other: [String: Int] = [:]
+        for stack in try FoldedFile.stacks(at: output) {
+            let names = stack.frames.filter { !isKernel($0) }.map { $0.name.hasPrefix("[anonymous 0x") ? "[anonymous]" : $0.name }
+            guard names.last == "jit_burn" else { continue }
+            total += stack.count
+            if names == expected { matching += stack.count } else { other[names.joined(separator: ";"), default: 0] += stack.count }
+        }
+        print("  \(matching) of \(total) samples in jit_burn unwound through the generated code to _start")
+        print("    \(result.recordingSummary)")
+        XCTAssertGreaterThan(total, 700, result.report)
+        XCTAssertGreaterThanOrEqual(Double(matching) / Double(max(total, 1)), 0.99, "other shapes: \(other.sorted { $0.value > $1.value }.prefix(5))")
     }
 }

@@ -76,10 +76,12 @@ public enum NativeFixtures {
         return output
     }
 
-    /// Compiles chain10.c with `cc -O2 -fomit-frame-pointer -pthread`; returns the executable's path.
-    public static func buildChainProgram(source: String, into directory: String) throws -> String {
+    /// Compiles a C program (chain10.c, jit_frames.c) with `cc -O2 -fomit-frame-pointer -pthread`; returns the
+    /// executable's path, named after the source.
+    public static func buildProgram(source: String, into directory: String) throws -> String {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let output = (directory as NSString).appendingPathComponent("chain10")
+        let name = ((source as NSString).lastPathComponent as NSString).deletingPathExtension
+        let output = (directory as NSString).appendingPathComponent(name)
         try compile(["-O2", "-fomit-frame-pointer", "-pthread", "-o", output, source])
         return output
     }

@@ -8,7 +8,7 @@
  *     second thread: clone3 -> start_thread -> thread_entry -> chain_01 -> ... -> chain_10
  *
  * (glibc's own names above main and thread_entry: __libc_start_call_main under __libc_start_main in
- * glibc 2.34 and later; clone on older glibc.) NativeFixtures.buildChainProgram compiles it with
+ * glibc 2.34 and later; clone on older glibc.) NativeFixtures.buildProgram compiles it with
  * -O2 -fomit-frame-pointer, so no frame has a frame pointer and the stack unwinds only through .eh_frame.
  * Every function of the chain is kept as written: noinline (and, under GCC, noipa: no clone with another
  * name, no identical-code folding), and each uses its callee's result after the call returns, so no call is a
