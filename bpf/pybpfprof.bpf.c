@@ -115,6 +115,14 @@ static __always_inline void count(enum counter counter)
         __sync_fetch_and_add(value, 1);
 }
 
+/* A failed read of the target's memory: an error, unless the process is in exit() and has already given up
+ * its memory. */
+static __always_inline void count_read_error(enum counter counter)
+{
+    struct task_struct___pybpfprof *task = (void *)bpf_get_current_task();
+    count(BPF_CORE_READ(task, flags) & PF_EXITING ? COUNTER_PROCESS_EXITING : counter);
+}
+
 /* Reads a pointer-sized value from the target; 0 on failure (NULL is never a valid answer here). */
 static __always_inline __u64 read_u64(__u64 address)
 {
@@ -290,14 +298,14 @@ static long unwind_native_frame(__u32 index, struct loop_context *context)
     }
     cursor->frame_pointer_bit = 0;
     if (row->rbp_offset != 0 && bpf_probe_read_user(&bp, sizeof(bp), (const void *)(cfa + row->rbp_offset * 8)) != 0) {
-        count(COUNTER_NATIVE_READ_ERROR);
+        count_read_error(COUNTER_NATIVE_READ_ERROR);
         return 1;
     }
 
 read_return_address:;
     __u64 return_address = 0;
     if (bpf_probe_read_user(&return_address, sizeof(return_address), (const void *)(cfa - 8)) != 0) {
-        count(COUNTER_NATIVE_READ_ERROR);
+        count_read_error(COUNTER_NATIVE_READ_ERROR);
         return 1;
     }
     /* Callers live higher up the stack; anything else is a corrupt frame or a wrong rule. */
@@ -396,8 +404,7 @@ static __always_inline __u64 find_thread_state(const struct py_process *process,
     __u64 interp = 0, tstate = 0;
     if (bpf_probe_read_user(&interp, sizeof(interp), (const void *)process->interpreters_head) != 0 ||
         (interp && bpf_probe_read_user(&tstate, sizeof(tstate), (const void *)(interp + offsets->interp_threads_head)) != 0)) {
-        /* A process in exit() has already given up its memory: not an error. */
-        count(BPF_CORE_READ(task, flags) & PF_EXITING ? COUNTER_PROCESS_EXITING : COUNTER_READ_INTERP);
+        count_read_error(COUNTER_READ_INTERP);
         return 0;
     }
     if (!tstate) {

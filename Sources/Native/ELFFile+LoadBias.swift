@@ -10,14 +10,30 @@ extension ELFFile {
     /// one mapping fits two segments and only the vote tells them apart. `ET_EXEC` files are not relocated:
     /// the bias is 0, and nil if no mapping agrees with that.
     public func loadBias(mappings: [MemoryMapping]) -> UInt64? {
-        let segments = loadSegments
+        loadLayout.loadBias(mappings: mappings)
+    }
+
+    /// What `loadBias(mappings:)` needs of the file, small enough to keep after the file's bytes are released.
+    public var loadLayout: ELFLoadLayout {
+        ELFLoadLayout(isFixedAddress: type == Self.typeExecutable, segments: loadSegments)
+    }
+}
+
+/// The `PT_LOAD` segments of an ELF file and whether it is `ET_EXEC`: enough to compute its load bias in any process.
+public struct ELFLoadLayout: Sendable, Equatable {
+    /// `ET_EXEC`: loaded at its link-time addresses.
+    public let isFixedAddress: Bool
+    public let segments: [ELFProgramHeader]
+
+    /// See `ELFFile.loadBias(mappings:)`.
+    public func loadBias(mappings: [MemoryMapping]) -> UInt64? {
         var votes: [UInt64: Int] = [:]
         for mapping in mappings {
             for segment in segments {
                 if let bias = Self.bias(implying: mapping, isInside: segment) { votes[bias, default: 0] += 1 }
             }
         }
-        if type == Self.typeExecutable {
+        if isFixedAddress {
             return votes[0] != nil ? 0 : nil
         }
         // Ties are broken towards the lower bias so that the answer does not depend on dictionary order.

@@ -56,17 +56,16 @@ struct NativeProcess {
             if mapping.path == VirtualDSO.path, let vdso = VirtualDSO.image {
                 // Every process of this kernel maps the same vDSO image as we do.
                 entry.file = VirtualDSO.fileKey
-                entry.bias = vdso.loadBias(mappings: [mapping])
-                if entry.bias != nil { entry.table = store.placement(for: VirtualDSO.fileKey, path: mapping.path) { vdso } }
+                entry.bias = store.layout(VirtualDSO.fileKey, path: mapping.path) { vdso }?.loadBias(mappings: [mapping])
             } else if mapping.inode != 0 {
                 let key = UnwindTableStore.FileKey(device: mapping.device, inode: mapping.inode)
                 entry.file = key
-                let elf = store.file(key) { try InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping) }
-                entry.bias = elf?.loadBias(mappings: byPath[mapping.path] ?? [mapping])
-                if let elf, entry.bias != nil {
-                    entry.table = store.placement(for: key, path: mapping.path) { elf }
+                let layout = store.layout(key, path: mapping.path) {
+                    try InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping)
                 }
+                entry.bias = layout?.loadBias(mappings: byPath[mapping.path] ?? [mapping])
             }
+            if let file = entry.file, entry.bias != nil { entry.table = store.placement(for: file) }
             result.append(entry)
         }
         result.sort { $0.start < $1.start }

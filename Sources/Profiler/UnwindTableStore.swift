@@ -26,8 +26,8 @@ final class UnwindTableStore {
     private let rows: MappedArrayMap
     let capacity: Int
     private(set) var usedRows = 0
-    /// nil for a file without a usable table.
-    private var placements: [FileKey: Placement?] = [:]
+    /// Files with a table loaded.
+    private var placements: [FileKey: Placement] = [:]
     /// Files left without a table, and why (no call frame information, unreadable, no room).
     private(set) var filesWithoutTable: [String: String] = [:]
     private(set) var filesLoaded = 0
@@ -39,29 +39,32 @@ final class UnwindTableStore {
         self.capacity = capacity
     }
 
-    /// Files opened so far (nil: could not be opened), so that a rescan or another process mapping the same file
-    /// does not read it again. The symbolizer reads the same objects.
-    private var files: [FileKey: ELFFile?] = [:]
+    /// The load layout of each file seen (nil: could not be opened), so that a rescan or another process mapping the
+    /// same file does not read it again. Files are read whole, so only this small part of them is kept.
+    private var layouts: [FileKey: ELFLoadLayout?] = [:]
 
-    func file(_ key: FileKey, open: () throws -> ELFFile) -> ELFFile? {
-        if let known = files[key] { return known }
-        let elf = try? open()
-        files[key] = elf
-        return elf
+    /// The load layout of file `key`; the first time, `open` reads the file and its unwind table is loaded too.
+    func layout(_ key: FileKey, path: String, open: () throws -> ELFFile) -> ELFLoadLayout? {
+        if let known = layouts[key] { return known }
+        guard let elf = try? open() else {
+            layouts[key] = .some(nil)
+            filesWithoutTable[path] = "cannot be opened"
+            return nil
+        }
+        layouts[key] = elf.loadLayout
+        placements[key] = load(elf, path: path)
+        return elf.loadLayout
     }
 
-    /// The table of the file `key`, compiled and loaded the first time; `open` is only called then.
-    func placement(for key: FileKey, path: String, open: () throws -> ELFFile) -> Placement? {
-        if let known = placements[key] { return known }
-        let placement = load(path: path, open: open)
-        placements[key] = placement
-        return placement
+    /// Where file `key`'s rows are, if it has a table; `layout(_:path:open:)` loads it.
+    func placement(for key: FileKey) -> Placement? {
+        placements[key]
     }
 
-    private func load(path: String, open: () throws -> ELFFile) -> Placement? {
+    private func load(_ elf: ELFFile, path: String) -> Placement? {
         let table: UnwindTable
         do {
-            table = try UnwindTable(elf: try open())
+            table = try UnwindTable(elf: elf)
         } catch {
             filesWithoutTable[path] = "\(error)"
             return nil
