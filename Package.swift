@@ -41,7 +41,7 @@ let package = Package(
         .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native", "TestSupport"], exclude: ["Fixtures"]),
         // Helpers shared by test targets (one test target cannot import another).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ProfilerTests", dependencies: ["Profiler"]),
+        .testTarget(name: "ProfilerTests", dependencies: ["Profiler", "Native"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Profiler", "TestSupport"], exclude: ["Fixtures"]),
     ]

@@ -107,6 +107,11 @@ public struct UnwindTable: Sendable {
         public let address: UInt64
         /// Nil where no FDE covers the address (a gap between FDEs, or past the last one).
         public let rule: UnwindRule?
+
+        public init(address: UInt64, rule: UnwindRule?) {
+            self.address = address
+            self.rule = rule
+        }
     }
 
     /// Sorted by strictly increasing address; each entry's rule holds from its address up to the next entry's

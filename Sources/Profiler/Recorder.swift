@@ -142,7 +142,7 @@ public final class Recorder {
         sampler = try Sampler(
             ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes)
-        unwindTables = options.pythonOnly ? nil : UnwindTableStore(rows: sampler.unwindRows, capacity: sampler.unwindRowCapacity)
+        unwindTables = options.pythonOnly ? nil : UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity)
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         profile = Profile(sampleRate: options.rate, startDate: 0)
     }

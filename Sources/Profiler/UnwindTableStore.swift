@@ -1,4 +1,3 @@
-import BPFKit
 import CBPF
 import Native
 
@@ -23,7 +22,8 @@ final class UnwindTableStore {
         var inode: UInt64
     }
 
-    private let rows: MappedArrayMap
+    /// `capacity` rows of `unwind_row`: the mmap-ed BPF array (or any memory, in tests).
+    private let rows: UnsafeMutableRawPointer
     let capacity: Int
     private(set) var usedRows = 0
     /// Files with a table loaded.
@@ -34,7 +34,7 @@ final class UnwindTableStore {
     /// Rows whose rule the BPF unwinder cannot apply (they stop the unwind there, counted in BPF).
     private(set) var unsupportedRows = 0
 
-    init(rows: MappedArrayMap, capacity: Int) {
+    init(rows: UnsafeMutableRawPointer, capacity: Int) {
         self.rows = rows
         self.capacity = capacity
     }
@@ -82,7 +82,7 @@ final class UnwindTableStore {
             filesWithoutTable[path] = "no room: \(count) rows needed, \(capacity - usedRows) of \(capacity) left (raise --unwind-memory)"
             return nil
         }
-        let destination = rows.base.advanced(by: usedRows * MemoryLayout<unwind_row>.stride)
+        let destination = rows.advanced(by: usedRows * MemoryLayout<unwind_row>.stride)
             .bindMemory(to: unwind_row.self, capacity: count)
         for (index, entry) in table.entries.enumerated() {
             let row = Self.row(entry, base: first.address)
