@@ -100,7 +100,7 @@ public struct UnwindRule: Hashable, Sendable {
 }
 
 /// The unwind rules of one ELF file for every address its call frame information covers, compiled from `.eh_frame`
-/// (or `.debug_frame` when there is no `.eh_frame`) into a sorted table the BPF unwinder can binary-search.
+/// and `.debug_frame` into a sorted table the BPF unwinder can binary-search.
 /// Addresses are link-time virtual addresses: subtract the load bias from a runtime address before lookup.
 public struct UnwindTable: Sendable {
     public struct Entry: Hashable, Sendable {
@@ -128,25 +128,45 @@ public struct UnwindTable: Sendable {
         public let reason: String
     }
 
-    /// Reads the file's `.eh_frame`, or its `.debug_frame` if it has no `.eh_frame`. Throws `ELFError` if it has
-    /// neither, if the section is compressed, or if an entry's length runs past the section; individual malformed
-    /// FDEs are skipped instead (see `skippedFrameDescriptions`).
+    /// Reads the file's `.eh_frame` and its `.debug_frame`, either or both: where both describe an address,
+    /// `.eh_frame` wins (it is what the program's own unwinder uses); `.debug_frame` fills the addresses `.eh_frame`
+    /// leaves out (code built with `-fno-asynchronous-unwind-tables -g`). Throws `ELFError` if the file has neither,
+    /// if a section is compressed, or if an entry's length runs past its section; individual malformed FDEs are
+    /// skipped instead (see `skippedFrameDescriptions`).
     public init(elf: ELFFile) throws {
-        let kind: CallFrameSectionKind
-        let section: ELFSection
-        if let ehFrame = elf.section(named: ".eh_frame") {
-            (kind, section) = (.ehFrame, ehFrame)
-        } else if let debugFrame = elf.section(named: ".debug_frame") {
-            (kind, section) = (.debugFrame, debugFrame)
-        } else {
+        let sections = [(CallFrameSectionKind.ehFrame, ".eh_frame"), (.debugFrame, ".debug_frame")]
+            .compactMap { kind, name in elf.section(named: name).map { (kind, $0) } }
+        guard !sections.isEmpty else {
             throw ELFError("\(elf.path ?? "ELF file") has neither .eh_frame nor .debug_frame")
         }
-        guard section.flags & ELFSection.flagCompressed == 0 else { throw ELFError("\(section.name) is compressed") }
-        guard let data = elf.data(of: section) else { throw ELFError("\(section.name) has no data in the file") }
-        let bases = PointerEncoding.Bases(
-            sectionAddress: section.address, text: elf.section(named: ".text")?.address, data: elf.section(named: ".got")?.address
-        )
-        try self.init(callFrameSection: data, kind: kind, bases: bases)
+        var tables: [UnwindTable] = []
+        for (kind, section) in sections {
+            guard section.flags & ELFSection.flagCompressed == 0 else { throw ELFError("\(section.name) is compressed") }
+            guard let data = elf.data(of: section) else { throw ELFError("\(section.name) has no data in the file") }
+            let bases = PointerEncoding.Bases(
+                sectionAddress: section.address, text: elf.section(named: ".text")?.address, data: elf.section(named: ".got")?.address
+            )
+            tables.append(try UnwindTable(callFrameSection: data, kind: kind, bases: bases))
+        }
+        self = tables.count == 1 ? tables[0] : try UnwindTable(preferring: tables[0], fillingGapsFrom: tables[1])
+    }
+
+    /// `primary`'s rules, and `secondary`'s where `primary` has none.
+    init(preferring primary: UnwindTable, fillingGapsFrom secondary: UnwindTable) throws {
+        let boundaries = Set(primary.entries.map(\.address)).union(secondary.entries.map(\.address)).sorted()
+        var builder = EntryBuilder()
+        for address in boundaries {
+            builder.append(address, rule: primary.rule(at: address) ?? secondary.rule(at: address))
+        }
+        try Self.checkSpan(builder.entries)
+        self.entries = builder.entries
+        self.skippedFrameDescriptions = primary.skippedFrameDescriptions + secondary.skippedFrameDescriptions
+    }
+
+    private static func checkSpan(_ entries: [Entry]) throws {
+        if let first = entries.first, let last = entries.last, last.address - first.address > UInt64(UInt32.max) {
+            throw ELFError("call frame information spans more than 4 GiB, which the 32-bit address deltas cannot encode")
+        }
     }
 
     init(callFrameSection data: ArraySlice<UInt8>, kind: CallFrameSectionKind, bases: PointerEncoding.Bases) throws {
@@ -180,10 +200,7 @@ public struct UnwindTable: Sendable {
             coveredEnd = fde.pcEnd
         }
         if let coveredEnd { builder.append(coveredEnd, rule: nil) }
-
-        if let first = builder.entries.first, let last = builder.entries.last, last.address - first.address > UInt64(UInt32.max) {
-            throw ELFError("call frame information spans more than 4 GiB, which the 32-bit address deltas cannot encode")
-        }
+        try Self.checkSpan(builder.entries)
         self.entries = builder.entries
         self.skippedFrameDescriptions = skipped
     }

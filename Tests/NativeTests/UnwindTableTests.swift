@@ -352,3 +352,37 @@ final class UnwindTableTests: XCTestCase {
         }
     }
 }
+
+/// A file with both sections: code built with -fno-asynchronous-unwind-tables -g has its rules in .debug_frame
+/// only, the rest in .eh_frame; the table covers both.
+final class MixedCallFrameSectionsTests: XCTestCase {
+    func testDebugFrameFillsWhatEHFrameLeavesOut() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("unwind-mixed-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let withEHFrame = "\(directory)/eh.c", withDebugFrame = "\(directory)/debug.c", library = "\(directory)/libmixed.so"
+        // A buffer passed to another function: the frame is allocated, so the CFA moves away from rsp + 8.
+        let body = "{ char buffer[64]; buffer[0] = (char)x; keep(buffer); return buffer[1] + x; }"
+        let declaration = "void keep(char *buffer);\n"
+        try (declaration + "void keep(char *buffer) { buffer[1] = 1; }\nint in_eh_frame(int x) \(body)\n")
+            .write(toFile: withEHFrame, atomically: true, encoding: .utf8)
+        try (declaration + "int in_debug_frame(int x) \(body)\n").write(toFile: withDebugFrame, atomically: true, encoding: .utf8)
+        _ = try runCommand("/usr/bin/cc", ["-O1", "-fPIC", "-c", "-o", "\(directory)/eh.o", withEHFrame])
+        _ = try runCommand("/usr/bin/cc", ["-O1", "-g", "-fPIC", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
+                                            "-c", "-o", "\(directory)/debug.o", withDebugFrame])
+        _ = try runCommand("/usr/bin/cc", ["-shared", "-o", library, "\(directory)/eh.o", "\(directory)/debug.o"])
+
+        let elf = try ELFFile(path: library)
+        XCTAssertNotNil(elf.section(named: ".eh_frame"))
+        XCTAssertNotNil(elf.section(named: ".debug_frame"))
+        let table = try UnwindTable(elf: elf)
+        for name in ["in_eh_frame", "in_debug_frame"] {
+            let function = try XCTUnwrap(elf.symbol(named: name))
+            XCTAssertEqual(table.rule(at: function.value), UnwindRule(cfa: .rspOffset(8), rbp: .unchanged), "\(name) entry")
+            // Somewhere in the body the CFA is further from rsp: the rules came from that function's own FDE.
+            let body = (function.value..<(function.value + function.size)).compactMap { table.rule(at: $0) }
+            XCTAssertTrue(body.contains { if case let .rspOffset(offset) = $0.cfa { return offset > 8 } else { return false } },
+                          "\(name): \(Set(body))")
+        }
+    }
+}
