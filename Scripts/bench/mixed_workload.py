@@ -1,27 +1,35 @@
 """CPU-bound workload for Scripts/bench-mixed: a fixed amount of work on a deep mixed Python/native stack.
 
-Uses the test fixture extension callback_ext (Tests/IntegrationTests/Fixtures/native/callback_ext.c, built
-by Scripts/bench-mixed for the interpreter that runs this file; pass the directory holding it). While it
-burns CPU the stack is, root first:
+Usage: mixed_workload.py EXTENSION_DIR [--calls N | --seconds S] [--depth1 D1] [--depth2 D2] [--nesting K]
+EXTENSION_DIR holds the test fixture extension callback_ext
+(Tests/IntegrationTests/Fixtures/native/callback_ext.c), built by Scripts/bench-mixed for the interpreter
+that runs this file. While the workload burns CPU its stack is, root first:
 
-    <module> -> main -> timed_work -> descend x DEPTH1 -> caller
-        -> ext_outer_native (C) -> callback -> recurse x DEPTH2 -> burn -> ext_inner_native (C)
+    <module> -> main -> timed_work -> descend x (D1 + 1)
+        -> caller -> ext_outer_native (C) -> callback      (level 1 of K: its callback calls caller again)
+        -> caller -> ext_outer_native (C) -> callback      (...)
+        -> caller -> ext_outer_native (C) -> callback      (level K: its callback recurses to the burn)
+        -> recurse x (D2 + 1) -> burn -> ext_inner_native (C)
 
-Nearly all of the CPU time is in ext_inner_native (C arithmetic, no frame pointer: -O2
--fomit-frame-pointer), so nearly every sample has that whole stack. Python frames in the default view:
-3 + DEPTH1 + 1 + 1 + DEPTH2 + 1 (with the defaults 3 + 22 + 1 + 1 + 22 + 1 = 50). Native frames: the
-interpreter's startup chain (_start ... PyEval_EvalCode), one eval-loop activation per C -> Python
-transition and the calls that make each transition (on 3.12 a Python -> Python call adds no native frame),
-ext_outer_native and ext_inner_native and whatever the calls into them go through; Scripts/bench-mixed
-counts them in pybpfprof's --interpreter-frames view and prints them.
+Nearly all of the CPU time (98-99% on 3.12) is in ext_inner_native, C arithmetic compiled without frame
+pointers (-O2 -fomit-frame-pointer), so nearly every sample has that whole stack.
+
+Python frames: 3 + (D1 + 1) + 2 K + (D2 + 1) + 1, 50 with the defaults (D1 = D2 = 19, K = 3).
+Native frames, as pybpfprof --interpreter-frames shows them on pyenv's CPython 3.12.1 (measured, and
+measured again by every Scripts/bench-mixed run): 12 from _start to the first _PyEval_EvalFrameDefault, 5 per
+outer_native level (_PyObject_MakeTpCall, cfunction_call, ext_outer_native, PyObject_CallNoArgs,
+_PyEval_EvalFrameDefault; a Python -> Python call adds none) and 3 for the call of inner_native
+(_PyObject_MakeTpCall, cfunction_call, ext_inner_native): 12 + 5 K + 3 = 30 with K = 3. One level (the
+shape of Tests/IntegrationTests/Fixtures/native/callback_workload.py) gives only 20, hence K.
 
 Protocol (as Scripts/bench/overhead_workload.py, so that a profiler can attach before the measured part):
   1. warms up, prints "ready" on stdout and waits for a line on stdin;
-  2. does --calls calls of caller() (each: --callbacks-per-call callbacks of --inner-iterations rounds of C),
-     timing them with time.perf_counter() (and CPU time with time.process_time());
+  2. makes --calls calls of descend() (each ends in --callbacks-per-call calls of inner_native, each
+     --inner-iterations rounds of C: about 1 ms per call), timed with time.perf_counter() (and its CPU time
+     with time.process_time());
   3. prints "elapsed_seconds=<float> cpu_seconds=<float> calls=<int> calls_per_second=<float>" and exits.
-With --seconds S instead of --calls it runs until S seconds have passed (no stdin wait: for one-off
-recordings), and prints the same line.
+With --seconds S instead of --calls it prints "ready", does not wait, and works until S seconds have passed
+(for recordings that need no timing), then prints the same line.
 """
 import argparse
 import sys
@@ -105,7 +113,7 @@ def main():
     global WORK
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("extension_dir", help="directory holding callback_ext built for this interpreter")
-    parser.add_argument("--calls", type=int, default=2000, help="caller() calls in the timed work (default: %(default)s)")
+    parser.add_argument("--calls", type=int, default=5000, help="descend() calls in the timed work, about 1 ms each (default: %(default)s)")
     parser.add_argument("--seconds", type=float, help="run for this long instead of --calls, without waiting on stdin")
     parser.add_argument("--depth1", type=int, default=19, help="Python frames above the extension (default: %(default)s)")
     parser.add_argument("--depth2", type=int, default=19, help="Python frames between the extension's two functions (default: %(default)s)")
@@ -115,6 +123,8 @@ def main():
     parser.add_argument("--inner-iterations", type=int, default=200_000,
                         help="rounds of inner_native's loop per callback, ~1 ns each (default: %(default)s)")
     arguments = parser.parse_args()
+    if arguments.nesting < 1 or arguments.depth1 < 0 or arguments.depth2 < 0:
+        parser.error("--nesting must be at least 1, the depths at least 0")
     WORK = Work(load_extension(arguments.extension_dir), arguments.depth1, arguments.depth2,
                 arguments.nesting, arguments.callbacks_per_call, arguments.inner_iterations)
     if arguments.depth1 + arguments.depth2 + 10 > sys.getrecursionlimit():
@@ -122,8 +132,8 @@ def main():
     # Warm up outside the timed region (bytecode specialization happens on the first calls).
     for _ in range(3):
         descend(WORK.depth1)
+    print("ready", flush=True)
     if arguments.seconds is None:
-        print("ready", flush=True)
         sys.stdin.readline()
     elapsed, cpu, calls = timed_work(arguments.calls, arguments.seconds)
     print(f"elapsed_seconds={elapsed:.6f} cpu_seconds={cpu:.6f} calls={calls} "

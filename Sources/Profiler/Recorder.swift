@@ -69,6 +69,9 @@ public struct RecordingStatistics: Sendable {
     public var interpreters: [PythonInterpreter] = []
     /// Samples by how their Python frames were spliced into the native stack.
     public var splicing: [String: Int] = [:]
+    /// Samples with a native stack, and those whose native unwind reached the thread's entry.
+    public var nativeStacks = 0
+    public var nativeStacksComplete = 0
     /// Native unwind tables: files loaded, rows, bytes used of the bound, and files left without one.
     public var unwindTables: UnwindTableReport?
 }
@@ -360,7 +363,11 @@ public final class Recorder {
             showInterpreterFrames: options.showInterpreterFrames,
             markers: .init(nativeIncomplete: profile.intern(spliceMarkers.nativeIncomplete),
                            mismatch: profile.intern(spliceMarkers.mismatch)))
-        if nativeCount > 0 { statistics.splicing[Self.describe(outcome), default: 0] += 1 }
+        if nativeCount > 0 {
+            statistics.splicing[Self.describe(outcome), default: 0] += 1
+            statistics.nativeStacks += 1
+            if flags & SAMPLE_NATIVE_COMPLETE.rawValue != 0 { statistics.nativeStacksComplete += 1 }
+        }
         if stack.isEmpty { stack.append(profile.intern(.noPython)) }
         // The kernel was running on the thread's behalf below its innermost user frame.
         for index in stride(from: kernelCount - 1, through: 0, by: -1) {
@@ -483,7 +490,8 @@ public final class Recorder {
         switch counter {
         case COUNTER_SENT: return ("sent", false)
         case COUNTER_RINGBUF_FULL: return ("ring buffer full", true)
-        case COUNTER_NO_THREAD_STATE: return ("thread not in interpreter's thread list", true)
+        // Threads that never ran Python (a BLAS pool, a C library's workers): their native stacks are sampled.
+        case COUNTER_NO_THREAD_STATE: return ("samples of threads without a Python thread state", false)
         case COUNTER_TSTATE_CACHE_MISS: return ("thread state cache misses", false)
         case COUNTER_TSTATE_STALE: return ("stale thread state cache entries", false)
         case COUNTER_NO_INTERPRETER: return ("interpreter not running (starting or finalizing)", false)

@@ -59,6 +59,11 @@ public struct Summary {
                 .map { String(format: "%@ %d (%.1f%%)", $0.key, $0.value, 100 * Double($0.value) / Double(max(total, 1))) }
                 .joined(separator: ", "))
         }
+        if statistics.nativeStacks > 0 {
+            lines.append(String(
+                format: "native stacks: %d of %d (%.2f%%) unwound to the thread's entry", statistics.nativeStacksComplete,
+                statistics.nativeStacks, 100 * Double(statistics.nativeStacksComplete) / Double(statistics.nativeStacks)))
+        }
         if let tables = statistics.unwindTables {
             lines.append(String(
                 format: "unwind tables: %d files, %d rows, %.1f of %.1f MiB", tables.files, tables.rows,
