@@ -363,6 +363,7 @@ static __always_inline void unwind_native(struct bpf_perf_event_data *ctx, struc
     struct native_cursor *cursor = &state->native;
     const struct process_mappings *mappings = bpf_map_lookup_elem(&process_mappings, &tgid);
     if (!mappings) {
+        state->sample.header.flags |= SAMPLE_NATIVE_NOT_LOADED;
         count(COUNTER_NATIVE_NO_MAPPINGS);
         return;
     }

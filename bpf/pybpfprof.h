@@ -142,6 +142,7 @@ enum sample_flags {
     SAMPLE_NATIVE_COMPLETE = 1 << 4,      /* the native unwind reached the thread's outermost frame */
     SAMPLE_NATIVE_TRUNCATED = 1 << 5,     /* more than NATIVE_MAX_FRAMES native frames */
     SAMPLE_NATIVE_UNKNOWN_MAPPING = 1 << 6, /* an address in no known executable mapping: maps changed */
+    SAMPLE_NATIVE_NOT_LOADED = 1 << 7,    /* the process's mappings and tables are not loaded yet */
 };
 
 struct sample_header {

@@ -127,9 +127,10 @@ public final class Recorder {
     /// Registration thread only (tables are built there, never on the drain thread).
     private let unwindTables: UnwindTableStore?
     private let nativeSymbols = NativeSymbolCache()
-    private let spliceMarkers = StackSplicer.Markers(
+    private let spliceMarkers = (
         nativeIncomplete: Frame(kind: .marker, name: "[native unwind incomplete]"),
-        mismatch: Frame(kind: .marker, name: "[python/native mismatch]"))
+        mismatch: Frame(kind: .marker, name: "[python/native mismatch]"),
+        notLoaded: Frame(kind: .marker, name: "[native frames not loaded yet]"))
     private let kernelSymbols: KernelSymbols?
     private var statistics = RecordingStatistics()
     /// When sampling started; sample times count from here.
@@ -363,6 +364,12 @@ public final class Recorder {
             showInterpreterFrames: options.showInterpreterFrames,
             markers: .init(nativeIncomplete: profile.intern(spliceMarkers.nativeIncomplete),
                            mismatch: profile.intern(spliceMarkers.mismatch)))
+        if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 {
+            // Sampled while its tables were being compiled (the first moments of a launched command): say why
+            // this stack has no native frames rather than let it pass for a complete one.
+            stack.insert(profile.intern(spliceMarkers.notLoaded), at: 0)
+            statistics.splicing["native tables not loaded yet", default: 0] += 1
+        }
         if nativeCount > 0 {
             statistics.splicing[Self.describe(outcome), default: 0] += 1
             statistics.nativeStacks += 1
