@@ -28,7 +28,9 @@ let package = Package(
             name: "Profiler",
             dependencies: ["BPFKit", "CBPF", "CPython", "Native", .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "Exporters", dependencies: ["Profiler"]),
+        // zlib's gzip encoder (pprof files are gzip-compressed).
+        .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
+        .target(name: "Exporters", dependencies: ["Profiler", "CZlib"]),
         .executableTarget(
             name: "pybpfprof",
             dependencies: [

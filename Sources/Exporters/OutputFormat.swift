@@ -6,13 +6,22 @@ public enum OutputFormat: String, CaseIterable, Sendable {
     case folded
     /// speedscope's JSON file format, one sampled profile per thread.
     case speedscope
+    /// A self-contained interactive flame graph page.
+    case html
+    /// The Firefox Profiler's processed profile format: a timeline per thread.
+    case firefox
+    /// pprof's gzip-compressed profile.proto, for `go tool pprof`, Pyroscope and Parca.
+    case pprof
 
     /// Chooses the format from the output path's extension, case-insensitively; nil when it names none.
     public init?(path: String) {
         let fileName = path.split(separator: "/").last.map { $0.lowercased() } ?? ""
         let extensions: [(suffix: String, format: OutputFormat)] = [
             (".folded", .folded), (".collapsed", .folded), (".txt", .folded),
-            // `.speedscope.json` is the conventional name; any other JSON file can only mean speedscope too.
+            (".html", .html), (".htm", .html),
+            (".firefox.json", .firefox),
+            (".pb.gz", .pprof), (".pprof", .pprof), (".pb", .pprof),
+            // `.speedscope.json` is the conventional name; any other JSON file means speedscope too.
             (".json", .speedscope),
         ]
         guard let match = extensions.first(where: { fileName.hasSuffix($0.suffix) }) else { return nil }
@@ -24,6 +33,9 @@ public enum OutputFormat: String, CaseIterable, Sendable {
         switch self {
         case .folded: "folded"
         case .speedscope: "speedscope.json"
+        case .html: "html"
+        case .firefox: "firefox.json"
+        case .pprof: "pb.gz"
         }
     }
 
@@ -32,6 +44,9 @@ public enum OutputFormat: String, CaseIterable, Sendable {
         switch self {
         case .folded: FoldedExporter().render(profile)
         case .speedscope: SpeedscopeExporter().render(profile)
+        case .html: FlameGraphHTMLExporter().render(profile)
+        case .firefox: FirefoxProfilerExporter().render(profile)
+        case .pprof: PprofExporter().render(profile)
         }
     }
 }

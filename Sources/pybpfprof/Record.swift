@@ -28,7 +28,7 @@ struct Record: ParsableCommand {
     @Option(name: .long, help: "Stop after this many seconds (default: at Ctrl-C, SIGTERM or when the targets exit).")
     var duration: Double?
 
-    @Option(name: [.short, .customLong("output")], help: "Profile file to write (default: pybpfprof-<time>.speedscope.json).")
+    @Option(name: [.short, .customLong("output")], help: "Profile file to write (default: pybpfprof-<time>.html, an interactive flame graph).")
     var output: String?
 
     @Option(name: .long, help: "Output format: \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the output file's extension).")
@@ -71,7 +71,7 @@ struct Record: ParsableCommand {
     }
 
     var outputPath: String {
-        output ?? "pybpfprof-\(OutputPath.timestamp()).\((format ?? .speedscope).fileExtension)"
+        output ?? "pybpfprof-\(OutputPath.timestamp()).\((format ?? .html).fileExtension)"
     }
 
     func run() throws {
@@ -82,7 +82,7 @@ struct Record: ParsableCommand {
         options.allowNonPython = allowNonPython
         let (profile, statistics) = try failing { try Recorder(options: options).run() }
         let path = outputPath
-        let chosen = format ?? OutputFormat(path: path) ?? .speedscope
+        let chosen = format ?? OutputFormat(path: path) ?? .html
         try failing { try writeAtomically(chosen.render(profile), to: path) }
         printToStandardError(Summary(profile: profile, statistics: statistics).text)
         printToStandardError("wrote \(path) (\(chosen.rawValue))")
