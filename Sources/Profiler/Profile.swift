@@ -1,12 +1,13 @@
 /// The recording: every sample with its time, CPU, process and thread, over interned stacks of typed
 /// frames. Formats are views of it (Sources/Exporters); nothing here knows about any format.
 public struct Frame: Hashable, Sendable {
+    /// The raw values are stored in recording files (`record --save`): never renumber them.
     public enum Kind: UInt8, Sendable {
-        case python
-        case native
-        case kernel
+        case python = 0
+        case native = 1
+        case kernel = 2
         /// Synthetic frames the profiler adds: `[truncated]`, `[no Python frame]`, `[unknown]`.
-        case marker
+        case marker = 3
     }
 
     public var kind: Kind
@@ -144,5 +145,54 @@ public struct Profile: Sendable {
         var names: [ThreadKey: Int32] = [:]
         for sample in samples { names[ThreadKey(pid: sample.pid, tid: sample.tid)] = sample.threadName }
         return names.keys.sorted().map { ($0, threadNames[Int(names[$0]!)]) }
+    }
+}
+
+/// Which samples of a recording to keep (`report --pid/--tid/--thread/--from/--to`).
+public struct SampleFilter: Sendable {
+    public var pids: Set<Int32> = []
+    public var tids: Set<Int32> = []
+    /// Thread names, matched exactly.
+    public var threadNames: Set<String> = []
+    /// Nanoseconds since the recording started, inclusive start, exclusive end.
+    public var timeRange: Range<UInt64>?
+
+    public init(pids: Set<Int32> = [], tids: Set<Int32> = [], threadNames: Set<String> = [], timeRange: Range<UInt64>? = nil) {
+        self.pids = pids
+        self.tids = tids
+        self.threadNames = threadNames
+        self.timeRange = timeRange
+    }
+
+    public var isEmpty: Bool { pids.isEmpty && tids.isEmpty && threadNames.isEmpty && timeRange == nil }
+}
+
+extension Profile {
+    /// The samples `filter` keeps, over freshly interned tables (frames and stacks no kept sample uses are
+    /// dropped); processes are those with kept samples. Times keep their origin.
+    public func filtered(_ filter: SampleFilter) -> Profile {
+        var result = Profile(sampleRate: sampleRate, startDate: startDate)
+        result.duration = duration
+        var stackMap: [Int32: Int32] = [:]
+        for sample in samples {
+            if !filter.pids.isEmpty && !filter.pids.contains(sample.pid) { continue }
+            if !filter.tids.isEmpty && !filter.tids.contains(sample.tid) { continue }
+            let threadName = threadNames[Int(sample.threadName)]
+            if !filter.threadNames.isEmpty && !filter.threadNames.contains(threadName) { continue }
+            if let range = filter.timeRange, !range.contains(sample.time) { continue }
+            let stack: Int32
+            if let known = stackMap[sample.stack] {
+                stack = known
+            } else {
+                stack = result.intern(stack: stacks[Int(sample.stack)].map { result.intern(frames[Int($0)]) })
+                stackMap[sample.stack] = stack
+            }
+            var kept = sample
+            kept.stack = stack
+            kept.threadName = result.intern(threadName: threadName)
+            result.samples.append(kept)
+            if result.processes[sample.pid] == nil, let process = processes[sample.pid] { result.processes[sample.pid] = process }
+        }
+        return result
     }
 }

@@ -76,6 +76,13 @@ public struct RecordingStatistics: Sendable {
     public var unwindTables: UnwindTableReport?
 }
 
+/// Where a recording stands, for a progress line.
+public struct RecordingProgress: Sendable {
+    public var seconds: Double
+    public var samples: Int
+    public var processes: Int
+}
+
 public struct UnwindTableReport: Sendable {
     public var files: Int
     public var rows: Int
@@ -136,6 +143,9 @@ public final class Recorder {
     /// When sampling started; sample times count from here.
     private var startMonotonic: UInt64 = 0
     private let stopRequested = StopFlag()
+    /// Called from the recording loop about once a second (the CLI shows it on a terminal).
+    public var onProgress: ((RecordingProgress) -> Void)?
+    private var lastProgress: UInt64 = 0
     private var signalSources: [DispatchSourceSignal] = []
 
     public init(options: RecordOptions) throws {
@@ -171,6 +181,7 @@ public final class Recorder {
         } else {
             while !timeToStop() && runningTargets.contains(where: { kill($0, 0) == 0 || errno != ESRCH }) {
                 refreshStaleMappings()
+                reportProgressIfDue()
                 usleep(50_000)
             }
         }
@@ -233,6 +244,7 @@ public final class Recorder {
                 break
             }
             refreshStaleMappings()
+            reportProgressIfDue()
             usleep(located || unusable != nil ? 50_000 : 2_000)
         }
         if !located, statistics.commandExitStatus != nil {
@@ -268,6 +280,18 @@ public final class Recorder {
             }
         }
     }
+    private func reportProgressIfDue() {
+        guard let onProgress else { return }
+        let now = Self.monotonicNow()
+        guard now - lastProgress >= 1_000_000_000 else { return }
+        lastProgress = now
+        lock.lock()
+        let progress = RecordingProgress(
+            seconds: Double(now - startMonotonic) / 1e9, samples: profile.samples.count, processes: profile.processes.count)
+        lock.unlock()
+        onProgress(progress)
+    }
+
     /// A process that does not run Python: native and kernel stacks only.
     private func registerNative(pid: Int32) throws {
         guard let unwindTables else { return }

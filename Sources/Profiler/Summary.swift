@@ -5,6 +5,9 @@ public struct Summary {
     public var profile: Profile
     public var statistics: RecordingStatistics
     public var topCount = 15
+    /// The terminal's size when the summary goes to one: the function list is cut to fit the screen and its
+    /// names to fit a line. nil: no limits (a file or a pipe).
+    public var terminal: (columns: Int, rows: Int)?
 
     public init(profile: Profile, statistics: RecordingStatistics) {
         self.profile = profile
@@ -78,11 +81,18 @@ public struct Summary {
                 + "values were used: " + interpreter.debugOffsetsMismatch.joined(separator: "; "))
         }
         guard samples > 0 else { return lines.joined(separator: "\n") }
+        var count = topCount
+        // The header lines, the column titles and the "wrote" line after the summary stay on screen too.
+        if let terminal { count = max(3, min(topCount, terminal.rows - lines.count - 3)) }
         lines.append("   own   total  function")
-        for entry in topFunctions().prefix(topCount) {
+        for entry in topFunctions().prefix(count) {
+            var name = entry.name
+            if let terminal, name.count > terminal.columns - 16 {
+                name = String(name.prefix(max(10, terminal.columns - 17))) + "…"
+            }
             lines.append(String(
                 format: "%5.1f%%  %5.1f%%  %@", 100 * Double(entry.own) / Double(samples),
-                100 * Double(entry.total) / Double(samples), entry.name))
+                100 * Double(entry.total) / Double(samples), name))
         }
         return lines.joined(separator: "\n")
     }

@@ -34,6 +34,9 @@ struct Record: ParsableCommand {
     @Option(name: .long, help: "Output format: \(OutputFormat.allCases.map(\.rawValue).joined(separator: ", ")) (default: from the output file's extension).")
     var format: OutputFormat?
 
+    @Option(name: .long, help: "Also save the whole recording to this file, to render it later in any format with `pybpfprof report`.")
+    var save: String?
+
     @Flag(name: .long, help: "Python frames only: no native or kernel frames.")
     var pythonOnly = false
 
@@ -68,6 +71,7 @@ struct Record: ParsableCommand {
             throw ValidationError("cannot tell the format of '\(output)' from its extension: add --format \(OutputFormat.allCases.map(\.rawValue).joined(separator: "|"))")
         }
         if let problem = OutputPath.problem(outputPath) { throw ValidationError(problem) }
+        if let save, let problem = OutputPath.problem(save) { throw ValidationError(problem) }
     }
 
     var outputPath: String {
@@ -80,12 +84,27 @@ struct Record: ParsableCommand {
             target: target, rate: rate, duration: duration, bpfStatistics: bpfStats, pythonOnly: pythonOnly,
             showInterpreterFrames: interpreterFrames, unwindTableBytes: unwindMemory << 20)
         options.allowNonPython = allowNonPython
-        let (profile, statistics) = try failing { try Recorder(options: options).run() }
+        let terminal = Terminal.standardError
+        let (profile, statistics) = try failing {
+            let recorder = try Recorder(options: options)
+            if terminal != nil {
+                recorder.onProgress = { progress in
+                    Terminal.replaceLine(String(
+                        format: "recording: %.0f s, %d samples, %d process%@ (Ctrl-C to stop)", progress.seconds,
+                        progress.samples, progress.processes, progress.processes == 1 ? "" : "es"))
+                }
+            }
+            defer { if terminal != nil { Terminal.replaceLine("") } }
+            return try recorder.run()
+        }
         let path = outputPath
         let chosen = format ?? OutputFormat(path: path) ?? .html
         try failing { try writeAtomically(chosen.render(profile), to: path) }
-        printToStandardError(Summary(profile: profile, statistics: statistics).text)
-        printToStandardError("wrote \(path) (\(chosen.rawValue))")
+        if let save { try failing { try writeAtomically(RecordingFile.encode(profile), to: save) } }
+        var summary = Summary(profile: profile, statistics: statistics)
+        summary.terminal = terminal
+        printToStandardError(summary.text)
+        printToStandardError("wrote \(path) (\(chosen.rawValue))" + (save.map { ", saved the recording to \($0)" } ?? ""))
         if let status = statistics.commandExitStatus, status != 0 { throw ExitCode(status) }
     }
 }

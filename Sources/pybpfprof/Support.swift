@@ -51,3 +51,19 @@ enum OutputPath {
         return formatter.string(from: Date())
     }
 }
+
+/// Standard error when it is a terminal: where the progress line and the screen-sized summary go.
+enum Terminal {
+    /// Columns and rows of the terminal on standard error; nil when it is not one (a file, a pipe, CI).
+    static var standardError: (columns: Int, rows: Int)? {
+        guard isatty(STDERR_FILENO) == 1 else { return nil }
+        var size = winsize()
+        guard ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0, size.ws_row > 0 else { return (80, 24) }
+        return (Int(size.ws_col), Int(size.ws_row))
+    }
+
+    /// Rewrites the current line: carriage return, the text, erase to the end of the line.
+    static func replaceLine(_ text: String) {
+        FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
+    }
+}

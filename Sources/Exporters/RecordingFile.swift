@@ -1,0 +1,231 @@
+import Profiler
+
+/// pybpfprof's own file for a whole recording (`record --save`), read back by `report` to render any format
+/// later. It keeps everything the Profile holds: every sample with its time, CPU, process, thread and stack.
+///
+/// Layout (all integers unsigned LEB128 varints unless noted; strings are a varint byte count then UTF-8):
+///
+///     magic "PYBPFREC"  (8 bytes)
+///     format version    (u32 little-endian; this writer writes `currentVersion`)
+///     sample rate, start date (f64 bit pattern, u64 little-endian), duration ns
+///     processes: count, then per process: pid (zigzag), command line, Python version
+///     frames: count, then per frame: kind (0 python, 1 native, 2 kernel, 3 marker), name, file, line
+///     stacks: count, then per stack: length, frame indices (root first)
+///     thread names: count, then the strings
+///     samples: count, then per sample: time delta from the previous sample (times are sorted), cpu,
+///              pid (zigzag), tid (zigzag), thread name index, stack index
+///
+/// A sample costs 6 to 10 bytes; the interned tables are written once. The reader treats the file as hostile:
+/// every count is bounded by the bytes left, every index is checked, and a failure names the byte where it
+/// happened.
+public enum RecordingFile {
+    public static let magic = Array("PYBPFREC".utf8)
+    public static let currentVersion: UInt32 = 1
+    /// The oldest version this build reads.
+    public static let oldestReadableVersion: UInt32 = 1
+
+    public static func encode(_ profile: Profile) -> [UInt8] {
+        var writer = Writer()
+        writer.bytes += magic
+        withUnsafeBytes(of: currentVersion.littleEndian) { writer.bytes += $0 }
+        writer.varint(UInt64(max(profile.sampleRate, 0)))
+        withUnsafeBytes(of: profile.startDate.bitPattern.littleEndian) { writer.bytes += $0 }
+        writer.varint(profile.duration)
+
+        let processes = profile.processes.values.sorted { $0.pid < $1.pid }
+        writer.varint(UInt64(processes.count))
+        for process in processes {
+            writer.signed(Int64(process.pid))
+            writer.string(process.commandLine)
+            writer.string(process.pythonVersion)
+        }
+        writer.varint(UInt64(profile.frames.count))
+        for frame in profile.frames {
+            writer.varint(UInt64(frame.kind.rawValue))
+            writer.string(frame.name)
+            writer.string(frame.file)
+            writer.varint(UInt64(max(frame.line, 0)))
+        }
+        writer.varint(UInt64(profile.stacks.count))
+        for stack in profile.stacks {
+            writer.varint(UInt64(stack.count))
+            for frame in stack { writer.varint(UInt64(frame)) }
+        }
+        writer.varint(UInt64(profile.threadNames.count))
+        for name in profile.threadNames { writer.string(name) }
+
+        let samples = profile.samples.sorted { $0.time < $1.time }
+        writer.varint(UInt64(samples.count))
+        var previous: UInt64 = 0
+        for sample in samples {
+            writer.varint(sample.time - previous)
+            previous = sample.time
+            writer.varint(UInt64(sample.cpu))
+            writer.signed(Int64(sample.pid))
+            writer.signed(Int64(sample.tid))
+            writer.varint(UInt64(sample.threadName))
+            writer.varint(UInt64(sample.stack))
+        }
+        return writer.bytes
+    }
+
+    /// Reads a recording; throws `RecordingFileError` saying what is wrong and, for a version it does not read,
+    /// what to do.
+    public static func decode(_ bytes: [UInt8]) throws -> Profile {
+        var reader = Reader(bytes: bytes)
+        guard bytes.count >= magic.count, Array(bytes[0..<magic.count]) == magic else {
+            throw RecordingFileError("not a pybpfprof recording (it does not start with \"PYBPFREC\"): give a file written by `record --save`")
+        }
+        reader.position = magic.count
+        let version = try reader.u32()
+        guard version <= currentVersion else {
+            throw RecordingFileError("recorded in format version \(version) by a newer pybpfprof; this one reads versions \(oldestReadableVersion) to \(currentVersion): upgrade pybpfprof to read it")
+        }
+        guard version >= oldestReadableVersion else {
+            throw RecordingFileError("recorded in format version \(version), older than this pybpfprof reads (\(oldestReadableVersion) to \(currentVersion)): render it with the pybpfprof that recorded it")
+        }
+
+        let rate = try reader.count(limit: 1_000_000, "sample rate")
+        let startDate = Double(bitPattern: try reader.u64())
+        var profile = Profile(sampleRate: rate, startDate: startDate.isFinite ? startDate : 0)
+        profile.duration = try reader.varint("duration")
+
+        for _ in 0..<(try reader.count("processes")) {
+            let pid = try reader.int32("pid")
+            profile.processes[pid] = ProfiledProcess(
+                pid: pid, commandLine: try reader.string("command line"), pythonVersion: try reader.string("Python version"))
+        }
+        let frameCount = try reader.count("frames")
+        for index in 0..<frameCount {
+            let kindValue = try reader.varint("frame kind")
+            guard let kind = Frame.Kind(rawValue: UInt8(truncatingIfNeeded: kindValue)), kindValue <= 255 else {
+                throw reader.corrupt("frame \(index) has unknown kind \(kindValue)")
+            }
+            let frame = Frame(kind: kind, name: try reader.string("frame name"), file: try reader.string("frame file"),
+                              line: try reader.count(limit: Int(Int32.max), "frame line"))
+            guard profile.intern(frame) == Int32(index) else { throw reader.corrupt("frame \(index) appears twice") }
+        }
+        let stackCount = try reader.count("stacks")
+        for index in 0..<stackCount {
+            let length = try reader.count("stack length")
+            var stack: [Int32] = []
+            stack.reserveCapacity(length)
+            for _ in 0..<length { stack.append(Int32(try reader.index(below: frameCount, "frame index"))) }
+            guard profile.intern(stack: stack) == Int32(index) else { throw reader.corrupt("stack \(index) appears twice") }
+        }
+        let nameCount = try reader.count("thread names")
+        for index in 0..<nameCount {
+            guard profile.intern(threadName: try reader.string("thread name")) == Int32(index) else {
+                throw reader.corrupt("thread name \(index) appears twice")
+            }
+        }
+        let sampleCount = try reader.count("samples")
+        profile.samples.reserveCapacity(sampleCount)
+        var time: UInt64 = 0
+        for _ in 0..<sampleCount {
+            let (sum, overflow) = time.addingReportingOverflow(try reader.varint("sample time"))
+            guard !overflow else { throw reader.corrupt("sample time overflows") }
+            time = sum
+            let cpu = try reader.count(limit: Int(UInt32.max), "cpu")
+            profile.samples.append(Sample(
+                time: time, cpu: UInt32(cpu), pid: try reader.int32("pid"), tid: try reader.int32("tid"),
+                threadName: Int32(try reader.index(below: nameCount, "thread name index")),
+                stack: Int32(try reader.index(below: stackCount, "stack index"))))
+        }
+        guard reader.position == bytes.count else { throw reader.corrupt("\(bytes.count - reader.position) bytes after the last sample") }
+        return profile
+    }
+
+    private struct Writer {
+        var bytes: [UInt8] = []
+
+        mutating func varint(_ value: UInt64) {
+            var value = value
+            while value >= 0x80 {
+                bytes.append(UInt8(value & 0x7f) | 0x80)
+                value >>= 7
+            }
+            bytes.append(UInt8(value))
+        }
+
+        mutating func signed(_ value: Int64) {
+            varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
+        }
+
+        mutating func string(_ text: String) {
+            let utf8 = Array(text.utf8)
+            varint(UInt64(utf8.count))
+            bytes += utf8
+        }
+    }
+
+    private struct Reader {
+        let bytes: [UInt8]
+        var position = 0
+
+        func corrupt(_ what: String) -> RecordingFileError {
+            RecordingFileError("the recording is corrupt at byte \(position): \(what)")
+        }
+
+        mutating func varint(_ what: String) throws -> UInt64 {
+            var value: UInt64 = 0
+            var shift: UInt64 = 0
+            while true {
+                guard position < bytes.count else { throw corrupt("it ends inside the \(what)") }
+                let byte = bytes[position]
+                position += 1
+                guard shift < 64, !(shift == 63 && byte > 1) else { throw corrupt("the \(what) is longer than 64 bits") }
+                value |= UInt64(byte & 0x7f) << shift
+                if byte & 0x80 == 0 { return value }
+                shift += 7
+            }
+        }
+
+        mutating func u32() throws -> UInt32 {
+            guard position + 4 <= bytes.count else { throw corrupt("it ends inside the format version") }
+            defer { position += 4 }
+            return (0..<4).reduce(0) { $0 | UInt32(bytes[position + $1]) << (8 * UInt32($1)) }
+        }
+
+        mutating func u64() throws -> UInt64 {
+            guard position + 8 <= bytes.count else { throw corrupt("it ends inside the start date") }
+            defer { position += 8 }
+            return (0..<8).reduce(0) { $0 | UInt64(bytes[position + $1]) << (8 * UInt64($1)) }
+        }
+
+        /// A count of items that each take at least one byte: never more than the bytes left.
+        mutating func count(limit: Int? = nil, _ what: String) throws -> Int {
+            let value = try varint(what)
+            let bound = UInt64(limit ?? (bytes.count - position))
+            guard value <= bound else { throw corrupt("\(what) \(value) is more than \(bound)") }
+            return Int(value)
+        }
+
+        mutating func index(below count: Int, _ what: String) throws -> Int {
+            let value = try varint(what)
+            guard value < UInt64(count) else { throw corrupt("\(what) \(value) is out of range (\(count))") }
+            return Int(value)
+        }
+
+        mutating func int32(_ what: String) throws -> Int32 {
+            let raw = try varint(what)
+            let value = Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+            guard let result = Int32(exactly: value) else { throw corrupt("\(what) \(value) is out of range") }
+            return result
+        }
+
+        mutating func string(_ what: String) throws -> String {
+            let length = try count("\(what) length")
+            defer { position += length }
+            return String(decoding: bytes[position..<(position + length)], as: UTF8.self)
+        }
+    }
+}
+
+public struct RecordingFileError: Error, CustomStringConvertible {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}
