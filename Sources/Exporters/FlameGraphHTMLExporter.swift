@@ -1,10 +1,322 @@
 import Profiler
 
-/// Placeholder: being written (issue 4).
+/// A self-contained interactive flame graph: one HTML file with its script, style and data inline, so that it
+/// opens offline, from a mail attachment or a CI artifact, with nothing fetched from anywhere.
+///
+/// The profile is merged into one call tree in Swift (the page only lays it out), and embedded as JSON in a
+/// `<script type="application/json">` element:
+///
+/// ```
+/// {"format":"pybpfprof-flamegraph","version":1,
+///  "samples":N,"sampleRate":HZ,"durationNs":NS,"startDate":SECONDS,
+///  "processes":[{"pid":P,"command":"...","python":"3.12.1"},...],
+///  "strings":["all","<module>","app.py",...],
+///  "frames":[kind,name,file,line, kind,name,file,line, ...],
+///  "nodes":{"frame":[...],"depth":[...],"total":[...]}}
+/// ```
+///
+/// - `frames` is flat, four integers per frame: its kind (0 Python, 1 native, 2 kernel, 3 marker, 4 process,
+///   5 the root), and its name and file as indices into `strings` (a library for native frames, the Python
+///   version for processes), and its line (0 when unknown). Frame 0 is the root, `all`; one frame per
+///   process follows when the profile has more than one; then the profile's frames, in its order.
+/// - `nodes` is the call tree in preorder: a node's parent is the nearest earlier node one level less deep,
+///   children are in the order of their frames' names, files and lines (as flamegraph.pl orders them), and
+///   `total` counts the samples whose stack passes through the node. A node's self count is its total less
+///   its children's; the page derives it rather than carrying a fourth array.
+///
+/// Flat integer arrays keep the file small and parse quickly (a million-node tree is a few megabytes that
+/// `JSON.parse` reads in well under a second) and need no object per node in the page. Frames merge by
+/// frame, as everywhere else in pybpfprof: one function at two lines is two frames. With more than one
+/// process, each process is a level of its own under the root, so their stacks do not merge.
 public struct FlameGraphHTMLExporter: Sendable {
     public init() {}
 
     public func render(_ profile: Profile) -> [UInt8] {
-        []
+        let tree = FlameGraphTree(profile)
+        let data = Self.data(profile, tree: tree)
+        var page: [UInt8] = []
+        page.reserveCapacity(FlameGraphPage.beforeData.utf8.count + data.count + data.count / 64
+            + FlameGraphPage.afterData.utf8.count)
+        page.append(contentsOf: FlameGraphPage.beforeData.utf8)
+        Self.appendForScriptElement(data, to: &page)
+        page.append(contentsOf: FlameGraphPage.afterData.utf8)
+        return page
+    }
+
+    /// The JSON document described above.
+    private static func data(_ profile: Profile, tree: FlameGraphTree) -> [UInt8] {
+        var writer = JSONWriter(reservingCapacity: tree.frame.count * 16 + tree.frameTable.count * 12
+            + tree.strings.reduce(0) { $0 + $1.utf8.count + 3 } + 4096)
+        writer.raw("{")
+        writer.key("format")
+        writer.string("pybpfprof-flamegraph")
+        writer.raw(",")
+        writer.key("version")
+        writer.number(1)
+        writer.raw(",")
+        writer.key("samples")
+        writer.number(profile.samples.count)
+        writer.raw(",")
+        writer.key("sampleRate")
+        writer.number(profile.sampleRate)
+        writer.raw(",")
+        writer.key("durationNs")
+        writer.number(profile.duration)
+        writer.raw(",")
+        // Whole seconds are exact in a double and enough for the heading's date.
+        writer.key("startDate")
+        writer.number(Int(profile.startDate.rounded(.down)))
+        writer.raw(",")
+
+        writer.key("processes")
+        writer.raw("[")
+        for (position, process) in tree.processes.enumerated() {
+            if position > 0 { writer.raw(",") }
+            writer.raw("{")
+            writer.key("pid")
+            writer.number(Int(process.pid))
+            writer.raw(",")
+            writer.key("command")
+            writer.string(process.commandLine)
+            writer.raw(",")
+            writer.key("python")
+            writer.string(process.pythonVersion)
+            writer.raw("}")
+        }
+        writer.raw("],")
+
+        writer.key("strings")
+        writer.raw("[")
+        for (position, string) in tree.strings.enumerated() {
+            if position > 0 { writer.raw(",") }
+            writer.string(string)
+        }
+        writer.raw("],")
+
+        writer.key("frames")
+        writer.raw("[")
+        for (position, frame) in tree.frameTable.enumerated() {
+            if position > 0 { writer.raw(",") }
+            writer.number(Int(frame.kind))
+            writer.raw(",")
+            writer.number(Int(frame.name))
+            writer.raw(",")
+            writer.number(Int(frame.file))
+            writer.raw(",")
+            writer.number(frame.line)
+        }
+        writer.raw("],")
+
+        writer.key("nodes")
+        writer.raw("{")
+        writer.key("frame")
+        appendArray(tree.frame, to: &writer)
+        writer.raw(",")
+        writer.key("depth")
+        appendArray(tree.depth, to: &writer)
+        writer.raw(",")
+        writer.key("total")
+        appendArray(tree.total, to: &writer)
+        writer.raw("}}")
+        return writer.bytes
+    }
+
+    // Not generic: unspecialized generic code (debug builds) would triple the time of a million-node tree.
+    private static func appendArray(_ numbers: [Int32], to writer: inout JSONWriter) {
+        writer.raw("[")
+        for (position, number) in numbers.enumerated() {
+            if position > 0 { writer.raw(",") }
+            writer.number(Int(number))
+        }
+        writer.raw("]")
+    }
+
+    private static func appendArray(_ numbers: [Int], to writer: inout JSONWriter) {
+        writer.raw("[")
+        for (position, number) in numbers.enumerated() {
+            if position > 0 { writer.raw(",") }
+            writer.number(number)
+        }
+        writer.raw("]")
+    }
+
+    /// Copies JSON into the page so that no frame name, however hostile, can end the script element or open
+    /// a comment in it (`</script>`, `<!--`): every `<`, `>` and `&` becomes its `\u` escape. They can only
+    /// occur inside JSON strings, where the escape means the same character, so `JSON.parse` returns the
+    /// names exactly as the profile has them.
+    static func appendForScriptElement(_ json: [UInt8], to page: inout [UInt8]) {
+        for byte in json {
+            switch byte {
+            case UInt8(ascii: "<"): page.append(contentsOf: Self.escapedLessThan)
+            case UInt8(ascii: ">"): page.append(contentsOf: Self.escapedGreaterThan)
+            case UInt8(ascii: "&"): page.append(contentsOf: Self.escapedAmpersand)
+            default: page.append(byte)
+            }
+        }
+    }
+
+    private static let escapedLessThan = Array(#"\u003c"#.utf8)
+    private static let escapedGreaterThan = Array(#"\u003e"#.utf8)
+    private static let escapedAmpersand = Array(#"\u0026"#.utf8)
+}
+
+/// The profile's samples merged into one call tree, in preorder, with the frame and string tables the page
+/// reads it through.
+struct FlameGraphTree {
+    enum Kind: UInt8 {
+        case python = 0, native, kernel, marker, process, root
+    }
+
+    struct TableFrame {
+        var kind: UInt8
+        /// Index into `strings`.
+        var name: Int32
+        var file: Int32
+        var line: Int
+    }
+
+    private(set) var strings: [String] = []
+    private(set) var frameTable: [TableFrame] = []
+    /// The processes in pid order; one tree level each when there are several.
+    private(set) var processes: [ProfiledProcess] = []
+    /// Per node, in preorder: its frame (index into `frameTable`), depth (the root's is 0), and sample count.
+    private(set) var frame: [Int32] = []
+    private(set) var depth: [Int32] = []
+    private(set) var total: [Int] = []
+
+    private var stringIndex: [String: Int32] = [:]
+
+    init(_ profile: Profile) {
+        // Processes that have samples, including any the profile has no command line for.
+        let sampledPIDs = Set(profile.samples.map(\.pid))
+        processes = sampledPIDs.sorted().map { pid in
+            profile.processes[pid] ?? ProfiledProcess(pid: pid, commandLine: "", pythonVersion: "")
+        }
+        let perProcess = processes.count > 1
+
+        frameTable.append(TableFrame(kind: Kind.root.rawValue, name: string("all"), file: string(""), line: 0))
+        if perProcess {
+            for process in processes {
+                let label = process.commandLine.isEmpty
+                    ? "pid \(process.pid)" : "\(process.commandLine) (pid \(process.pid))"
+                let version = process.pythonVersion.isEmpty ? "" : "Python \(process.pythonVersion)"
+                frameTable.append(TableFrame(kind: Kind.process.rawValue, name: string(label), file: string(version),
+                                             line: 0))
+            }
+        }
+        let firstProfileFrame = frameTable.count
+        for profileFrame in profile.frames {
+            frameTable.append(TableFrame(kind: Self.kind(profileFrame.kind).rawValue, name: string(profileFrame.name),
+                                         file: string(profileFrame.file), line: profileFrame.line))
+        }
+
+        // Sort keys: a process level's key is its position among the processes, a frame's is the processes'
+        // count plus its rank in name, file, line order. Sorting the stacks by their keys lists the tree's
+        // paths in preorder with children in that order, so the tree is built without a map per node.
+        let frameRanks = Self.ranks(profile.frames)
+        let processCount = perProcess ? processes.count : 0
+        var keyToTableFrame = [Int32](repeating: 0, count: processCount + profile.frames.count)
+        for position in 0..<processCount { keyToTableFrame[position] = Int32(1 + position) }
+        for (frameIndex, rank) in frameRanks.enumerated() {
+            keyToTableFrame[processCount + Int(rank)] = Int32(firstProfileFrame + frameIndex)
+        }
+
+        // Samples per stack, or per process and stack.
+        var paths: [(keys: [Int32], count: Int)] = []
+        if perProcess {
+            let processPosition = Dictionary(uniqueKeysWithValues: processes.enumerated().map { ($1.pid, $0) })
+            var counts: [Int: Int] = [:]
+            for sample in profile.samples {
+                counts[processPosition[sample.pid]! * profile.stacks.count + Int(sample.stack), default: 0] += 1
+            }
+            paths.reserveCapacity(counts.count)
+            for (key, count) in counts {
+                let stack = profile.stacks[key % profile.stacks.count]
+                var keys: [Int32] = [Int32(key / profile.stacks.count)]
+                keys.reserveCapacity(stack.count + 1)
+                for frameIndex in stack { keys.append(Int32(processCount) + frameRanks[Int(frameIndex)]) }
+                paths.append((keys, count))
+            }
+        } else {
+            var counts = [Int](repeating: 0, count: profile.stacks.count)
+            for sample in profile.samples { counts[Int(sample.stack)] += 1 }
+            for (stackIndex, count) in counts.enumerated() where count > 0 {
+                paths.append((profile.stacks[stackIndex].map { frameRanks[Int($0)] }, count))
+            }
+        }
+        paths.sort { Self.precedes($0.keys, $1.keys) }
+
+        frame = [0]
+        depth = [0]
+        total = [0]
+        let nodeEstimate = paths.reduce(0) { $0 + $1.keys.count } / 2 + 1
+        frame.reserveCapacity(nodeEstimate)
+        depth.reserveCapacity(nodeEstimate)
+        total.reserveCapacity(nodeEstimate)
+        // openPath[d] is the node at depth d on the previous path; a path shares the nodes of its common
+        // prefix with the previous one (paths are distinct, and sorted) and adds the rest as new nodes.
+        var openPath: [Int] = [0]
+        var previous: [Int32] = []
+        for path in paths {
+            let keys = path.keys
+            var common = 0
+            let shorter = min(previous.count, keys.count)
+            while common < shorter, previous[common] == keys[common] { common += 1 }
+            openPath.removeSubrange((common + 1)...)
+            for position in common..<keys.count {
+                openPath.append(frame.count)
+                frame.append(keyToTableFrame[Int(keys[position])])
+                depth.append(Int32(position + 1))
+                total.append(0)
+            }
+            for node in openPath { total[node] += path.count }
+            previous = keys
+        }
+    }
+
+    private mutating func string(_ text: String) -> Int32 {
+        if let index = stringIndex[text] { return index }
+        let index = Int32(strings.count)
+        strings.append(text)
+        stringIndex[text] = index
+        return index
+    }
+
+    private static func kind(_ kind: Frame.Kind) -> Kind {
+        switch kind {
+        case .python: .python
+        case .native: .native
+        case .kernel: .kernel
+        case .marker: .marker
+        }
+    }
+
+    /// Each frame's position when the frames are sorted by name, file, line and kind.
+    private static func ranks(_ frames: [Frame]) -> [Int32] {
+        let order = frames.indices.sorted { a, b in
+            let x = frames[a], y = frames[b]
+            if x.name != y.name { return x.name < y.name }
+            if x.file != y.file { return x.file < y.file }
+            if x.line != y.line { return x.line < y.line }
+            return x.kind.rawValue < y.kind.rawValue
+        }
+        var ranks = [Int32](repeating: 0, count: frames.count)
+        for (rank, frameIndex) in order.enumerated() { ranks[frameIndex] = Int32(rank) }
+        return ranks
+    }
+
+    /// Lexicographic order; a path comes before the longer paths it is a prefix of.
+    private static func precedes(_ a: [Int32], _ b: [Int32]) -> Bool {
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                let shorter = min(a.count, b.count)
+                var position = 0
+                while position < shorter {
+                    if a[position] != b[position] { return a[position] < b[position] }
+                    position += 1
+                }
+                return a.count < b.count
+            }
+        }
     }
 }

@@ -1,82 +1,41 @@
 import Foundation
 import XCTest
 
-/// `--format pprof` writes a file `go tool pprof` reads, whose top functions are those of the folded output.
-///
-/// pybpfprof writes one file per recording, so the two formats come from two recordings of the same
-/// deterministic workload, and their shares are compared within a tolerance; the exact counts of the pprof
-/// encoding are ExportersTests' subject (PprofExporterTests.testGoToolPprofTopHasExactCounts).
+/// `--format pprof` writes a file `go tool pprof` reads, whose functions and counts are exactly those of the
+/// folded output of the same recording (recorded once with `--save`, rendered by `report` in both formats).
 final class PprofGoToolTests: IntegrationTestCase {
-    static let rate = 499
-    static let seconds = "2"
-
-    /// How far a function's share (in percentage points) may differ between two recordings of `first` and
-    /// `second` samples: 4 standard deviations of the difference of two binomial fractions, and at least
-    /// 5 points. 2 s at 499 Hz is about 1000 samples, so spin()'s ~83% gets about 7 points, a 3% share 5.
-    static func tolerance(share: Double, first: Double, second: Double) -> Double {
-        let fraction = min(max(share / 100, 0), 1)
-        let deviation = (fraction * (1 - fraction) * (1 / max(first, 1) + 1 / max(second, 1))).squareRoot()
-        return max(5, 100 * 4 * deviation)
-    }
-
-    /// Functions with less of the samples are left out of the top-3 comparison: below it the ranks are
-    /// ties among a few samples (the workload's top 3 hold about 83%, 12% and, on 3.12, libc's
-    /// __tls_get_addr 2-5%; the rest 0.3% or less).
-    static let rankedShare = 1.0
-
     func testTopFunctionsMatchTheFoldedOutput() throws {
         let workload = try Workload.load()
         let interpreter = try PythonInterpreters.pyenv("3.12")
-        let command = ["--", interpreter.path, workload.path, "shape", "--seconds", Self.seconds]
-
-        let foldedPath = scratchFile("run.folded")
-        let folded = try runPyBPFProf(["record", "--rate", "\(Self.rate)", "-o", foldedPath] + command).requireSuccess()
-        let pprofPath = scratchFile("run.pb.gz")
-        let pprof = try runPyBPFProf(["record", "--rate", "\(Self.rate)", "--format", "pprof", "-o", pprofPath] + command)
-            .requireSuccess()
+        let foldedPath = scratchFile("run.folded"), savedPath = scratchFile("run.pybpfprof"), pprofPath = scratchFile("run.pb.gz")
+        let recording = try runPyBPFProf([
+            "record", "--rate", "499", "-o", foldedPath, "--save", savedPath, "--",
+            interpreter.path, workload.path, "shape", "--seconds", "2",
+        ]).requireSuccess()
+        try runPyBPFProf(["report", savedPath, "-o", pprofPath]).requireSuccess()
 
         let go = try GoTool(test: self, scratch: scratch)
         let top = try go.pprof(["-top", "-nodecount=20", "-sample_index=samples", pprofPath])
         let tags = try go.pprof(["-tags", "-sample_index=samples", pprofPath])
-        print("  go tool pprof -top -nodecount=20 -sample_index=samples run.pb.gz (\(pprof.recordingSummary)):")
+        print("  go tool pprof -top -nodecount=20 -sample_index=samples run.pb.gz (\(recording.recordingSummary)):")
         print(top.standardOutput.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
 
         let pprofTable = try PprofTop(top.standardOutput)
-        let pprofShares = pprofTable.flatShares
-        let (foldedShares, foldedTotal) = try Self.ownShares(folded: foldedPath)
-        func tolerance(_ name: String) -> Double {
-            Self.tolerance(share: ((foldedShares[name] ?? 0) + (pprofShares[name] ?? 0)) / 2,
-                           first: Double(foldedTotal), second: pprofTable.total)
-        }
-        print("  own-time shares (%), folded (\(folded.recordingSummary)) vs pprof, and the tolerance:")
-        let names = Set(foldedShares.keys).union(pprofShares.keys).sorted {
-            (foldedShares[$0] ?? 0, $1) > (foldedShares[$1] ?? 0, $0)
-        }
-        for name in names.prefix(12) {
-            print(String(format: "    %6.2f  %6.2f  ±%4.1f  %@", foldedShares[name] ?? 0, pprofShares[name] ?? 0,
-                         tolerance(name), name))
-        }
-
-        // The file is a CPU profile of this workload: its functions, from this file, with many samples.
-        XCTAssertGreaterThan(pprofTable.total, 500, top.standardOutput)
+        let (foldedCounts, foldedTotal) = try Self.ownCounts(folded: foldedPath)
+        XCTAssertGreaterThan(foldedTotal, 500)
         XCTAssertTrue(top.standardOutput.contains("Type: samples"), top.standardOutput)
-        XCTAssertTrue(pprofShares.keys.contains("spin"), top.standardOutput)
-
-        // The same top 3 functions, in the same order as far as their shares are apart by more than the noise.
-        let foldedTop = Self.ranked(foldedShares).prefix(3).filter { $0.share >= Self.rankedShare }
-        let pprofTop = Self.ranked(pprofShares).prefix(3).filter { $0.share >= Self.rankedShare }
-        XCTAssertEqual(foldedTop.map(\.name).sorted(), pprofTop.map(\.name).sorted(), "top 3 functions by own time")
-        XCTAssertEqual(foldedTop.first?.name, "spin", "spin() does the workload's arithmetic")
-        XCTAssertEqual(pprofTop.first?.name, "spin")
-        for (function, next) in zip(foldedTop, foldedTop.dropFirst())
-        where function.share - next.share > tolerance(function.name) + tolerance(next.name) {
-            XCTAssertGreaterThan(pprofShares[function.name] ?? 0, pprofShares[next.name] ?? 0,
-                                 "\(function.name) before \(next.name), as in the folded output")
+        XCTAssertEqual(Int(pprofTable.total), foldedTotal, "pprof's total samples vs the folded file's")
+        // Every row pprof lists: the same own count as the folded file's leaves of that name.
+        var pprofCounts: [String: Int] = [:]
+        for row in pprofTable.rows { pprofCounts[row.name, default: 0] += Int(row.flat) }
+        for (name, count) in pprofCounts {
+            XCTAssertEqual(count, foldedCounts[name] ?? 0, "\(name)'s own samples in pprof vs folded")
         }
-        for name in names where max(foldedShares[name] ?? 0, pprofShares[name] ?? 0) >= 2 {
-            XCTAssertEqual(pprofShares[name] ?? 0, foldedShares[name] ?? 0, accuracy: tolerance(name),
-                           "\(name)'s share of own time in pprof vs folded")
-        }
+        // And pprof's top functions are the folded file's top functions.
+        let foldedTop = foldedCounts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(3).map(\.key)
+        XCTAssertTrue(foldedTop.allSatisfy { pprofCounts[$0] != nil }, "top of folded \(foldedTop) missing from pprof's top")
+        XCTAssertEqual(foldedTop.first, "spin", "spin() does the workload's arithmetic")
+        let pprof = recording
 
         // Labels: the process and both of its threads, by the ids the workload printed.
         let mainTid = try printedThreadID("main-tid", in: pprof.standardOutput)
@@ -98,10 +57,10 @@ final class PprofGoToolTests: IntegrationTestCase {
             "go tool pprof -lines should name spin's lines \(spinLoop) or \(spinAdd) in \(workload.path):\n\(lines.standardOutput)")
     }
 
-    /// Each function's share of the samples, in percent, from the leaf frames of a folded file: the leaf is
-    /// where the sample was taken. Grouped by name, since pprof's rows have no line: Python frames by their
-    /// function name, kernel frames without the `_[k]` suffix folded adds and pprof does not.
-    static func ownShares(folded path: String) throws -> (shares: [String: Double], total: Int) {
+    /// Each function's own samples from the leaf frames of a folded file: the leaf is where the sample was taken.
+    /// Grouped by name, since pprof's rows have no line: Python frames by their function name, kernel frames
+    /// without the `_[k]` suffix folded adds and pprof does not.
+    static func ownCounts(folded path: String) throws -> (counts: [String: Int], total: Int) {
         var counts: [String: Int] = [:]
         var total = 0
         for stack in try FoldedFile.stacks(at: path) {
@@ -111,11 +70,7 @@ final class PprofGoToolTests: IntegrationTestCase {
             counts[name, default: 0] += stack.count
         }
         guard total > 0 else { throw IntegrationError("the folded profile at \(path) has no samples") }
-        return (counts.mapValues { 100 * Double($0) / Double(total) }, total)
-    }
-
-    static func ranked(_ shares: [String: Double]) -> [(name: String, share: Double)] {
-        shares.map { ($0.key, $0.value) }.sorted { ($0.share, $1.name) > ($1.share, $0.name) }
+        return (counts, total)
     }
 
     /// `go tool pprof -tags`' values by key: a block per key (` pid: Total 1234`), one line per value
@@ -200,11 +155,4 @@ struct PprofTop {
         }
     }
 
-    /// Each function's own (flat) share of all samples, in percent; rows of one name (the same function
-    /// name in two files) added up.
-    var flatShares: [String: Double] {
-        var shares: [String: Double] = [:]
-        for row in rows { shares[row.name, default: 0] += 100 * row.flat / total }
-        return shares
-    }
 }
