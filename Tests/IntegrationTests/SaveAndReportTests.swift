@@ -27,7 +27,7 @@ final class SaveAndReportTests: IntegrationTestCase {
         for name in ["out.html", "out.speedscope.json", "out.firefox.json", "out.pb.gz"] {
             try runPyBPFProf(["report", run.saved, "-o", scratchFile(name)]).requireSuccess()
             let size = (try? FileManager.default.attributesOfItem(atPath: scratchFile(name))[.size] as? Int) ?? 0
-            XCTAssertGreaterThan(size ?? 0, 100, name)
+            XCTAssertGreaterThan(size, 100, name)
         }
     }
 
