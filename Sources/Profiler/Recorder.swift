@@ -280,6 +280,19 @@ public final class Recorder {
             }
         }
     }
+    /// Ends the recording as SIGINT would: `run()` returns what was collected.
+    public func stop() {
+        stopRequested.set()
+    }
+
+    /// Reads the profile recorded so far, under the lock the drain thread takes: for live views, which must not
+    /// keep it long.
+    public func withProfile<T>(_ body: (Profile) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(profile)
+    }
+
     private func reportProgressIfDue() {
         guard let onProgress else { return }
         let now = Self.monotonicNow()
