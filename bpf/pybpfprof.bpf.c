@@ -13,6 +13,7 @@
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 
 #include "pybpfprof.h"
 
@@ -31,6 +32,10 @@ const volatile __u8 collect_kernel_stacks = 1;
 /* 0 for a Python-only recording: skips the native unwinder. */
 const volatile __u8 collect_native_stacks = 1;
 
+/* 1 when userspace follows new processes (--all, --subprocesses): every exec and fork is reported; else only
+ * the exits of profiled processes. */
+const volatile __u8 report_process_events = 0;
+
 /* The kernel types we read, with CO-RE relocations against the running kernel's BTF: only the field we
  * need, so the program builds without a vmlinux.h. */
 struct thread_struct___pybpfprof {
@@ -39,6 +44,8 @@ struct thread_struct___pybpfprof {
 
 struct task_struct___pybpfprof {
     unsigned int flags;
+    int pid;
+    int tgid;
     struct thread_struct___pybpfprof thread;
 } __attribute__((preserve_access_index));
 
@@ -115,21 +122,38 @@ static __always_inline void count(enum counter counter)
         __sync_fetch_and_add(value, 1);
 }
 
-/* A failed read of the target's memory: an error, unless the process is in exit() and has already given up
- * its memory. */
-static __always_inline void count_read_error(enum counter counter)
+/*
+ * Whose memory the walk reads. The helpers below take a `task`: NULL on the sampling path, where the program
+ * runs in the sampled thread and reads the current task with bpf_probe_read_user; the thread being dumped in
+ * the dump iterator (end of this file), which is not the current task, so it must use bpf_copy_from_user_task
+ * (sleepable programs only). Every such helper is always inlined, so with a constant NULL the sampling path
+ * compiles to exactly the code it had before the task parameter existed.
+ */
+static __always_inline long read_user(void *dst, __u32 size, const void *address, struct task_struct *task)
 {
-    struct task_struct___pybpfprof *task = (void *)bpf_get_current_task();
-    count(BPF_CORE_READ(task, flags) & PF_EXITING ? COUNTER_PROCESS_EXITING : counter);
+    return task ? bpf_copy_from_user_task(dst, size, address, task, 0) : bpf_probe_read_user(dst, size, address);
+}
+
+/* A failed read of the target's memory: an error, unless the process is in exit() and has already given up
+ * its memory. `task`: see read_user. */
+static __always_inline void count_read_error_of(enum counter counter, struct task_struct *task)
+{
+    struct task_struct___pybpfprof *target = task ? (void *)task : (void *)bpf_get_current_task();
+    count(BPF_CORE_READ(target, flags) & PF_EXITING ? COUNTER_PROCESS_EXITING : counter);
 }
 
 /* Reads a pointer-sized value from the target; 0 on failure (NULL is never a valid answer here). */
-static __always_inline __u64 read_u64(__u64 address)
+static __always_inline __u64 read_u64_of(__u64 address, struct task_struct *task)
 {
     __u64 value = 0;
-    if (bpf_probe_read_user(&value, sizeof(value), (const void *)address) != 0)
+    if (read_user(&value, sizeof(value), (const void *)address, task) != 0)
         return 0;
     return value;
+}
+
+static __always_inline __u64 read_u64(__u64 address)
+{
+    return read_u64_of(address, NULL);
 }
 
 /* Field loads from the frame buffer at offsets that come from userspace, masked so the verifier sees
@@ -239,8 +263,8 @@ static __always_inline const struct unwind_row *find_row(const struct exec_mappi
     return row;
 }
 
-/* One frame: records cursor->pc, then moves the cursor to the caller. bpf_loop callback: 1 stops. */
-static long unwind_native_frame(__u32 index, struct loop_context *context)
+/* One frame: records cursor->pc, then moves the cursor to the caller; 1 stops. `task`: see read_user. */
+static __always_inline long unwind_native_step(__u32 index, struct loop_context *context, struct task_struct *task)
 {
     struct walk_state *state = context->state;
     struct native_cursor *cursor = &state->native;
@@ -288,7 +312,7 @@ static long unwind_native_frame(__u32 index, struct loop_context *context)
             return 1;
         }
         cfa = cursor->bp + 16;
-        bp = read_u64(cursor->bp);
+        bp = read_u64_of(cursor->bp, task);
         cursor->frame_pointer_bit = NATIVE_FRAME_POINTER_BIT;
         count(COUNTER_NATIVE_FRAME_POINTER);
         goto read_return_address;
@@ -297,15 +321,15 @@ static long unwind_native_frame(__u32 index, struct loop_context *context)
         return 1;
     }
     cursor->frame_pointer_bit = 0;
-    if (row->rbp_offset != 0 && bpf_probe_read_user(&bp, sizeof(bp), (const void *)(cfa + row->rbp_offset * 8)) != 0) {
-        count_read_error(COUNTER_NATIVE_READ_ERROR);
+    if (row->rbp_offset != 0 && read_user(&bp, sizeof(bp), (const void *)(cfa + row->rbp_offset * 8), task) != 0) {
+        count_read_error_of(COUNTER_NATIVE_READ_ERROR, task);
         return 1;
     }
 
 read_return_address:;
     __u64 return_address = 0;
-    if (bpf_probe_read_user(&return_address, sizeof(return_address), (const void *)(cfa - 8)) != 0) {
-        count_read_error(COUNTER_NATIVE_READ_ERROR);
+    if (read_user(&return_address, sizeof(return_address), (const void *)(cfa - 8), task) != 0) {
+        count_read_error_of(COUNTER_NATIVE_READ_ERROR, task);
         return 1;
     }
     /* Callers live higher up the stack; anything else is a corrupt frame or a wrong rule. */
@@ -323,6 +347,12 @@ read_return_address:;
     cursor->sp = cfa;
     cursor->bp = bp;
     return 0;
+}
+
+/* bpf_loop callback of the sampling path. */
+static long unwind_native_frame(__u32 index, struct loop_context *context)
+{
+    return unwind_native_step(index, context, NULL);
 }
 
 /* A register of the sampled context. The verifier only allows context loads at a constant offset from the
@@ -384,6 +414,35 @@ static __always_inline void unwind_native(struct bpf_perf_event_data *ctx, struc
  * state may have been freed and reused); a miss walks the interpreter's thread list, bounded, so even the
  * first sample of a new thread gets its Python stack.
  */
+/* The bounded walk of the interpreter's thread list for the state whose thread_id is `key->fsbase`; 0 if none.
+ * With `cache`, the answer goes into thread_states. `task`: see read_user. */
+static __always_inline __u64 scan_thread_list(const struct py_process *process, const struct thread_key *key,
+                                              bool cache, struct task_struct *task)
+{
+    const struct py_offsets *offsets = &process->offsets;
+    __u64 interp = 0, tstate = 0;
+    if (read_user(&interp, sizeof(interp), (const void *)process->interpreters_head, task) != 0 ||
+        (interp && read_user(&tstate, sizeof(tstate), (const void *)(interp + offsets->interp_threads_head), task) != 0)) {
+        count_read_error_of(COUNTER_READ_INTERP, task);
+        return 0;
+    }
+    if (!tstate) {
+        /* Before Py_Initialize has created the main thread state, or after finalization. */
+        count(COUNTER_NO_INTERPRETER);
+        return 0;
+    }
+    for (int i = 0; i < PY_MAX_THREADS_SCAN && tstate; i++) {
+        if (read_u64_of(tstate + offsets->tstate_thread_id, task) == key->fsbase) {
+            if (cache)
+                bpf_map_update_elem(&thread_states, key, &tstate, BPF_ANY);
+            return tstate;
+        }
+        tstate = read_u64_of(tstate + offsets->tstate_next, task);
+    }
+    count(COUNTER_NO_THREAD_STATE);
+    return 0;
+}
+
 static __always_inline __u64 find_thread_state(const struct py_process *process, __u32 tgid)
 {
     const struct py_offsets *offsets = &process->offsets;
@@ -401,37 +460,22 @@ static __always_inline __u64 find_thread_state(const struct py_process *process,
         bpf_map_delete_elem(&thread_states, &key);
     }
     count(COUNTER_TSTATE_CACHE_MISS);
-
-    __u64 interp = 0, tstate = 0;
-    if (bpf_probe_read_user(&interp, sizeof(interp), (const void *)process->interpreters_head) != 0 ||
-        (interp && bpf_probe_read_user(&tstate, sizeof(tstate), (const void *)(interp + offsets->interp_threads_head)) != 0)) {
-        count_read_error(COUNTER_READ_INTERP);
-        return 0;
-    }
-    if (!tstate) {
-        /* Before Py_Initialize has created the main thread state, or after finalization. */
-        count(COUNTER_NO_INTERPRETER);
-        return 0;
-    }
-    for (int i = 0; i < PY_MAX_THREADS_SCAN && tstate; i++) {
-        if (read_u64(tstate + offsets->tstate_thread_id) == key.fsbase) {
-            bpf_map_update_elem(&thread_states, &key, &tstate, BPF_ANY);
-            return tstate;
-        }
-        tstate = read_u64(tstate + offsets->tstate_next);
-    }
-    count(COUNTER_NO_THREAD_STATE);
-    return 0;
+    return scan_thread_list(process, &key, true, NULL);
 }
 
 /* The frame the thread is executing: tstate->frame, tstate->cframe->current_frame or
  * tstate->current_frame depending on the version. */
+static __always_inline __u64 current_frame_of(const struct py_offsets *offsets, __u64 tstate, struct task_struct *task)
+{
+    __u64 frame = read_u64_of(tstate + offsets->tstate_frame, task);
+    if (frame && offsets->cframe_current_frame != PY_OFFSET_NONE)
+        frame = read_u64_of(frame + offsets->cframe_current_frame, task);
+    return frame;
+}
+
 static __always_inline __u64 current_frame(const struct py_offsets *offsets, __u64 tstate)
 {
-    __u64 frame = read_u64(tstate + offsets->tstate_frame);
-    if (frame && offsets->cframe_current_frame != PY_OFFSET_NONE)
-        frame = read_u64(frame + offsets->cframe_current_frame);
-    return frame;
+    return current_frame_of(offsets, tstate, NULL);
 }
 
 /* The tail-call table, filled by libbpf at load time from this static initializer. */
@@ -461,9 +505,10 @@ static __always_inline void emit_boundary(struct walk_state *state)
 /*
  * Reads one frame at state->frame into the record and advances state->frame to its caller. Returns false
  * when the walk must stop (end of chain, failed read, record full). The cursor lives in the map value,
- * not in registers, so every iteration looks the same to the verifier and its states prune.
+ * not in registers, so every iteration looks the same to the verifier and its states prune. `task`: see
+ * read_user.
  */
-static __always_inline bool walk_one_frame(struct walk_state *state)
+static __always_inline bool walk_one_frame(struct walk_state *state, struct task_struct *task)
 {
     const struct py_offsets *offsets = &state->offsets;
     __u64 frame = state->frame;
@@ -474,7 +519,7 @@ static __always_inline bool walk_one_frame(struct walk_state *state)
     __u32 read_size = offsets->frame_read_size;
     if (read_size > PY_FRAME_READ_MAX)
         read_size = PY_FRAME_READ_MAX;
-    if (bpf_probe_read_user(state->frame_buf, read_size, (const void *)frame) != 0) {
+    if (read_user(state->frame_buf, read_size, (const void *)frame, task) != 0) {
         count(COUNTER_READ_FRAME);
         state->sample.header.flags |= SAMPLE_READ_ERROR;
         state->frame = 0;
@@ -494,7 +539,7 @@ static __always_inline bool walk_one_frame(struct walk_state *state)
     __u32 instr = offsets->instr_kind == PY_INSTR_LASTI ? frame_u32(state, offsets->frame_instr)
                                                         : (__u32)(frame_u64(state, offsets->frame_instr) - code);
     __u64 window = 0;
-    if (code && bpf_probe_read_user(&window, sizeof(window), (const void *)(code + offsets->code_checksum)) != 0)
+    if (code && read_user(&window, sizeof(window), (const void *)(code + offsets->code_checksum), task) != 0)
         count(COUNTER_READ_CODE);
 
     struct py_frame *out = py_frame_slot(state, frames);
@@ -511,7 +556,7 @@ static __always_inline bool walk_one_frame(struct walk_state *state)
 /* bpf_loop callback: the verifier checks one frame's code once, not once per iteration. */
 static long walk_python_frame(__u32 index, struct loop_context *context)
 {
-    return walk_one_frame(context->state) ? 0 : 1;
+    return walk_one_frame(context->state, NULL) ? 0 : 1;
 }
 
 /*
@@ -544,6 +589,58 @@ int walk_python(struct bpf_perf_event_data *ctx)
     return 0;
 }
 
+/*
+ * Process events: a program replaced by execve, a process forked, a process gone. Userspace turns them into
+ * registrations (a new Python process, a forked Python child) and forgets exited processes, in ring-buffer
+ * order with the samples. BTF tracepoints: no tracefs needed.
+ */
+static __always_inline void send_process_event(enum record_type type, __u32 pid, __u32 tid)
+{
+    struct sample_header event = {
+        .time_ns = bpf_ktime_get_ns(),
+        .pid = pid,
+        .tid = tid,
+        .cpu = bpf_get_smp_processor_id(),
+        .record_type = type,
+    };
+    bpf_get_current_comm(event.comm, sizeof(event.comm));
+    /* Rare and urgent (a new process is registered as soon as userspace hears of it): wake the reader. */
+    if (bpf_ringbuf_output(&samples, &event, sizeof(event), BPF_RB_FORCE_WAKEUP) != 0)
+        count(COUNTER_EVENTS_LOST);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *task, int old_pid, void *binprm)
+{
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (report_process_events || bpf_map_lookup_elem(&processes, &tgid))
+        send_process_event(RECORD_EXEC, tgid, 0);
+    return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+    struct task_struct___pybpfprof *forked = (void *)child;
+    int pid = BPF_CORE_READ(forked, pid), tgid = BPF_CORE_READ(forked, tgid);
+    /* A new thread is no new process. */
+    if (pid != tgid || !report_process_events)
+        return 0;
+    send_process_event(RECORD_FORK, bpf_get_current_pid_tgid() >> 32, (__u32)pid);
+    return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
+{
+    if (!group_dead)
+        return 0;
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (report_process_events || bpf_map_lookup_elem(&processes, &tgid))
+        send_process_event(RECORD_EXIT, tgid, 0);
+    return 0;
+}
+
 SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
@@ -562,6 +659,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
     header->pid = tgid;
     header->tid = (__u32)pid_tgid;
     header->cpu = bpf_get_smp_processor_id();
+    header->record_type = RECORD_SAMPLE;
     header->py_frame_count = 0;
     header->flags = 0;
     header->tstate = 0;
@@ -592,3 +690,178 @@ int on_sample(struct bpf_perf_event_data *ctx)
     return 0;
 }
 
+
+/*
+ * Dump (`pybpfprof dump`): the current stack of every thread of a process, without stopping it.
+ *
+ * The sampler only ever sees threads that run (a cpu-clock tick lands on a running thread), so a thread that
+ * sleeps, which is what a dump is mostly asked about, never gets a sample. Here a task iterator visits every
+ * thread of the process instead, sleeping or not, and walks its stacks as on_sample would: its PyThreadState
+ * by fsbase in the thread list, its Python frame chain, its native stack from the user registers saved at its
+ * last kernel entry (a thread that is not running is always in the kernel), and its kernel stack. Those threads
+ * are not the current task, so their memory is read with bpf_copy_from_user_task, which only a sleepable
+ * program may call: hence iter.s. The walk helpers above are shared through their `task` parameter.
+ *
+ * "?": not loaded unless asked for (bpf_program__set_autoload). The sampler never needs it, and a kernel
+ * without bpf_copy_from_user_task (before 5.18) can still sample.
+ */
+
+struct seq_file;
+
+struct bpf_iter_meta {
+    struct seq_file *seq;
+    __u64 session_id;
+    __u64 seq_num;
+} __attribute__((preserve_access_index));
+
+/* The context of a task iterator program; task is NULL once, after the last task. */
+struct bpf_iter__task {
+    struct bpf_iter_meta *meta;
+    struct task_struct *task;
+} __attribute__((preserve_access_index));
+
+/* The fields of another thread's task_struct the dump reads (CO-RE, like task_struct___pybpfprof). */
+struct task_struct___dump {
+    int pid;
+    int tgid;
+    unsigned int __state;
+    int on_cpu;
+    unsigned int cpu;
+    unsigned long nvcsw;
+    unsigned long nivcsw;
+    char comm[TASK_COMM_LEN];
+    struct thread_struct___pybpfprof thread;
+} __attribute__((preserve_access_index));
+
+/* The record being built. Its own map rather than walk_states, so that a dump never shares a buffer with an
+ * on_sample of the same object (the iterator may sleep mid-walk; it runs with migration disabled, so a per-CPU
+ * slot stays its own). */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct walk_state);
+} dump_states SEC(".maps");
+
+/* What the dump's bpf_loop callbacks get: the sampler's context and the thread whose memory they read. */
+struct dump_loop_context {
+    struct loop_context base;
+    struct task_struct *task; /* never NULL */
+};
+
+static long dump_unwind_native_frame(__u32 index, struct dump_loop_context *context)
+{
+    return unwind_native_step(index, &context->base, context->task);
+}
+
+static long dump_walk_python_frame(__u32 index, struct dump_loop_context *context)
+{
+    return walk_one_frame(context->base.state, context->task) ? 0 : 1;
+}
+
+/* Voluntary and involuntary context switches: unchanged across the walk means the thread did not run meanwhile. */
+static __always_inline __u64 context_switches(struct task_struct___dump *thread)
+{
+    return BPF_CORE_READ(thread, nvcsw) + BPF_CORE_READ(thread, nivcsw);
+}
+
+/* The native stack of a thread that is not running, from the user registers saved when it entered the kernel. */
+static __always_inline void dump_unwind_native(struct walk_state *state, struct task_struct *task, __u32 tgid)
+{
+    struct native_cursor *cursor = &state->native;
+    const struct process_mappings *mappings = bpf_map_lookup_elem(&process_mappings, &tgid);
+    if (!mappings) {
+        state->sample.header.flags |= SAMPLE_NATIVE_NOT_LOADED;
+        count(COUNTER_NATIVE_NO_MAPPINGS);
+        return;
+    }
+    struct pt_regs regs;
+    const void *saved = (const void *)bpf_task_pt_regs(task);
+    if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0 || (regs.cs & 3) != 3) {
+        count(COUNTER_NATIVE_NO_REGISTERS);
+        return;
+    }
+    cursor->pc = regs.rip;
+    cursor->sp = regs.rsp;
+    cursor->bp = regs.rbp;
+    cursor->frame_pointer_bit = 0;
+    cursor->mapping_hint = 0;
+    struct dump_loop_context context = { .base = { .state = state, .mappings = mappings }, .task = task };
+    bpf_loop(NATIVE_MAX_FRAMES + 1, dump_unwind_native_frame, &context, 0);
+}
+
+/* One thread: a struct dump_thread, then its struct sample, into the seq_file (see struct dump_thread). Threads
+ * of processes not in `processes` are skipped (userspace also limits the iterator to one process). */
+SEC("?iter.s/task")
+int dump_threads(struct bpf_iter__task *ctx)
+{
+    struct seq_file *seq = ctx->meta->seq;
+    struct task_struct *task = ctx->task;
+    if (!task)
+        return 0;
+    struct task_struct___dump *thread = (void *)task;
+    __u32 tgid = BPF_CORE_READ(thread, tgid);
+    const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);
+    if (!process)
+        return 0;
+    __u32 zero = 0;
+    struct walk_state *state = bpf_map_lookup_elem(&dump_states, &zero);
+    if (!state)
+        return 0;
+
+    struct sample_header *header = &state->sample.header;
+    __builtin_memset(header, 0, sizeof(*header));
+    header->time_ns = bpf_ktime_get_ns();
+    header->pid = tgid;
+    header->tid = BPF_CORE_READ(thread, pid);
+    /* The CPU it runs on, or last ran on. */
+    header->cpu = bpf_core_field_exists(thread->cpu) ? BPF_CORE_READ(thread, cpu) : 0;
+    BPF_CORE_READ_STR_INTO(&header->comm, thread, comm);
+
+    struct dump_thread out = { .state = BPF_CORE_READ(thread, __state) };
+    __u64 switches = context_switches(thread);
+    if (bpf_core_field_exists(thread->on_cpu) && BPF_CORE_READ(thread, on_cpu)) {
+        out.flags |= DUMP_THREAD_ON_CPU;
+    } else {
+        long kernel_bytes = collect_kernel_stacks ? bpf_get_task_stack(task, state->sample.body, KERNEL_MAX_FRAMES * 8, 0) : 0;
+        header->kernel_frame_count = kernel_bytes > 0 ? kernel_bytes / 8 : 0;
+        if (collect_native_stacks)
+            dump_unwind_native(state, task, tgid);
+    }
+
+    state->offsets = process->offsets;
+    state->frame = 0;
+    struct thread_key key = { .tgid = tgid, .fsbase = BPF_CORE_READ(thread, thread.fsbase) };
+    __u64 tstate = process->interpreters_head && key.fsbase ? scan_thread_list(process, &key, false, task) : 0;
+    __u64 frame = tstate ? current_frame_of(&state->offsets, tstate, task) : 0;
+    header->tstate = tstate;
+    if (frame) {
+        state->frame = frame;
+        struct dump_loop_context context = { .base = { .state = state }, .task = task };
+        bpf_loop(PY_MAX_FRAMES, dump_walk_python_frame, &context, 0);
+        if (state->frame) {
+            count(COUNTER_TRUNCATED);
+            header->flags |= SAMPLE_TRUNCATED;
+        }
+    } else {
+        header->flags |= SAMPLE_NO_PYTHON;
+    }
+    if (context_switches(thread) != switches)
+        out.flags |= DUMP_THREAD_SWITCHED;
+
+    __u32 frames = header->py_frame_count;
+    if (frames > PY_MAX_FRAMES)
+        frames = PY_MAX_FRAMES;
+    __u32 kernel_frames = header->kernel_frame_count;
+    if (kernel_frames > KERNEL_MAX_FRAMES)
+        kernel_frames = KERNEL_MAX_FRAMES;
+    __u32 native_frames = header->native_frame_count;
+    if (native_frames > NATIVE_MAX_FRAMES)
+        native_frames = NATIVE_MAX_FRAMES;
+    __u32 size = sizeof(struct sample_header) + (kernel_frames + native_frames) * 8 + frames * sizeof(struct py_frame);
+    out.record_size = size;
+    /* A record that does not fit the seq_file's buffer is taken back whole, and this thread visited again. */
+    if (bpf_seq_write(seq, &out, sizeof(out)) == 0)
+        bpf_seq_write(seq, &state->sample, size);
+    return 0;
+}

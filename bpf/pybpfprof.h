@@ -155,8 +155,19 @@ struct sample_header {
     __u16 flags;              /* enum sample_flags */
     __u16 kernel_frame_count; /* leaf first; 0 when the sample hit user mode */
     __u16 native_frame_count; /* leaf first: the interrupted (or syscall-returning) pc, then return addresses */
-    __u16 _pad[2];
+    __u16 record_type;        /* enum record_type: a sample, or a process event (header only) */
+    __u16 _pad;
     char comm[TASK_COMM_LEN]; /* thread name */
+};
+
+/* What a ring buffer record is. Process events share the ring buffer with samples, so that userspace sees
+ * them in the order they happened relative to the samples (an exit before a reused pid's first sample). An
+ * event is a bare sample_header: pid is the process (tgid), tid the child for a fork. */
+enum record_type {
+    RECORD_SAMPLE = 0,
+    RECORD_EXEC = 1,   /* pid ran execve: a new program, maybe a new Python */
+    RECORD_FORK = 2,   /* pid forked a new process, tid (its pid) */
+    RECORD_EXIT = 3,   /* pid's last thread exited */
 };
 
 /* Bytes of a record's body: kernel_frame_count return addresses (__u64), native_frame_count addresses
@@ -217,7 +228,30 @@ enum counter {
     COUNTER_NATIVE_BAD_FRAME,       /* unwinds stopped on a frame that did not move up the stack */
     COUNTER_NATIVE_TRUNCATED,       /* native stacks deeper than NATIVE_MAX_FRAMES */
     COUNTER_NATIVE_NO_REGISTERS,    /* user registers unavailable (kernel thread, exiting task) */
+    COUNTER_EVENTS_LOST,            /* process events lost: ring buffer full */
     COUNTER_COUNT,
+};
+
+/* dump */
+
+/* `pybpfprof dump`: the task iterator `dump_threads` (end of bpf/pybpfprof.bpf.c) visits every thread of the
+ * processes in `processes` and writes, for each, a struct dump_thread and then `record_size` bytes of a struct
+ * sample (header, kernel, native and Python frames, exactly as the sampler sends them through the ring buffer)
+ * into the iterator's seq_file, which userspace reads to the end. */
+enum dump_thread_flags {
+    /* The thread was on a CPU: the user registers saved at its last kernel entry (where its native unwind
+     * starts) and its kernel stack are stale while it runs, so neither is read; its Python frames are. */
+    DUMP_THREAD_ON_CPU = 1 << 0,
+    /* The thread ran between the start and the end of its walk (its context-switch count moved): its stacks may
+     * mix two moments. Userspace reads such a thread again. */
+    DUMP_THREAD_SWITCHED = 1 << 1,
+};
+
+struct dump_thread {
+    __u32 record_size; /* bytes of the struct sample that follows: header and the used part of the body */
+    __u32 flags;       /* enum dump_thread_flags */
+    __u32 state;       /* task->__state (include/linux/sched.h): 0 runnable, 1 sleeping, 2 uninterruptible, ... */
+    __u32 _pad;
 };
 
 #endif /* PYBPFPROF_H */

@@ -64,6 +64,107 @@ public struct PythonInterpreter: Sendable {
 public enum InterpreterLocator {
     /// Finds the interpreter in a running process: the executable or library that defines `_PyRuntime`
     /// (whatever its file name), its version from the binary, and the load address from /proc/PID/maps.
+    /// What `locate` learns from one file, remembered by device and inode when a cache is given: `--all` and
+    /// `--subprocesses` locate every new process, most of them running binaries seen before.
+    public final class FileCache: @unchecked Sendable {
+        struct Facts {
+            var runtimeSymbol: UInt64?
+            var hasPyInitialize: Bool
+            var layout: ELFLoadLayout
+            /// From the file alone (Py_Version or .rodata); nil when only the process's memory can tell.
+            var version: PythonVersion?
+        }
+
+        private let lock = NSLock()
+        private var facts: [String: Facts] = [:]
+
+        public init() {}
+
+        func facts(pid: Int32, path: String, mapping: MemoryMapping, mappings: [MemoryMapping]) -> Facts? {
+            let key = "\(mapping.device):\(mapping.inode)"
+            lock.lock()
+            if let known = facts[key] {
+                lock.unlock()
+                return known
+            }
+            lock.unlock()
+            guard let elf = try? InterpreterLocator.openMappedFile(pid: pid, path: path, mapping: mapping) else { return nil }
+            let runtime = elf.symbol(named: "_PyRuntime")
+            let result = Facts(
+                runtimeSymbol: runtime?.value, hasPyInitialize: elf.symbol(named: "Py_Initialize") != nil,
+                layout: elf.loadLayout,
+                version: runtime == nil ? nil : InterpreterLocator.fileVersion(of: elf))
+            lock.lock()
+            facts[key] = result
+            lock.unlock()
+            return result
+        }
+    }
+
+    /// Locates the interpreter of process `pid`. With `cache`, each file is read once across calls (the version
+    /// read from the process's memory, the last resort, is not cached).
+    public static func locate(pid: Int32, cache: FileCache) throws -> PythonInterpreter {
+        let mappings: [MemoryMapping]
+        do {
+            mappings = try MemoryMapping.read(pid: pid)
+        } catch {
+            throw kill(pid, 0) != 0 && errno == ESRCH
+                ? InterpreterError.processGone(pid: pid) : InterpreterError.unreadable(pid: pid, reason: "\(error)")
+        }
+        var olderPython: (path: String, fileMappings: [MemoryMapping])?
+        for (path, fileMappings) in candidateFiles(pid: pid, mappings: mappings) {
+            guard let facts = cache.facts(pid: pid, path: path, mapping: fileMappings[0], mappings: fileMappings) else { continue }
+            guard let runtimeSymbol = facts.runtimeSymbol else {
+                if facts.hasPyInitialize && olderPython == nil { olderPython = (path, fileMappings) }
+                continue
+            }
+            guard let bias = facts.layout.loadBias(mappings: fileMappings) else {
+                throw InterpreterError.unreadable(pid: pid, reason: "cannot find the load address of \(path)")
+            }
+            if facts.version == nil { break }  // only the process's memory can tell: the uncached path does that
+            return try interpreter(pid: pid, path: path, version: facts.version!, runtimeAddress: bias &+ runtimeSymbol)
+        }
+        if olderPython == nil, kill(pid, 0) != 0 && errno == ESRCH { throw InterpreterError.processGone(pid: pid) }
+        if olderPython == nil && !mappings.isEmpty {
+            // Nothing here holds an interpreter (or its version needs the process's memory): let the full path decide.
+            if candidateFiles(pid: pid, mappings: mappings).allSatisfy({ path, fileMappings in
+                cache.facts(pid: pid, path: path, mapping: fileMappings[0], mappings: fileMappings).map {
+                    $0.runtimeSymbol == nil && !$0.hasPyInitialize
+                } ?? false
+            }) {
+                throw InterpreterError.notPython(pid: pid)
+            }
+        }
+        return try locate(pid: pid)
+    }
+
+    static func interpreter(pid: Int32, path: String, version: PythonVersion, runtimeAddress: UInt64) throws -> PythonInterpreter {
+        guard var offsets = PythonOffsets.forVersion(major: version.major, minor: version.minor) else {
+            throw InterpreterError.unsupportedVersion(pid: pid, version: version.description)
+        }
+        var mismatch: [String] = []
+        if let layout = offsets.debugOffsets {
+            mismatch = try DebugOffsets.reconcile(&offsets, layout: layout, pid: pid, runtimeAddress: runtimeAddress)
+        }
+        return PythonInterpreter(
+            pid: pid, binaryPath: path, version: version, offsets: offsets,
+            runtimeAddress: runtimeAddress, debugOffsetsMismatch: mismatch
+        )
+    }
+
+    /// The version a binary states itself: `Py_Version` (3.11+), else the PY_VERSION string in `.rodata`.
+    static func fileVersion(of elf: ELFFile) -> PythonVersion? {
+        if let symbol = elf.symbol(named: "Py_Version"),
+           let bytes = elf.bytes(atVirtualAddress: symbol.value, count: 4),
+           let hex = bytes.uint32(at: 0), hex >> 24 >= 2 {
+            return PythonVersion(hex: hex)
+        }
+        if let rodata = elf.section(named: ".rodata"), let data = elf.data(of: rodata) {
+            return VersionString.mostCommon(in: data, requireTerminator: true)
+        }
+        return nil
+    }
+
     public static func locate(pid: Int32) throws -> PythonInterpreter {
         let mappings: [MemoryMapping]
         do {

@@ -14,6 +14,8 @@ struct ExecutableMapping {
     /// Runtime address minus link-time address; nil when unknown (anonymous memory, unreadable file).
     var bias: UInt64?
     var table: UnwindTableStore.Placement?
+    /// The file's symbols, read when the mapping was found (the process may be gone when its samples are read).
+    var symbolizer: NativeFileSymbolizer?
     /// Code of the interpreter itself (libpython, or the python executable): hidden in the default view.
     var isInterpreter: Bool
 }
@@ -51,21 +53,24 @@ struct NativeProcess {
         var result: [ExecutableMapping] = []
         for mapping in all where mapping.executable {
             var entry = ExecutableMapping(
-                start: mapping.start, end: mapping.end, path: mapping.path, file: nil, bias: nil, table: nil,
+                start: mapping.start, end: mapping.end, path: mapping.path, file: nil, bias: nil, table: nil, symbolizer: nil,
                 isInterpreter: interpreterFile != nil && (mapping.path == interpreterFile || mapping.path == executable))
             if mapping.path == VirtualDSO.path, let vdso = VirtualDSO.image {
                 // Every process of this kernel maps the same vDSO image as we do.
                 entry.file = VirtualDSO.fileKey
-                entry.bias = store.layout(VirtualDSO.fileKey, path: mapping.path) { vdso }?.loadBias(mappings: [mapping])
+                entry.bias = store.layout(VirtualDSO.fileKey, path: mapping.path, root: "/") { vdso }?.loadBias(mappings: [mapping])
             } else if mapping.inode != 0 {
                 let key = UnwindTableStore.FileKey(device: mapping.device, inode: mapping.inode)
                 entry.file = key
-                let layout = store.layout(key, path: mapping.path) {
+                let layout = store.layout(key, path: mapping.path, root: "/proc/\(pid)/root") {
                     try InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping)
                 }
                 entry.bias = layout?.loadBias(mappings: byPath[mapping.path] ?? [mapping])
             }
-            if let file = entry.file, entry.bias != nil { entry.table = store.placement(for: file) }
+            if let file = entry.file, entry.bias != nil {
+                entry.table = store.placement(for: file)
+                entry.symbolizer = store.symbolizer(for: file)
+            }
             result.append(entry)
         }
         result.sort { $0.start < $1.start }
@@ -121,6 +126,4 @@ enum VirtualDSO {
         let bytes = [UInt8](UnsafeRawBufferPointer(start: base, count: Int(mapping.end - mapping.start)))
         return try? ELFFile(bytes: bytes)
     }()
-
-    static let symbolizer: NativeFileSymbolizer? = image.map { NativeFileSymbolizer(file: $0, path: path) }
 }

@@ -32,6 +32,11 @@ public struct RecordOptions: Sendable {
     public var unwindTableBytes: Int
     /// Accept `--pid` processes that do not run Python: their native and kernel stacks are recorded.
     public var allowNonPython = false
+    /// Also profile the targets' children and their children (`--subprocesses`, with `--pid` or a command).
+    public var subprocesses = false
+
+    /// Whether the recording follows processes as they start: `--all` and `--subprocesses`.
+    var followsProcesses: Bool { target == .all || subprocesses }
 
     public init(target: Target, rate: Int = 100, duration: Double? = nil,
                 ringBufferBytes: UInt32 = 8 << 20, bpfStatistics: Bool = false, pythonOnly: Bool = false,
@@ -69,6 +74,8 @@ public struct RecordingStatistics: Sendable {
     public var interpreters: [PythonInterpreter] = []
     /// Samples by how their Python frames were spliced into the native stack.
     public var splicing: [String: Int] = [:]
+    /// Processes forgotten after they exited (or exec'ed another program) during the recording.
+    public var exitedProcesses = 0
     /// Samples with a native stack, and those whose native unwind reached the thread's entry.
     public var nativeStacks = 0
     public var nativeStacksComplete = 0
@@ -131,9 +138,15 @@ public final class Recorder {
     /// Processes that mapped code the unwinder does not know yet; refreshed by the recording loop.
     private var staleMappings: Set<Int32> = []
     private var lastRefresh: [Int32: UInt64] = [:]
+    /// Process following (--all, --subprocesses), fed by the BPF program's exec/fork/exit events on the drain
+    /// thread and worked off by the recording loop.
+    private var followed = ProcessFollowing()
+    /// What locating interpreters learned of each file: new processes mostly run binaries seen before.
+    private let locatorCache = InterpreterLocator.FileCache()
+    /// The interpreter of each registered Python process: a fork's child has the same one.
+    private var interpreters: [Int32: PythonInterpreter] = [:]
     /// Registration thread only (tables are built there, never on the drain thread).
     private let unwindTables: UnwindTableStore?
-    private let nativeSymbols = NativeSymbolCache()
     private let spliceMarkers = (
         nativeIncomplete: Frame(kind: .marker, name: "[native unwind incomplete]"),
         mismatch: Frame(kind: .marker, name: "[python/native mismatch]"),
@@ -145,6 +158,8 @@ public final class Recorder {
     private let stopRequested = StopFlag()
     /// Called from the recording loop about once a second (the CLI shows it on a terminal).
     public var onProgress: ((RecordingProgress) -> Void)?
+    /// Called once sampling has started, with the number of processes registered by then.
+    public var onStarted: ((Int) -> Void)?
     private var lastProgress: UInt64 = 0
     private var signalSources: [DispatchSourceSignal] = []
 
@@ -155,7 +170,8 @@ public final class Recorder {
         signalSources = Self.installSignalHandlers(setting: stopRequested)
         sampler = try Sampler(
             ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
-            kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes)
+            kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
+            followProcesses: options.followsProcesses)
         unwindTables = options.pythonOnly ? nil : UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity)
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         profile = Profile(sampleRate: options.rate, startDate: 0)
@@ -171,6 +187,7 @@ public final class Recorder {
         profile.startDate = Date().timeIntervalSince1970
         try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
         defer { sampler.stop() }
+        onStarted?(withProfile { $0.processes.count })
 
         let deadline = options.duration.map { Self.monotonicNow() + UInt64($0 * 1e9) }
         func timeToStop() -> Bool {
@@ -179,10 +196,19 @@ public final class Recorder {
         if case .command(let arguments) = options.target {
             try recordCommand(arguments, until: timeToStop)
         } else {
-            while !timeToStop() && runningTargets.contains(where: { kill($0, 0) == 0 || errno != ESRCH }) {
+            func targetsLeft() -> Bool {
+                // --all runs until stopped: processes may start at any time.
+                if options.target == .all { return true }
+                lock.lock()
+                let tracked = followed.tree
+                lock.unlock()
+                return (runningTargets + tracked).contains { kill($0, 0) == 0 || errno != ESRCH }
+            }
+            while !timeToStop() && targetsLeft() {
                 refreshStaleMappings()
+                followNewProcesses()
                 reportProgressIfDue()
-                usleep(50_000)
+                usleep(options.followsProcesses ? 2_000 : 50_000)
             }
         }
         sampler.stop()
@@ -201,15 +227,16 @@ public final class Recorder {
                     try register(try InterpreterLocator.locate(pid: pid))
                 } catch InterpreterError.notPython where options.allowNonPython && !options.pythonOnly {
                     try registerNative(pid: pid)
+                } catch InterpreterError.notPython where options.subprocesses {
+                    // A launcher (a shell, a supervisor): its Python children are what --subprocesses is for.
                 }
+                if options.subprocesses { followed.tree.insert(pid) }
             }
             return pids
         case .all:
+            // Those running now; the ones that start later come through exec events.
             let (found, skipped) = ProcessScanner.pythonProcesses()
             statistics.skippedProcesses = skipped
-            guard !found.isEmpty else {
-                throw RecordError.noTargets("no running Python process found (--all looks at processes running now)")
-            }
             for interpreter in found { try register(interpreter) }
             return found.map(\.pid)
         case .command:
@@ -221,12 +248,17 @@ public final class Recorder {
     /// as soon as the dynamic loader has mapped it, polled every 2 ms until then.
     private func recordCommand(_ arguments: [String], until timeToStop: () -> Bool) throws {
         let child = try LaunchedCommand(arguments: arguments)
+        if options.subprocesses {
+            lock.lock()
+            followed.tree.insert(child.pid)
+            lock.unlock()
+        }
         var located = false
         var unusable: Error?
         while !timeToStop() {
             if !located && unusable == nil {
                 do {
-                    try register(try InterpreterLocator.locate(pid: child.pid))
+                    try register(try InterpreterLocator.locate(pid: child.pid, cache: locatorCache))
                     located = true
                 } catch let error as InterpreterError {
                     switch error {
@@ -244,10 +276,12 @@ public final class Recorder {
                 break
             }
             refreshStaleMappings()
+            followNewProcesses()
             reportProgressIfDue()
-            usleep(located || unusable != nil ? 50_000 : 2_000)
+            usleep(located || unusable != nil ? (options.followsProcesses ? 2_000 : 50_000) : 2_000)
         }
-        if !located, statistics.commandExitStatus != nil {
+        // With --subprocesses the command may be a launcher whose children ran Python.
+        if !located, statistics.commandExitStatus != nil, statistics.interpreters.isEmpty {
             throw unusable ?? RecordError.neverPython(command: arguments.joined(separator: " "))
         }
     }
@@ -257,6 +291,8 @@ public final class Recorder {
         let commandLine = ProcessScanner.commandLine(pid: pid)
         lock.lock()
         pythonMinor[pid] = interpreter.version.minor
+        interpreters[pid] = interpreter
+        followed.registered.insert(pid)
         symbolizers[pid] = PythonSymbolizer(interpreter: interpreter)
         statistics.interpreters.append(interpreter)
         profile.processes[pid] = ProfiledProcess(pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description)
@@ -317,6 +353,92 @@ public final class Recorder {
         try sampler.addNative(pid: pid)
     }
 
+    /// Drain thread, under the lock: a process event, in ring-buffer order with the samples.
+    private func handleProcessEvent(_ event: sample_header) {
+        let pid = Int32(bitPattern: event.pid)
+        switch UInt32(event.record_type) {
+        case RECORD_EXEC.rawValue:
+            // A new program in this process: whatever was registered for it is stale.
+            if followed.registered.contains(pid) { forget(pid) }
+            if options.target == .all || followed.tree.contains(pid) { followed.schedule(pid, now: Self.monotonicNow()) }
+        case RECORD_FORK.rawValue:
+            let child = Int32(bitPattern: event.tid)
+            if options.subprocesses && followed.tree.contains(pid) { followed.tree.insert(child) }
+            // A forked Python process runs the same interpreter at the same addresses: register it as is. A
+            // process forked before its parent was located (it forked at once) is located itself.
+            if let interpreter = interpreters[pid], options.followsProcesses {
+                followed.forks.append((interpreter, child))
+            } else if followed.tree.contains(child) || followed.pending[pid] != nil {
+                followed.schedule(child, now: Self.monotonicNow())
+            }
+        case RECORD_EXIT.rawValue:
+            forget(pid)
+            followed.tree.remove(pid)
+            followed.pending[pid] = nil
+        default:
+            break
+        }
+    }
+
+    /// Drops an exited (or exec'ed) process from the BPF maps and the per-process state; its samples stay.
+    /// Under the lock.
+    private func forget(_ pid: Int32) {
+        guard followed.registered.remove(pid) != nil else { return }
+        try? sampler.remove(pid: pid)
+        symbolizers[pid] = nil
+        interpreters[pid] = nil
+        nativeProcesses[pid] = nil
+        interpreterFiles[pid] = nil
+        staleMappings.remove(pid)
+        nativeFrames = nativeFrames.filter { $0.key.pid != pid }
+        pythonFrames = pythonFrames.filter { $0.key.pid != pid }
+        statistics.exitedProcesses += 1
+    }
+
+    /// Recording loop: registers forked Python children, and locates the interpreter of processes that exec'ed,
+    /// retrying while the dynamic loader maps libpython (after 1, 2, 4 ... 512 ms, then the process is taken
+    /// for something else than Python).
+    private func followNewProcesses() {
+        guard options.followsProcesses else { return }
+        lock.lock()
+        let now = Self.monotonicNow()
+        let forks = followed.forks
+        followed.forks = []
+        let due = followed.due(now: now)
+        lock.unlock()
+
+        for (parent, child) in forks {
+            var interpreter = parent
+            interpreter.pid = child
+            try? register(interpreter)
+        }
+        for pid in due {
+            do {
+                try register(try InterpreterLocator.locate(pid: pid, cache: locatorCache))
+                lock.lock()
+                followed.pending[pid] = nil
+                lock.unlock()
+            } catch let error as InterpreterError {
+                lock.lock()
+                switch error {
+                case .notPython:
+                    followed.retry(pid, now: now)
+                case .processGone:
+                    followed.pending[pid] = nil
+                case .unsupportedVersion, .unknownVersion, .unreadable:
+                    followed.pending[pid] = nil
+                    statistics.skippedProcesses.append("\(error)")
+                }
+                lock.unlock()
+            } catch {
+                lock.lock()
+                followed.pending[pid] = nil
+                statistics.skippedProcesses.append("process \(pid): \(error)")
+                lock.unlock()
+            }
+        }
+    }
+
     /// Re-reads the maps of processes whose samples reached code in no known mapping (a library loaded after
     /// registration), at most every 200 ms per process, and gives the unwinder the new tables.
     private func refreshStaleMappings() {
@@ -356,6 +478,10 @@ public final class Recorder {
 
         lock.lock()
         defer { lock.unlock() }
+        if header.record_type != UInt16(RECORD_SAMPLE.rawValue) {
+            handleProcessEvent(header)
+            return
+        }
         guard profile.processes[pid] != nil else { return }
         let symbolizer = symbolizers[pid]
         if flags & SAMPLE_NATIVE_UNKNOWN_MAPPING.rawValue != 0 { staleMappings.insert(pid) }
@@ -451,9 +577,7 @@ public final class Recorder {
                 frame.name = "[anonymous 0x\(String(address, radix: 16))]\(byFramePointer)"
             } else if let bias = mapping.bias {
                 let linkTimeAddress = lookup &- bias
-                let symbolizer = mapping.path == VirtualDSO.path ? VirtualDSO.symbolizer : nativeSymbols.symbolizer(
-                    path: mapping.path, root: "/proc/\(pid)/root", device: mapping.file?.device, inode: mapping.file?.inode)
-                let name = symbolizer?.symbol(at: linkTimeAddress).map { Self.withoutSymbolVersion($0.name) }
+                let name = mapping.symbolizer?.symbol(at: linkTimeAddress).map { Self.withoutSymbolVersion($0.name) }
                     ?? unknownNativeFrameName(path: mapping.path, address: linkTimeAddress)
                 frame.name = name + byFramePointer
                 frame.file = (mapping.path as NSString).lastPathComponent
@@ -606,4 +730,36 @@ private struct PythonFrameKey: Hashable {
     var code: UInt64
     var checksum: UInt32
     var instruction: UInt32
+}
+
+/// What process following knows: the processes registered, the tree under `--subprocesses` roots, forked
+/// Python children to register, and exec'ed processes whose interpreter is still to be located.
+struct ProcessFollowing {
+    var registered: Set<Int32> = []
+    var tree: Set<Int32> = []
+    var forks: [(PythonInterpreter, Int32)] = []
+    /// pid -> (next attempt, delay before the one after), in nanoseconds.
+    var pending: [Int32: (next: UInt64, delay: UInt64)] = [:]
+
+    static let firstDelay: UInt64 = 1_000_000
+    static let lastDelay: UInt64 = 512_000_000
+
+    mutating func schedule(_ pid: Int32, now: UInt64) {
+        pending[pid] = (now, Self.firstDelay)
+    }
+
+    /// The processes whose next attempt is due.
+    func due(now: UInt64) -> [Int32] {
+        pending.filter { $0.value.next <= now }.map(\.key)
+    }
+
+    /// Not Python yet: the loader may still be mapping libpython. Tries again later, doubling the delay; gives up
+    /// after the last one.
+    mutating func retry(_ pid: Int32, now: UInt64) {
+        guard let (_, delay) = pending[pid], delay <= Self.lastDelay else {
+            pending[pid] = nil
+            return
+        }
+        pending[pid] = (now + delay, delay * 2)
+    }
 }

@@ -22,6 +22,9 @@ final class Sampler {
     private var statistics: BPFStatistics?
     private let sampleProgram: OpaquePointer
     private let walkProgram: OpaquePointer
+    /// Process events (exec, fork, exit), reported into the sample ring buffer.
+    private let eventPrograms: [(String, OpaquePointer)]
+    private var eventLinks: [ProgramLink] = []
 
     /// How long records may wait in the ring buffer before the drain thread reads them.
     static let pollIntervalMilliseconds: Int32 = 50
@@ -30,13 +33,14 @@ final class Sampler {
     ///   - ringBufferBytes: a power of two, at least a page.
     ///   - unwindTableBytes: memory for the native unwind rows of every file (preallocated by the kernel).
     init(ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
-         unwindTableBytes: Int) throws {
+         unwindTableBytes: Int, followProcesses: Bool) throws {
         object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
         try object.setMaxEntries(map: "samples", ringBufferBytes)
         // A Python-only recording keeps a one-row array: nothing to preallocate.
         unwindRowCapacity = nativeStacks ? max(1, unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
         try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
         try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
+        try object.setConstant("report_process_events", UInt8(followProcesses ? 1 : 0))
         // Records wake the drain thread only past a quarter of the buffer; otherwise its timed poll
         // (pollInterval) collects them. See wakeup_bytes in the BPF program.
         try object.setConstant("wakeup_bytes", UInt64(ringBufferBytes / 4))
@@ -50,6 +54,8 @@ final class Sampler {
         ringBufferFD = try object.mapFD(named: "samples")
         sampleProgram = try object.program(named: "on_sample")
         walkProgram = try object.program(named: "walk_python")
+        let object = self.object
+        eventPrograms = try ["on_exec", "on_fork", "on_exit"].map { ($0, try object.program(named: $0)) }
         if collectStatistics { statistics = try BPFStatistics() }
     }
 
@@ -95,6 +101,7 @@ final class Sampler {
         thread.name = "pybpfprof-drain"
         thread.start()
         drainThread = thread
+        eventLinks = try eventPrograms.map { try ProgramLink(program: $1, name: $0) }
         attachment = try CPUClockAttachment(program: sampleProgram, frequency: frequency)
     }
 
@@ -102,6 +109,8 @@ final class Sampler {
     func stop() {
         attachment?.detach()
         attachment = nil
+        eventLinks.forEach { $0.detach() }
+        eventLinks = []
         guard let reader else { return }
         stopDraining.lock()
         draining = false

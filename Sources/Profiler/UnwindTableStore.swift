@@ -39,21 +39,31 @@ final class UnwindTableStore {
         self.capacity = capacity
     }
 
-    /// The load layout of each file seen (nil: could not be opened), so that a rescan or another process mapping the
-    /// same file does not read it again. Files are read whole, so only this small part of them is kept.
-    private var layouts: [FileKey: ELFLoadLayout?] = [:]
+    /// The load layout and symbols of each file read, so that a rescan or another process mapping the same file
+    /// does not read it again. Files are read whole, so only these small parts of them are kept. A file that could
+    /// not be opened is not remembered: the next process mapping it may be readable (a short-lived process can
+    /// exit between mapping it and our reading it).
+    private var layouts: [FileKey: ELFLoadLayout] = [:]
+    private var symbolizers: [FileKey: NativeFileSymbolizer] = [:]
 
-    /// The load layout of file `key`; the first time, `open` reads the file and its unwind table is loaded too.
-    func layout(_ key: FileKey, path: String, open: () throws -> ELFFile) -> ELFLoadLayout? {
+    /// The load layout of file `key`; the first time, `open` reads the file, its unwind table is loaded and its
+    /// symbols indexed (debug files are looked for inside `root`, the process's root directory).
+    func layout(_ key: FileKey, path: String, root: String, open: () throws -> ELFFile) -> ELFLoadLayout? {
         if let known = layouts[key] { return known }
         guard let elf = try? open() else {
-            layouts[key] = .some(nil)
             filesWithoutTable[path] = "cannot be opened"
             return nil
         }
+        filesWithoutTable[path] = nil
         layouts[key] = elf.loadLayout
+        symbolizers[key] = NativeFileSymbolizer(file: elf, path: path, root: root)
         placements[key] = load(elf, path: path)
         return elf.loadLayout
+    }
+
+    /// The symbols of file `key`, once `layout(_:path:root:open:)` has read it. Thread-safe to use.
+    func symbolizer(for key: FileKey) -> NativeFileSymbolizer? {
+        symbolizers[key]
     }
 
     /// Where file `key`'s rows are, if it has a table; `layout(_:path:open:)` loads it.

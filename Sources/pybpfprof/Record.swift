@@ -12,6 +12,7 @@ struct Record: ParsableCommand {
             Examples:
               sudo pybpfprof record --pid 1234 -o profile.speedscope.json
               sudo pybpfprof record --all --duration 30 -o host.folded
+              sudo pybpfprof record --subprocesses -o build.html -- make test
               sudo pybpfprof record -o app.folded -- python3 app.py --its-flags
             """
     )
@@ -19,8 +20,11 @@ struct Record: ParsableCommand {
     @Option(name: .long, help: "Profile this process (repeatable).")
     var pid: [Int32] = []
 
-    @Flag(name: .long, help: "Profile every Python process running when recording starts.")
+    @Flag(name: .long, help: "Profile every Python process: those running now and those that start while recording.")
     var all = false
+
+    @Flag(name: .long, help: "With --pid or -- CMD: also profile the targets' child processes, and theirs.")
+    var subprocesses = false
 
     @Option(name: .long, help: "Samples per second of CPU time, per CPU.")
     var rate = 100
@@ -64,6 +68,7 @@ struct Record: ParsableCommand {
         if let duration, !(duration > 0) { throw ValidationError("--duration must be a positive number of seconds") }
         guard (1...4096).contains(unwindMemory) else { throw ValidationError("--unwind-memory must be between 1 and 4096 MiB") }
         if allowNonPython && pid.isEmpty { throw ValidationError("--allow-non-python applies to --pid targets only") }
+        if subprocesses && all { throw ValidationError("--subprocesses applies to --pid or -- CMD; --all already takes every process") }
         if pythonOnly && (interpreterFrames || allowNonPython) {
             throw ValidationError("--python-only records no native frames: drop --interpreter-frames / --allow-non-python")
         }
@@ -84,9 +89,16 @@ struct Record: ParsableCommand {
             target: target, rate: rate, duration: duration, bpfStatistics: bpfStats, pythonOnly: pythonOnly,
             showInterpreterFrames: interpreterFrames, unwindTableBytes: unwindMemory << 20)
         options.allowNonPython = allowNonPython
+        options.subprocesses = subprocesses
         let terminal = Terminal.standardError
         let (profile, statistics) = try failing {
             let recorder = try Recorder(options: options)
+            // Attaching to running processes gives no other sign of life (a launched command has its own output).
+            if command.isEmpty {
+                recorder.onStarted = { processes in
+                    printToStandardError("pybpfprof: sampling \(processes) process\(processes == 1 ? "" : "es") at \(rate) Hz (Ctrl-C to stop and write the profile)")
+                }
+            }
             if terminal != nil {
                 recorder.onProgress = { progress in
                     Terminal.replaceLine(String(

@@ -160,10 +160,16 @@ final class RunningProcess {
 
     /// Waits until the process prints `line` as a whole line on stdout; throws if it exits first or takes
     /// longer than `timeout` seconds.
-    func waitForLine(_ line: String, timeout: TimeInterval) throws {
+    /// Waits for a line of standard output equal to `line`, or with `onStandardError`, a line of standard error
+    /// starting with it.
+    func waitForLine(_ line: String, timeout: TimeInterval, onStandardError: Bool = false) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
-            if standardOutput.split(separator: "\n").contains(where: { $0 == line }) { return }
+            if onStandardError {
+                if standardError.split(separator: "\n").contains(where: { $0.hasPrefix(line) }) { return }
+            } else if standardOutput.split(separator: "\n").contains(where: { $0 == line }) {
+                return
+            }
             if !process.isRunning {
                 throw IntegrationError("`\(commandLine)` exited (status \(process.terminationStatus)) before printing "
                     + "'\(line)'\n--- stderr ---\n\(standardError)\n--- stdout ---\n\(standardOutput)")

@@ -43,10 +43,10 @@ final class UnwindTableStoreTests: XCTestCase {
         let key = UnwindTableStore.FileKey(device: "fd:01", inode: 42)
         var opened = 0
         let open = { () throws -> ELFFile in opened += 1; return try ELFFile(path: self.libc) }
-        XCTAssertNotNil(store.layout(key, path: libc, open: open))
+        XCTAssertNotNil(store.layout(key, path: libc, root: "/", open: open))
         let placement = try XCTUnwrap(store.placement(for: key))
         // Another process mapping the same file: no second read, no second copy.
-        XCTAssertNotNil(store.layout(key, path: libc, open: open))
+        XCTAssertNotNil(store.layout(key, path: libc, root: "/", open: open))
         XCTAssertEqual(opened, 1)
         XCTAssertEqual(store.placement(for: key), placement)
         XCTAssertEqual(store.usedRows, Int(placement.rowCount))
@@ -67,7 +67,7 @@ final class UnwindTableStoreTests: XCTestCase {
         let store = UnwindTableStore(rows: memory, capacity: 1000)
         let key = UnwindTableStore.FileKey(device: "fd:01", inode: 7)
         // The load layout is still known: addresses in the file are symbolized, and unwound by frame pointer.
-        XCTAssertNotNil(store.layout(key, path: libc) { try ELFFile(path: self.libc) })
+        XCTAssertNotNil(store.layout(key, path: libc, root: "/") { try ELFFile(path: self.libc) })
         XCTAssertNil(store.placement(for: key))
         XCTAssertEqual(store.usedRows, 0)
         let reason = try XCTUnwrap(store.filesWithoutTable[libc])

@@ -1,0 +1,21 @@
+import CBPF
+import Glibc
+
+/// A program attached where its section says (a BTF tracepoint, for instance), detached on deinit.
+public final class ProgramLink {
+    private var link: OpaquePointer?
+
+    public init(program: OpaquePointer, name: String) throws {
+        guard let link = bpf_program__attach(program) else {
+            throw BPFError("attaching BPF program \(name)", errno: errno)
+        }
+        self.link = link
+    }
+
+    public func detach() {
+        if let link { bpf_link__destroy(link) }
+        link = nil
+    }
+
+    deinit { detach() }
+}

@@ -1,0 +1,252 @@
+import Foundation
+import Glibc
+import XCTest
+
+/// `pybpfprof dump --pid PID`: every thread's current stack, read by the BPF task iterator while the process keeps
+/// running. A thread that sleeps, which a sampler never sees, is shown whole: kernel, then native (libc's sleep),
+/// then its Python frames; a busy thread at least with its Python frames.
+final class DumpTests: IntegrationTestCase {
+    func testSleepingAndBusyThreadsOnEveryInterpreter() throws {
+        let fixture = try Workload.load("sleeper.py")
+        let sleepLine = try fixture.line("sleeper-sleep")
+        let burnLines = try fixture.lines(ofFunction: "burn_cpu")
+        for interpreter in try PythonInterpreters.supported() {
+            let label = "\(interpreter) sleeper.py"
+            let target = try start(interpreter.path, [fixture.path, "--seconds", "60"])
+            try target.waitForLine("ready", timeout: 30)
+            let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
+            let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
+
+            let (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"])
+            try checkNeverStoppedAndProgressing(watch, label: label)
+            XCTAssertEqual(dump.pid, target.pid, label)
+            XCTAssertEqual(dump.python, interpreter.minorVersion, "\(label): the Python version")
+            XCTAssertEqual(Set(dump.threads.map(\.tid)), Set(try threadIDs(of: target.pid)), "\(label): one entry per thread")
+            XCTAssertEqual(dump.threads.first?.tid, mainTID, "\(label): the main thread comes first")
+
+            // The sleeper: kernel frames (the sleep system call), then native frames down from libc's sleep
+            // function, unwound from the registers saved at the system call, then its Python frames.
+            let sleeper = try XCTUnwrap(dump.threads.first { $0.tid == sleeperTID }, "\(label): no sleeper thread")
+            XCTAssertEqual(sleeper.state, "sleeping", "\(label): \(sleeper)")
+            let sleeping = try XCTUnwrap(sleeper.frames.firstIndex { $0.kind == "python" && $0.name == "sleeping_function" },
+                                         "\(label): the sleeper's stack lacks sleeping_function: \(sleeper)")
+            XCTAssertEqual(sleeper.frames[sleeping].file, fixture.path, "\(label): \(sleeper)")
+            XCTAssertEqual(sleeper.frames[sleeping].line, sleepLine, "\(label): sleeping_function's line: \(sleeper)")
+            XCTAssertEqual(sleeper.frames.first?.kind, "kernel", "\(label): the innermost frames are the kernel's: \(sleeper)")
+            let user = try XCTUnwrap(sleeper.frames.firstIndex { $0.kind != "kernel" }, "\(label): \(sleeper)")
+            XCTAssertLessThan(user, sleeping, "\(label): native frames between the kernel's and sleeping_function: \(sleeper)")
+            XCTAssertTrue(sleeper.frames[user..<sleeping].allSatisfy { $0.kind == "native" },
+                          "\(label): only native frames between the kernel's and sleeping_function: \(sleeper)")
+            XCTAssertTrue(sleeper.frames[user].file.hasPrefix("libc"), "\(label): libc's sleep is the innermost user frame: \(sleeper)")
+            XCTAssertTrue(sleeper.frames.contains { $0.kind == "python" && $0.name.hasSuffix("_bootstrap") },
+                          "\(label): the thread's outer Python frames (threading's bootstrap): \(sleeper)")
+            XCTAssertFalse(sleeper.frames.contains { $0.kind == "marker" }, "\(label): a whole stack has no marker: \(sleeper)")
+
+            // The busy main thread: its Python frames, on a line of burn_cpu, called from main.
+            let main = try XCTUnwrap(dump.threads.first { $0.tid == mainTID }, "\(label): no main thread")
+            let python = main.frames.filter { $0.kind == "python" }
+            XCTAssertEqual(python.first?.name, "burn_cpu", "\(label): \(main)")
+            XCTAssertTrue(burnLines.contains(python.first?.line ?? 0), "\(label): burn_cpu's line: \(main)")
+            XCTAssertEqual(python.map(\.name).suffix(2), ["main", "<module>"], "\(label): \(main)")
+            print("  \(label): sleeper \(render(sleeper))\n    main (\(main.state)) \(render(main))")
+            target.killIfRunning()
+        }
+    }
+
+    func testShapeWorkloadThreadsOnEveryInterpreter() throws {
+        let workload = try Workload.load()
+        let mainFunctions: Set = ["run_shape", "caller", "heavy", "light", "spin", "recurse"]
+        for interpreter in try PythonInterpreters.supported() {
+            let label = "\(interpreter) workload.py shape"
+            let target = try start(interpreter.path, [workload.path, "shape", "--seconds", "10"])
+            try target.waitForLine("ready", timeout: 30)
+            let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
+            let workerTID = try printedThreadID("worker-tid", in: target.standardOutput)
+
+            let (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"])
+            try checkNeverStoppedAndProgressing(watch, label: label)
+            XCTAssertEqual(Set(dump.threads.map(\.tid)), Set(try threadIDs(of: target.pid)), "\(label): one entry per thread")
+            let main = try XCTUnwrap(dump.threads.first { $0.tid == mainTID }, "\(label): no main thread")
+            let worker = try XCTUnwrap(dump.threads.first { $0.tid == workerTID }, "\(label): no worker thread")
+            for frame in main.frames + worker.frames
+            where frame.kind == "python" && frame.file == workload.path && frame.name != "<module>" {
+                XCTAssertTrue(try workload.lines(ofFunction: frame.name).contains(frame.line),
+                              "\(label): \(frame) is not on a line of its function")
+            }
+            let mainNames = Set(main.frames.filter { $0.kind == "python" }.map(\.name))
+            XCTAssertTrue(mainNames.contains("run_shape") && !mainNames.isDisjoint(with: mainFunctions.subtracting(["run_shape"])),
+                          "\(label): the main thread runs the shape: \(main)")
+            XCTAssertFalse(mainNames.contains("worker_loop"), "\(label): \(main)")
+            let workerNames = worker.frames.filter { $0.kind == "python" }.map(\.name)
+            XCTAssertTrue(workerNames.contains("worker_loop"), "\(label): \(worker)")
+            XCTAssertTrue(Set(workerNames).isDisjoint(with: mainFunctions), "\(label): \(worker)")
+            print("  \(label): main (\(main.state)) \(render(main))\n    worker (\(worker.state)) \(render(worker))")
+            target.killIfRunning()
+        }
+    }
+
+    /// Text like py-spy dump's, and --python-only, on one interpreter.
+    func testTextOutputAndPythonOnly() throws {
+        let fixture = try Workload.load("sleeper.py")
+        let target = try start(try PythonInterpreters.debian311().path, [fixture.path, "--seconds", "60"])
+        try target.waitForLine("ready", timeout: 30)
+        let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
+
+        let text = try runPyBPFProf(["dump", "--pid", "\(target.pid)"]).requireSuccess().standardOutput
+        let lines = text.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.first?.hasPrefix("Process \(target.pid): ") ?? false, text)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("Python 3.11.") }, text)
+        let header = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("Thread \(sleeperTID) (") }, text)
+        XCTAssertTrue(lines[header].hasSuffix(": sleeping"), text)
+        let frames = lines[(header + 1)...].prefix { $0.hasPrefix("    ") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        XCTAssertTrue(frames.first?.hasSuffix(" [kernel]") ?? false, "the kernel's frames first: \(frames)")
+        XCTAssertTrue(frames.contains { $0.hasSuffix("(libc.so.6)") }, "libc's frames as `name (library)`: \(frames)")
+        let sleepLine = try fixture.line("sleeper-sleep")
+        XCTAssertTrue(frames.contains("sleeping_function (\(fixture.path):\(sleepLine))"), "\(frames)")
+
+        let pythonOnly = try parse(try runPyBPFProf(["dump", "--pid", "\(target.pid)", "--json", "--python-only"])
+            .requireSuccess().standardOutput)
+        let sleeper = try XCTUnwrap(pythonOnly.threads.first { $0.tid == sleeperTID })
+        XCTAssertEqual(sleeper.frames.first?.name, "sleeping_function", "\(sleeper)")
+        for thread in pythonOnly.threads {
+            XCTAssertTrue(thread.frames.allSatisfy { $0.kind == "python" }, "--python-only printed other frames: \(thread)")
+        }
+    }
+
+    func testErrorsAreOneLine() throws {
+        let notPython = try start("/bin/sleep", ["60"])
+        for (arguments, expected) in [
+            (["dump", "--pid", "\(notPython.pid)"], "is not running a CPython interpreter"),
+            (["dump", "--pid", "999999999"], "999999999"),
+        ] {
+            let result = try runPyBPFProf(arguments)
+            XCTAssertEqual(result.status, 1, result.report)
+            XCTAssertEqual(result.standardErrorLines.count, 1, result.report)
+            XCTAssertTrue(result.standardError.hasPrefix("pybpfprof: error: "), result.report)
+            XCTAssertTrue(result.standardError.contains(expected), result.report)
+        }
+    }
+
+    // MARK: - Helpers
+
+    struct DumpedFrame: CustomStringConvertible {
+        var kind: String
+        var name: String
+        /// The source file of a Python frame, the library of a native one.
+        var file: String
+        var line: Int
+
+        var description: String { file.isEmpty ? "\(kind):\(name)" : "\(kind):\(name) (\(file)\(line > 0 ? ":\(line)" : ""))" }
+    }
+
+    struct DumpedThread: CustomStringConvertible {
+        var tid: Int32
+        var name: String
+        var state: String
+        var notes: [String]
+        /// Innermost first.
+        var frames: [DumpedFrame]
+
+        var description: String { "thread \(tid) (\(name)) \(state) \(notes) \(frames)" }
+    }
+
+    struct Dumped {
+        var pid: Int32
+        var python: String
+        var threads: [DumpedThread]
+    }
+
+    /// What the test saw of the target while pybpfprof dumped it.
+    struct Watch {
+        /// Scheduler states of the target's threads, read every millisecond or so, with how often each was seen.
+        var states: [Character: Int]
+        /// CPU time of the main thread before and after, and how long the dump took, in nanoseconds.
+        var cpuBefore: UInt64
+        var cpuAfter: UInt64
+        var dumpNanoseconds: UInt64
+        var targetStillRunning: Bool
+    }
+
+    /// Runs `pybpfprof dump --pid PID ARGUMENTS...`, reading the state of every thread of the target about every
+    /// millisecond while it runs.
+    private func dumpWatchingTarget(_ pid: Int32, mainThread: Int32, arguments: [String]) throws -> (Dumped, Watch) {
+        let cpuBefore = try threadCPUTime(pid: pid, tid: mainThread)
+        let started = DispatchTime.now().uptimeNanoseconds
+        let dump = try start(try PyBPFProfBinary.path(), ["dump", "--pid", "\(pid)"] + arguments)
+        var states: [Character: Int] = [:]
+        while dump.isRunning {
+            for tid in (try? threadIDs(of: pid)) ?? [] {
+                if let state = threadState(pid: pid, tid: tid) { states[state, default: 0] += 1 }
+            }
+            usleep(1_000)
+        }
+        let result = try dump.wait(timeout: 60).requireSuccess()
+        let elapsed = DispatchTime.now().uptimeNanoseconds - started
+        let watch = Watch(
+            states: states, cpuBefore: cpuBefore, cpuAfter: try threadCPUTime(pid: pid, tid: mainThread),
+            dumpNanoseconds: elapsed, targetStillRunning: kill(pid, 0) == 0)
+        return (try parse(result.standardOutput), watch)
+    }
+
+    /// Never stopped or traced (`T`, `t`) while being dumped, and the busy main thread kept using the CPU.
+    private func checkNeverStoppedAndProgressing(_ watch: Watch, label: String) throws {
+        XCTAssertTrue(watch.targetStillRunning, "\(label): the target exited during the dump")
+        XCTAssertGreaterThan(watch.states.values.reduce(0, +), 0, "\(label): the target's threads were never seen during the dump")
+        XCTAssertNil(watch.states["T"], "\(label): a thread was stopped during the dump: \(watch.states)")
+        XCTAssertNil(watch.states["t"], "\(label): a thread was traced during the dump: \(watch.states)")
+        let used = watch.cpuAfter - watch.cpuBefore
+        // It keeps making progress: a CPU-bound thread that was never paused gets a good share of the dump's time
+        // (the dump itself needs a CPU too, and the test's watching another bit).
+        XCTAssertGreaterThan(Double(used), 0.2 * Double(watch.dumpNanoseconds),
+                             "\(label): the main thread used \(used / 1_000_000) ms of CPU in the \(watch.dumpNanoseconds / 1_000_000) ms of the dump")
+    }
+
+    private func parse(_ text: String) throws -> Dumped {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let pid = object["pid"] as? Int, let python = object["python"] as? String,
+              object["command"] is String, object["interpreter"] is String,
+              let threads = object["threads"] as? [[String: Any]]
+        else { throw IntegrationError("dump --json printed no {pid, command, python, interpreter, threads} object:\n\(text)") }
+        return Dumped(pid: Int32(pid), python: python.split(separator: ".").prefix(2).joined(separator: "."), threads: try threads.map { thread in
+            guard let tid = thread["tid"] as? Int, let name = thread["name"] as? String, let state = thread["state"] as? String,
+                  let notes = thread["notes"] as? [String], let frames = thread["frames"] as? [[String: Any]]
+            else { throw IntegrationError("a thread of dump --json lacks tid, name, state, notes or frames: \(thread)") }
+            return DumpedThread(tid: Int32(tid), name: name, state: state, notes: notes, frames: try frames.map { frame in
+                guard let kind = frame["kind"] as? String, let name = frame["name"] as? String else {
+                    throw IntegrationError("a frame of dump --json lacks kind or name: \(frame)")
+                }
+                return DumpedFrame(kind: kind, name: name, file: frame["file"] as? String ?? frame["library"] as? String ?? "",
+                                   line: frame["line"] as? Int ?? 0)
+            })
+        })
+    }
+
+    private func threadIDs(of pid: Int32) throws -> [Int32] {
+        try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").compactMap { Int32($0) }
+    }
+
+    /// The state letter of /proc/PID/task/TID/stat (after the parenthesized command).
+    private func threadState(pid: Int32, tid: Int32) -> Character? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].first { $0 != " " }
+    }
+
+    /// Nanoseconds the thread has run (the first field of /proc/PID/task/TID/schedstat).
+    private func threadCPUTime(pid: Int32, tid: Int32) throws -> UInt64 {
+        let path = "/proc/\(pid)/task/\(tid)/schedstat"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let value = text.split(separator: " ").first.flatMap({ UInt64($0) }) else {
+            throw IntegrationError("cannot read \(path)")
+        }
+        return value
+    }
+
+    /// `kernel:a > native:b (libc.so.6) > python:f (x.py:3) > ...`, innermost first, short.
+    private func render(_ thread: DumpedThread) -> String {
+        thread.frames.prefix(12).map { frame in
+            let file = frame.kind == "python" ? ((frame.file as NSString).lastPathComponent + ":\(frame.line)") : frame.file
+            return file.isEmpty ? frame.name : "\(frame.name) (\(file))"
+        }.joined(separator: " > ") + (thread.frames.count > 12 ? " > ..." : "")
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import XCTest
+
+/// `--all` follows Python processes that start while it records, `--subprocesses` a target's children, and a
+/// forked Python child is profiled as what it is: every one of them has its own samples under its own pid.
+final class ProcessFollowingTests: IntegrationTestCase {
+    private var fixture: String { Checkout.fixtures.appendingPathComponent("short_lived.py").path }
+
+    /// The pids a run of short_lived.py printed.
+    private func printedPids(_ output: String) -> [Int32] {
+        output.split(separator: "\n").compactMap { line in
+            let words = line.split(separator: " ")
+            return words.count == 2 && words[0] == "pid" ? Int32(words[1]) : nil
+        }
+    }
+
+    /// Samples of short_lived_work per pid, from a speedscope file.
+    private func workSamples(_ path: String) throws -> [Int32: Int] {
+        var samples: [Int32: Int] = [:]
+        for thread in try SpeedscopeFile.threads(at: path) {
+            samples[thread.pid, default: 0] += thread.stacks.filter { $0.contains { $0.name == "short_lived_work" } }.count
+        }
+        return samples
+    }
+
+    /// Processes that start after recording began, each running for 200 ms, appear with their own samples;
+    /// a shared-libpython build (pyenv 3.12) and Debian's static 3.11 alike.
+    func testAllPicksUpProcessesThatStartLater() throws {
+        let output = scratchFile("all.speedscope.json")
+        let recorder = try start(try PyBPFProfBinary.path(), ["record", "--all", "--rate", "499", "--duration", "6", "-o", output])
+        // Loading the BPF program and scanning the running processes come first.
+        try recorder.waitForLine("pybpfprof: sampling", timeout: 60, onStandardError: true)
+        var pids: [Int32] = []
+        for python in [try PythonInterpreters.pyenv("3.12").path, try PythonInterpreters.debian311().path,
+                       try PythonInterpreters.pyenv("3.12").path] {
+            let run = try self.run(python, [fixture, "0.2"]).requireSuccess()
+            pids += printedPids(run.standardOutput)
+        }
+        let result = try recorder.wait(timeout: 60).requireSuccess()
+        let samples = try workSamples(output)
+        print("  short_lived_work samples by pid: \(pids.map { "\($0): \(samples[$0] ?? 0)" }.joined(separator: ", ")) (about 100 each at most)")
+        print("    \(result.recordingSummary)")
+        XCTAssertEqual(pids.count, 3)
+        for pid in pids {
+            XCTAssertGreaterThan(samples[pid] ?? 0, 20, "process \(pid), 200 ms of Python, is missing from the profile\n\(result.report)")
+        }
+    }
+
+    /// `--subprocesses -- bash -c ...`: the shell is no Python, its children are, and so is a Python
+    /// grandchild started through subprocess, and children forked without exec.
+    func testSubprocessesFollowsChildrenGrandchildrenAndForks() throws {
+        let python = try PythonInterpreters.pyenv("3.12").path
+        let output = scratchFile("sub.speedscope.json")
+        let script = "\(python) \(fixture) 0.5; \(python) -c 'import subprocess, sys; subprocess.run([sys.executable, \"\(fixture)\", \"0.5\"])'; \(python) \(fixture) 0.5 fork 2"
+        let result = try runPyBPFProf(["record", "--subprocesses", "--rate", "499", "-o", output, "--", "/bin/bash", "-c", script])
+            .requireSuccess()
+        let pids = printedPids(result.standardOutput)
+        let samples = try workSamples(output)
+        print("  short_lived_work samples by pid: \(pids.map { "\($0): \(samples[$0] ?? 0)" }.joined(separator: ", ")) (about 250 each at most)")
+        print("    \(result.recordingSummary)")
+        XCTAssertEqual(pids.count, 5, result.report)  // child, grandchild, forking parent and its two children
+        for pid in pids {
+            XCTAssertGreaterThan(samples[pid] ?? 0, 50, "process \(pid) is missing from the profile\n\(result.report)")
+        }
+    }
+
+    /// Without --subprocesses, a target's children are not profiled.
+    func testChildrenAreNotFollowedByDefault() throws {
+        let python = try PythonInterpreters.pyenv("3.12").path
+        let output = scratchFile("nosub.speedscope.json")
+        let result = try runPyBPFProf(["record", "--rate", "499", "-o", output, "--", python, fixture, "0.5", "fork", "1"])
+            .requireSuccess()
+        let pids = printedPids(result.standardOutput)
+        let samples = try workSamples(output)
+        XCTAssertEqual(pids.count, 2, result.report)
+        XCTAssertGreaterThan(samples[pids[0]] ?? 0, 50)
+        XCTAssertNil(samples[pids[1]], "the forked child was profiled without --subprocesses")
+    }
+}
