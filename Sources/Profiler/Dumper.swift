@@ -121,9 +121,9 @@ public enum Dumper {
         guard !records.isEmpty else {
             throw kill(pid, 0) != 0 && errno == ESRCH ? InterpreterError.processGone(pid: pid) : DumpError.noThreads(pid: pid)
         }
-        let decoder = StackDecoder(
+        let decoder = StackDecoder<Frame>(
             interpreter: interpreter, native: native, kernelSymbols: kernelSymbols,
-            showInterpreterFrames: options.showInterpreterFrames)
+            showInterpreterFrames: options.showInterpreterFrames) { $0 }
         var threads: [ThreadDump] = []
         for record in records {
             guard let stack = record.sample.withUnsafeBytes({ decoder.decode($0) }) else { continue }

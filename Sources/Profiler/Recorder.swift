@@ -120,19 +120,14 @@ public enum RecordError: Error, CustomStringConvertible {
 public final class Recorder {
     private let options: RecordOptions
     private let sampler: Sampler
-    /// Guards `profile`, `symbolizers` and `statistics`, shared by the drain thread and the caller.
+    /// Guards `profile`, `decoders`, `statistics` and the per-process state, shared by the drain thread and the
+    /// caller.
     private let lock = NSLock()
     private var profile: Profile
-    private var symbolizers: [Int32: PythonSymbolizer] = [:]
-    /// Profile frame index of each sampled (process, code object, checksum, instruction) and kernel
-    /// address seen so far: a frame is resolved and its strings hashed once, not on every sample.
-    private var pythonFrames: [PythonFrameKey: Int32] = [:]
-    private var kernelFrames: [UInt64: Int32] = [:]
-    private var nativeFrames: [NativeFrameKey: (frame: Int32, role: StackSplicer.NativeRole)] = [:]
+    /// Each profiled process's record decoder: its symbols and frame caches, interning into `profile`.
+    private var decoders: [Int32: StackDecoder<Int32>] = [:]
     /// Executable mappings of each process (native recordings only), read by the drain thread.
     private var nativeProcesses: [Int32: NativeProcess] = [:]
-    /// Minor version of each Python process: how its Python frames split into eval-loop runs.
-    private var pythonMinor: [Int32: Int] = [:]
     /// The file holding each process's interpreter, as its maps name it.
     private var interpreterFiles: [Int32: String] = [:]
     /// Processes that mapped code the unwinder does not know yet; refreshed by the recording loop.
@@ -147,10 +142,6 @@ public final class Recorder {
     private var interpreters: [Int32: PythonInterpreter] = [:]
     /// Registration thread only (tables are built there, never on the drain thread).
     private let unwindTables: UnwindTableStore?
-    private let spliceMarkers = (
-        nativeIncomplete: Frame(kind: .marker, name: "[native unwind incomplete]"),
-        mismatch: Frame(kind: .marker, name: "[python/native mismatch]"),
-        notLoaded: Frame(kind: .marker, name: "[native frames not loaded yet]"))
     private let kernelSymbols: KernelSymbols?
     private var statistics = RecordingStatistics()
     /// When sampling started; sample times count from here.
@@ -290,10 +281,9 @@ public final class Recorder {
         let pid = interpreter.pid
         let commandLine = ProcessScanner.commandLine(pid: pid)
         lock.lock()
-        pythonMinor[pid] = interpreter.version.minor
         interpreters[pid] = interpreter
         followed.registered.insert(pid)
-        symbolizers[pid] = PythonSymbolizer(interpreter: interpreter)
+        decoders[pid] = makeDecoder(interpreter: interpreter)
         statistics.interpreters.append(interpreter)
         profile.processes[pid] = ProfiledProcess(pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description)
         lock.unlock()
@@ -307,6 +297,7 @@ public final class Recorder {
                 lock.lock()
                 nativeProcesses[pid] = native
                 interpreterFiles[pid] = interpreter.binaryPath
+                decoders[pid]?.native = native
                 lock.unlock()
             } catch {
                 // Exited meanwhile, or its maps are unreadable: its samples keep their Python and kernel frames.
@@ -341,6 +332,12 @@ public final class Recorder {
         onProgress(progress)
     }
 
+    /// Under the lock.
+    private func makeDecoder(interpreter: PythonInterpreter?) -> StackDecoder<Int32> {
+        StackDecoder(interpreter: interpreter, native: nil, kernelSymbols: kernelSymbols,
+                     showInterpreterFrames: options.showInterpreterFrames) { [unowned self] in self.profile.intern($0) }
+    }
+
     /// A process that does not run Python: native and kernel stacks only.
     private func registerNative(pid: Int32) throws {
         guard let unwindTables else { return }
@@ -348,6 +345,8 @@ public final class Recorder {
         try sampler.setMappings(pid: pid, native.bpfValue())
         lock.lock()
         nativeProcesses[pid] = native
+        decoders[pid] = makeDecoder(interpreter: nil)
+        decoders[pid]?.native = native
         profile.processes[pid] = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "")
         lock.unlock()
         try sampler.addNative(pid: pid)
@@ -385,13 +384,11 @@ public final class Recorder {
     private func forget(_ pid: Int32) {
         guard followed.registered.remove(pid) != nil else { return }
         try? sampler.remove(pid: pid)
-        symbolizers[pid] = nil
+        if let decoder = decoders.removeValue(forKey: pid) { collectUnresolved(decoder) }
         interpreters[pid] = nil
         nativeProcesses[pid] = nil
         interpreterFiles[pid] = nil
         staleMappings.remove(pid)
-        nativeFrames = nativeFrames.filter { $0.key.pid != pid }
-        pythonFrames = pythonFrames.filter { $0.key.pid != pid }
         statistics.exitedProcesses += 1
     }
 
@@ -455,8 +452,8 @@ public final class Recorder {
             try? sampler.setMappings(pid: pid, native.bpfValue())
             lock.lock()
             nativeProcesses[pid] = native
-            // Addresses may now belong to other files: resolve them again.
-            nativeFrames = nativeFrames.filter { $0.key.pid != pid }
+            // Addresses may now belong to other files: the decoder resolves them again.
+            decoders[pid]?.native = native
             lock.unlock()
         }
     }
@@ -464,17 +461,9 @@ public final class Recorder {
     /// Runs on the drain thread for every ring buffer record: header, kernel return addresses, Python
     /// frames (see struct sample in bpf/pybpfprof.h).
     private func handle(_ record: UnsafeRawBufferPointer) {
-        let headerSize = MemoryLayout<sample_header>.size
-        let frameSize = MemoryLayout<py_frame>.size
-        guard record.count >= headerSize else { return }
+        guard record.count >= MemoryLayout<sample_header>.size else { return }
         let header = record.loadUnaligned(as: sample_header.self)
-        let kernelCount = min(Int(header.kernel_frame_count), (record.count - headerSize) / 8)
-        let nativeStart = headerSize + kernelCount * 8
-        let nativeCount = min(Int(header.native_frame_count), (record.count - nativeStart) / 8)
-        let pythonStart = nativeStart + nativeCount * 8
-        let frameCount = min(Int(header.py_frame_count), (record.count - pythonStart) / frameSize)
         let pid = Int32(bitPattern: header.pid)
-        let flags = UInt32(header.flags)
 
         lock.lock()
         defer { lock.unlock() }
@@ -482,129 +471,25 @@ public final class Recorder {
             handleProcessEvent(header)
             return
         }
-        guard profile.processes[pid] != nil else { return }
-        let symbolizer = symbolizers[pid]
-        if flags & SAMPLE_NATIVE_UNKNOWN_MAPPING.rawValue != 0 { staleMappings.insert(pid) }
-
-        // Python frames, leaf first; nil stands for a boundary between eval-loop calls.
-        var python: [Int32?] = []
-        python.reserveCapacity(frameCount)
-        for index in 0..<frameCount {
-            let frame = record.loadUnaligned(fromByteOffset: pythonStart + index * frameSize, as: py_frame.self)
-            if frame.code == 0 && frame.instr == PY_FRAME_BOUNDARY {
-                python.append(nil)
-                continue
-            }
-            let key = PythonFrameKey(pid: pid, code: frame.code, checksum: frame.checksum, instruction: frame.instr)
-            if let known = pythonFrames[key] {
-                python.append(known)
-                continue
-            }
-            guard let symbolizer else { continue }
-            switch symbolizer.frame(frame) {
-            case .success(let resolved):
-                let interned = profile.intern(resolved)
-                pythonFrames[key] = interned
-                python.append(interned)
-            case .failure(let reason):
-                statistics.unresolvedFrames["\(reason)", default: 0] += 1
-                python.append(profile.intern(Frame(kind: .marker, name: "[unknown code 0x\(String(frame.code, radix: 16))]")))
-            }
-        }
-        var runs = StackSplicer.runs(python, everyFrameIsARun: (pythonMinor[pid] ?? 0) <= 10)
-        // The walk stopped before the outermost Python frames: the marker stands where they are missing.
-        if flags & SAMPLE_TRUNCATED.rawValue != 0, !runs.isEmpty { runs[runs.count - 1].append(profile.intern(.truncated)) }
-
-        var native: [(frame: Int32, role: StackSplicer.NativeRole)] = []
-        native.reserveCapacity(nativeCount)
-        for index in 0..<nativeCount {
-            let raw = record.loadUnaligned(fromByteOffset: nativeStart + index * 8, as: UInt64.self)
-            native.append(nativeFrame(pid: pid, raw: raw, isLeaf: index == 0))
-        }
-
-        var (stack, outcome) = StackSplicer.splice(
-            native: native, pythonRuns: runs, nativeComplete: flags & SAMPLE_NATIVE_COMPLETE.rawValue != 0,
-            showInterpreterFrames: options.showInterpreterFrames,
-            markers: .init(nativeIncomplete: profile.intern(spliceMarkers.nativeIncomplete),
-                           mismatch: profile.intern(spliceMarkers.mismatch)))
-        if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 {
-            // Sampled while its tables were being compiled (the first moments of a launched command): say why
-            // this stack has no native frames rather than let it pass for a complete one.
-            stack.insert(profile.intern(spliceMarkers.notLoaded), at: 0)
-            statistics.splicing["native tables not loaded yet", default: 0] += 1
-        }
-        if nativeCount > 0 {
+        guard profile.processes[pid] != nil, let decoder = decoders[pid], let decoded = decoder.decode(record) else { return }
+        if decoded.reachedUnknownMapping { staleMappings.insert(pid) }
+        let flags = UInt32(header.flags)
+        if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 { statistics.splicing["native tables not loaded yet", default: 0] += 1 }
+        if let outcome = decoded.outcome {
             statistics.splicing[Self.describe(outcome), default: 0] += 1
             statistics.nativeStacks += 1
             if flags & SAMPLE_NATIVE_COMPLETE.rawValue != 0 { statistics.nativeStacksComplete += 1 }
         }
-        if stack.isEmpty { stack.append(profile.intern(.noPython)) }
-        // The kernel was running on the thread's behalf below its innermost user frame.
-        for index in stride(from: kernelCount - 1, through: 0, by: -1) {
-            let address = record.loadUnaligned(fromByteOffset: headerSize + index * 8, as: UInt64.self)
-            if let known = kernelFrames[address] {
-                stack.append(known)
-            } else {
-                let interned = profile.intern(kernelFrame(address))
-                kernelFrames[address] = interned
-                stack.append(interned)
-            }
-        }
-
-        let threadName = withUnsafeBytes(of: header.comm) { bytes in
-            String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
-        }
         profile.samples.append(Sample(
             time: header.time_ns >= startMonotonic ? header.time_ns - startMonotonic : 0,
             cpu: header.cpu, pid: pid, tid: Int32(bitPattern: header.tid),
-            threadName: profile.intern(threadName: threadName), stack: profile.intern(stack: stack)
+            threadName: profile.intern(threadName: decoded.threadName), stack: profile.intern(stack: decoded.frames)
         ))
     }
 
-    /// The profile frame of one native address the BPF unwinder sent, and its role in splicing. Resolved once per
-    /// (process, address). The leaf's address is the interrupted instruction; every other one is a return address,
-    /// which is looked up one byte back, inside the call instruction.
-    private func nativeFrame(pid: Int32, raw: UInt64, isLeaf: Bool) -> (frame: Int32, role: StackSplicer.NativeRole) {
-        let key = NativeFrameKey(pid: pid, raw: raw, isLeaf: isLeaf)
-        if let known = nativeFrames[key] { return known }
-        let address = raw & ~UInt64(NATIVE_FRAME_POINTER_BIT)
-        let lookup = isLeaf ? address : address &- 1
-        let byFramePointer = raw & UInt64(NATIVE_FRAME_POINTER_BIT) != 0 ? " [fp]" : ""
-        var frame = Frame(kind: .native, name: "[unknown 0x\(String(address, radix: 16))]\(byFramePointer)")
-        var role = StackSplicer.NativeRole.other
-        if let mapping = nativeProcesses[pid]?.mapping(containing: lookup) {
-            if mapping.path.isEmpty {
-                frame.name = "[anonymous 0x\(String(address, radix: 16))]\(byFramePointer)"
-            } else if let bias = mapping.bias {
-                let linkTimeAddress = lookup &- bias
-                let name = mapping.symbolizer?.symbol(at: linkTimeAddress).map { Self.withoutSymbolVersion($0.name) }
-                    ?? unknownNativeFrameName(path: mapping.path, address: linkTimeAddress)
-                frame.name = name + byFramePointer
-                frame.file = (mapping.path as NSString).lastPathComponent
-                if mapping.isInterpreter { role = Self.isEvalLoop(name) ? .evalLoop : .interpreter }
-            } else {
-                frame.name = unknownNativeFrameName(path: mapping.path, address: address - mapping.start) + byFramePointer
-            }
-        } else {
-            staleMappings.insert(pid)
-        }
-        let resolved = (profile.intern(frame), role)
-        nativeFrames[key] = resolved
-        return resolved
-    }
-
-    /// `__libc_start_main@@GLIBC_2.34` -> `__libc_start_main`: .symtab names versioned definitions that way, and the
-    /// version says nothing about where the time went.
-    static func withoutSymbolVersion(_ name: String) -> String {
-        guard let at = name.firstIndex(of: "@"), at != name.startIndex else { return name }
-        return String(name[..<at])
-    }
-
-    /// The interpreter's eval loop: `_PyEval_EvalFrameDefault` (3.6+), also its compiler-split parts
-    /// (`_PyEval_EvalFrameDefault.cold`, `.part.0`, `.isra.0`).
-    static func isEvalLoop(_ symbol: String) -> Bool {
-        let base = symbol.split(separator: ".", maxSplits: 1).first ?? ""
-        return base == "_PyEval_EvalFrameDefault" || base == "PyEval_EvalFrameEx"
+    /// Adds a decoder's unresolved code objects to the statistics (when its process is forgotten, and at the end).
+    private func collectUnresolved(_ decoder: StackDecoder<Int32>) {
+        for (reason, count) in decoder.unresolvedFrames { statistics.unresolvedFrames[reason, default: 0] += count }
     }
 
     static func describe(_ outcome: StackSplicer.Outcome) -> String {
@@ -616,17 +501,11 @@ public final class Recorder {
         }
     }
 
-    private func kernelFrame(_ address: UInt64) -> Frame {
-        guard let (symbol, _) = kernelSymbols?.symbolize(address) else {
-            return Frame(kind: .kernel, name: "[kernel 0x\(String(address, radix: 16))]")
-        }
-        return Frame(kind: .kernel, name: symbol.name, file: symbol.module)
-    }
-
     private func finish() -> (Profile, RecordingStatistics) {
         let counters = sampler.readCounters()
         lock.lock()
         defer { lock.unlock() }
+        decoders.values.forEach(collectUnresolved)
         for (counter, value) in counters {
             let (name, isError) = Self.describe(counter)
             statistics.counters[name] = value
@@ -717,20 +596,6 @@ final class StopFlag: @unchecked Sendable {
     }
 }
 
-/// One native address as the BPF program sent it (frame-pointer bit included), in one process.
-private struct NativeFrameKey: Hashable {
-    var pid: Int32
-    var raw: UInt64
-    var isLeaf: Bool
-}
-
-/// One sampled Python frame as the BPF program sent it, in one process.
-private struct PythonFrameKey: Hashable {
-    var pid: Int32
-    var code: UInt64
-    var checksum: UInt32
-    var instruction: UInt32
-}
 
 /// What process following knows: the processes registered, the tree under `--subprocesses` roots, forked
 /// Python children to register, and exec'ed processes whose interpreter is still to be located.

@@ -4,48 +4,59 @@ import Foundation
 import Native
 
 /// Turns the BPF program's records of one process (`struct sample`: header, kernel return addresses, native
-/// addresses, Python frames) into stacks of frames, symbolized and spliced as a recording's are: Python frames
-/// in place of the eval loop's native frames (StackSplicer), the interpreter's other frames hidden unless asked
-/// for, kernel frames below the innermost user frame.
+/// addresses, Python frames) into stacks, symbolized and spliced: Python frames in place of the eval loop's native
+/// frames (StackSplicer), the interpreter's other frames hidden unless asked for, kernel frames below the
+/// innermost user frame.
 ///
-/// Used by `dump`, which has no Profile to intern frames into. Recorder.handle and Recorder.nativeFrame do the
-/// same work with interning and per-recording caches; they are meant to become users of this type (kept apart
-/// for now so that the two could change independently).
-final class StackDecoder {
+/// Generic over what a stack holds: the Recorder interns frames into its Profile and gets indices; `dump` takes the
+/// frames themselves. Each distinct frame is resolved and interned once (by code object, native address or kernel
+/// address), not once per sample. Not thread-safe: the Recorder uses it under its lock.
+final class StackDecoder<FrameID: Hashable> {
     struct Stack {
         var header: sample_header
         /// Root first.
-        var frames: [Frame]
-        var outcome: StackSplicer.Outcome
+        var frames: [FrameID]
+        /// nil when the record had no native frames.
+        var outcome: StackSplicer.Outcome?
         var threadName: String
+        /// A native address fell in no known mapping: the process mapped new code.
+        var reachedUnknownMapping: Bool
     }
 
     private let symbolizer: PythonSymbolizer?
     private let pythonMinor: Int
-    private let native: NativeProcess?
+    /// Its executable mappings, for native frames; replaced when the process maps new code.
+    var native: NativeProcess? {
+        didSet { nativeFrames = [:] }
+    }
     private let kernelSymbols: KernelSymbols?
     private let showInterpreterFrames: Bool
-    /// Each distinct frame is resolved once.
-    private var pythonFrames: [PythonFrameKey: Frame] = [:]
-    private var nativeFrames: [NativeFrameKey: (frame: Frame, role: StackSplicer.NativeRole)] = [:]
+    private let intern: (Frame) -> FrameID
+    private var pythonFrames: [PythonFrameKey: FrameID] = [:]
+    private var nativeFrames: [NativeFrameKey: (frame: FrameID, role: StackSplicer.NativeRole, known: Bool)] = [:]
+    private var kernelFrames: [UInt64: FrameID] = [:]
+    private lazy var markers = (
+        nativeIncomplete: intern(Frame(kind: .marker, name: "[native unwind incomplete]")),
+        mismatch: intern(Frame(kind: .marker, name: "[python/native mismatch]")),
+        notLoaded: intern(Frame(kind: .marker, name: "[native frames not loaded yet]")),
+        truncated: intern(.truncated),
+        noPython: intern(.noPython))
     /// Code objects that could not be resolved, by reason.
     private(set) var unresolvedFrames: [String: Int] = [:]
 
-    static let markers = (
-        nativeIncomplete: Frame(kind: .marker, name: "[native unwind incomplete]"),
-        mismatch: Frame(kind: .marker, name: "[python/native mismatch]"),
-        notLoaded: Frame(kind: .marker, name: "[native frames not loaded yet]"))
-
     /// - Parameters:
     ///   - interpreter: the process's interpreter; nil for a process that does not run Python.
-    ///   - native: its executable mappings, for native frames; nil when native frames were not collected.
-    ///   - kernelSymbols: nil when kernel frames were not collected.
-    init(interpreter: PythonInterpreter?, native: NativeProcess?, kernelSymbols: KernelSymbols?, showInterpreterFrames: Bool) {
+    ///   - native: its executable mappings, for native frames; nil until they are loaded, or when native frames
+    ///     are not collected.
+    ///   - kernelSymbols: nil when kernel frames are not collected.
+    init(interpreter: PythonInterpreter?, native: NativeProcess?, kernelSymbols: KernelSymbols?, showInterpreterFrames: Bool,
+         intern: @escaping (Frame) -> FrameID) {
         symbolizer = interpreter.map { PythonSymbolizer(interpreter: $0) }
         pythonMinor = interpreter?.version.minor ?? 0
         self.native = native
         self.kernelSymbols = kernelSymbols
         self.showInterpreterFrames = showInterpreterFrames
+        self.intern = intern
     }
 
     /// The stack of one record; nil when the record is too short to hold a header.
@@ -62,7 +73,7 @@ final class StackDecoder {
         let flags = UInt32(header.flags)
 
         // Python frames, leaf first; nil stands for a boundary between eval-loop calls.
-        var python: [Frame?] = []
+        var python: [FrameID?] = []
         python.reserveCapacity(frameCount)
         for index in 0..<frameCount {
             let frame = record.loadUnaligned(fromByteOffset: pythonStart + index * frameSize, as: py_frame.self)
@@ -74,21 +85,26 @@ final class StackDecoder {
         }
         var runs = StackSplicer.runs(python, everyFrameIsARun: pythonMinor <= 10)
         // The walk stopped before the outermost Python frames: the marker stands where they are missing.
-        if flags & SAMPLE_TRUNCATED.rawValue != 0, !runs.isEmpty { runs[runs.count - 1].append(.truncated) }
+        if flags & SAMPLE_TRUNCATED.rawValue != 0, !runs.isEmpty { runs[runs.count - 1].append(markers.truncated) }
 
-        var nativeStack: [(frame: Frame, role: StackSplicer.NativeRole)] = []
+        var nativeStack: [(frame: FrameID, role: StackSplicer.NativeRole)] = []
         nativeStack.reserveCapacity(nativeCount)
+        var reachedUnknownMapping = flags & SAMPLE_NATIVE_UNKNOWN_MAPPING.rawValue != 0
         for index in 0..<nativeCount {
             let raw = record.loadUnaligned(fromByteOffset: nativeStart + index * 8, as: UInt64.self)
-            nativeStack.append(nativeFrame(raw: raw, isLeaf: index == 0))
+            let resolved = nativeFrame(raw: raw, isLeaf: index == 0)
+            nativeStack.append((resolved.frame, resolved.role))
+            if !resolved.known { reachedUnknownMapping = true }
         }
 
         var (stack, outcome) = StackSplicer.splice(
             native: nativeStack, pythonRuns: runs, nativeComplete: flags & SAMPLE_NATIVE_COMPLETE.rawValue != 0,
             showInterpreterFrames: showInterpreterFrames,
-            markers: .init(nativeIncomplete: Self.markers.nativeIncomplete, mismatch: Self.markers.mismatch))
-        if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 { stack.insert(Self.markers.notLoaded, at: 0) }
-        if stack.isEmpty { stack.append(.noPython) }
+            markers: .init(nativeIncomplete: markers.nativeIncomplete, mismatch: markers.mismatch))
+        // Sampled while the process's tables were being compiled: say why this stack has no native frames
+        // rather than let it pass for a complete one.
+        if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 { stack.insert(markers.notLoaded, at: 0) }
+        if stack.isEmpty { stack.append(markers.noPython) }
         // The kernel was running on the thread's behalf below its innermost user frame.
         for index in stride(from: kernelCount - 1, through: 0, by: -1) {
             stack.append(kernelFrame(record.loadUnaligned(fromByteOffset: headerSize + index * 8, as: UInt64.self)))
@@ -96,10 +112,11 @@ final class StackDecoder {
         let threadName = withUnsafeBytes(of: header.comm) { bytes in
             String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
         }
-        return Stack(header: header, frames: stack, outcome: outcome, threadName: threadName)
+        return Stack(header: header, frames: stack, outcome: nativeCount > 0 ? outcome : nil, threadName: threadName,
+                     reachedUnknownMapping: reachedUnknownMapping)
     }
 
-    private func pythonFrame(_ sampled: py_frame) -> Frame {
+    private func pythonFrame(_ sampled: py_frame) -> FrameID {
         let key = PythonFrameKey(code: sampled.code, checksum: sampled.checksum, instruction: sampled.instr)
         if let known = pythonFrames[key] { return known }
         let frame: Frame
@@ -110,13 +127,14 @@ final class StackDecoder {
             unresolvedFrames["\(reason)", default: 0] += 1
             frame = Frame(kind: .marker, name: "[unknown code 0x\(String(sampled.code, radix: 16))]")
         }
-        pythonFrames[key] = frame
-        return frame
+        let id = intern(frame)
+        pythonFrames[key] = id
+        return id
     }
 
-    /// As Recorder.nativeFrame: the leaf's address is the interrupted instruction, every other one a return
-    /// address, looked up one byte back, inside the call instruction.
-    private func nativeFrame(raw: UInt64, isLeaf: Bool) -> (frame: Frame, role: StackSplicer.NativeRole) {
+    /// The leaf's address is the interrupted instruction; every other one is a return address, looked up one byte
+    /// back, inside the call instruction. `known` is false for an address in no known mapping.
+    private func nativeFrame(raw: UInt64, isLeaf: Bool) -> (frame: FrameID, role: StackSplicer.NativeRole, known: Bool) {
         let key = NativeFrameKey(raw: raw, isLeaf: isLeaf)
         if let known = nativeFrames[key] { return known }
         let address = raw & ~UInt64(NATIVE_FRAME_POINTER_BIT)
@@ -124,29 +142,37 @@ final class StackDecoder {
         let byFramePointer = raw & UInt64(NATIVE_FRAME_POINTER_BIT) != 0 ? " [fp]" : ""
         var frame = Frame(kind: .native, name: "[unknown 0x\(String(address, radix: 16))]\(byFramePointer)")
         var role = StackSplicer.NativeRole.other
-        if let mapping = native?.mapping(containing: lookup) {
+        let mapping = native?.mapping(containing: lookup)
+        if let mapping {
             if mapping.path.isEmpty {
                 frame.name = "[anonymous 0x\(String(address, radix: 16))]\(byFramePointer)"
             } else if let bias = mapping.bias {
                 let linkTimeAddress = lookup &- bias
-                let name = mapping.symbolizer?.symbol(at: linkTimeAddress).map { Recorder.withoutSymbolVersion($0.name) }
+                let name = mapping.symbolizer?.symbol(at: linkTimeAddress).map { NativeNames.withoutSymbolVersion($0.name) }
                     ?? unknownNativeFrameName(path: mapping.path, address: linkTimeAddress)
                 frame.name = name + byFramePointer
                 frame.file = (mapping.path as NSString).lastPathComponent
-                if mapping.isInterpreter { role = Recorder.isEvalLoop(name) ? .evalLoop : .interpreter }
+                if mapping.isInterpreter { role = NativeNames.isEvalLoop(name) ? .evalLoop : .interpreter }
             } else {
                 frame.name = unknownNativeFrameName(path: mapping.path, address: address - mapping.start) + byFramePointer
             }
         }
-        nativeFrames[key] = (frame, role)
-        return (frame, role)
+        let resolved = (intern(frame), role, mapping != nil)
+        nativeFrames[key] = resolved
+        return resolved
     }
 
-    private func kernelFrame(_ address: UInt64) -> Frame {
-        guard let (symbol, _) = kernelSymbols?.symbolize(address) else {
-            return Frame(kind: .kernel, name: "[kernel 0x\(String(address, radix: 16))]")
+    private func kernelFrame(_ address: UInt64) -> FrameID {
+        if let known = kernelFrames[address] { return known }
+        let frame: Frame
+        if let (symbol, _) = kernelSymbols?.symbolize(address) {
+            frame = Frame(kind: .kernel, name: symbol.name, file: symbol.module)
+        } else {
+            frame = Frame(kind: .kernel, name: "[kernel 0x\(String(address, radix: 16))]")
         }
-        return Frame(kind: .kernel, name: symbol.name, file: symbol.module)
+        let id = intern(frame)
+        kernelFrames[address] = id
+        return id
     }
 
     private struct PythonFrameKey: Hashable {
@@ -158,5 +184,22 @@ final class StackDecoder {
     private struct NativeFrameKey: Hashable {
         var raw: UInt64
         var isLeaf: Bool
+    }
+}
+
+/// Names the splicer and the frames depend on, the same for every frame type.
+enum NativeNames {
+    /// `__libc_start_main@@GLIBC_2.34` -> `__libc_start_main`: .symtab names versioned definitions that way, and the
+    /// version says nothing about where the time went.
+    static func withoutSymbolVersion(_ name: String) -> String {
+        guard let at = name.firstIndex(of: "@"), at != name.startIndex else { return name }
+        return String(name[..<at])
+    }
+
+    /// The interpreter's eval loop: `_PyEval_EvalFrameDefault` (3.6+), also its compiler-split parts
+    /// (`_PyEval_EvalFrameDefault.cold`, `.part.0`, `.isra.0`).
+    static func isEvalLoop(_ symbol: String) -> Bool {
+        let base = symbol.split(separator: ".", maxSplits: 1).first ?? ""
+        return base == "_PyEval_EvalFrameDefault" || base == "PyEval_EvalFrameEx"
     }
 }

@@ -32,7 +32,7 @@ public struct Summary {
 
     /// A function without its line (own time adds up over the lines of one function), with where it
     /// lives: a Python file, or the kernel.
-    static func label(_ frame: Frame) -> String {
+    public static func label(_ frame: Frame) -> String {
         switch frame.kind {
         case .kernel: return frame.file.isEmpty ? "\(frame.name) [kernel]" : "\(frame.name) [kernel \(frame.file)]"
         default: return frame.file.isEmpty ? frame.name : "\(frame.name) (\((frame.file as NSString).lastPathComponent))"

@@ -429,13 +429,8 @@ private final class LiveProfileWindow {
         }
     }
 
-    /// `Summary.label`'s format (internal to Profiler): a function without its line, with its file or `[kernel]`.
-    private static func label(_ frame: Frame) -> String {
-        switch frame.kind {
-        case .kernel: return frame.file.isEmpty ? "\(frame.name) [kernel]" : "\(frame.name) [kernel \(frame.file)]"
-        default: return frame.file.isEmpty ? frame.name : "\(frame.name) (\((frame.file as NSString).lastPathComponent))"
-        }
-    }
+    /// A function without its line, as the end-of-recording summary names it.
+    private static func label(_ frame: Frame) -> String { Summary.label(frame) }
 
     /// The lines before the function rows in `report`'s output: everything up to the column titles.
     static func headerLineCount(_ lines: [String]) -> Int {

@@ -63,14 +63,14 @@ final class StackSplicerTests: XCTestCase {
     }
 
     func testEvalLoopNamesIncludeCompilerSplitParts() {
-        XCTAssertTrue(Recorder.isEvalLoop("_PyEval_EvalFrameDefault"))
-        XCTAssertTrue(Recorder.isEvalLoop("_PyEval_EvalFrameDefault.cold"))
-        XCTAssertTrue(Recorder.isEvalLoop("_PyEval_EvalFrameDefault.cold.12"))
-        XCTAssertFalse(Recorder.isEvalLoop("_PyEval_EvalFrame"))
-        XCTAssertFalse(Recorder.isEvalLoop("PyEval_EvalCode"))
-        XCTAssertEqual(Recorder.withoutSymbolVersion("__libc_start_main@@GLIBC_2.34"), "__libc_start_main")
-        XCTAssertEqual(Recorder.withoutSymbolVersion("memcpy@GLIBC_2.2.5"), "memcpy")
-        XCTAssertEqual(Recorder.withoutSymbolVersion("plain"), "plain")
+        XCTAssertTrue(NativeNames.isEvalLoop("_PyEval_EvalFrameDefault"))
+        XCTAssertTrue(NativeNames.isEvalLoop("_PyEval_EvalFrameDefault.cold"))
+        XCTAssertTrue(NativeNames.isEvalLoop("_PyEval_EvalFrameDefault.cold.12"))
+        XCTAssertFalse(NativeNames.isEvalLoop("_PyEval_EvalFrame"))
+        XCTAssertFalse(NativeNames.isEvalLoop("PyEval_EvalCode"))
+        XCTAssertEqual(NativeNames.withoutSymbolVersion("__libc_start_main@@GLIBC_2.34"), "__libc_start_main")
+        XCTAssertEqual(NativeNames.withoutSymbolVersion("memcpy@GLIBC_2.2.5"), "memcpy")
+        XCTAssertEqual(NativeNames.withoutSymbolVersion("plain"), "plain")
     }
 }
 
