@@ -89,9 +89,9 @@ public enum InterpreterLocator {
             }
             lock.unlock()
             guard let elf = try? InterpreterLocator.openMappedFile(pid: pid, path: path, mapping: mapping) else { return nil }
-            let runtime = elf.symbol(named: "_PyRuntime")
+            let runtime = elf.scanForSymbol(named: "_PyRuntime")
             let result = Facts(
-                runtimeSymbol: runtime?.value, hasPyInitialize: elf.symbol(named: "Py_Initialize") != nil,
+                runtimeSymbol: runtime?.value, hasPyInitialize: runtime != nil || elf.scanForSymbol(named: "Py_Initialize") != nil,
                 layout: elf.loadLayout,
                 version: runtime == nil ? nil : InterpreterLocator.fileVersion(of: elf))
             lock.lock()
@@ -154,7 +154,7 @@ public enum InterpreterLocator {
 
     /// The version a binary states itself: `Py_Version` (3.11+), else the PY_VERSION string in `.rodata`.
     static func fileVersion(of elf: ELFFile) -> PythonVersion? {
-        if let symbol = elf.symbol(named: "Py_Version"),
+        if let symbol = elf.scanForSymbol(named: "Py_Version"),
            let bytes = elf.bytes(atVirtualAddress: symbol.value, count: 4),
            let hex = bytes.uint32(at: 0), hex >> 24 >= 2 {
             return PythonVersion(hex: hex)

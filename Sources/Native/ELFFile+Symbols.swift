@@ -18,6 +18,37 @@ extension ELFFile {
         symbolIndex.value { SymbolIndex(tables: symbolTablesInLookupOrder.map(definedSymbols(in:))) }
     }
 
+    /// The first defined symbol called `name`, `.dynsym` first, found by comparing name bytes in place: for a
+    /// caller that asks a file it reads once for one or two names (is this file an interpreter?), much cheaper
+    /// than `symbol(named:)`, which indexes every symbol first.
+    public func scanForSymbol(named name: String) -> ELFSymbol? {
+        let wanted = Array(name.utf8)
+        let tables = sections.filter { $0.type == ELFSection.typeDynamicSymbolTable } + sections.filter { $0.type == ELFSection.typeSymbolTable }
+        for table in tables {
+            guard let names = data(of: sections[Int(table.link)]),
+                  let range = Bounds.range(offset: table.offset, count: table.size / UInt64(ELFLayout.symbolSize),
+                                           recordSize: ELFLayout.symbolSize, within: fileBytes.count)
+            else { continue }
+            var recordStart = range.lowerBound
+            while recordStart + ELFLayout.symbolSize <= range.upperBound {
+                defer { recordStart += ELFLayout.symbolSize }
+                let nameOffset = Int(fileBytes.littleEndianValue(at: recordStart + SymbolField.name, width: 4))
+                let nameStart = names.startIndex + nameOffset
+                guard nameOffset >= 0, nameOffset + wanted.count < names.count,
+                      names[nameStart + wanted.count] == 0, names[nameStart..<(nameStart + wanted.count)].elementsEqual(wanted)
+                else { continue }
+                let record = ELFRecord.table(fileBytes, offset: UInt64(recordStart), count: 1, size: ELFLayout.symbolSize)![0]
+                let info = record.u8(SymbolField.info)
+                let sectionIndex = record.u16(SymbolField.sectionIndex)
+                guard sectionIndex != ELFSymbol.sectionIndexUndefined else { continue }
+                return ELFSymbol(
+                    name: name, value: record.u64(SymbolField.value), size: record.u64(SymbolField.size), type: info & 0xf,
+                    binding: info >> 4, sectionIndex: sectionIndex)
+            }
+        }
+        return nil
+    }
+
     private var symbolTablesInLookupOrder: [ELFSection] {
         sections.filter { $0.type == ELFSection.typeSymbolTable } + sections.filter { $0.type == ELFSection.typeDynamicSymbolTable }
     }
@@ -87,5 +118,12 @@ final class LazySymbolIndex: @unchecked Sendable {
         let index = build()
         built = index
         return index
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// A little-endian unsigned integer of `width` bytes at `offset`; the caller has checked the bounds.
+    func littleEndianValue(at offset: Int, width: Int) -> UInt64 {
+        (0..<width).reduce(0) { $0 | UInt64(self[offset + $1]) << (8 * UInt64($1)) }
     }
 }

@@ -68,8 +68,8 @@ public enum DumpError: Error, CustomStringConvertible {
 /// iterator reaches threads that sleep, which a sampler never sees; a thread that is on a CPU at that moment
 /// gets its Python frames only.
 public enum Dumper {
-    /// Reads of threads that ran while being read, before their last reading is kept as it is.
-    static let attempts = 3
+    /// Readings of the process at most: torn readings and running threads are read again, the best kept.
+    static let attempts = 4
 
     public static func dump(_ options: DumpOptions) throws -> ProcessDump {
         try Preflight.check()
@@ -129,8 +129,9 @@ public enum Dumper {
             guard let stack = record.sample.withUnsafeBytes({ decoder.decode($0) }) else { continue }
             let onCPU = record.thread.flags & DUMP_THREAD_ON_CPU.rawValue != 0
             var notes: [String] = []
-            if onCPU && nativeStacks {
-                notes.append("running on CPU \(stack.header.cpu): its native and kernel frames cannot be read without stopping it")
+            if onCPU {
+                notes.append("running on CPU \(stack.header.cpu): its Python frames were read while they changed (the outermost "
+                    + "may be missing)" + (nativeStacks ? "; its native and kernel frames cannot be read without stopping it" : ""))
             }
             if record.thread.flags & DUMP_THREAD_SWITCHED.rawValue != 0 && !onCPU {
                 notes.append("it ran while being read: its frames may mix two moments")
@@ -154,29 +155,39 @@ public enum Dumper {
         /// A `struct sample`: header and the used part of the body.
         var sample: [UInt8]
 
-        var tid: UInt32 { sample.withUnsafeBytes { $0.loadUnaligned(as: sample_header.self).tid } }
-        /// Not on a CPU, yet it ran while being read: worth reading again.
+        var header: sample_header { sample.withUnsafeBytes { $0.loadUnaligned(as: sample_header.self) } }
+        var tid: UInt32 { header.tid }
+        var isOnCPU: Bool { thread.flags & DUMP_THREAD_ON_CPU.rawValue != 0 }
+        /// Not on a CPU, yet it ran while being read, or its Python walk hit memory that changed under it (a frame
+        /// popped while read): worth reading again.
         var isTorn: Bool {
-            thread.flags & DUMP_THREAD_SWITCHED.rawValue != 0 && thread.flags & DUMP_THREAD_ON_CPU.rawValue == 0
+            (thread.flags & DUMP_THREAD_SWITCHED.rawValue != 0 && !isOnCPU) || UInt32(header.flags) & SAMPLE_READ_ERROR.rawValue != 0
+        }
+
+        /// Of two readings of one thread: the clean one, and for a running thread the deeper Python stack (a thread
+        /// that returns from frames while its chain is read ends its walk early, never late).
+        func isBetter(than other: ThreadRecord) -> Bool {
+            if other.isTorn != isTorn { return !isTorn }
+            return isOnCPU && header.py_frame_count > other.header.py_frame_count
         }
     }
 
-    /// Runs the iterator; while some sleeping thread woke up during its reading, runs it again (up to `attempts`
-    /// times) and keeps each thread's first clean reading. Threads in the order first read.
+    /// Runs the iterator up to `attempts` times while some reading is torn or some thread is running (whose
+    /// chain can change while it is read), and keeps each thread's best reading. Threads in the order first read.
     static func readThreads(program: OpaquePointer, pid: Int32) throws -> [ThreadRecord] {
         var records: [ThreadRecord] = []
         var index: [UInt32: Int] = [:]
         for attempt in 0..<attempts {
             for record in try parse(try TaskIterator.run(program: program, process: pid)) {
                 if let known = index[record.tid] {
-                    if records[known].isTorn { records[known] = record }
+                    if record.isBetter(than: records[known]) { records[known] = record }
                 } else if attempt == 0 {
                     // Threads started after the first reading are not part of this dump.
                     index[record.tid] = records.count
                     records.append(record)
                 }
             }
-            if !records.contains(where: \.isTorn) { break }
+            if !records.contains(where: { $0.isTorn || $0.isOnCPU }) { break }
         }
         return records
     }

@@ -74,8 +74,11 @@ final class DumpTests: IntegrationTestCase {
                               "\(label): \(frame) is not on a line of its function")
             }
             let mainNames = Set(main.frames.filter { $0.kind == "python" }.map(\.name))
-            XCTAssertTrue(mainNames.contains("run_shape") && !mainNames.isDisjoint(with: mainFunctions.subtracting(["run_shape"])),
-                          "\(label): the main thread runs the shape: \(main)")
+            // A running thread's chain changes while it is read (it is never stopped): the reading may stop short of
+            // the outer frames, but what it has is the main thread's own innermost frames.
+            XCTAssertFalse(mainNames.isDisjoint(with: mainFunctions.subtracting(["run_shape"])),
+                           "\(label): the main thread runs the shape: \(main)")
+            XCTAssertTrue(mainNames.isSubset(of: mainFunctions.union(["main", "<module>"])), "\(label): \(main)")
             XCTAssertFalse(mainNames.contains("worker_loop"), "\(label): \(main)")
             let workerNames = worker.frames.filter { $0.kind == "python" }.map(\.name)
             XCTAssertTrue(workerNames.contains("worker_loop"), "\(label): \(worker)")

@@ -182,3 +182,16 @@ final class ELFFileTests: XCTestCase {
         }
     }
 }
+
+final class SymbolScanTests: XCTestCase {
+    /// The in-place scan finds what the index finds, for exported and absent names.
+    func testScanAgreesWithTheIndex() throws {
+        for path in [TestBinaries.libpython312, "/usr/lib/x86_64-linux-gnu/libc.so.6", TestBinaries.python312] {
+            try TestBinaries.require(path)
+            let elf = try ELFFile(path: path)
+            for name in ["_PyRuntime", "Py_Version", "Py_Initialize", "getpid", "malloc", "no_such_symbol_here", "main"] {
+                XCTAssertEqual(elf.scanForSymbol(named: name)?.value, elf.symbol(named: name)?.value, "\(path): \(name)")
+            }
+        }
+    }
+}
