@@ -578,21 +578,32 @@ public final class Recorder {
     }
 }
 
-/// A flag set from a signal handler's queue and read by the recording loop.
-final class StopFlag: @unchecked Sendable {
+/// A flag set from a signal handler's queue and read by a loop (the recording's, top's refreshes).
+public final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
 
-    var isSet: Bool {
+    public init() {}
+
+    public var isSet: Bool {
         lock.lock()
         defer { lock.unlock() }
         return value
     }
 
-    func set() {
+    public func set() {
         lock.lock()
         value = true
         lock.unlock()
+    }
+
+    /// Whether it was set, clearing it.
+    public func take() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        let was = value
+        value = false
+        return was
     }
 }
 

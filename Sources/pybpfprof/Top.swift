@@ -28,7 +28,7 @@ struct Top: ParsableCommand {
     @Option(name: .long, help: "Profile this process (repeatable).")
     var pid: [Int32] = []
 
-    @Flag(name: .long, help: "Profile every Python process running when top starts.")
+    @Flag(name: .long, help: "Profile every Python process: those running now and those that start.")
     var all = false
 
     @Option(name: .long, help: "Samples per second of CPU time, per CPU.")
@@ -137,8 +137,8 @@ private final class TopSession {
     private let limit: Int?
     private let filterDescription: String?
     private let screen: FullScreen?
-    private let hangUp = SignalFlag()
-    private let resized = SignalFlag()
+    private let hangUp = StopFlag()
+    private let resized = StopFlag()
     private var signalSources: [DispatchSourceSignal] = []
 
     init(recorder: Recorder, view: LiveProfileWindow, target: Target, interval: Double, iterations: Int?, limit: Int?,
@@ -256,33 +256,6 @@ private final class TopSession {
     private func interruptLaunchedCommand() {
         guard case .command = target else { return }
         for pid in recorder.withProfile({ Array($0.processes.keys) }) { kill(pid, SIGINT) }
-    }
-}
-
-/// A flag set from a signal source's queue and taken by the refresh loop.
-private final class SignalFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-
-    var isSet: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
-
-    func set() {
-        lock.lock()
-        value = true
-        lock.unlock()
-    }
-
-    /// Whether it was set, clearing it.
-    func take() -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        let was = value
-        value = false
-        return was
     }
 }
 
