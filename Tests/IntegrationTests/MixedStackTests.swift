@@ -29,10 +29,16 @@ final class MixedStackTests: IntegrationTestCase {
             let stacks = try FoldedFile.stacks(at: output)
             let inInner = stacks.filter { $0.frames.last(where: { !isKernel($0) })?.name == "ext_inner_native" }
             let innerSamples = inInner.reduce(0) { $0 + $1.count }
-            var exact = 0
+            var exact = 0, marked = 0
             var other: [String: Int] = [:]
             for stack in inInner {
                 let user = stack.frames.filter { !isKernel($0) }
+                // The extension is loaded (dlopen) after the interpreter was registered: until its table is loaded
+                // the unwinder stops at its frames, and says so. Counted apart, and bounded below.
+                if user.contains(where: { $0.name == "[native unwind incomplete]" || $0.name == "[native frames not loaded yet]" }) {
+                    marked += stack.count
+                    continue
+                }
                 if let callerIndex = user.lastIndex(where: { $0.name == "caller" }),
                    user[callerIndex...].map(\.name) == expected,
                    user[callerIndex].line == callerLine, user[callerIndex + 2].line == callbackLine,
@@ -42,13 +48,15 @@ final class MixedStackTests: IntegrationTestCase {
                     other[user.suffix(6).map(\.description).joined(separator: ";"), default: 0] += stack.count
                 }
             }
-            let share = Double(exact) / Double(max(innerSamples, 1))
-            print(String(format: "  %@: %d samples in ext_inner_native, %d (%.2f%%) exactly caller;ext_outer_native;callback;ext_inner_native",
-                         interpreter.label, innerSamples, exact, 100 * share))
+            let share = Double(exact) / Double(max(innerSamples - marked, 1))
+            print(String(format: "  %@: %d samples in ext_inner_native, %d marked incomplete (before the extension's table was loaded), "
+                         + "%d of the rest (%.2f%%) exactly caller;ext_outer_native;callback;ext_inner_native",
+                         interpreter.label, innerSamples, marked, exact, 100 * share))
             print("    \(result.recordingSummary)")
             // 2 s at 499 Hz is about 1000 samples, over 90% of them in ext_inner_native.
             XCTAssertGreaterThan(innerSamples, 600, "\(interpreter.label): too few samples in ext_inner_native\n\(result.report)")
-            XCTAssertGreaterThanOrEqual(share, 0.98, "\(interpreter.label): other shapes: \(other.sorted { $0.value > $1.value }.prefix(5))")
+            XCTAssertLessThanOrEqual(Double(marked) / Double(innerSamples), 0.1, "\(interpreter.label): too many incomplete unwinds")
+            XCTAssertGreaterThanOrEqual(share, 0.99, "\(interpreter.label): other shapes: \(other.sorted { $0.value > $1.value }.prefix(5))")
         }
     }
 
