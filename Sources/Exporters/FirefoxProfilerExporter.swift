@@ -166,19 +166,11 @@ public struct FirefoxProfilerExporter: Sendable {
         writer.key("shared")
         writer.raw("{")
         writer.key("stringArray")
-        writer.raw("[")
-        for (index, string) in strings.strings.enumerated() {
-            if index > 0 { writer.raw(",") }
-            writer.string(string)
-        }
-        writer.raw("]},")
+        writer.array(strings.strings) { $0.string($1) }
+        writer.raw("},")
         writer.key("threads")
-        writer.raw("[")
-        for (index, thread) in renderedThreads.enumerated() {
-            if index > 0 { writer.raw(",") }
-            writer.raw(thread)
-        }
-        writer.raw("],")
+        writer.array(renderedThreads) { $0.raw($1) }
+        writer.raw(",")
         writer.key("pages")
         writer.raw("[],")
         writer.key("profilerOverhead")
@@ -437,12 +429,8 @@ public struct FirefoxProfilerExporter: Sendable {
         writer.key("host")
         writer.column(tables.resources) { writer, _ in writer.raw("null") }
         writer.key("type")
-        writer.raw("[")
-        for (index, resource) in tables.resources.enumerated() {
-            if index > 0 { writer.raw(",") }
-            writer.number(resource.type)
-        }
-        writer.raw("]},")
+        writer.array(tables.resources) { $0.number($1.type) }
+        writer.raw("},")
 
         writer.key("nativeSymbols")
         writer.raw("{\"libIndex\":[],\"address\":[],\"name\":[],\"functionSize\":[],\"length\":0}")
@@ -497,11 +485,7 @@ private extension JSONWriter {
 
     /// `[e0,e1,...],` with each element written by `element`.
     mutating func column<Element>(_ elements: [Element], _ element: (inout JSONWriter, Element) -> Void) {
-        raw("[")
-        for (index, value) in elements.enumerated() {
-            if index > 0 { raw(",") }
-            element(&self, value)
-        }
-        raw("],")
+        array(elements, element)
+        raw(",")
     }
 }

@@ -86,12 +86,8 @@ public struct FlameGraphHTMLExporter: Sendable {
         writer.raw("],")
 
         writer.key("strings")
-        writer.raw("[")
-        for (position, string) in tree.strings.enumerated() {
-            if position > 0 { writer.raw(",") }
-            writer.string(string)
-        }
-        writer.raw("],")
+        writer.array(tree.strings) { $0.string($1) }
+        writer.raw(",")
 
         writer.key("frames")
         writer.raw("[")
@@ -123,21 +119,11 @@ public struct FlameGraphHTMLExporter: Sendable {
 
     // Not generic: unspecialized generic code (debug builds) would triple the time of a million-node tree.
     private static func appendArray(_ numbers: [Int32], to writer: inout JSONWriter) {
-        writer.raw("[")
-        for (position, number) in numbers.enumerated() {
-            if position > 0 { writer.raw(",") }
-            writer.number(Int(number))
-        }
-        writer.raw("]")
+        writer.array(numbers) { $0.number(Int($1)) }
     }
 
     private static func appendArray(_ numbers: [Int], to writer: inout JSONWriter) {
-        writer.raw("[")
-        for (position, number) in numbers.enumerated() {
-            if position > 0 { writer.raw(",") }
-            writer.number(number)
-        }
-        writer.raw("]")
+        writer.array(numbers) { $0.number($1) }
     }
 
     /// Copies JSON into the page so that no frame name, however hostile, can end the script element or open

@@ -17,6 +17,18 @@ struct JSONWriter {
         bytes.append(contentsOf: fragment)
     }
 
+    /// `[e1,e2,...]`, each element written by `write`.
+    mutating func array<Elements: Sequence>(_ elements: Elements, _ write: (inout JSONWriter, Elements.Element) -> Void) {
+        bytes.append(UInt8(ascii: "["))
+        var first = true
+        for element in elements {
+            if !first { bytes.append(UInt8(ascii: ",")) }
+            first = false
+            write(&self, element)
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
     /// `"key":`
     mutating func key(_ key: String) {
         string(key)

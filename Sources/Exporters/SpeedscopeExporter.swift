@@ -20,12 +20,7 @@ public struct SpeedscopeExporter: Sendable {
         // Every sample repeats an interned stack and the same weight, so each is rendered once and copied.
         let renderedStacks = profile.stacks.map { stack in
             var writer = JSONWriter()
-            writer.raw("[")
-            for (position, frame) in stack.enumerated() {
-                if position > 0 { writer.raw(",") }
-                writer.number(Int(frame))
-            }
-            writer.raw("]")
+            writer.array(stack) { $0.number(Int($1)) }
             return writer.bytes
         }
         var periodWriter = JSONWriter()
@@ -98,19 +93,11 @@ public struct SpeedscopeExporter: Sendable {
             writer.number(samples.last!.time + period)
             writer.raw(",")
             writer.key("samples")
-            writer.raw("[")
-            for (position, sample) in samples.enumerated() {
-                if position > 0 { writer.raw(",") }
-                writer.raw(renderedStacks[Int(sample.stack)])
-            }
-            writer.raw("],")
+            writer.array(samples) { $0.raw(renderedStacks[Int($1.stack)]) }
+            writer.raw(",")
             writer.key("weights")
-            writer.raw("[")
-            for position in samples.indices {
-                if position > 0 { writer.raw(",") }
-                writer.raw(renderedPeriod)
-            }
-            writer.raw("]}")
+            writer.array(samples.indices) { writer, _ in writer.raw(renderedPeriod) }
+            writer.raw("}")
         }
         writer.raw("]}")
         return writer.bytes
