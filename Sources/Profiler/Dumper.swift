@@ -31,8 +31,11 @@ public struct ThreadDump: Sendable {
     public var state: String
     /// Innermost first: kernel frames, then native and Python frames spliced as in a recording.
     public var frames: [Frame]
-    /// Why the stack lacks something, if it does: a running thread's native and kernel frames cannot be read
-    /// (see DUMP_THREAD_ON_CPU), a thread that kept running while it was read may mix two moments.
+    /// The CPU of the sample its stacks come from, for a thread that was running when the dump read it (the
+    /// iterator cannot read a running thread's registers, see DUMP_THREAD_ON_CPU); nil when the iterator read them.
+    public var sampledOnCPU: UInt32?
+    /// Why the stack lacks something, if it does: a running thread that could not be sampled has its Python frames
+    /// only, a thread that kept running while it was read may mix two moments.
     public var notes: [String]
 }
 
@@ -63,13 +66,25 @@ public enum DumpError: Error, CustomStringConvertible {
     }
 }
 
-/// `pybpfprof dump`: the current stack of every thread of one Python process, read by the BPF task iterator
-/// `dump_threads` (see the end of bpf/pybpfprof.bpf.c) without stopping, tracing or writing to the process. The
-/// iterator reaches threads that sleep, which a sampler never sees; a thread that is on a CPU at that moment
-/// gets its Python frames only.
+/// `pybpfprof dump`: the current stack of every thread of one Python process, without stopping, tracing or writing
+/// to the process. The BPF task iterator `dump_threads` (see the end of bpf/pybpfprof.bpf.c) reads every thread that
+/// is not on a CPU, which a sampler never sees. A thread on a CPU at that moment has no saved registers to unwind
+/// from, so it is sampled instead: the recording's `on_sample` runs on its own cpu-clock event, and its first
+/// sample (Python, native and kernel frames of one instant) stands for it.
 public enum Dumper {
-    /// Readings of the process at most: torn readings and running threads are read again, the best kept.
+    /// Readings of the process at most: torn readings are read again, the best kept.
     static let attempts = 4
+    /// How long running threads are sampled at most: a thread that stops running meanwhile produces no sample, and
+    /// is read again by the iterator instead.
+    static let samplingWindowNanoseconds: UInt64 = 100_000_000
+    /// Of a sampled thread's CPU time between two samples: its first sample comes after this much running.
+    static let samplingPeriodNanoseconds: UInt64 = 200_000
+    /// The ring buffer of the samples: a few records (one per running thread, and the few sent before its event is
+    /// detached), each at most a struct sample.
+    static let sampleBufferBytes: UInt32 = 1 << 20
+    /// Running threads sampled at most (a perf event and a file descriptor each). At most one per CPU runs at any
+    /// instant; more are found running only when many threads run by turns while the iterator passes.
+    static let maxSampledThreads = 256
 
     public static func dump(_ options: DumpOptions) throws -> ProcessDump {
         try Preflight.check()
@@ -84,10 +99,11 @@ public enum Dumper {
 
         let object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
         try object.setAutoload(program: "dump_threads", true)
-        // The sampler's entry point is never attached here; its tail-call target stays (the prog array names it).
-        try object.setAutoload(program: "on_sample", false)
-        // Nothing goes through the ring buffer: the smallest one.
-        try object.setMaxEntries(map: "samples", UInt32(sysconf(Int32(_SC_PAGESIZE))))
+        // on_sample samples the running threads; no process is followed.
+        for program in ["on_exec", "on_fork", "on_exit"] { try object.setAutoload(program: program, false) }
+        try object.setMaxEntries(map: "samples", sampleBufferBytes)
+        // Each sample wakes the reader: it stops sampling a thread as soon as it has one.
+        try object.setConstant("wakeup_bytes", UInt64(0))
         let unwindRowCapacity = nativeStacks ? max(1, options.unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
         try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
         try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
@@ -117,29 +133,28 @@ public enum Dumper {
             kernelSymbols = try KernelSymbols.read()
         }
 
-        let records = try readThreads(program: try object.program(named: "dump_threads"), pid: pid)
+        let iterator = try object.program(named: "dump_threads")
+        var records = try readThreads(program: iterator, pid: pid)
         guard !records.isEmpty else {
             throw kill(pid, 0) != 0 && errno == ESRCH ? InterpreterError.processGone(pid: pid) : DumpError.noThreads(pid: pid)
         }
+        var samples: [UInt32: [UInt8]] = [:]
+        let running = records.filter(\.isOnCPU).map(\.tid)
+        if !running.isEmpty {
+            let sampling = sampleRunning(
+                threads: running, program: try object.program(named: "on_sample"), ringBuffer: try object.mapFD(named: "samples"))
+            samples = sampling.samples
+            warnings += sampling.warnings
+            // Not sampled: it stopped running meanwhile (its registers are saved now), or is gone. Read once more.
+            if running.contains(where: { samples[$0] == nil }) {
+                improve(&records, with: try parse(try TaskIterator.run(program: iterator, process: pid)))
+            }
+        }
+
         let decoder = StackDecoder<Frame>(
             interpreter: interpreter, native: native, kernelSymbols: kernelSymbols,
             showInterpreterFrames: options.showInterpreterFrames) { $0 }
-        var threads: [ThreadDump] = []
-        for record in records {
-            guard let stack = record.sample.withUnsafeBytes({ decoder.decode($0) }) else { continue }
-            let onCPU = record.thread.flags & DUMP_THREAD_ON_CPU.rawValue != 0
-            var notes: [String] = []
-            if onCPU {
-                notes.append("running on CPU \(stack.header.cpu): its Python frames were read while they changed (the outermost "
-                    + "may be missing)" + (nativeStacks ? "; its native and kernel frames cannot be read without stopping it" : ""))
-            }
-            if record.thread.flags & DUMP_THREAD_SWITCHED.rawValue != 0 && !onCPU {
-                notes.append("it ran while being read: its frames may mix two moments")
-            }
-            threads.append(ThreadDump(
-                tid: Int32(bitPattern: stack.header.tid), name: stack.threadName,
-                state: describeState(record.thread.state, onCPU: onCPU), frames: stack.frames.reversed(), notes: notes))
-        }
+        var threads = records.compactMap { threadDump($0, sample: samples[$0.tid], decoder: decoder) }
         threads.sort { ($0.tid == pid ? 0 : 1, $0.tid) < ($1.tid == pid ? 0 : 1, $1.tid) }
         for (reason, count) in decoder.unresolvedFrames.sorted(by: { $0.key < $1.key }) {
             warnings.append("\(count) Python frame\(count == 1 ? "" : "s") unresolved: \(reason)")
@@ -147,6 +162,28 @@ public enum Dumper {
         return ProcessDump(
             pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: interpreter.version.description,
             interpreterPath: interpreter.binaryPath, threads: threads, warnings: warnings)
+    }
+
+    /// A thread's stack from its sample if it has one, else from the iterator's reading; nil for a record too short
+    /// to decode.
+    static func threadDump(_ record: ThreadRecord, sample: [UInt8]?, decoder: StackDecoder<Frame>) -> ThreadDump? {
+        if let sample, let stack = sample.withUnsafeBytes({ decoder.decode($0) }) {
+            return ThreadDump(
+                tid: Int32(bitPattern: stack.header.tid), name: stack.threadName, state: "running", frames: stack.frames.reversed(),
+                sampledOnCPU: stack.header.cpu, notes: [])
+        }
+        guard let stack = record.sample.withUnsafeBytes({ decoder.decode($0) }) else { return nil }
+        var notes: [String] = []
+        if record.isOnCPU {
+            notes.append("running on CPU \(stack.header.cpu) and not sampled within \(samplingWindowNanoseconds / 1_000_000) ms: "
+                + "its Python frames only, read while they changed (the outermost may be missing)")
+        } else if record.thread.flags & DUMP_THREAD_SWITCHED.rawValue != 0 {
+            notes.append("it ran while being read: its frames may mix two moments")
+        }
+        return ThreadDump(
+            tid: Int32(bitPattern: stack.header.tid), name: stack.threadName,
+            state: describeState(record.thread.state, onCPU: record.isOnCPU), frames: stack.frames.reversed(),
+            sampledOnCPU: nil, notes: notes)
     }
 
     /// One thread's record as the iterator wrote it.
@@ -164,32 +201,97 @@ public enum Dumper {
             (thread.flags & DUMP_THREAD_SWITCHED.rawValue != 0 && !isOnCPU) || UInt32(header.flags) & SAMPLE_READ_ERROR.rawValue != 0
         }
 
-        /// Of two readings of one thread: the clean one, and for a running thread the deeper Python stack (a thread
-        /// that returns from frames while its chain is read ends its walk early, never late).
+        /// Of two readings of one thread: the clean one, then the one taken off a CPU (it has its native and kernel
+        /// frames), and of two taken on a CPU the deeper Python stack (a thread that returns from frames while its
+        /// chain is read ends its walk early, never late).
         func isBetter(than other: ThreadRecord) -> Bool {
             if other.isTorn != isTorn { return !isTorn }
+            if other.isOnCPU != isOnCPU { return !isOnCPU }
             return isOnCPU && header.py_frame_count > other.header.py_frame_count
         }
     }
 
-    /// Runs the iterator up to `attempts` times while some reading is torn or some thread is running (whose
-    /// chain can change while it is read), and keeps each thread's best reading. Threads in the order first read.
+    /// Runs the iterator up to `attempts` times while some reading is torn, and keeps each thread's best reading.
+    /// Threads in the order first read.
     static func readThreads(program: OpaquePointer, pid: Int32) throws -> [ThreadRecord] {
         var records: [ThreadRecord] = []
-        var index: [UInt32: Int] = [:]
         for attempt in 0..<attempts {
-            for record in try parse(try TaskIterator.run(program: program, process: pid)) {
-                if let known = index[record.tid] {
-                    if record.isBetter(than: records[known]) { records[known] = record }
-                } else if attempt == 0 {
-                    // Threads started after the first reading are not part of this dump.
-                    index[record.tid] = records.count
-                    records.append(record)
-                }
+            let reading = try parse(try TaskIterator.run(program: program, process: pid))
+            if attempt == 0 {
+                records = reading
+            } else {
+                improve(&records, with: reading)
             }
-            if !records.contains(where: { $0.isTorn || $0.isOnCPU }) { break }
+            if !records.contains(where: \.isTorn) { break }
         }
         return records
+    }
+
+    /// Replaces readings by better ones of the same threads; threads started after the first reading are not part
+    /// of this dump.
+    static func improve(_ records: inout [ThreadRecord], with reading: [ThreadRecord]) {
+        let index = Dictionary(records.indices.map { (records[$0].tid, $0) }, uniquingKeysWith: { first, _ in first })
+        for record in reading {
+            if let known = index[record.tid], record.isBetter(than: records[known]) { records[known] = record }
+        }
+    }
+
+    /// Samples the threads that were running when the iterator read them: `on_sample` on a cpu-clock event of each
+    /// thread, firing every `samplingPeriodNanoseconds` of its CPU time, detached as soon as its first record
+    /// arrives, for `samplingWindowNanoseconds` at most. Returns each sampled thread's first record (a struct sample,
+    /// as the recording gets it), and what kept a thread from being sampled. A thread that exited meanwhile is left
+    /// out silently; one that stopped running produces no sample.
+    static func sampleRunning(threads: [UInt32], program: OpaquePointer, ringBuffer: Int32)
+        -> (samples: [UInt32: [UInt8]], warnings: [String])
+    {
+        var warnings: [String] = []
+        if threads.count > maxSampledThreads {
+            warnings.append("\(threads.count) threads were running: only the first \(maxSampledThreads) are sampled, the others "
+                + "have their Python frames only")
+        }
+        var events: [UInt32: ThreadCPUClockAttachment] = [:]
+        var failures: [String: [UInt32]] = [:]
+        for tid in threads.prefix(maxSampledThreads) {
+            do {
+                events[tid] = try ThreadCPUClockAttachment(
+                    program: program, tid: Int32(bitPattern: tid), periodNanoseconds: samplingPeriodNanoseconds)
+            } catch let error as BPFError where error.errno == ESRCH {
+                // Exited since it was read.
+            } catch {
+                failures["\(error)", default: []].append(tid)
+            }
+        }
+        for (reason, tids) in failures.sorted(by: { $0.key < $1.key }) {
+            warnings.append("running thread\(tids.count == 1 ? "" : "s") \(tids.map(String.init).joined(separator: ", ")) could not "
+                + "be sampled (\(reason)): Python frames only")
+        }
+        var samples: [UInt32: [UInt8]] = [:]
+        let reader: RingBufferReader
+        do {
+            reader = try RingBufferReader(mapFD: ringBuffer) { record in
+                guard record.count >= MemoryLayout<sample_header>.size else { return }
+                let header = record.loadUnaligned(as: sample_header.self)
+                guard header.record_type == UInt16(RECORD_SAMPLE.rawValue), events[header.tid] != nil, samples[header.tid] == nil
+                else { return }
+                samples[header.tid] = Array(record)
+            }
+        } catch {
+            return ([:], warnings + ["running threads could not be sampled (\(error)): their Python frames only"])
+        }
+        let deadline = Recorder.monotonicNow() + samplingWindowNanoseconds
+        while samples.count < events.count {
+            let now = Recorder.monotonicNow()
+            guard now < deadline else { break }
+            do {
+                try reader.poll(timeoutMilliseconds: Int32(max(1, (deadline - now) / 1_000_000)))
+            } catch {
+                warnings.append("reading the samples of running threads: \(error)")
+                break
+            }
+            for tid in samples.keys { events[tid]?.detach() }
+        }
+        events.values.forEach { $0.detach() }
+        return (samples, warnings)
     }
 
     /// Splits the iterator's output into records: a struct dump_thread, then record_size bytes of struct sample.

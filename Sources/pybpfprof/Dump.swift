@@ -7,8 +7,8 @@ struct Dump: ParsableCommand {
         abstract: "Print the current stack of every thread of a Python process, without pausing it.",
         discussion: """
             Each thread's Python, native and kernel frames, innermost first, read by a BPF program while the process \
-            keeps running. Threads that sleep are shown whole; a thread that is running on a CPU at that moment shows \
-            its Python frames only.
+            keeps running. A thread that is running on a CPU at that moment has no saved registers to read: it is \
+            sampled instead (for up to 100 ms), and its stack is its first sample's, marked `(on CPU N, sampled)`.
 
             Examples:
               sudo pybpfprof dump --pid 1234
@@ -19,7 +19,7 @@ struct Dump: ParsableCommand {
     @Option(name: .long, help: "The process to dump (a thread id stands for its process).")
     var pid: Int32
 
-    @Flag(name: .long, help: "Print JSON: {pid, command, python, interpreter, threads: [{tid, name, state, notes, frames: [...]}]}, frames innermost first.")
+    @Flag(name: .long, help: "Print JSON: {pid, command, python, interpreter, threads: [{tid, name, state, sampled, notes, frames: [...]}]}, frames innermost first; sampled: the stack is a sample of the running thread.")
     var json = false
 
     @Flag(name: .long, help: "Python frames only: no native or kernel frames.")
@@ -47,12 +47,14 @@ struct Dump: ParsableCommand {
 
 /// The two ways `dump` prints a ProcessDump.
 enum DumpRendering {
-    /// Like py-spy dump: a process line, then per thread `Thread TID (name): state` and its frames, innermost first.
+    /// Like py-spy dump: a process line, then per thread `Thread TID (name): state` (`running (on CPU N, sampled)` when
+    /// the stack is a sample) and its frames, innermost first.
     static func text(_ dump: ProcessDump) -> String {
         var lines = ["Process \(dump.pid): \(dump.commandLine)", "Python \(dump.pythonVersion) (\(dump.interpreterPath))"]
         for thread in dump.threads {
             lines.append("")
-            lines.append("Thread \(thread.tid) (\(thread.name)): \(thread.state)")
+            let sampled = thread.sampledOnCPU.map { " (on CPU \($0), sampled)" } ?? ""
+            lines.append("Thread \(thread.tid) (\(thread.name)): \(thread.state)\(sampled)")
             for note in thread.notes { lines.append("    [\(note)]") }
             for frame in thread.frames { lines.append("    " + text(frame)) }
         }
@@ -80,6 +82,7 @@ enum DumpRendering {
         out += "\"interpreter\":\(string(dump.interpreterPath)),\"threads\":["
         out += dump.threads.map { thread in
             "{\"tid\":\(thread.tid),\"name\":\(string(thread.name)),\"state\":\(string(thread.state)),"
+                + "\"sampled\":\(thread.sampledOnCPU != nil),"
                 + "\"notes\":[\(thread.notes.map(string).joined(separator: ","))],"
                 + "\"frames\":[\(thread.frames.map(json).joined(separator: ","))]}"
         }.joined(separator: ",")

@@ -1,10 +1,11 @@
 import Foundation
 import Glibc
+import TestSupport
 import XCTest
 
 /// `pybpfprof dump --pid PID`: every thread's current stack, read by the BPF task iterator while the process keeps
 /// running. A thread that sleeps, which a sampler never sees, is shown whole: kernel, then native (libc's sleep),
-/// then its Python frames; a busy thread at least with its Python frames.
+/// then its Python frames; a thread running on a CPU is sampled instead, and is as whole.
 final class DumpTests: IntegrationTestCase {
     func testSleepingAndBusyThreadsOnEveryInterpreter() throws {
         let fixture = try Workload.load("sleeper.py")
@@ -42,12 +43,16 @@ final class DumpTests: IntegrationTestCase {
                           "\(label): the thread's outer Python frames (threading's bootstrap): \(sleeper)")
             XCTAssertFalse(sleeper.frames.contains { $0.kind == "marker" }, "\(label): a whole stack has no marker: \(sleeper)")
 
-            // The busy main thread: its Python frames, on a line of burn_cpu, called from main.
+            // The busy main thread: its Python frames, on a line of burn_cpu, called from main; sampled if it was running
+            // (else preempted, its registers saved), so whole either way: down to libc's start of main.
             let main = try XCTUnwrap(dump.threads.first { $0.tid == mainTID }, "\(label): no main thread")
             let python = main.frames.filter { $0.kind == "python" }
             XCTAssertEqual(python.first?.name, "burn_cpu", "\(label): \(main)")
             XCTAssertTrue(burnLines.contains(python.first?.line ?? 0), "\(label): burn_cpu's line: \(main)")
             XCTAssertEqual(python.map(\.name).suffix(2), ["main", "<module>"], "\(label): \(main)")
+            XCTAssertTrue(main.sampled || main.state != "running", "\(label): a running thread not sampled: \(main)")
+            XCTAssertEqual(main.notes, [], "\(label): \(main)")
+            XCTAssertTrue(main.frames.last?.name.hasPrefix("__libc_start_main") ?? false, "\(label): whole to libc's start: \(main)")
             print("  \(label): sleeper \(render(sleeper))\n    main (\(main.state)) \(render(main))")
             target.killIfRunning()
         }
@@ -86,6 +91,87 @@ final class DumpTests: IntegrationTestCase {
             print("  \(label): main (\(main.state)) \(render(main))\n    worker (\(worker.state)) \(render(worker))")
             target.killIfRunning()
         }
+    }
+
+    /// A thread that is on a CPU when the dump reads it has no saved registers to unwind: it is sampled instead, and its
+    /// stack is as whole as a sleeping one's. The "busy" thread spins in C (busy -> ext_outer_native -> callback ->
+    /// ext_inner_native) while "sleeper" sleeps; each interpreter is dumped three times: text, --json, and --json
+    /// --interpreter-frames. Whether the busy thread is on a CPU or waiting for one at that instant is the scheduler's
+    /// choice (both are whole: a thread preempted in user mode has its registers saved); over the whole test it must
+    /// have been sampled at least once.
+    func testRunningThreadsAreSampledWholeOnEveryInterpreter() throws {
+        let workload = try Workload.load("native/dump_workload.py")
+        let source = Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path
+        let busyLine = try workload.line("busy-outer")
+        let callbackLine = try workload.line("callback-inner")
+        let sleepLine = try workload.line("sleeper-sleep")
+        var sampledDumps = 0, dumps = 0
+        for (index, interpreter) in try PythonInterpreters.supported().enumerated() {
+            let extensionDirectory = scratchFile("ext-\(index)")
+            _ = try NativeFixtures.buildCallbackExtension(python: interpreter.path, source: source, into: extensionDirectory)
+            let target = try start(interpreter.path, [workload.path, extensionDirectory, "120"])
+            try target.waitForLine("ready", timeout: 30)
+            let busyTID = try printedThreadID("busy-tid", in: target.standardOutput)
+            let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
+            var innerLeaf = 0
+            var summary: [String] = []
+            for arguments in [[], ["--json"], ["--json", "--interpreter-frames"]] {
+                let label = "\(interpreter) dump \(arguments.joined(separator: " "))"
+                let output = try runPyBPFProf(["dump", "--pid", "\(target.pid)"] + arguments).requireSuccess().standardOutput
+                let dump = arguments.contains("--json") ? try parse(output) : try parseText(output)
+                let interpreterFrames = arguments.contains("--interpreter-frames")
+                dumps += 1
+
+                let busy = try XCTUnwrap(dump.threads.first { $0.tid == busyTID }, "\(label): no busy thread:\n\(output)")
+                // Running means sampled: never the iterator's Python-only reading of a running thread.
+                XCTAssertTrue(busy.sampled || busy.state != "running", "\(label): a running thread not sampled: \(busy)")
+                if busy.sampled {
+                    sampledDumps += 1
+                    XCTAssertEqual(busy.state, "running", "\(label): \(busy)")
+                }
+                XCTAssertEqual(busy.notes, [], "\(label): \(busy)")
+                XCTAssertFalse(busy.frames.contains { $0.kind == "marker" }, "\(label): a whole stack has no marker: \(busy)")
+                // Python and C frames in their order, innermost first, on the lines that made the calls.
+                let callback = try XCTUnwrap(busy.frames.firstIndex { $0.kind == "python" && $0.name == "callback" },
+                                             "\(label): no callback frame: \(busy)")
+                let outer = try XCTUnwrap(busy.frames.firstIndex { $0.kind == "native" && $0.name == "ext_outer_native" },
+                                          "\(label): no ext_outer_native frame: \(busy)")
+                let busyFrame = try XCTUnwrap(busy.frames.firstIndex { $0.kind == "python" && $0.name == "busy" },
+                                              "\(label): no busy frame: \(busy)")
+                XCTAssertTrue(callback < outer && outer < busyFrame, "\(label): busy > ext_outer_native > callback: \(busy)")
+                XCTAssertEqual(busy.frames[callback].line, callbackLine, "\(label): \(busy)")
+                XCTAssertEqual(busy.frames[busyFrame].line, busyLine, "\(label): \(busy)")
+                XCTAssertTrue(busy.frames.contains { $0.kind == "python" && $0.name.hasSuffix("_bootstrap") },
+                              "\(label): threading's bootstrap: \(busy)")
+                if interpreterFrames {
+                    XCTAssertTrue(busy.frames[outer...].contains { $0.kind == "native" && $0.name.hasPrefix("_PyEval_EvalFrameDefault") },
+                                  "\(label): the eval loop's frames are shown: \(busy)")
+                }
+                // The native unwind reached the thread's start: libc's clone (clone3 since glibc 2.34) is outermost.
+                XCTAssertTrue(["clone", "clone3"].contains(busy.frames.last?.name ?? ""), "\(label): whole to the thread's start: \(busy)")
+                XCTAssertTrue(busy.frames.last?.file.hasPrefix("libc") ?? false, "\(label): \(busy)")
+                if busy.frames.first(where: { $0.kind != "kernel" })?.name == "ext_inner_native" { innerLeaf += 1 }
+
+                // The sleeper, whatever happened to the busy one: kernel frames, libc's sleep, its Python frames.
+                let sleeper = try XCTUnwrap(dump.threads.first { $0.tid == sleeperTID }, "\(label): no sleeper thread")
+                XCTAssertEqual(sleeper.state, "sleeping", "\(label): \(sleeper)")
+                XCTAssertFalse(sleeper.sampled, "\(label): \(sleeper)")
+                XCTAssertEqual(sleeper.frames.first?.kind, "kernel", "\(label): the innermost frames are the kernel's: \(sleeper)")
+                XCTAssertTrue(sleeper.frames.first { $0.kind != "kernel" }?.file.hasPrefix("libc") ?? false,
+                              "\(label): libc's sleep is the innermost user frame: \(sleeper)")
+                XCTAssertTrue(sleeper.frames.contains { $0.kind == "python" && $0.name == "sleeping_function" && $0.line == sleepLine },
+                              "\(label): \(sleeper)")
+                XCTAssertTrue(["clone", "clone3"].contains(sleeper.frames.last?.name ?? ""), "\(label): \(sleeper)")
+                XCTAssertFalse(sleeper.frames.contains { $0.kind == "marker" }, "\(label): \(sleeper)")
+                summary.append("\(busy.sampled ? "sampled" : busy.state) \(render(busy))")
+            }
+            // Nearly all of its time is in ext_inner_native, and a sample or a preemption lands where the time goes.
+            XCTAssertGreaterThan(innerLeaf, 0, "\(interpreter): ext_inner_native was never the busy thread's innermost user frame")
+            print("  \(interpreter): busy thread, ext_inner_native innermost \(innerLeaf)/3:\n    " + summary.joined(separator: "\n    "))
+            target.killIfRunning()
+        }
+        print("  busy thread sampled in \(sampledDumps) of \(dumps) dumps (read by the iterator in the others: not on a CPU then)")
+        XCTAssertGreaterThan(sampledDumps, 0, "the busy thread was never on a CPU when a dump read it: the sampling path went untested")
     }
 
     /// Text like py-spy dump's, and --python-only, on one interpreter.
@@ -146,11 +232,13 @@ final class DumpTests: IntegrationTestCase {
         var tid: Int32
         var name: String
         var state: String
+        /// Its stack is a sample taken while it ran.
+        var sampled: Bool
         var notes: [String]
         /// Innermost first.
         var frames: [DumpedFrame]
 
-        var description: String { "thread \(tid) (\(name)) \(state) \(notes) \(frames)" }
+        var description: String { "thread \(tid) (\(name)) \(state)\(sampled ? " sampled" : "") \(notes) \(frames)" }
     }
 
     struct Dumped {
@@ -212,9 +300,10 @@ final class DumpTests: IntegrationTestCase {
         else { throw IntegrationError("dump --json printed no {pid, command, python, interpreter, threads} object:\n\(text)") }
         return Dumped(pid: Int32(pid), python: python.split(separator: ".").prefix(2).joined(separator: "."), threads: try threads.map { thread in
             guard let tid = thread["tid"] as? Int, let name = thread["name"] as? String, let state = thread["state"] as? String,
-                  let notes = thread["notes"] as? [String], let frames = thread["frames"] as? [[String: Any]]
-            else { throw IntegrationError("a thread of dump --json lacks tid, name, state, notes or frames: \(thread)") }
-            return DumpedThread(tid: Int32(tid), name: name, state: state, notes: notes, frames: try frames.map { frame in
+                  let sampled = thread["sampled"] as? Bool, let notes = thread["notes"] as? [String],
+                  let frames = thread["frames"] as? [[String: Any]]
+            else { throw IntegrationError("a thread of dump --json lacks tid, name, state, sampled, notes or frames: \(thread)") }
+            return DumpedThread(tid: Int32(tid), name: name, state: state, sampled: sampled, notes: notes, frames: try frames.map { frame in
                 guard let kind = frame["kind"] as? String, let name = frame["name"] as? String else {
                     throw IntegrationError("a frame of dump --json lacks kind or name: \(frame)")
                 }
@@ -222,6 +311,55 @@ final class DumpTests: IntegrationTestCase {
                                    line: frame["line"] as? Int ?? 0)
             })
         })
+    }
+
+    /// The text output read back into the JSON's model: `Thread TID (name): state[ (on CPU N, sampled)]`, then
+    /// `    [note]` lines, then one line per frame: `name [kernel]` or `name [kernel: module]`, `name (file:line)` for
+    /// Python, `name (library)` for native code, `[marker]`.
+    private func parseText(_ text: String) throws -> Dumped {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard let first = lines.first, first.hasPrefix("Process "),
+              let pid = Int32(first.dropFirst("Process ".count).prefix { $0 != ":" }),
+              let version = lines.dropFirst().first, version.hasPrefix("Python ")
+        else { throw IntegrationError("dump printed no `Process PID: ...` and `Python X.Y.Z (...)` lines:\n\(text)") }
+        var threads: [DumpedThread] = []
+        for line in lines.dropFirst(2) where !line.isEmpty {
+            if line.hasPrefix("Thread ") {
+                guard let open = line.firstIndex(of: "("), let tid = Int32(line[line.index(line.startIndex, offsetBy: 7)..<open]
+                          .trimmingCharacters(in: .whitespaces)),
+                      let close = line.range(of: "): ", options: .backwards)
+                else { throw IntegrationError("not a thread line: \(line)") }
+                var state = String(line[close.upperBound...])
+                let sampled = state.hasSuffix(", sampled)")
+                if sampled, let cpu = state.range(of: " (on CPU ") { state = String(state[..<cpu.lowerBound]) }
+                threads.append(DumpedThread(tid: tid, name: String(line[line.index(after: open)..<close.lowerBound]), state: state,
+                                            sampled: sampled, notes: [], frames: []))
+                continue
+            }
+            guard line.hasPrefix("    "), !threads.isEmpty else { throw IntegrationError("not a frame line: \(line)\n\(text)") }
+            let body = String(line.dropFirst(4))
+            var frame = DumpedFrame(kind: "native", name: body, file: "", line: 0)
+            if body.hasPrefix("[") {
+                // Before any frame a bracketed line is a note, after one a marker.
+                if threads[threads.count - 1].frames.isEmpty {
+                    threads[threads.count - 1].notes.append(String(body.dropFirst().dropLast()))
+                    continue
+                }
+                frame.kind = "marker"
+            } else if let kernel = body.range(of: " [kernel") {
+                frame = DumpedFrame(kind: "kernel", name: String(body[..<kernel.lowerBound]), file: "", line: 0)
+            } else if body.hasSuffix(")"), let open = body.range(of: " (", options: .backwards) {
+                let inside = String(body[open.upperBound..<body.index(before: body.endIndex)])
+                frame.name = String(body[..<open.lowerBound])
+                if let colon = inside.lastIndex(of: ":"), let number = Int(inside[inside.index(after: colon)...]) {
+                    frame = DumpedFrame(kind: "python", name: frame.name, file: String(inside[..<colon]), line: number)
+                } else {
+                    frame.file = inside
+                }
+            }
+            threads[threads.count - 1].frames.append(frame)
+        }
+        return Dumped(pid: pid, python: String(version.dropFirst("Python ".count).prefix { $0 != " " }), threads: threads)
     }
 
     private func threadIDs(of pid: Int32) throws -> [Int32] {

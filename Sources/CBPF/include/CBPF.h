@@ -21,4 +21,9 @@ void cbpf_capture_libbpf_log(void);
 const char *cbpf_libbpf_log(void);
 void cbpf_clear_libbpf_log(void);
 
+/* perf_event_open(2) for a software cpu-clock event of one thread (pid = tid, cpu = -1): it fires every
+ * period_ns nanoseconds of that thread's CPU time, on whichever CPU it runs. Returns the fd or -errno.
+ * (thread_clock.c) */
+int cbpf_open_thread_cpu_clock(int tid, unsigned long long period_ns);
+
 #endif
