@@ -97,8 +97,9 @@ final class DumpTests: IntegrationTestCase {
     /// stack is as whole as a sleeping one's. The "busy" thread spins in C (busy -> ext_outer_native -> callback ->
     /// ext_inner_native) while "sleeper" sleeps; each interpreter is dumped three times: text, --json, and --json
     /// --interpreter-frames. Whether the busy thread is on a CPU or waiting for one at that instant is the scheduler's
-    /// choice (both are whole: a thread preempted in user mode has its registers saved); over the whole test it must
-    /// have been sampled at least once.
+    /// choice (both are whole: a thread preempted in user mode has its registers saved; the dump runs on another CPU
+    /// than the busy thread, which makes it likelier to be running); over the whole test it must have been sampled at
+    /// least once.
     func testRunningThreadsAreSampledWholeOnEveryInterpreter() throws {
         let workload = try Workload.load("native/dump_workload.py")
         let source = Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path
@@ -106,18 +107,26 @@ final class DumpTests: IntegrationTestCase {
         let callbackLine = try workload.line("callback-inner")
         let sleepLine = try workload.line("sleeper-sleep")
         var sampledDumps = 0, dumps = 0
+        let taskset = try executable("taskset", package: "util-linux")
+        let cpus = try twoCPUs()
         for (index, interpreter) in try PythonInterpreters.supported().enumerated() {
             let extensionDirectory = scratchFile("ext-\(index)")
             _ = try NativeFixtures.buildCallbackExtension(python: interpreter.path, source: source, into: extensionDirectory)
-            let target = try start(interpreter.path, [workload.path, extensionDirectory, "120"])
+            // Killed after its three dumps; long enough for them on a slow machine.
+            let target = try start(interpreter.path, [workload.path, extensionDirectory, "600"])
             try target.waitForLine("ready", timeout: 30)
             let busyTID = try printedThreadID("busy-tid", in: target.standardOutput)
             let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
+            // The busy thread on one CPU and the dump on another: otherwise, on a small busy machine, the dump's own
+            // thread often takes the busy thread's CPU just when it reads it (the thread is then `runnable`, not running,
+            // and read by the iterator), and the path under test goes unused.
+            try run(taskset, ["-p", "-c", "\(cpus.busy)", "\(busyTID)"]).requireSuccess()
             var innerLeaf = 0
             var summary: [String] = []
             for arguments in [[], ["--json"], ["--json", "--interpreter-frames"]] {
                 let label = "\(interpreter) dump \(arguments.joined(separator: " "))"
-                let output = try runPyBPFProf(["dump", "--pid", "\(target.pid)"] + arguments).requireSuccess().standardOutput
+                let output = try run(taskset, ["-c", "\(cpus.dump)", try PyBPFProfBinary.path(), "dump", "--pid", "\(target.pid)"]
+                    + arguments).requireSuccess().standardOutput
                 let dump = arguments.contains("--json") ? try parse(output) : try parseText(output)
                 let interpreterFrames = arguments.contains("--interpreter-frames")
                 dumps += 1
@@ -360,6 +369,33 @@ final class DumpTests: IntegrationTestCase {
             threads[threads.count - 1].frames.append(frame)
         }
         return Dumped(pid: pid, python: String(version.dropFirst("Python ".count).prefix { $0 != " " }), threads: threads)
+    }
+
+    /// Two CPUs this test may run on (from /proc/self/status Cpus_allowed_list): one for the dump, one for a busy thread.
+    private func twoCPUs() throws -> (dump: Int, busy: Int) {
+        let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }) else {
+            throw IntegrationError("no Cpus_allowed_list in /proc/self/status")
+        }
+        let cpus = line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",")
+            .flatMap { part -> [Int] in
+                let bounds = part.split(separator: "-").compactMap { Int($0) }
+                return bounds.count == 2 && bounds[0] <= bounds[1] ? Array(bounds[0]...bounds[1]) : bounds
+            }
+        guard let first = cpus.first, let last = cpus.last, first != last else {
+            throw IntegrationError("this test needs two CPUs (one for a busy thread, one for the dump); allowed: \(line)")
+        }
+        return (first, last)
+    }
+
+    /// The path of a program on PATH (or in /usr/bin, /bin), or an error naming the package that has it.
+    private func executable(_ name: String, package: String) throws -> String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        for directory in path.split(separator: ":").map(String.init) + ["/usr/bin", "/bin"] {
+            let candidate = directory + "/" + name
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw IntegrationError("this test needs `\(name)`: install \(package)")
     }
 
     private func threadIDs(of pid: Int32) throws -> [Int32] {
