@@ -733,6 +733,27 @@ struct task_struct___dump {
     struct thread_struct___pybpfprof thread;
 } __attribute__((preserve_access_index));
 
+/* Where the CPU a task runs on is kept when task_struct has no `cpu` of its own (x86 kernels that keep it in
+ * thread_info again, such as 6.18). */
+struct thread_info___dump {
+    unsigned int cpu;
+} __attribute__((preserve_access_index));
+
+struct task_struct___dump_thread_info {
+    struct thread_info___dump thread_info;
+} __attribute__((preserve_access_index));
+
+/* The CPU the thread runs on, or last ran on; 0 when the kernel keeps it in neither place. */
+static __always_inline __u32 task_cpu(struct task_struct___dump *thread)
+{
+    if (bpf_core_field_exists(thread->cpu))
+        return BPF_CORE_READ(thread, cpu);
+    struct task_struct___dump_thread_info *with_info = (void *)thread;
+    if (bpf_core_field_exists(with_info->thread_info.cpu))
+        return BPF_CORE_READ(with_info, thread_info.cpu);
+    return 0;
+}
+
 /* The record being built. Its own map rather than walk_states, so that a dump never shares a buffer with an
  * on_sample of the same object (the iterator may sleep mid-walk; it runs with migration disabled, so a per-CPU
  * slot stays its own). */
@@ -815,7 +836,7 @@ int dump_threads(struct bpf_iter__task *ctx)
     header->pid = tgid;
     header->tid = BPF_CORE_READ(thread, pid);
     /* The CPU it runs on, or last ran on. */
-    header->cpu = bpf_core_field_exists(thread->cpu) ? BPF_CORE_READ(thread, cpu) : 0;
+    header->cpu = task_cpu(thread);
     BPF_CORE_READ_STR_INTO(&header->comm, thread, comm);
 
     struct dump_thread out = { .state = BPF_CORE_READ(thread, __state) };
