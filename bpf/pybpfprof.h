@@ -240,7 +240,8 @@ enum counter {
  * into the iterator's seq_file, which userspace reads to the end. */
 enum dump_thread_flags {
     /* The thread was on a CPU: the user registers saved at its last kernel entry (where its native unwind
-     * starts) and its kernel stack are stale while it runs, so neither is read; its Python frames are. */
+     * starts) and its kernel stack are stale while it runs, so neither is read; its Python frames are.
+     * Userspace samples such a thread with on_sample instead (Dumper.sampleRunning). */
     DUMP_THREAD_ON_CPU = 1 << 0,
     /* The thread ran between the start and the end of its walk (its context-switch count moved): its stacks may
      * mix two moments. Userspace reads such a thread again. */
