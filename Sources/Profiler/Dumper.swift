@@ -218,7 +218,8 @@ public enum Dumper {
         for attempt in 0..<attempts {
             let reading = try parse(try TaskIterator.run(program: program, process: pid))
             if attempt == 0 {
-                records = reading
+                var seen = Set<UInt32>()
+                records = reading.filter { seen.insert($0.tid).inserted }
             } else {
                 improve(&records, with: reading)
             }
