@@ -557,6 +557,8 @@ public final class Recorder {
         case COUNTER_NATIVE_BAD_FRAME: return ("native unwinds stopped: frame not above its callee", true)
         case COUNTER_NATIVE_TRUNCATED: return ("native stacks truncated", true)
         case COUNTER_NATIVE_NO_REGISTERS: return ("native unwinds without user registers", true)
+        case COUNTER_EVENTS_LOST: return ("process events lost", true)
+        case COUNTER_CGROUP_CHECK_FAILED: return ("cgroup checks failed", true)
         default: return ("counter \(counter.rawValue)", true)
         }
     }
