@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "CPython", dependencies: ["Native"]),
         .target(
             name: "Profiler",
-            dependencies: ["BPFKit", "CBPF", "CPython", "Native", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["BPFKit", "CBPF", "CPython", "CSystem", "Native", .product(name: "Logging", package: "swift-log")]
         ),
         // zlib's gzip encoder (pprof files are gzip-compressed).
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),

@@ -68,9 +68,11 @@ enum FileReading {
 /// procfs and sysfs files as text, read to their end (they report size 0, so a reader that trusts the size
 /// stops after its first read; Foundation's `String(contentsOfFile:)` does).
 public enum KernelFile {
-    public static func text(_ path: String) throws -> String {
+    /// - Parameter maximumSize: a file longer than this many bytes is an error (a file another program writes, such
+    ///   as a process's cgroup path, is bounded so).
+    public static func text(_ path: String, maximumSize: Int = Int.max) throws -> String {
         do {
-            return String(decoding: try FileReading.contents(of: path, regularFileOnly: false), as: UTF8.self)
+            return String(decoding: try FileReading.contents(of: path, regularFileOnly: false, maximumSize: maximumSize), as: UTF8.self)
         } catch let error as FileReadError {
             throw KernelFileError(description: error.description)
         }
