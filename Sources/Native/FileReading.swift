@@ -33,6 +33,24 @@ enum FileReading {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw FileReadError(path: path, operation: "open", errorNumber: errno) }
         defer { close(descriptor) }
+        return try contents(of: descriptor, path: path, regularFileOnly: regularFileOnly, maximumSize: maximumSize)
+    }
+
+    /// Like `contents(of:regularFileOnly:maximumSize:)` for `path` inside `root` (see `openInRoot`).
+    static func contents(of path: String, inRoot root: String, regularFileOnly: Bool, maximumSize: Int = Int.max) throws -> [UInt8] {
+        let descriptor: Int32
+        do {
+            descriptor = try openInRoot(path, root: root)
+        } catch let error as OpenInRootError {
+            throw FileReadError(path: pathInRoot(path, root: root), operation: "open", errorNumber: error.errorNumber)
+        }
+        defer { close(descriptor) }
+        return try contents(of: descriptor, path: pathInRoot(path, root: root), regularFileOnly: regularFileOnly,
+                            maximumSize: maximumSize)
+    }
+
+    /// Reads an open file to its end; `path` names it in errors.
+    private static func contents(of descriptor: Int32, path: String, regularFileOnly: Bool, maximumSize: Int) throws -> [UInt8] {
 
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {

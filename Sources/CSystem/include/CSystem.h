@@ -14,6 +14,9 @@ long csystem_read_process_memory(int pid, unsigned long address, void *buffer, u
  * is followed. glibc before 2.39 has no wrapper. A descriptor, or -errno. */
 int csystem_open_in_root(int root_fd, const char *path, int flags);
 
+/* An O_PATH descriptor of directory `path` (O_PATH is behind _GNU_SOURCE), to resolve paths from; or -errno. */
+int csystem_open_directory_path(const char *path);
+
 /* fstatfs(2)'s f_type of the file system holding `fd` (sys/vfs.h is not in Swift's Glibc module), or -errno. */
 long csystem_file_system_type(int fd);
 
