@@ -13,6 +13,9 @@ public enum Target: Sendable, Equatable {
     case all
     /// Launch this command, profile it until it exits.
     case command([String])
+    /// Every Python process in this cgroup or below it (`--cgroup`, `--container`): those running when recording
+    /// starts and those that start later, as `.all` but restricted to the cgroup in the BPF program and when locating.
+    case cgroup(CgroupDirectory)
 }
 
 public struct RecordOptions: Sendable {
@@ -35,8 +38,14 @@ public struct RecordOptions: Sendable {
     /// Also profile the targets' children and their children (`--subprocesses`, with `--pid` or a command).
     public var subprocesses = false
 
-    /// Whether the recording follows processes as they start: `--all` and `--subprocesses`.
-    var followsProcesses: Bool { target == .all || subprocesses }
+    /// Whether the recording follows processes as they start: `--all`, `--cgroup` and `--subprocesses`.
+    var followsProcesses: Bool { target == .all || cgroup != nil || subprocesses }
+
+    /// The cgroup the recording is restricted to, if any.
+    var cgroup: CgroupDirectory? {
+        if case .cgroup(let directory) = target { return directory }
+        return nil
+    }
 
     public init(target: Target, rate: Int = 100, duration: Double? = nil,
                 ringBufferBytes: UInt32 = 8 << 20, bpfStatistics: Bool = false, pythonOnly: Bool = false,
@@ -162,7 +171,7 @@ public final class Recorder {
         sampler = try Sampler(
             ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
-            followProcesses: options.followsProcesses)
+            followProcesses: options.followsProcesses, cgroupFD: options.cgroup?.fd)
         unwindTables = options.pythonOnly ? nil : UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity)
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         profile = Profile(sampleRate: options.rate, startDate: 0)
@@ -176,7 +185,7 @@ public final class Recorder {
 
         startMonotonic = Self.monotonicNow()
         profile.startDate = Date().timeIntervalSince1970
-        try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
+        try sampler.start(frequency: options.rate) { [weak self] record in self?.handleRecord(record) }
         defer { sampler.stop() }
         onStarted?(withProfile { $0.processes.count })
 
@@ -188,8 +197,8 @@ public final class Recorder {
             try recordCommand(arguments, until: timeToStop)
         } else {
             func targetsLeft() -> Bool {
-                // --all runs until stopped: processes may start at any time.
-                if options.target == .all { return true }
+                // --all and --cgroup run until stopped: processes may start at any time.
+                if options.target == .all || options.cgroup != nil { return true }
                 lock.lock()
                 let tracked = followed.tree
                 lock.unlock()
@@ -227,6 +236,12 @@ public final class Recorder {
         case .all:
             // Those running now; the ones that start later come through exec events.
             let (found, skipped) = ProcessScanner.pythonProcesses()
+            statistics.skippedProcesses = skipped
+            for interpreter in found { try register(interpreter) }
+            return found.map(\.pid)
+        case .cgroup(let directory):
+            // As --all, among the processes of the cgroup (checked before their files are read).
+            let (found, skipped) = ProcessScanner.pythonProcesses { Containers.isProcess($0, under: directory) }
             statistics.skippedProcesses = skipped
             for interpreter in found { try register(interpreter) }
             return found.map(\.pid)
@@ -404,12 +419,19 @@ public final class Recorder {
         let due = followed.due(now: now)
         lock.unlock()
 
-        for (parent, child) in forks {
+        for (parent, child) in forks where isInTargetCgroup(child) {
             var interpreter = parent
             interpreter.pid = child
             try? register(interpreter)
         }
         for pid in due {
+            guard isInTargetCgroup(pid) else {
+                // Moved out of the cgroup since its exec (the BPF program reports only those inside), or gone.
+                lock.lock()
+                followed.pending[pid] = nil
+                lock.unlock()
+                continue
+            }
             do {
                 try register(try InterpreterLocator.locate(pid: pid, cache: locatorCache))
                 lock.lock()
@@ -434,6 +456,24 @@ public final class Recorder {
                 lock.unlock()
             }
         }
+    }
+
+    /// Whether `pid` is in the cgroup the recording is restricted to; true without one.
+    private func isInTargetCgroup(_ pid: Int32) -> Bool {
+        options.cgroup.map { Containers.isProcess(pid, under: $0) } ?? true
+    }
+
+    /// Drain thread: every ring buffer record goes to `handle`. With `--cgroup`, a process that exec'ed is then also
+    /// scheduled to be located, as `--all` does in `handleProcessEvent`: the BPF program reports only the execs of
+    /// the cgroup's tasks.
+    private func handleRecord(_ record: UnsafeRawBufferPointer) {
+        handle(record)
+        guard options.cgroup != nil, record.count >= MemoryLayout<sample_header>.size else { return }
+        let header = record.loadUnaligned(as: sample_header.self)
+        guard header.record_type == UInt16(RECORD_EXEC.rawValue) else { return }
+        lock.lock()
+        followed.schedule(Int32(bitPattern: header.pid), now: Self.monotonicNow())
+        lock.unlock()
     }
 
     /// Re-reads the maps of processes whose samples reached code in no known mapping (a library loaded after

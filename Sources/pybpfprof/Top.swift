@@ -488,6 +488,8 @@ private final class LiveProfileWindow {
             return "all Python processes running at the start: \(processes.count)"
         case .command(let arguments):
             return (processes.keys.first.map { "pid \($0): " } ?? "") + arguments.joined(separator: " ")
+        case .cgroup(let directory):
+            return "Python processes of cgroup \(directory.hierarchyPath): \(processes.count)"
         }
     }
 
