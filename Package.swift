@@ -45,6 +45,6 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ProfilerTests", dependencies: ["Profiler", "Native"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Profiler", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Profiler", "Exporters", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

@@ -133,6 +133,9 @@ public final class Recorder {
     /// caller.
     private let lock = NSLock()
     private var profile: Profile
+    /// The process instance (index into `profile.processes`) each registered pid's samples belong to. A pid is
+    /// forgotten when its process exits or execs, so a pid the kernel reuses starts another instance.
+    private var instances: [Int32: Int32] = [:]
     /// Each profiled process's record decoder: its symbols and frame caches, interning into `profile`.
     private var decoders: [Int32: StackDecoder<Int32>] = [:]
     /// Executable mappings of each process (native recordings only), read by the drain thread.
@@ -300,7 +303,8 @@ public final class Recorder {
         followed.registered.insert(pid)
         decoders[pid] = makeDecoder(interpreter: interpreter)
         statistics.interpreters.append(interpreter)
-        profile.processes[pid] = ProfiledProcess(pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description)
+        instances[pid] = profile.add(ProfiledProcess(
+            pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description))
         lock.unlock()
         try sampler.add(interpreter)
         // Python stacks are sampled from here on; native ones once the tables are loaded (compiling them takes a
@@ -335,6 +339,16 @@ public final class Recorder {
         return body(profile)
     }
 
+    /// Like `withProfile`, then forgets the samples `body` was given: a live view that keeps its own counts takes
+    /// them a refresh at a time, so that a long session does not keep every sample. `run()` returns those not taken.
+    public func withProfileTakingSamples<T>(_ body: (Profile) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        let result = body(profile)
+        profile.samples.removeAll(keepingCapacity: true)
+        return result
+    }
+
     private func reportProgressIfDue() {
         guard let onProgress else { return }
         let now = Self.monotonicNow()
@@ -362,7 +376,7 @@ public final class Recorder {
         nativeProcesses[pid] = native
         decoders[pid] = makeDecoder(interpreter: nil)
         decoders[pid]?.native = native
-        profile.processes[pid] = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "")
+        instances[pid] = profile.add(ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: ""))
         lock.unlock()
         try sampler.addNative(pid: pid)
     }
@@ -398,6 +412,7 @@ public final class Recorder {
     /// Under the lock.
     private func forget(_ pid: Int32) {
         guard followed.registered.remove(pid) != nil else { return }
+        instances[pid] = nil
         try? sampler.remove(pid: pid)
         if let decoder = decoders.removeValue(forKey: pid) { collectUnresolved(decoder) }
         interpreters[pid] = nil
@@ -511,7 +526,7 @@ public final class Recorder {
             handleProcessEvent(header)
             return
         }
-        guard profile.processes[pid] != nil, let decoder = decoders[pid], let decoded = decoder.decode(record) else { return }
+        guard let process = instances[pid], let decoder = decoders[pid], let decoded = decoder.decode(record) else { return }
         if decoded.reachedUnknownMapping { staleMappings.insert(pid) }
         let flags = UInt32(header.flags)
         if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 { statistics.splicing["native tables not loaded yet", default: 0] += 1 }
@@ -522,7 +537,7 @@ public final class Recorder {
         }
         profile.samples.append(Sample(
             time: header.time_ns >= startMonotonic ? header.time_ns - startMonotonic : 0,
-            cpu: header.cpu, pid: pid, tid: Int32(bitPattern: header.tid),
+            cpu: header.cpu, process: process, tid: Int32(bitPattern: header.tid),
             threadName: profile.intern(threadName: decoded.threadName), stack: profile.intern(stack: decoded.frames)
         ))
     }
