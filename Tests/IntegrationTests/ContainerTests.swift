@@ -262,17 +262,44 @@ final class ContainerTests: IntegrationTestCase {
         XCTAssertGreaterThan(byPid[inside.pid] ?? 0, 200, containerResult.report)
         XCTAssertGreaterThan(byPid[late.pid] ?? 0, 50, "the process started in the container while recording: \(containerResult.report)")
 
-        // --cgroup, the parent of the container's cgroup, as /proc/PID/cgroup shows paths.
+        // --cgroup, the parent of the container's cgroup, as /proc/PID/cgroup shows paths. Once sampling runs, the first
+        // process moves out to the root cgroup: still registered in userspace, its samples stop in the kernel.
         let cgroupOutput = scratchFile("cgroup.speedscope.json")
-        let cgroupResult = try runPyBPFProf([
-            "record", "--cgroup", "/pybpfprof-test.slice", "--duration", "2", "--rate", "499", "-o", cgroupOutput,
-        ], timeout: 120).requireSuccess()
+        let cgroupRecording = try start(try PyBPFProfBinary.path(), [
+            "record", "--cgroup", "/pybpfprof-test.slice", "--duration", "3", "--rate", "499", "-o", cgroupOutput,
+        ])
+        try cgroupRecording.waitForLine("pybpfprof: sampling 2 processes", timeout: 120, onStandardError: true)
+        try "\(inside.pid)\n".write(toFile: mount + "/cgroup.procs", atomically: false, encoding: .utf8)
+        let cgroupResult = try cgroupRecording.wait(timeout: 120).requireSuccess()
         let cgroupByPid = try samplesByPid(cgroupOutput)
-        print("  --cgroup /pybpfprof-test.slice: samples by pid \(cgroupByPid)")
+        print("  --cgroup /pybpfprof-test.slice: samples by pid \(cgroupByPid) (\(inside.pid) moved out as sampling started)")
         print("    \(cgroupResult.recordingSummary)")
         XCTAssertEqual(Set(cgroupByPid.keys).subtracting([inside.pid, late.pid]), [], "samples from outside the cgroup")
-        XCTAssertGreaterThan(cgroupByPid[inside.pid] ?? 0, 200, cgroupResult.report)
         XCTAssertGreaterThan(cgroupByPid[late.pid] ?? 0, 200, cgroupResult.report)
+        XCTAssertLessThan(cgroupByPid[inside.pid] ?? 0, (cgroupByPid[late.pid] ?? 0) / 4,
+                          "the process moved out of the cgroup is still sampled: the kernel does not restrict")
+    }
+
+    /// Every wrong `--cgroup` / `--container` is one line saying what to give instead, before anything is loaded.
+    func testBadCgroupAndContainerArgumentsAreOneLineErrors() throws {
+        let mount = try cgroupV2Mount()
+        let slice = mount + "/pybpfprof-test.slice"
+        removeCgroup(slice)
+        let twins = ["cafe0" + String(repeating: "1", count: 59), "cafe0" + String(repeating: "2", count: 59)]
+        for id in twins { try FileManager.default.createDirectory(atPath: slice + "/docker-\(id).scope", withIntermediateDirectories: true) }
+        defer { removeCgroup(slice) }
+
+        assertCleanError(try runPyBPFProf(["record", "--container", "xyz", "--duration", "1"]), keywords: ["--container xyz", "hexadecimal"])
+        assertCleanError(try runPyBPFProf(["record", "--container", "0123abcd9876", "--duration", "1"]),
+                         keywords: ["no container", "--cgroup PATH"])
+        assertCleanError(try runPyBPFProf(["record", "--container", "cafe0", "--duration", "1"]),
+                         keywords: ["matches 2 containers", "more of its digits", "/pybpfprof-test.slice/docker-\(twins[0]).scope"])
+        assertCleanError(try runPyBPFProf(["record", "--cgroup", "/pybpfprof-test.slice/missing.scope", "--duration", "1"]),
+                         keywords: ["cannot open", mount])
+        assertCleanError(try runPyBPFProf(["record", "--cgroup", "/proc", "--duration", "1"]), keywords: ["not in the cgroup v2 hierarchy"])
+        assertCleanError(try runPyBPFProf(["record", "--cgroup", "/a/../b", "--duration", "1"]), keywords: ["'..'"])
+        assertCleanError(try runPyBPFProf(["record", "--cgroup", "/pybpfprof-test.slice", "--all"]), keywords: ["exactly one target"])
+        assertCleanError(try runPyBPFProf(["record", "--container", "cafe01", "--subprocesses"]), keywords: ["--subprocesses"])
     }
 
     /// Samples per process in a speedscope file.
