@@ -145,6 +145,10 @@ public final class Recorder {
     /// Processes that mapped code the unwinder does not know yet; refreshed by the recording loop.
     private var staleMappings: Set<Int32> = []
     private var lastRefresh: [Int32: UInt64] = [:]
+    /// Signalled by the drain thread when the recording loop has work: a process to locate or register, or one
+    /// whose maps to re-read. The loop waits on it, so a library loaded later (dlopen) or a new process is
+    /// handled at once rather than at the loop's next poll.
+    private let loopWakeup = DispatchSemaphore(value: 0)
     /// Process following (--all, --subprocesses), fed by the BPF program's exec/fork/exit events on the drain
     /// thread and worked off by the recording loop.
     private var followed = ProcessFollowing()
@@ -211,7 +215,7 @@ public final class Recorder {
                 refreshStaleMappings()
                 followNewProcesses()
                 reportProgressIfDue()
-                usleep(options.followsProcesses ? 2_000 : 50_000)
+                waitForWork()
             }
         }
         sampler.stop()
@@ -287,7 +291,7 @@ public final class Recorder {
             refreshStaleMappings()
             followNewProcesses()
             reportProgressIfDue()
-            usleep(located || unusable != nil ? (options.followsProcesses ? 2_000 : 50_000) : 2_000)
+            if located || unusable != nil { waitForWork() } else { usleep(2_000) }
         }
         // With --subprocesses the command may be a launcher whose children ran Python.
         if !located, statistics.commandExitStatus != nil, statistics.interpreters.isEmpty {
@@ -388,7 +392,10 @@ public final class Recorder {
         case RECORD_EXEC.rawValue:
             // A new program in this process: whatever was registered for it is stale.
             if followed.registered.contains(pid) { forget(pid) }
-            if options.target == .all || followed.tree.contains(pid) { followed.schedule(pid, now: Self.monotonicNow()) }
+            if options.target == .all || followed.tree.contains(pid) {
+                followed.schedule(pid, now: Self.monotonicNow())
+                loopWakeup.signal()
+            }
         case RECORD_FORK.rawValue:
             let child = Int32(bitPattern: event.tid)
             if options.subprocesses && followed.tree.contains(pid) { followed.tree.insert(child) }
@@ -396,8 +403,10 @@ public final class Recorder {
             // process forked before its parent was located (it forked at once) is located itself.
             if let interpreter = interpreters[pid], options.followsProcesses {
                 followed.forks.append((interpreter, child))
+                loopWakeup.signal()
             } else if followed.tree.contains(child) || followed.pending[pid] != nil {
                 followed.schedule(child, now: Self.monotonicNow())
+                loopWakeup.signal()
             }
         case RECORD_EXIT.rawValue:
             forget(pid)
@@ -489,7 +498,24 @@ public final class Recorder {
         lock.lock()
         followed.schedule(Int32(bitPattern: header.pid), now: Self.monotonicNow())
         lock.unlock()
+        loopWakeup.signal()
     }
+
+    /// Waits until the drain thread signals work, the next retry of a process still to locate or the next refresh
+    /// of stale maps is due, or 50 ms (the progress line, the duration and the targets' exit are checked then).
+    private func waitForWork() {
+        let now = Self.monotonicNow()
+        lock.lock()
+        var wakeAt = now + 50_000_000
+        if let due = followed.nextAttempt { wakeAt = min(wakeAt, due) }
+        for pid in staleMappings { wakeAt = min(wakeAt, (lastRefresh[pid] ?? 0) + Self.refreshInterval) }
+        lock.unlock()
+        guard wakeAt > now else { return }
+        _ = loopWakeup.wait(timeout: .now() + .nanoseconds(Int(wakeAt - now)))
+    }
+
+    /// The least time between two re-reads of one process's maps.
+    static let refreshInterval: UInt64 = 200_000_000
 
     /// Re-reads the maps of processes whose samples reached code in no known mapping (a library loaded after
     /// registration), at most every 200 ms per process, and gives the unwinder the new tables.
@@ -497,7 +523,7 @@ public final class Recorder {
         guard let unwindTables else { return }
         lock.lock()
         let now = Self.monotonicNow()
-        let due = staleMappings.filter { now - (lastRefresh[$0] ?? 0) >= 200_000_000 }
+        let due = staleMappings.filter { now - (lastRefresh[$0] ?? 0) >= Self.refreshInterval }
         staleMappings.subtract(due)
         let current = due.compactMap { pid in nativeProcesses[pid].map { (pid, $0, interpreterFiles[pid]) } }
         for pid in due { lastRefresh[pid] = now }
@@ -527,7 +553,7 @@ public final class Recorder {
             return
         }
         guard let process = instances[pid], let decoder = decoders[pid], let decoded = decoder.decode(record) else { return }
-        if decoded.reachedUnknownMapping { staleMappings.insert(pid) }
+        if decoded.reachedUnknownMapping, staleMappings.insert(pid).inserted { loopWakeup.signal() }
         let flags = UInt32(header.flags)
         if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 { statistics.splicing["native tables not loaded yet", default: 0] += 1 }
         if let outcome = decoded.outcome {
@@ -681,9 +707,12 @@ struct ProcessFollowing {
         pending[pid] = (now, Self.firstDelay)
     }
 
-    /// The processes whose next attempt is due.
+    /// When the next attempt is due, if any process is waiting for one.
+    var nextAttempt: UInt64? { pending.values.map(\.next).min() }
+
+    /// The processes whose next attempt is due, the longest due first (a backlog is worked off in order).
     func due(now: UInt64) -> [Int32] {
-        pending.filter { $0.value.next <= now }.map(\.key)
+        pending.filter { $0.value.next <= now }.sorted { $0.value.next < $1.value.next }.map(\.key)
     }
 
     /// Not Python yet: the loader may still be mapping libpython. Tries again later, doubling the delay; gives up
