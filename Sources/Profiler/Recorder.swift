@@ -39,7 +39,10 @@ public struct RecordOptions: Sendable {
     public var subprocesses = false
 
     /// Whether the recording follows processes as they start: `--all`, `--cgroup` and `--subprocesses`.
-    var followsProcesses: Bool { target == .all || cgroup != nil || subprocesses }
+    var followsProcesses: Bool { takesEveryNewProgram || subprocesses }
+
+    /// `--all` and `--cgroup`: every program that starts (in the cgroup) is a target, whoever started it.
+    var takesEveryNewProgram: Bool { target == .all || cgroup != nil }
 
     /// The cgroup the recording is restricted to, if any.
     var cgroup: CgroupDirectory? {
@@ -192,7 +195,7 @@ public final class Recorder {
 
         startMonotonic = Self.monotonicNow()
         profile.startDate = Date().timeIntervalSince1970
-        try sampler.start(frequency: options.rate) { [weak self] record in self?.handleRecord(record) }
+        try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
         defer { sampler.stop() }
         onStarted?(withProfile { $0.processes.count })
 
@@ -205,7 +208,7 @@ public final class Recorder {
         } else {
             func targetsLeft() -> Bool {
                 // --all and --cgroup run until stopped: processes may start at any time.
-                if options.target == .all || options.cgroup != nil { return true }
+                if options.takesEveryNewProgram { return true }
                 lock.lock()
                 let tracked = followed.tree
                 lock.unlock()
@@ -302,13 +305,14 @@ public final class Recorder {
     private func register(_ interpreter: PythonInterpreter) throws {
         let pid = interpreter.pid
         let commandLine = ProcessScanner.commandLine(pid: pid)
+        let containerID = Containers.containerID(pid: pid) ?? ""
         lock.lock()
         interpreters[pid] = interpreter
         followed.registered.insert(pid)
         decoders[pid] = makeDecoder(interpreter: interpreter)
         statistics.interpreters.append(interpreter)
         instances[pid] = profile.add(ProfiledProcess(
-            pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description))
+            pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description, containerID: containerID))
         lock.unlock()
         try sampler.add(interpreter)
         // Python stacks are sampled from here on; native ones once the tables are loaded (compiling them takes a
@@ -376,11 +380,13 @@ public final class Recorder {
         guard let unwindTables else { return }
         let native = try NativeProcess(pid: pid, interpreterFile: nil, store: unwindTables)
         try sampler.setMappings(pid: pid, native.bpfValue())
+        let process = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "",
+                                      containerID: Containers.containerID(pid: pid) ?? "")
         lock.lock()
         nativeProcesses[pid] = native
         decoders[pid] = makeDecoder(interpreter: nil)
         decoders[pid]?.native = native
-        instances[pid] = profile.add(ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: ""))
+        instances[pid] = profile.add(process)
         lock.unlock()
         try sampler.addNative(pid: pid)
     }
@@ -392,7 +398,8 @@ public final class Recorder {
         case RECORD_EXEC.rawValue:
             // A new program in this process: whatever was registered for it is stale.
             if followed.registered.contains(pid) { forget(pid) }
-            if options.target == .all || followed.tree.contains(pid) {
+            // With --cgroup the BPF program reports only the execs of the cgroup's tasks.
+            if options.takesEveryNewProgram || followed.tree.contains(pid) {
                 followed.schedule(pid, now: Self.monotonicNow())
                 loopWakeup.signal()
             }
@@ -485,20 +492,6 @@ public final class Recorder {
     /// Whether `pid` is in the cgroup the recording is restricted to; true without one.
     private func isInTargetCgroup(_ pid: Int32) -> Bool {
         options.cgroup.map { Containers.isProcess(pid, under: $0) } ?? true
-    }
-
-    /// Drain thread: every ring buffer record goes to `handle`. With `--cgroup`, a process that exec'ed is then also
-    /// scheduled to be located, as `--all` does in `handleProcessEvent`: the BPF program reports only the execs of
-    /// the cgroup's tasks.
-    private func handleRecord(_ record: UnsafeRawBufferPointer) {
-        handle(record)
-        guard options.cgroup != nil, record.count >= MemoryLayout<sample_header>.size else { return }
-        let header = record.loadUnaligned(as: sample_header.self)
-        guard header.record_type == UInt16(RECORD_EXEC.rawValue) else { return }
-        lock.lock()
-        followed.schedule(Int32(bitPattern: header.pid), now: Self.monotonicNow())
-        lock.unlock()
-        loopWakeup.signal()
     }
 
     /// Waits until the drain thread signals work, the next retry of a process still to locate or the next refresh

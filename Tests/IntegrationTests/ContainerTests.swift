@@ -1,3 +1,4 @@
+import Exporters
 import Foundation
 import Glibc
 import TestSupport
@@ -248,8 +249,10 @@ final class ContainerTests: IntegrationTestCase {
 
         // --container: the late process starts once sampling has.
         let containerOutput = scratchFile("container.speedscope.json")
+        let saved = scratchFile("container.pybpfprof")
         let recording = try start(try PyBPFProfBinary.path(), [
             "record", "--container", String(id.prefix(12)), "--duration", "4", "--rate", "499", "-o", containerOutput,
+            "--save", saved,
         ])
         try recording.waitForLine("pybpfprof: sampling", timeout: 120, onStandardError: true)
         let late = try startInside()
@@ -261,6 +264,12 @@ final class ContainerTests: IntegrationTestCase {
         // Two busy processes inside, one outside and the machine's other work share the CPUs: hundreds each, not 2000.
         XCTAssertGreaterThan(byPid[inside.pid] ?? 0, 200, containerResult.report)
         XCTAssertGreaterThan(byPid[late.pid] ?? 0, 50, "the process started in the container while recording: \(containerResult.report)")
+        // Every sample carries the container's ID: its processes have it, and the flame graph's stacks start with it.
+        let profile = try RecordingFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: saved))))
+        XCTAssertEqual(Set(profile.sampledProcesses.map { profile.processes[Int($0)].containerID }), [id])
+        let folded = FoldedExporter().lines(profile)
+        XCTAssertFalse(folded.isEmpty)
+        XCTAssertEqual(folded.filter { !$0.hasPrefix("container \(id.prefix(12));") }, [], "stacks without the container's frame")
 
         // --cgroup, the parent of the container's cgroup, as /proc/PID/cgroup shows paths. Once sampling runs, the first
         // process moves out to the root cgroup: still registered in userspace, its samples stop in the kernel.
