@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "CPython", dependencies: ["Native"]),
         .target(
             name: "Profiler",
-            dependencies: ["BPFKit", "CBPF", "CPython", "Native", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["BPFKit", "CBPF", "CPython", "CSystem", "Native", .product(name: "Logging", package: "swift-log")]
         ),
         // zlib's gzip encoder (pprof files are gzip-compressed).
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
@@ -45,6 +45,6 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ProfilerTests", dependencies: ["Profiler", "Native"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Profiler", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Profiler", "Exporters", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

@@ -36,6 +36,10 @@ const volatile __u8 collect_native_stacks = 1;
  * the exits of profiled processes. */
 const volatile __u8 report_process_events = 0;
 
+/* 1 for --cgroup / --container: only tasks in the cgroup v2 directory held in `target_cgroup`, or below it, are
+ * sampled and reported. */
+const volatile __u8 restrict_to_cgroup = 0;
+
 /* The kernel types we read, with CO-RE relocations against the running kernel's BTF: only the field we
  * need, so the program builds without a vmlinux.h. */
 struct thread_struct___pybpfprof {
@@ -101,6 +105,14 @@ struct {
     __type(key, __u32);
     __type(value, struct unwind_row);
 } unwind_rows SEC(".maps");
+
+/* The cgroup of --cgroup / --container (entry 0: a cgroup v2 directory's fd, set by userspace after load). */
+struct {
+    __uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} target_cgroup SEC(".maps");
 
 /* Size set by userspace before load (bpf_map__set_max_entries). */
 struct {
@@ -609,12 +621,33 @@ static __always_inline void send_process_event(enum record_type type, __u32 pid,
         count(COUNTER_EVENTS_LOST);
 }
 
+/* Whether the current task is one the recording is restricted to: always without --cgroup / --container. A
+ * failed check (no cgroup in the map) counts the task as outside, and is counted. */
+static __always_inline bool current_task_in_target(void)
+{
+    if (!restrict_to_cgroup)
+        return true;
+    long under = bpf_current_task_under_cgroup(&target_cgroup, 0);
+    if (under < 0)
+        count(COUNTER_CGROUP_CHECK_FAILED);
+    return under == 1;
+}
+
+/* Exit or exec: the process's registration is deleted here, in the kernel, so that no sample of the new program
+ * (or of a new process given the same pid) is read with the old program's offsets before userspace has handled
+ * the event. Userspace's own removal then finds nothing, which it ignores. A profiled process's event is always
+ * reported (userspace forgets it); others only when following, and under the cgroup when restricted. */
+static __always_inline void report_replaced_process(enum record_type type, __u32 tgid)
+{
+    bool was_profiled = bpf_map_delete_elem(&processes, &tgid) == 0;
+    if (was_profiled || (report_process_events && current_task_in_target()))
+        send_process_event(type, tgid, 0);
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task, int old_pid, void *binprm)
 {
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (report_process_events || bpf_map_lookup_elem(&processes, &tgid))
-        send_process_event(RECORD_EXEC, tgid, 0);
+    report_replaced_process(RECORD_EXEC, bpf_get_current_pid_tgid() >> 32);
     return 0;
 }
 
@@ -623,8 +656,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
     struct task_struct___pybpfprof *forked = (void *)child;
     int pid = BPF_CORE_READ(forked, pid), tgid = BPF_CORE_READ(forked, tgid);
-    /* A new thread is no new process. */
-    if (pid != tgid || !report_process_events)
+    /* A new thread is no new process. The child is in its parent's cgroup, the current task's. */
+    if (pid != tgid || !report_process_events || !current_task_in_target())
         return 0;
     send_process_event(RECORD_FORK, bpf_get_current_pid_tgid() >> 32, (__u32)pid);
     return 0;
@@ -635,15 +668,16 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 {
     if (!group_dead)
         return 0;
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (report_process_events || bpf_map_lookup_elem(&processes, &tgid))
-        send_process_event(RECORD_EXIT, tgid, 0);
+    report_replaced_process(RECORD_EXIT, bpf_get_current_pid_tgid() >> 32);
     return 0;
 }
 
 SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
+    /* First: on a busy host most ticks belong to tasks of other cgroups. */
+    if (!current_task_in_target())
+        return 0;
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tgid = pid_tgid >> 32;
     const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);

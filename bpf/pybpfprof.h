@@ -229,6 +229,7 @@ enum counter {
     COUNTER_NATIVE_TRUNCATED,       /* native stacks deeper than NATIVE_MAX_FRAMES */
     COUNTER_NATIVE_NO_REGISTERS,    /* user registers unavailable (kernel thread, exiting task) */
     COUNTER_EVENTS_LOST,            /* process events lost: ring buffer full */
+    COUNTER_CGROUP_CHECK_FAILED,    /* --cgroup / --container: the task's cgroup could not be checked */
     COUNTER_COUNT,
 };
 

@@ -233,11 +233,12 @@ public enum InterpreterLocator {
     }
 
     /// Opens a file the process maps, through /proc/PID/map_files (the exact inode, also when deleted or
-    /// in another mount namespace), falling back to the path under the process's root.
+    /// in another mount namespace), falling back to the path resolved inside the process's root (never outside
+    /// it: see `openInRoot`).
     public static func openMappedFile(pid: Int32, path: String, mapping: MemoryMapping) throws -> ELFFile {
         let mapFile = "/proc/\(pid)/map_files/\(String(mapping.start, radix: 16))-\(String(mapping.end, radix: 16))"
         if let elf = try? ELFFile(path: mapFile) { return elf }
-        return try ELFFile(path: "/proc/\(pid)/root\(path)")
+        return try ELFFile(path: path, inRoot: "/proc/\(pid)/root")
     }
 
     /// The CPython version a binary implements: `Py_Version` (3.11+), else the PY_VERSION string in

@@ -19,9 +19,11 @@ import Profiler
 ///   `counters`).
 ///
 /// The document:
-/// - one thread per (pid, tid) with samples, in (pid, tid) order, named by its last sample's thread name;
-///   threads of one pid share `pid`, `processName` (the command line) and `processStartupTime`, which is
-///   how the profiler groups them under one process track; `isMainThread` when tid == pid;
+/// - one thread per (process, tid) with samples, in the profile's process order, named by its last sample's
+///   thread name; threads of one process share `pid`, `processName` (the command line, and the container
+///   when it runs in one) and `processStartupTime`, which is how the profiler groups them under one process
+///   track; `pid` is the pid, or `pid.N` for the Nth process that had the same pid during the recording (a
+///   reused pid is another process); `isMainThread` when tid == pid;
 /// - every sample at its own time (`samples.time`, ms after `meta.startTime`, exact to the nanosecond),
 ///   in time order within its thread, each weighing one sample (`weight` null, `weightType` "samples");
 /// - categories Python (yellow), Native (blue), Kernel (orange) and Other (grey, the default category,
@@ -66,9 +68,11 @@ public struct FirefoxProfilerExporter: Sendable {
     public func render(_ profile: Profile) -> [UInt8] {
         let threads = Self.samplesByThread(profile)
         let processStarts = Self.processStartTimes(threads)
+        let processIDs = profile.processLabels
         var strings = StringTable()
         let renderedThreads = threads.map { thread in
-            renderThread(thread, profile: profile, processStart: processStarts, strings: &strings)
+            renderThread(thread, profile: profile, processStart: processStarts[thread.key.process]!,
+                         processID: processIDs[Int(thread.key.process)], strings: &strings)
         }
 
         let period = profile.samplePeriod
@@ -145,17 +149,17 @@ public struct FirefoxProfilerExporter: Sendable {
         writer.raw(",")
         writer.key("entries")
         writer.raw("[")
-        for (index, pid) in Set(threads.map(\.key.pid)).sorted().enumerated() {
+        for (index, process) in Set(threads.map(\.key.process)).sorted().enumerated() {
             if index > 0 { writer.raw(",") }
             writer.raw("{")
             writer.key("label")
-            writer.string("pid \(pid)")
+            writer.string("pid \(processIDs[Int(process)])")
             writer.raw(",")
             writer.key("format")
             writer.string("string")
             writer.raw(",")
             writer.key("value")
-            writer.string(Self.processDescription(pid, profile: profile))
+            writer.string(Self.processDescription(profile.processes[Int(process)]))
             writer.raw("}")
         }
         writer.raw("]}]},")
@@ -189,11 +193,11 @@ public struct FirefoxProfilerExporter: Sendable {
         var samples: [Sample]
     }
 
-    /// Each thread with samples, in (pid, tid) order.
+    /// Each thread with samples, in (process, tid) order.
     private static func samplesByThread(_ profile: Profile) -> [ThreadSamples] {
         var samplesByThread: [ThreadKey: [Sample]] = [:]
         for sample in profile.samples {
-            samplesByThread[ThreadKey(pid: sample.pid, tid: sample.tid), default: []].append(sample)
+            samplesByThread[ThreadKey(process: sample.process, tid: sample.tid), default: []].append(sample)
         }
         return profile.threads.map { thread in
             let samples = samplesByThread[thread.key]!
@@ -208,22 +212,21 @@ public struct FirefoxProfilerExporter: Sendable {
         var starts: [Int32: UInt64] = [:]
         for thread in threads {
             let first = thread.samples.first!.time
-            starts[thread.key.pid] = min(starts[thread.key.pid] ?? first, first)
+            starts[thread.key.process] = min(starts[thread.key.process] ?? first, first)
         }
         return starts
     }
 
-    /// The command line, or `pid N` when the process is unknown or its command line is.
-    private static func processName(_ pid: Int32, profile: Profile) -> String {
-        guard let commandLine = profile.processes[pid]?.commandLine, !commandLine.isEmpty else { return "pid \(pid)" }
-        return commandLine
+    /// The command line (or `pid N` when it is unknown), and the container the process runs in.
+    private static func processName(_ process: ProfiledProcess) -> String {
+        let name = process.commandLine.isEmpty ? "pid \(process.pid)" : process.commandLine
+        return process.containerID.isEmpty ? name : "\(name) (container \(process.shortContainerID))"
     }
 
     /// `/usr/bin/python3 app.py (Python 3.12.1)`.
-    private static func processDescription(_ pid: Int32, profile: Profile) -> String {
-        let name = processName(pid, profile: profile)
-        guard let version = profile.processes[pid]?.pythonVersion, !version.isEmpty else { return name }
-        return "\(name) (Python \(version))"
+    private static func processDescription(_ process: ProfiledProcess) -> String {
+        let name = processName(process)
+        return process.pythonVersion.isEmpty ? name : "\(name) (Python \(process.pythonVersion))"
     }
 
     /// One thread's tables, numbered in the order its samples use frames and stacks.
@@ -304,7 +307,7 @@ public struct FirefoxProfilerExporter: Sendable {
     }
 
     private func renderThread(
-        _ thread: ThreadSamples, profile: Profile, processStart: [Int32: UInt64], strings: inout StringTable
+        _ thread: ThreadSamples, profile: Profile, processStart: UInt64, processID: String, strings: inout StringTable
     ) -> [UInt8] {
         var tables = ThreadTables()
         let sampleStacks = thread.samples.map { tables.stack($0.stack, profile: profile, strings: &strings) }
@@ -316,7 +319,7 @@ public struct FirefoxProfilerExporter: Sendable {
         writer.string("default")
         writer.raw(",")
         writer.key("processStartupTime")
-        writer.decimal(processStart[thread.key.pid]!, fractionDigits: 6)
+        writer.decimal(processStart, fractionDigits: 6)
         writer.raw(",")
         writer.key("processShutdownTime")
         writer.raw("null,")
@@ -331,12 +334,13 @@ public struct FirefoxProfilerExporter: Sendable {
         writer.string(name)
         writer.raw(",")
         writer.key("isMainThread")
-        writer.raw(thread.key.tid == thread.key.pid ? "true," : "false,")
+        let process = profile.processes[Int(thread.key.process)]
+        writer.raw(thread.key.tid == process.pid ? "true," : "false,")
         writer.key("processName")
-        writer.string(Self.processName(thread.key.pid, profile: profile))
+        writer.string(Self.processName(process))
         writer.raw(",")
         writer.key("pid")
-        writer.string(String(thread.key.pid))
+        writer.string(processID)
         writer.raw(",")
         writer.key("tid")
         writer.number(Int(thread.key.tid))

@@ -9,16 +9,17 @@ import Profiler
 /// ```
 /// {"format":"pybpfprof-flamegraph","version":1,
 ///  "samples":N,"sampleRate":HZ,"durationNs":NS,"startDate":SECONDS,
-///  "processes":[{"pid":P,"command":"...","python":"3.12.1"},...],
+///  "processes":[{"pid":P,"command":"...","python":"3.12.1","container":"..."},...],
 ///  "strings":["all","<module>","app.py",...],
 ///  "frames":[kind,name,file,line, kind,name,file,line, ...],
 ///  "nodes":{"frame":[...],"depth":[...],"total":[...]}}
 /// ```
 ///
 /// - `frames` is flat, four integers per frame: its kind (0 Python, 1 native, 2 kernel, 3 marker, 4 process,
-///   5 the root), and its name and file as indices into `strings` (a library for native frames, the Python
-///   version for processes), and its line (0 when unknown). Frame 0 is the root, `all`; one frame per
-///   process follows when the profile has more than one; then the profile's frames, in its order.
+///   5 the root, 6 container), and its name and file as indices into `strings` (a library for native frames,
+///   the Python version for processes), and its line (0 when unknown). Frame 0 is the root, `all`; one frame
+///   per container follows, then one per process when the profile has more than one; then the profile's
+///   frames, in its order.
 /// - `nodes` is the call tree in preorder: a node's parent is the nearest earlier node one level less deep,
 ///   children are in the order of their frames' names, files and lines (as flamegraph.pl orders them), and
 ///   `total` counts the samples whose stack passes through the node. A node's self count is its total less
@@ -27,7 +28,8 @@ import Profiler
 /// Flat integer arrays keep the file small and parse quickly (a million-node tree is a few megabytes that
 /// `JSON.parse` reads in well under a second) and need no object per node in the page. Frames merge by
 /// frame, as everywhere else in pybpfprof: one function at two lines is two frames. With more than one
-/// process, each process is a level of its own under the root, so their stacks do not merge.
+/// process, each process is a level of its own under the root, so their stacks do not merge; a process that
+/// runs in a container sits under a `container <id>` level (processes on the host have none).
 public struct FlameGraphHTMLExporter: Sendable {
     public init() {}
 
@@ -81,6 +83,9 @@ public struct FlameGraphHTMLExporter: Sendable {
             writer.raw(",")
             writer.key("python")
             writer.string(process.pythonVersion)
+            writer.raw(",")
+            writer.key("container")
+            writer.string(process.containerID)
             writer.raw("}")
         }
         writer.raw("],")
@@ -150,7 +155,7 @@ public struct FlameGraphHTMLExporter: Sendable {
 /// reads it through.
 struct FlameGraphTree {
     enum Kind: UInt8 {
-        case python = 0, native, kernel, marker, process, root
+        case python = 0, native, kernel, marker, process, root, container
     }
 
     struct TableFrame {
@@ -163,7 +168,7 @@ struct FlameGraphTree {
 
     private(set) var strings: [String] = []
     private(set) var frameTable: [TableFrame] = []
-    /// The processes in pid order; one tree level each when there are several.
+    /// The processes that have samples, in the profile's order; one tree level each when there are several.
     private(set) var processes: [ProfiledProcess] = []
     /// Per node, in preorder: its frame (index into `frameTable`), depth (the root's is 0), and sample count.
     private(set) var frame: [Int32] = []
@@ -173,14 +178,16 @@ struct FlameGraphTree {
     private var stringIndex: [String: Int32] = [:]
 
     init(_ profile: Profile) {
-        // Processes that have samples, including any the profile has no command line for.
-        let sampledPIDs = Set(profile.samples.map(\.pid))
-        processes = sampledPIDs.sorted().map { pid in
-            profile.processes[pid] ?? ProfiledProcess(pid: pid, commandLine: "", pythonVersion: "")
-        }
+        let sampled = profile.sampledProcesses
+        processes = sampled.map { profile.processes[Int($0)] }
         let perProcess = processes.count > 1
+        let containers = Array(Set(processes.map(\.containerID).filter { !$0.isEmpty })).sorted()
 
         frameTable.append(TableFrame(kind: Kind.root.rawValue, name: string("all"), file: string(""), line: 0))
+        for container in containers {
+            frameTable.append(TableFrame(kind: Kind.container.rawValue, name: string("container \(container.prefix(12))"),
+                                         file: string(container), line: 0))
+        }
         if perProcess {
             for process in processes {
                 let label = process.commandLine.isEmpty
@@ -196,31 +203,41 @@ struct FlameGraphTree {
                                          file: string(profileFrame.file), line: profileFrame.line))
         }
 
-        // Sort keys: a process level's key is its position among the processes, a frame's is the processes'
-        // count plus its rank in name, file, line order. Sorting the stacks by their keys lists the tree's
-        // paths in preorder with children in that order, so the tree is built without a map per node.
+        // Sort keys: a container level's key is its position among the containers, a process level's is the
+        // containers' count plus its position among the processes, a frame's is both counts plus its rank in
+        // name, file, line order. Sorting the stacks by their keys lists the tree's paths in preorder with
+        // children in that order, so the tree is built without a map per node. Keys and table frames happen
+        // to be in the same order up to the profile's frames (the table starts with the root).
         let frameRanks = Self.ranks(profile.frames)
-        let processCount = perProcess ? processes.count : 0
-        var keyToTableFrame = [Int32](repeating: 0, count: processCount + profile.frames.count)
-        for position in 0..<processCount { keyToTableFrame[position] = Int32(1 + position) }
+        let levelCount = containers.count + (perProcess ? processes.count : 0)
+        var keyToTableFrame = [Int32](repeating: 0, count: levelCount + profile.frames.count)
+        for position in 0..<levelCount { keyToTableFrame[position] = Int32(1 + position) }
         for (frameIndex, rank) in frameRanks.enumerated() {
-            keyToTableFrame[processCount + Int(rank)] = Int32(firstProfileFrame + frameIndex)
+            keyToTableFrame[levelCount + Int(rank)] = Int32(firstProfileFrame + frameIndex)
+        }
+
+        // The levels above each process's stacks, by the process's index in the profile.
+        let containerKey = Dictionary(uniqueKeysWithValues: containers.enumerated().map { ($1, Int32($0)) })
+        var levels = [[Int32]](repeating: [], count: profile.processes.count)
+        for (position, index) in sampled.enumerated() {
+            let process = profile.processes[Int(index)]
+            if let key = containerKey[process.containerID] { levels[Int(index)].append(key) }
+            if perProcess { levels[Int(index)].append(Int32(containers.count + position)) }
         }
 
         // Samples per stack, or per process and stack.
         var paths: [(keys: [Int32], count: Int)] = []
-        if perProcess {
-            let processPosition = Dictionary(uniqueKeysWithValues: processes.enumerated().map { ($1.pid, $0) })
+        if levelCount > 0 {
             var counts: [Int: Int] = [:]
             for sample in profile.samples {
-                counts[processPosition[sample.pid]! * profile.stacks.count + Int(sample.stack), default: 0] += 1
+                counts[Int(sample.process) * profile.stacks.count + Int(sample.stack), default: 0] += 1
             }
             paths.reserveCapacity(counts.count)
             for (key, count) in counts {
                 let stack = profile.stacks[key % profile.stacks.count]
-                var keys: [Int32] = [Int32(key / profile.stacks.count)]
-                keys.reserveCapacity(stack.count + 1)
-                for frameIndex in stack { keys.append(Int32(processCount) + frameRanks[Int(frameIndex)]) }
+                var keys = levels[key / profile.stacks.count]
+                keys.reserveCapacity(keys.count + stack.count)
+                for frameIndex in stack { keys.append(Int32(levelCount) + frameRanks[Int(frameIndex)]) }
                 paths.append((keys, count))
             }
         } else {

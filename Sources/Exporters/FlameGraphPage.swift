@@ -83,7 +83,7 @@ enum FlameGraphPage {
   const data = JSON.parse(document.getElementById('profile-data').textContent);
   const strings = data.strings;
   const frameTable = data.frames;        // kind, name, file, line for each frame
-  const KIND_PYTHON = 0, KIND_NATIVE = 1, KIND_KERNEL = 2, KIND_MARKER = 3, KIND_PROCESS = 4, KIND_ROOT = 5;
+  const KIND_PYTHON = 0, KIND_NATIVE = 1, KIND_KERNEL = 2, KIND_MARKER = 3, KIND_PROCESS = 4, KIND_ROOT = 5, KIND_CONTAINER = 6;
   const frameCount = frameTable.length / 4;
   const nodeFrame = Int32Array.from(data.nodes.frame);
   const nodeDepth = Int32Array.from(data.nodes.depth);
@@ -182,6 +182,7 @@ enum FlameGraphPage {
       case KIND_KERNEL: c = 'hsl(' + (4 + 30 * h).toFixed(1) + ',' + (75 + 15 * v).toFixed(1) + '%,' + (56 + 8 * v).toFixed(1) + '%)'; break;
       case KIND_PROCESS: c = 'hsl(' + (262 + 24 * h).toFixed(1) + ',35%,78%)'; break;
       case KIND_ROOT: c = 'hsl(0,0%,82%)'; break;
+      case KIND_CONTAINER: c = 'hsl(' + (160 + 24 * h).toFixed(1) + ',30%,72%)'; break;
       default: c = 'hsl(0,0%,' + (70 + 10 * h).toFixed(1) + '%)';
     }
     colours[frame] = c;
@@ -342,6 +343,7 @@ enum FlameGraphPage {
       case KIND_KERNEL: return 'kernel';
       case KIND_PROCESS: return 'process' + (file ? ' \u00b7 ' + file : '');
       case KIND_ROOT: return 'all samples';
+      case KIND_CONTAINER: return 'container \u00b7 ' + file;
       default: return 'marker';
     }
   }

@@ -13,10 +13,12 @@ import Profiler
 /// may appear inside a frame: `;` becomes `,` and every control character (newline, tab, NUL...) becomes a
 /// space. Spaces need no care, since readers take the count after the line's last space.
 ///
-/// Stacks that render identically (e.g. they differ only in a replaced character) share one line.
+/// A sample of a process in a container starts with `container <id>` (its first 12 characters), a root frame of
+/// its own. Stacks that render identically (e.g. they differ only in a replaced character) share one line.
 public struct FoldedExporter: Sendable {
     /// Starts each line with the process and the thread, `pid;thread-name (tid);`, so a flame graph has
-    /// one tower per thread. The thread's name is the one it had last, as in the speedscope export.
+    /// one tower per thread. The thread's name is the one it had last, as in the speedscope export. A pid that
+    /// names two processes during the recording is `pid.2` for the second (`Profile.processLabels`).
     public var prefixesThreads: Bool
 
     public init(prefixesThreads: Bool = false) {
@@ -41,6 +43,12 @@ public struct FoldedExporter: Sendable {
 
         // Counting per interned stack first means each distinct stack is rendered once, not once per sample.
         var countsByLine: [String: Int] = [:]
+        let containerPrefixes = profile.processes.map { process in
+            process.containerID.isEmpty ? "" : "container \(Self.sanitize(process.shortContainerID))"
+        }
+        func join(_ prefix: String, _ stack: String) -> String {
+            prefix.isEmpty ? stack : stack.isEmpty ? prefix : prefix + ";" + stack
+        }
         if prefixesThreads {
             struct ThreadStack: Hashable {
                 var thread: ThreadKey
@@ -48,15 +56,26 @@ public struct FoldedExporter: Sendable {
             }
             var counts: [ThreadStack: Int] = [:]
             for sample in profile.samples {
-                counts[ThreadStack(thread: ThreadKey(pid: sample.pid, tid: sample.tid), stack: sample.stack), default: 0] += 1
+                counts[ThreadStack(thread: ThreadKey(process: sample.process, tid: sample.tid), stack: sample.stack), default: 0] += 1
             }
+            let processLabels = profile.processLabels
             let prefixes = Dictionary(uniqueKeysWithValues: profile.threads.map { thread in
-                (thread.key, "\(thread.key.pid);\(Self.sanitize(thread.name)) (\(thread.key.tid))")
+                let process = Int(thread.key.process)
+                return (thread.key, join(containerPrefixes[process],
+                                         "\(processLabels[process]);\(Self.sanitize(thread.name)) (\(thread.key.tid))"))
             })
             for (threadStack, count) in counts {
-                let prefix = prefixes[threadStack.thread]!
-                let stack = renderStack(threadStack.stack)
-                countsByLine[stack.isEmpty ? prefix : prefix + ";" + stack, default: 0] += count
+                countsByLine[join(prefixes[threadStack.thread]!, renderStack(threadStack.stack)), default: 0] += count
+            }
+        } else if containerPrefixes.contains(where: { !$0.isEmpty }) {
+            struct ProcessStack: Hashable {
+                var process: Int32
+                var stack: Int32
+            }
+            var counts: [ProcessStack: Int] = [:]
+            for sample in profile.samples { counts[ProcessStack(process: sample.process, stack: sample.stack), default: 0] += 1 }
+            for (processStack, count) in counts {
+                countsByLine[join(containerPrefixes[Int(processStack.process)], renderStack(processStack.stack)), default: 0] += count
             }
         } else {
             var counts = [Int](repeating: 0, count: profile.stacks.count)

@@ -17,8 +17,7 @@ import Darwin
 ///   at that sample, so a thread renamed during the recording shows both names; none for a thread without
 ///   a name). The keys use `_` rather than spaces because Pyroscope and Parca turn pprof labels into series
 ///   labels, which must be identifiers; `go tool pprof -tagfocus=thread_name=worker` needs no quoting
-///   either. A `container` label belongs here once the Profile knows which container a process runs in; it
-///   does not yet.
+///   either. `container` (string, the full ID) on the samples of a process that runs in a container.
 /// - Locations: one per distinct frame of the Profile (name, file and line), leaf first in each sample as
 ///   pprof requires (the Profile stores stacks root first). Each has one Line (function and line number, 0
 ///   when unknown) and address 0: frames arrive symbolized, and a Python frame has no address.
@@ -31,7 +30,7 @@ import Darwin
 ///   name says what a frame is: a Python frame's source file, a native frame's library (as pprof's own
 ///   native profiles do), a kernel frame's module or `[kernel]` when it has none, and none for markers
 ///   such as `[truncated]`.
-/// - Comments: one per process, `pid N: command line (Python x.y.z)`, which pprof prints at the top of its
+/// - Comments: one per process, `pid N: command line (Python x.y.z)` (then `container ID` if in one), which pprof prints at the top of its
 ///   reports (and alone with `-comments`): the file says what was profiled, as the other formats' names do.
 /// - Time: `time_nanos` is the recording's start, `duration_nanos` its length.
 ///
@@ -49,7 +48,9 @@ public struct PprofExporter: Sendable {
         var strings = StringTable()
         let samplesType = ValueType(type: strings["samples"], unit: strings["count"])
         let cpuType = ValueType(type: strings["cpu"], unit: strings["nanoseconds"])
-        let labelKeys = (pid: strings["pid"], threadID: strings["thread_id"], threadName: strings["thread_name"])
+        let labelKeys = (pid: strings["pid"], threadID: strings["thread_id"], threadName: strings["thread_name"],
+                         container: strings["container"])
+        let containers = profile.processes.map { $0.containerID.isEmpty ? 0 : strings[$0.containerID] }
         let period = Int64(clamping: profile.samplePeriod)
 
         // Samples, aggregated in the order of their first occurrence so that the output is deterministic.
@@ -57,7 +58,7 @@ public struct PprofExporter: Sendable {
         var sampleKeys: [SampleKey] = []
         var sampleCounts: [Int64] = []
         for sample in profile.samples {
-            let key = SampleKey(stack: sample.stack, pid: sample.pid, tid: sample.tid, threadName: sample.threadName)
+            let key = SampleKey(stack: sample.stack, process: sample.process, tid: sample.tid, threadName: sample.threadName)
             if let index = sampleIndex[key] {
                 sampleCounts[index] += 1
             } else {
@@ -78,7 +79,7 @@ public struct PprofExporter: Sendable {
                 sample.packedInt64s(Field.Sample.value, [count, count &* period])
                 sample.message(Field.Sample.label) { label in
                     label.int64(Field.Label.key, labelKeys.pid)
-                    label.int64(Field.Label.num, Int64(key.pid))
+                    label.int64(Field.Label.num, Int64(profile.processes[Int(key.process)].pid))
                 }
                 sample.message(Field.Sample.label) { label in
                     label.int64(Field.Label.key, labelKeys.threadID)
@@ -89,6 +90,13 @@ public struct PprofExporter: Sendable {
                     sample.message(Field.Sample.label) { label in
                         label.int64(Field.Label.key, labelKeys.threadName)
                         label.int64(Field.Label.str, threadName)
+                    }
+                }
+                let container = containers[Int(key.process)]
+                if container != 0 {
+                    sample.message(Field.Sample.label) { label in
+                        label.int64(Field.Label.key, labelKeys.container)
+                        label.int64(Field.Label.str, container)
                     }
                 }
             }
@@ -125,8 +133,9 @@ public struct PprofExporter: Sendable {
         }
 
         let programFileName = strings[Self.programName(profile)]
-        let comments = profile.processes.values.sorted { $0.pid < $1.pid }.map { process in
-            strings["pid \(process.pid): \(process.commandLine) (Python \(process.pythonVersion))"]
+        let comments = profile.processes.map { process in
+            strings["pid \(process.pid): \(process.commandLine) (Python \(process.pythonVersion))"
+                + (process.containerID.isEmpty ? "" : " container \(process.containerID)")]
         }
 
         var message = ProtobufWriter()
@@ -158,7 +167,7 @@ public struct PprofExporter: Sendable {
     /// The file name of the program every profiled process runs (the first word of its command line), or
     /// "" when they run different ones or none is known.
     static func programName(_ profile: Profile) -> String {
-        let programs = Set(profile.processes.values.map { process in
+        let programs = Set(profile.processes.map { process in
             let executable = process.commandLine.split(separator: " ").first ?? ""
             return String(executable.split(separator: "/").last ?? "")
         })
@@ -200,7 +209,8 @@ public struct PprofExporter: Sendable {
 
 private struct SampleKey: Hashable {
     var stack: Int32
-    var pid: Int32
+    /// Index into `Profile.processes`.
+    var process: Int32
     var tid: Int32
     var threadName: Int32
 }

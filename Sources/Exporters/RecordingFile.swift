@@ -8,19 +8,22 @@ import Profiler
 ///     magic "PYBPFREC"  (8 bytes)
 ///     format version    (u32 little-endian; this writer writes `currentVersion`)
 ///     sample rate, start date (f64 bit pattern, u64 little-endian), duration ns
-///     processes: count, then per process: pid (zigzag), command line, Python version
+///     processes: count, then per process: pid (zigzag), command line, Python version, container ID
 ///     frames: count, then per frame: kind (0 python, 1 native, 2 kernel, 3 marker), name, file, line
 ///     stacks: count, then per stack: length, frame indices (root first)
 ///     thread names: count, then the strings
 ///     samples: count, then per sample: time delta from the previous sample (times are sorted), cpu,
-///              pid (zigzag), tid (zigzag), thread name index, stack index
+///              process index, tid (zigzag), thread name index, stack index
+///
+/// Version 1 had no container ID, and a pid instead of the process index in each sample (its processes are
+/// one per pid); it is still read.
 ///
 /// A sample costs 6 to 10 bytes; the interned tables are written once. The reader treats the file as hostile:
 /// every count is bounded by the bytes left, every index is checked, and a failure names the byte where it
 /// happened.
 public enum RecordingFile {
     public static let magic = Array("PYBPFREC".utf8)
-    public static let currentVersion: UInt32 = 1
+    public static let currentVersion: UInt32 = 2
     /// The oldest version this build reads.
     public static let oldestReadableVersion: UInt32 = 1
 
@@ -32,12 +35,12 @@ public enum RecordingFile {
         withUnsafeBytes(of: profile.startDate.bitPattern.littleEndian) { writer.bytes += $0 }
         writer.varint(profile.duration)
 
-        let processes = profile.processes.values.sorted { $0.pid < $1.pid }
-        writer.varint(UInt64(processes.count))
-        for process in processes {
+        writer.varint(UInt64(profile.processes.count))
+        for process in profile.processes {
             writer.signed(Int64(process.pid))
             writer.string(process.commandLine)
             writer.string(process.pythonVersion)
+            writer.string(process.containerID)
         }
         writer.varint(UInt64(profile.frames.count))
         for frame in profile.frames {
@@ -61,7 +64,7 @@ public enum RecordingFile {
             writer.varint(sample.time - previous)
             previous = sample.time
             writer.varint(UInt64(sample.cpu))
-            writer.signed(Int64(sample.pid))
+            writer.varint(UInt64(sample.process))
             writer.signed(Int64(sample.tid))
             writer.varint(UInt64(sample.threadName))
             writer.varint(UInt64(sample.stack))
@@ -90,10 +93,19 @@ public enum RecordingFile {
         var profile = Profile(sampleRate: rate, startDate: startDate.isFinite ? startDate : 0)
         profile.duration = try reader.varint("duration")
 
-        for _ in 0..<(try reader.count("processes")) {
+        // Version 1 names a sample's process by pid, one process per pid.
+        var processByPID: [Int32: Int32] = [:]
+        let processCount = try reader.count("processes")
+        for _ in 0..<processCount {
             let pid = try reader.int32("pid")
-            profile.processes[pid] = ProfiledProcess(
-                pid: pid, commandLine: try reader.string("command line"), pythonVersion: try reader.string("Python version"))
+            let commandLine = try reader.string("command line"), pythonVersion = try reader.string("Python version")
+            let containerID = version >= 2 ? try reader.string("container ID") : ""
+            let index = profile.add(ProfiledProcess(
+                pid: pid, commandLine: commandLine, pythonVersion: pythonVersion, containerID: containerID))
+            if version == 1 {
+                guard processByPID[pid] == nil else { throw reader.corrupt("process \(pid) appears twice") }
+                processByPID[pid] = index
+            }
         }
         let frameCount = try reader.count("frames")
         for index in 0..<frameCount {
@@ -127,8 +139,20 @@ public enum RecordingFile {
             guard !overflow else { throw reader.corrupt("sample time overflows") }
             time = sum
             let cpu = try reader.count(limit: Int(UInt32.max), "cpu")
+            let process: Int32
+            if version == 1 {
+                let pid = try reader.int32("pid")
+                if let known = processByPID[pid] {
+                    process = known
+                } else {
+                    process = profile.add(ProfiledProcess(pid: pid, commandLine: "", pythonVersion: ""))
+                    processByPID[pid] = process
+                }
+            } else {
+                process = Int32(try reader.index(below: processCount, "process index"))
+            }
             profile.samples.append(Sample(
-                time: time, cpu: UInt32(cpu), pid: try reader.int32("pid"), tid: try reader.int32("tid"),
+                time: time, cpu: UInt32(cpu), process: process, tid: try reader.int32("tid"),
                 threadName: Int32(try reader.index(below: nameCount, "thread name index")),
                 stack: Int32(try reader.index(below: stackCount, "stack index"))))
         }

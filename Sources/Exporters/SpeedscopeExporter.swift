@@ -2,7 +2,7 @@ import Foundation
 import Profiler
 
 /// speedscope's file format (https://www.speedscope.app/file-format-schema.json): the profile's frames as
-/// the shared frame list, and one `sampled` profile per thread, in (pid, tid) order, whose samples are that
+/// the shared frame list, and one `sampled` profile per thread, in (process, tid) order, whose samples are that
 /// thread's stacks in time order, each weighing one sampling period, in nanoseconds.
 public struct SpeedscopeExporter: Sendable {
     public static let schemaURL = "https://www.speedscope.app/file-format-schema.json"
@@ -103,11 +103,11 @@ public struct SpeedscopeExporter: Sendable {
         return writer.bytes
     }
 
-    /// Each thread with samples, in (pid, tid) order, with its samples in time order (ties in recording order).
+    /// Each thread with samples, in (process, tid) order, with its samples in time order (ties in recording order).
     private static func samplesByThread(_ profile: Profile) -> [(key: ThreadKey, samples: [Sample])] {
         var samplesByThread: [ThreadKey: [Sample]] = [:]
         for sample in profile.samples {
-            samplesByThread[ThreadKey(pid: sample.pid, tid: sample.tid), default: []].append(sample)
+            samplesByThread[ThreadKey(process: sample.process, tid: sample.tid), default: []].append(sample)
         }
         return samplesByThread.keys.sorted().map { key in
             let samples = samplesByThread[key]!
@@ -118,13 +118,13 @@ public struct SpeedscopeExporter: Sendable {
     }
 
     /// `python3 pid 1234 tid 1235 (MainThread)`: the program, when the process is known, and the thread's
-    /// last name, when it has one.
+    /// last name, when it has one; `container 0123456789ab` before them for a process in a container.
     private static func profileName(_ thread: ThreadKey, threadName: String, profile: Profile) -> String {
+        let process = profile.processes[Int(thread.process)]
         var parts: [String] = []
-        if let program = profile.processes[thread.pid].flatMap({ programName($0.commandLine) }) {
-            parts.append(program)
-        }
-        parts.append("pid \(thread.pid) tid \(thread.tid)")
+        if !process.containerID.isEmpty { parts.append("container \(process.shortContainerID)") }
+        if let program = programName(process.commandLine) { parts.append(program) }
+        parts.append("pid \(process.pid) tid \(thread.tid)")
         if !threadName.isEmpty { parts.append("(\(threadName))") }
         return parts.joined(separator: " ")
     }
@@ -138,7 +138,7 @@ public struct SpeedscopeExporter: Sendable {
     /// `python3 app.py, python3 worker.py (2024-05-01T12:00:00Z)`: what ran, then when.
     private static func recordingName(_ profile: Profile) -> String {
         let start = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: profile.startDate))
-        let commandLines = profile.processes.values.sorted { $0.pid < $1.pid }.map(\.commandLine).filter { !$0.isEmpty }
+        let commandLines = profile.processes.map(\.commandLine).filter { !$0.isEmpty }
         return commandLines.isEmpty ? "pybpfprof \(start)" : "\(commandLines.joined(separator: ", ")) (\(start))"
     }
 }

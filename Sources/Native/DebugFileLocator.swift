@@ -11,8 +11,8 @@ import Musl
 ///    file's directory, accepted if the CRC-32 of its contents is the one the link records.
 ///
 /// `root` is `/` or the root directory of the process that maps the file, e.g. `/proc/PID/root` for a process in a
-/// container; `path` is the file's path as that process sees it. Every path is resolved inside `root`: symbolic
-/// links, absolute ones included, and `..` cannot leave it (see `RootedPath`).
+/// container; `path` is the file's path as that process sees it. Every path is resolved inside `root` by the kernel:
+/// symbolic links, absolute ones included, and `..` cannot leave it (see `openInRoot`).
 public enum DebugFileLocator {
     /// The path (including `root`) of `elf`'s debug file, or nil if none is found or none matches.
     public static func debugFile(for elf: ELFFile, path: String, root: String) -> String? {
@@ -20,7 +20,7 @@ public enum DebugFileLocator {
     }
 
     struct Found {
-        /// Where the debug file was read, including `root`.
+        /// Where the debug file was found, including `root` (symbolic links on the way not resolved).
         let path: String
         let file: ELFFile
     }
@@ -50,11 +50,11 @@ public enum DebugFileLocator {
         guard !link.name.isEmpty, link.name != ".", link.name != "..", !link.name.contains("/"),
               link.name.utf8.count <= Int(NAME_MAX)
         else { return nil }
-        let directory = RootedPath.directory(of: path)
+        let directory = directory(of: path)
         let candidates = [
-            RootedPath.join(directory, link.name),
-            RootedPath.join(RootedPath.join(directory, ".debug"), link.name),
-            RootedPath.join(debugDirectory + (directory.hasPrefix("/") ? "" : "/") + directory, link.name),
+            join(directory, link.name),
+            join(join(directory, ".debug"), link.name),
+            join(debugDirectory + (directory.hasPrefix("/") ? "" : "/") + directory, link.name),
         ]
         for candidate in candidates where candidate != path {
             guard let (resolved, bytes) = read(candidate, root: root), CRC32.checksum(bytes) == link.crc,
@@ -65,55 +65,12 @@ public enum DebugFileLocator {
         return nil
     }
 
-    /// The contents of `path` inside `root` and the path they were read from, or nil if it is missing, not a regular
-    /// file or too large.
+    /// The contents of `path` inside `root` and where they were read (root + path), or nil if it is missing, not a
+    /// regular file or too large.
     private static func read(_ path: String, root: String) -> (String, [UInt8])? {
-        guard let resolved = RootedPath.resolve(path, inside: root),
-              let bytes = try? FileReading.contents(of: resolved, regularFileOnly: true, maximumSize: ELFFile.maximumFileSize)
+        guard let bytes = try? FileReading.contents(of: path, inRoot: root, regularFileOnly: true, maximumSize: ELFFile.maximumFileSize)
         else { return nil }
-        return (resolved, bytes)
-    }
-}
-
-/// Paths inside another process's root directory.
-///
-/// The kernel resolves `/proc/PID/root/usr/lib/x` through that process's root, but an absolute symbolic link met
-/// on the way (`/usr/lib/debug/.build-id/ab/cd.debug -> /usr/lib/debug/...`) would be resolved against *our* root
-/// and read a file of the host. So below a root other than `/`, links are followed here, one component at a time.
-/// (A file replaced between this resolution and the open is not caught; what is read is validated anyway.)
-enum RootedPath {
-    /// More links than this on one path is a loop, as for the kernel (`ELOOP` after 40).
-    static let maximumLinks = 40
-
-    /// `path` resolved inside `root` and prefixed with it: symbolic links are followed with absolute targets
-    /// starting again at `root`, and `..` stops at `root`. Nil if a component is missing or is a link that cannot
-    /// be read, or there are too many links. With root `/` the path is returned unchanged: the kernel's own
-    /// resolution is then the right one.
-    static func resolve(_ path: String, inside root: String) -> String? {
-        guard !isHostRoot(root) else { return path }
-        let base = root.hasSuffix("/") ? String(root.dropLast()) : root
-        var pending = components(of: path).reversed() as [Substring]
-        var resolved: [Substring] = []
-        var links = 0
-        while let component = pending.popLast() {
-            if component == "." { continue }
-            if component == ".." {
-                _ = resolved.popLast()
-                continue
-            }
-            let candidate = base + "/" + (resolved + [component]).joined(separator: "/")
-            var status = stat()
-            guard lstat(candidate, &status) == 0 else { return nil }
-            guard status.st_mode & S_IFMT == S_IFLNK else {
-                resolved.append(component)
-                continue
-            }
-            links += 1
-            guard links <= maximumLinks, let target = linkTarget(candidate) else { return nil }
-            if target.hasPrefix("/") { resolved.removeAll() }
-            pending.append(contentsOf: components(of: target).reversed())
-        }
-        return base + "/" + resolved.joined(separator: "/")
+        return (pathInRoot(path, root: root), bytes)
     }
 
     /// The directory part of a path: `/a/b` for `/a/b/c`, `/` for `/c`, `.` for `c`.
@@ -122,23 +79,8 @@ enum RootedPath {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    static func join(_ directory: String, _ name: String) -> String {
+    private static func join(_ directory: String, _ name: String) -> String {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
-    }
-
-    private static func isHostRoot(_ root: String) -> Bool {
-        !root.isEmpty && root.allSatisfy { $0 == "/" }
-    }
-
-    private static func components(of path: String) -> [Substring] {
-        path.split(separator: "/", omittingEmptySubsequences: true)
-    }
-
-    private static func linkTarget(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
-        let length = readlink(path, &buffer, buffer.count)
-        guard length > 0, length < buffer.count else { return nil }
-        return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

@@ -25,9 +25,21 @@ public final class ELFFile: @unchecked Sendable {
     /// Reads the file at `path`; throws `ELFError` if it cannot be read, is not a regular file, is larger than
     /// `maximumFileSize`, or is not a well-formed ELF64 little-endian x86_64 file.
     public convenience init(path: String) throws {
+        try self.init(path: path) { try FileReading.contents(of: path, regularFileOnly: true, maximumSize: Self.maximumFileSize) }
+    }
+
+    /// Reads the file at `path` inside `root` (a container's `/proc/PID/root`), never outside it (see `openInRoot`);
+    /// `path` becomes root + path. Throws as `init(path:)`.
+    public convenience init(path: String, inRoot root: String) throws {
+        try self.init(path: pathInRoot(path, root: root)) {
+            try FileReading.contents(of: path, inRoot: root, regularFileOnly: true, maximumSize: Self.maximumFileSize)
+        }
+    }
+
+    private convenience init(path: String, reading read: () throws -> [UInt8]) throws {
         let bytes: [UInt8]
         do {
-            bytes = try FileReading.contents(of: path, regularFileOnly: true, maximumSize: Self.maximumFileSize)
+            bytes = try read()
         } catch let error as FileReadError {
             throw ELFError("cannot read ELF file: \(error)")
         }

@@ -33,6 +33,24 @@ enum FileReading {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw FileReadError(path: path, operation: "open", errorNumber: errno) }
         defer { close(descriptor) }
+        return try contents(of: descriptor, path: path, regularFileOnly: regularFileOnly, maximumSize: maximumSize)
+    }
+
+    /// Like `contents(of:regularFileOnly:maximumSize:)` for `path` inside `root` (see `openInRoot`).
+    static func contents(of path: String, inRoot root: String, regularFileOnly: Bool, maximumSize: Int = Int.max) throws -> [UInt8] {
+        let descriptor: Int32
+        do {
+            descriptor = try openInRoot(path, root: root)
+        } catch let error as OpenInRootError {
+            throw FileReadError(path: pathInRoot(path, root: root), operation: "open", errorNumber: error.errorNumber)
+        }
+        defer { close(descriptor) }
+        return try contents(of: descriptor, path: pathInRoot(path, root: root), regularFileOnly: regularFileOnly,
+                            maximumSize: maximumSize)
+    }
+
+    /// Reads an open file to its end; `path` names it in errors.
+    private static func contents(of descriptor: Int32, path: String, regularFileOnly: Bool, maximumSize: Int) throws -> [UInt8] {
 
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
@@ -68,9 +86,11 @@ enum FileReading {
 /// procfs and sysfs files as text, read to their end (they report size 0, so a reader that trusts the size
 /// stops after its first read; Foundation's `String(contentsOfFile:)` does).
 public enum KernelFile {
-    public static func text(_ path: String) throws -> String {
+    /// - Parameter maximumSize: a file longer than this many bytes is an error (a file another program writes, such
+    ///   as a process's cgroup path, is bounded so).
+    public static func text(_ path: String, maximumSize: Int = Int.max) throws -> String {
         do {
-            return String(decoding: try FileReading.contents(of: path, regularFileOnly: false), as: UTF8.self)
+            return String(decoding: try FileReading.contents(of: path, regularFileOnly: false, maximumSize: maximumSize), as: UTF8.self)
         } catch let error as FileReadError {
             throw KernelFileError(description: error.description)
         }

@@ -40,10 +40,7 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
     /// Reads the file at `path` inside `root` and looks for its debug file. Throws `ELFError` if the file cannot
     /// be read or is not an ELF64 x86_64 file; a missing or unusable debug file is not an error.
     public convenience init(path: String, root: String = "/") throws {
-        guard let resolved = RootedPath.resolve(path, inside: root) else {
-            throw ELFError("cannot read ELF file: \(path) not found in \(root)")
-        }
-        self.init(file: try ELFFile(path: resolved), path: path, root: root)
+        self.init(file: try ELFFile(path: path, inRoot: root), path: path, root: root)
     }
 
     /// For a file already read, e.g. through `/proc/PID/map_files/…`, which is the exact file a process maps even

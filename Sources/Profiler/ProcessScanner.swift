@@ -10,13 +10,17 @@ public enum ProcessScanner {
     /// A process is examined when one of its executable mappings defines `_PyRuntime` or `Py_Initialize`,
     /// whatever the file is called (a static interpreter renamed to the service's name included). Each
     /// file is read once per scan, by device and inode: libc and friends are shared by every process.
-    public static func pythonProcesses() -> (found: [PythonInterpreter], skipped: [String]) {
+    ///
+    /// `include` chooses the processes examined (e.g. those of a cgroup), before any of their files is read.
+    public static func pythonProcesses(
+        where include: (Int32) -> Bool = { _ in true }
+    ) -> (found: [PythonInterpreter], skipped: [String]) {
         let own = getpid()
         var definesInterpreter: [String: Bool] = [:]
         var found: [PythonInterpreter] = []
         var skipped: [String] = []
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for pid in entries.compactMap({ Int32($0) }).sorted() where pid != own {
+        for pid in entries.compactMap({ Int32($0) }).sorted() where pid != own && include(pid) {
             guard let mappings = try? MemoryMapping.read(pid: pid) else { continue }
             let hasInterpreter = mappings.contains { mapping in
                 guard mapping.executable, mapping.inode != 0 else { return false }

@@ -33,47 +33,58 @@ public struct Sample: Sendable {
     /// Nanoseconds since the recording started.
     public var time: UInt64
     public var cpu: UInt32
-    public var pid: Int32
+    /// Index into `Profile.processes`: the process instance, not its pid (a pid reused during a recording
+    /// names two processes).
+    public var process: Int32
     public var tid: Int32
     /// Index into `Profile.threadNames`.
     public var threadName: Int32
     /// Index into `Profile.stacks`.
     public var stack: Int32
 
-    public init(time: UInt64, cpu: UInt32, pid: Int32, tid: Int32, threadName: Int32, stack: Int32) {
+    public init(time: UInt64, cpu: UInt32, process: Int32, tid: Int32, threadName: Int32, stack: Int32) {
         self.time = time
         self.cpu = cpu
-        self.pid = pid
+        self.process = process
         self.tid = tid
         self.threadName = threadName
         self.stack = stack
     }
 }
 
+/// One program run by one process: a process that exec'ed another program, or a pid the kernel gave to a new
+/// process after the first one exited, is another `ProfiledProcess`.
 public struct ProfiledProcess: Sendable, Equatable {
     public var pid: Int32
     public var commandLine: String
-    /// "3.12.1" and the like.
+    /// "3.12.1" and the like; empty for a process that does not run Python.
     public var pythonVersion: String
+    /// The container the process runs in (Docker, containerd, CRI-O or Podman naming), empty on the host.
+    public var containerID: String
 
-    public init(pid: Int32, commandLine: String, pythonVersion: String) {
+    public init(pid: Int32, commandLine: String, pythonVersion: String, containerID: String = "") {
         self.pid = pid
         self.commandLine = commandLine
         self.pythonVersion = pythonVersion
+        self.containerID = containerID
     }
+
+    /// The container ID as `docker ps` shows it: its first 12 characters.
+    public var shortContainerID: String { String(containerID.prefix(12)) }
 }
 
-/// Identifies one thread of one process.
+/// Identifies one thread of one process instance.
 public struct ThreadKey: Hashable, Sendable, Comparable {
-    public var pid: Int32
+    /// Index into `Profile.processes`.
+    public var process: Int32
     public var tid: Int32
 
-    public init(pid: Int32, tid: Int32) {
-        self.pid = pid
+    public init(process: Int32, tid: Int32) {
+        self.process = process
         self.tid = tid
     }
 
-    public static func < (a: ThreadKey, b: ThreadKey) -> Bool { (a.pid, a.tid) < (b.pid, b.tid) }
+    public static func < (a: ThreadKey, b: ThreadKey) -> Bool { (a.process, a.tid) < (b.process, b.tid) }
 }
 
 public struct Profile: Sendable {
@@ -83,7 +94,8 @@ public struct Profile: Sendable {
     public private(set) var stacks: [[Int32]] = []
     public private(set) var threadNames: [String] = []
     public var samples: [Sample] = []
-    public var processes: [Int32: ProfiledProcess] = [:]
+    /// Every process instance, in the order they were registered; samples refer to them by index.
+    public private(set) var processes: [ProfiledProcess] = []
     /// Sampling frequency in Hz: each sample stands for 1/rate seconds of CPU.
     public var sampleRate: Int
     /// Wall-clock time of `Sample.time == 0`, seconds since 1970.
@@ -117,6 +129,15 @@ public struct Profile: Sendable {
         return index
     }
 
+    /// Adds a process instance and returns its index for `Sample.process`.
+    public mutating func add(_ process: ProfiledProcess) -> Int32 {
+        processes.append(process)
+        return Int32(processes.count - 1)
+    }
+
+    /// The process instance a sample belongs to.
+    public func process(of sample: Sample) -> ProfiledProcess { processes[Int(sample.process)] }
+
     public mutating func intern(threadName: String) -> Int32 {
         if let index = threadNameIndex[threadName] { return index }
         let index = Int32(threadNames.count)
@@ -125,13 +146,16 @@ public struct Profile: Sendable {
         return index
     }
 
-    /// Convenience for tests and importers: appends a sample whose stack is given as frames, root first.
+    /// Convenience for tests and importers: appends a sample whose stack is given as frames, root first, to the
+    /// newest process instance with this pid (added, without a command line, if there is none).
     public mutating func append(
         time: UInt64, cpu: UInt32 = 0, pid: Int32, tid: Int32, threadName: String, stack: [Frame]
     ) {
         let frameIDs = stack.map { intern($0) }
+        let process = processes.lastIndex { $0.pid == pid }.map(Int32.init)
+            ?? add(ProfiledProcess(pid: pid, commandLine: "", pythonVersion: ""))
         let sample = Sample(
-            time: time, cpu: cpu, pid: pid, tid: tid,
+            time: time, cpu: cpu, process: process, tid: tid,
             threadName: intern(threadName: threadName), stack: intern(stack: frameIDs)
         )
         samples.append(sample)
@@ -140,11 +164,29 @@ public struct Profile: Sendable {
     /// Sampling period in nanoseconds.
     public var samplePeriod: UInt64 { UInt64(1_000_000_000 / max(sampleRate, 1)) }
 
-    /// The threads that have samples, in (pid, tid) order, each with the name of its last sample.
+    /// The threads that have samples, in (process, tid) order, each with the name of its last sample.
     public var threads: [(key: ThreadKey, name: String)] {
         var names: [ThreadKey: Int32] = [:]
-        for sample in samples { names[ThreadKey(pid: sample.pid, tid: sample.tid)] = sample.threadName }
+        for sample in samples { names[ThreadKey(process: sample.process, tid: sample.tid)] = sample.threadName }
         return names.keys.sorted().map { ($0, threadNames[Int(names[$0]!)]) }
+    }
+
+    /// A name for each process instance: its pid, or `pid.N` for the Nth instance of a pid the recording saw more
+    /// than once (the kernel reused it, or the process exec'ed another program).
+    public var processLabels: [String] {
+        var seen: [Int32: Int] = [:]
+        return processes.map { process in
+            seen[process.pid, default: 0] += 1
+            let ordinal = seen[process.pid]!
+            return ordinal == 1 ? String(process.pid) : "\(process.pid).\(ordinal)"
+        }
+    }
+
+    /// The indices of the process instances that have samples, in order.
+    public var sampledProcesses: [Int32] {
+        var sampled = [Bool](repeating: false, count: processes.count)
+        for sample in samples { sampled[Int(sample.process)] = true }
+        return sampled.indices.filter { sampled[$0] }.map(Int32.init)
     }
 }
 
@@ -169,13 +211,14 @@ public struct SampleFilter: Sendable {
 
 extension Profile {
     /// The samples `filter` keeps, over freshly interned tables (frames and stacks no kept sample uses are
-    /// dropped); processes are those with kept samples. Times keep their origin.
+    /// dropped); processes are those with kept samples, in their order. Times keep their origin.
     public func filtered(_ filter: SampleFilter) -> Profile {
         var result = Profile(sampleRate: sampleRate, startDate: startDate)
         result.duration = duration
         var stackMap: [Int32: Int32] = [:]
+        var processMap: [Int32: Int32] = [:]
         for sample in samples {
-            if !filter.pids.isEmpty && !filter.pids.contains(sample.pid) { continue }
+            if !filter.pids.isEmpty && !filter.pids.contains(processes[Int(sample.process)].pid) { continue }
             if !filter.tids.isEmpty && !filter.tids.contains(sample.tid) { continue }
             let threadName = threadNames[Int(sample.threadName)]
             if !filter.threadNames.isEmpty && !filter.threadNames.contains(threadName) { continue }
@@ -190,8 +233,13 @@ extension Profile {
             var kept = sample
             kept.stack = stack
             kept.threadName = result.intern(threadName: threadName)
+            if let known = processMap[sample.process] {
+                kept.process = known
+            } else {
+                kept.process = result.add(processes[Int(sample.process)])
+                processMap[sample.process] = kept.process
+            }
             result.samples.append(kept)
-            if result.processes[sample.pid] == nil, let process = processes[sample.pid] { result.processes[sample.pid] = process }
         }
         return result
     }

@@ -13,6 +13,9 @@ public enum Target: Sendable, Equatable {
     case all
     /// Launch this command, profile it until it exits.
     case command([String])
+    /// Every Python process in this cgroup or below it (`--cgroup`, `--container`): those running when recording
+    /// starts and those that start later, as `.all` but restricted to the cgroup in the BPF program and when locating.
+    case cgroup(CgroupDirectory)
 }
 
 public struct RecordOptions: Sendable {
@@ -35,8 +38,17 @@ public struct RecordOptions: Sendable {
     /// Also profile the targets' children and their children (`--subprocesses`, with `--pid` or a command).
     public var subprocesses = false
 
-    /// Whether the recording follows processes as they start: `--all` and `--subprocesses`.
-    var followsProcesses: Bool { target == .all || subprocesses }
+    /// Whether the recording follows processes as they start: `--all`, `--cgroup` and `--subprocesses`.
+    var followsProcesses: Bool { takesEveryNewProgram || subprocesses }
+
+    /// `--all` and `--cgroup`: every program that starts (in the cgroup) is a target, whoever started it.
+    var takesEveryNewProgram: Bool { target == .all || cgroup != nil }
+
+    /// The cgroup the recording is restricted to, if any.
+    var cgroup: CgroupDirectory? {
+        if case .cgroup(let directory) = target { return directory }
+        return nil
+    }
 
     public init(target: Target, rate: Int = 100, duration: Double? = nil,
                 ringBufferBytes: UInt32 = 8 << 20, bpfStatistics: Bool = false, pythonOnly: Bool = false,
@@ -124,6 +136,9 @@ public final class Recorder {
     /// caller.
     private let lock = NSLock()
     private var profile: Profile
+    /// The process instance (index into `profile.processes`) each registered pid's samples belong to. A pid is
+    /// forgotten when its process exits or execs, so a pid the kernel reuses starts another instance.
+    private var instances: [Int32: Int32] = [:]
     /// Each profiled process's record decoder: its symbols and frame caches, interning into `profile`.
     private var decoders: [Int32: StackDecoder<Int32>] = [:]
     /// Executable mappings of each process (native recordings only), read by the drain thread.
@@ -133,6 +148,10 @@ public final class Recorder {
     /// Processes that mapped code the unwinder does not know yet; refreshed by the recording loop.
     private var staleMappings: Set<Int32> = []
     private var lastRefresh: [Int32: UInt64] = [:]
+    /// Signalled by the drain thread when the recording loop has work: a process to locate or register, or one
+    /// whose maps to re-read. The loop waits on it, so a library loaded later (dlopen) or a new process is
+    /// handled at once rather than at the loop's next poll.
+    private let loopWakeup = DispatchSemaphore(value: 0)
     /// Process following (--all, --subprocesses), fed by the BPF program's exec/fork/exit events on the drain
     /// thread and worked off by the recording loop.
     private var followed = ProcessFollowing()
@@ -162,7 +181,7 @@ public final class Recorder {
         sampler = try Sampler(
             ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
-            followProcesses: options.followsProcesses)
+            followProcesses: options.followsProcesses, cgroupFD: options.cgroup?.fd)
         unwindTables = options.pythonOnly ? nil : UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity)
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         profile = Profile(sampleRate: options.rate, startDate: 0)
@@ -188,8 +207,8 @@ public final class Recorder {
             try recordCommand(arguments, until: timeToStop)
         } else {
             func targetsLeft() -> Bool {
-                // --all runs until stopped: processes may start at any time.
-                if options.target == .all { return true }
+                // --all and --cgroup run until stopped: processes may start at any time.
+                if options.takesEveryNewProgram { return true }
                 lock.lock()
                 let tracked = followed.tree
                 lock.unlock()
@@ -199,7 +218,7 @@ public final class Recorder {
                 refreshStaleMappings()
                 followNewProcesses()
                 reportProgressIfDue()
-                usleep(options.followsProcesses ? 2_000 : 50_000)
+                waitForWork()
             }
         }
         sampler.stop()
@@ -227,6 +246,12 @@ public final class Recorder {
         case .all:
             // Those running now; the ones that start later come through exec events.
             let (found, skipped) = ProcessScanner.pythonProcesses()
+            statistics.skippedProcesses = skipped
+            for interpreter in found { try register(interpreter) }
+            return found.map(\.pid)
+        case .cgroup(let directory):
+            // As --all, among the processes of the cgroup (checked before their files are read).
+            let (found, skipped) = ProcessScanner.pythonProcesses { Containers.isProcess($0, under: directory) }
             statistics.skippedProcesses = skipped
             for interpreter in found { try register(interpreter) }
             return found.map(\.pid)
@@ -269,7 +294,7 @@ public final class Recorder {
             refreshStaleMappings()
             followNewProcesses()
             reportProgressIfDue()
-            usleep(located || unusable != nil ? (options.followsProcesses ? 2_000 : 50_000) : 2_000)
+            if located || unusable != nil { waitForWork() } else { usleep(2_000) }
         }
         // With --subprocesses the command may be a launcher whose children ran Python.
         if !located, statistics.commandExitStatus != nil, statistics.interpreters.isEmpty {
@@ -280,12 +305,14 @@ public final class Recorder {
     private func register(_ interpreter: PythonInterpreter) throws {
         let pid = interpreter.pid
         let commandLine = ProcessScanner.commandLine(pid: pid)
+        let containerID = Containers.containerID(pid: pid) ?? ""
         lock.lock()
         interpreters[pid] = interpreter
         followed.registered.insert(pid)
         decoders[pid] = makeDecoder(interpreter: interpreter)
         statistics.interpreters.append(interpreter)
-        profile.processes[pid] = ProfiledProcess(pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description)
+        instances[pid] = profile.add(ProfiledProcess(
+            pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description, containerID: containerID))
         lock.unlock()
         try sampler.add(interpreter)
         // Python stacks are sampled from here on; native ones once the tables are loaded (compiling them takes a
@@ -320,6 +347,16 @@ public final class Recorder {
         return body(profile)
     }
 
+    /// Like `withProfile`, then forgets the samples `body` was given: a live view that keeps its own counts takes
+    /// them a refresh at a time, so that a long session does not keep every sample. `run()` returns those not taken.
+    public func withProfileTakingSamples<T>(_ body: (Profile) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        let result = body(profile)
+        profile.samples.removeAll(keepingCapacity: true)
+        return result
+    }
+
     private func reportProgressIfDue() {
         guard let onProgress else { return }
         let now = Self.monotonicNow()
@@ -343,11 +380,13 @@ public final class Recorder {
         guard let unwindTables else { return }
         let native = try NativeProcess(pid: pid, interpreterFile: nil, store: unwindTables)
         try sampler.setMappings(pid: pid, native.bpfValue())
+        let process = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "",
+                                      containerID: Containers.containerID(pid: pid) ?? "")
         lock.lock()
         nativeProcesses[pid] = native
         decoders[pid] = makeDecoder(interpreter: nil)
         decoders[pid]?.native = native
-        profile.processes[pid] = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "")
+        instances[pid] = profile.add(process)
         lock.unlock()
         try sampler.addNative(pid: pid)
     }
@@ -359,7 +398,11 @@ public final class Recorder {
         case RECORD_EXEC.rawValue:
             // A new program in this process: whatever was registered for it is stale.
             if followed.registered.contains(pid) { forget(pid) }
-            if options.target == .all || followed.tree.contains(pid) { followed.schedule(pid, now: Self.monotonicNow()) }
+            // With --cgroup the BPF program reports only the execs of the cgroup's tasks.
+            if options.takesEveryNewProgram || followed.tree.contains(pid) {
+                followed.schedule(pid, now: Self.monotonicNow())
+                loopWakeup.signal()
+            }
         case RECORD_FORK.rawValue:
             let child = Int32(bitPattern: event.tid)
             if options.subprocesses && followed.tree.contains(pid) { followed.tree.insert(child) }
@@ -367,8 +410,10 @@ public final class Recorder {
             // process forked before its parent was located (it forked at once) is located itself.
             if let interpreter = interpreters[pid], options.followsProcesses {
                 followed.forks.append((interpreter, child))
+                loopWakeup.signal()
             } else if followed.tree.contains(child) || followed.pending[pid] != nil {
                 followed.schedule(child, now: Self.monotonicNow())
+                loopWakeup.signal()
             }
         case RECORD_EXIT.rawValue:
             forget(pid)
@@ -383,6 +428,7 @@ public final class Recorder {
     /// Under the lock.
     private func forget(_ pid: Int32) {
         guard followed.registered.remove(pid) != nil else { return }
+        instances[pid] = nil
         try? sampler.remove(pid: pid)
         if let decoder = decoders.removeValue(forKey: pid) { collectUnresolved(decoder) }
         interpreters[pid] = nil
@@ -404,12 +450,19 @@ public final class Recorder {
         let due = followed.due(now: now)
         lock.unlock()
 
-        for (parent, child) in forks {
+        for (parent, child) in forks where isInTargetCgroup(child) {
             var interpreter = parent
             interpreter.pid = child
             try? register(interpreter)
         }
         for pid in due {
+            guard isInTargetCgroup(pid) else {
+                // Moved out of the cgroup since its exec (the BPF program reports only those inside), or gone.
+                lock.lock()
+                followed.pending[pid] = nil
+                lock.unlock()
+                continue
+            }
             do {
                 try register(try InterpreterLocator.locate(pid: pid, cache: locatorCache))
                 lock.lock()
@@ -436,13 +489,34 @@ public final class Recorder {
         }
     }
 
+    /// Whether `pid` is in the cgroup the recording is restricted to; true without one.
+    private func isInTargetCgroup(_ pid: Int32) -> Bool {
+        options.cgroup.map { Containers.isProcess(pid, under: $0) } ?? true
+    }
+
+    /// Waits until the drain thread signals work, the next retry of a process still to locate or the next refresh
+    /// of stale maps is due, or 50 ms (the progress line, the duration and the targets' exit are checked then).
+    private func waitForWork() {
+        let now = Self.monotonicNow()
+        lock.lock()
+        var wakeAt = now + 50_000_000
+        if let due = followed.nextAttempt { wakeAt = min(wakeAt, due) }
+        for pid in staleMappings { wakeAt = min(wakeAt, (lastRefresh[pid] ?? 0) + Self.refreshInterval) }
+        lock.unlock()
+        guard wakeAt > now else { return }
+        _ = loopWakeup.wait(timeout: .now() + .nanoseconds(Int(wakeAt - now)))
+    }
+
+    /// The least time between two re-reads of one process's maps.
+    static let refreshInterval: UInt64 = 200_000_000
+
     /// Re-reads the maps of processes whose samples reached code in no known mapping (a library loaded after
     /// registration), at most every 200 ms per process, and gives the unwinder the new tables.
     private func refreshStaleMappings() {
         guard let unwindTables else { return }
         lock.lock()
         let now = Self.monotonicNow()
-        let due = staleMappings.filter { now - (lastRefresh[$0] ?? 0) >= 200_000_000 }
+        let due = staleMappings.filter { now - (lastRefresh[$0] ?? 0) >= Self.refreshInterval }
         staleMappings.subtract(due)
         let current = due.compactMap { pid in nativeProcesses[pid].map { (pid, $0, interpreterFiles[pid]) } }
         for pid in due { lastRefresh[pid] = now }
@@ -471,8 +545,8 @@ public final class Recorder {
             handleProcessEvent(header)
             return
         }
-        guard profile.processes[pid] != nil, let decoder = decoders[pid], let decoded = decoder.decode(record) else { return }
-        if decoded.reachedUnknownMapping { staleMappings.insert(pid) }
+        guard let process = instances[pid], let decoder = decoders[pid], let decoded = decoder.decode(record) else { return }
+        if decoded.reachedUnknownMapping, staleMappings.insert(pid).inserted { loopWakeup.signal() }
         let flags = UInt32(header.flags)
         if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 { statistics.splicing["native tables not loaded yet", default: 0] += 1 }
         if let outcome = decoded.outcome {
@@ -482,7 +556,7 @@ public final class Recorder {
         }
         profile.samples.append(Sample(
             time: header.time_ns >= startMonotonic ? header.time_ns - startMonotonic : 0,
-            cpu: header.cpu, pid: pid, tid: Int32(bitPattern: header.tid),
+            cpu: header.cpu, process: process, tid: Int32(bitPattern: header.tid),
             threadName: profile.intern(threadName: decoded.threadName), stack: profile.intern(stack: decoded.frames)
         ))
     }
@@ -557,6 +631,8 @@ public final class Recorder {
         case COUNTER_NATIVE_BAD_FRAME: return ("native unwinds stopped: frame not above its callee", true)
         case COUNTER_NATIVE_TRUNCATED: return ("native stacks truncated", true)
         case COUNTER_NATIVE_NO_REGISTERS: return ("native unwinds without user registers", true)
+        case COUNTER_EVENTS_LOST: return ("process events lost", true)
+        case COUNTER_CGROUP_CHECK_FAILED: return ("cgroup checks failed", true)
         default: return ("counter \(counter.rawValue)", true)
         }
     }
@@ -624,9 +700,12 @@ struct ProcessFollowing {
         pending[pid] = (now, Self.firstDelay)
     }
 
-    /// The processes whose next attempt is due.
+    /// When the next attempt is due, if any process is waiting for one.
+    var nextAttempt: UInt64? { pending.values.map(\.next).min() }
+
+    /// The processes whose next attempt is due, the longest due first (a backlog is worked off in order).
     func due(now: UInt64) -> [Int32] {
-        pending.filter { $0.value.next <= now }.map(\.key)
+        pending.filter { $0.value.next <= now }.sorted { $0.value.next < $1.value.next }.map(\.key)
     }
 
     /// Not Python yet: the loader may still be mapping libpython. Tries again later, doubling the delay; gives up

@@ -32,8 +32,10 @@ final class Sampler {
     /// - Parameters:
     ///   - ringBufferBytes: a power of two, at least a page.
     ///   - unwindTableBytes: memory for the native unwind rows of every file (preallocated by the kernel).
+    ///   - cgroupFD: an open cgroup v2 directory: only its tasks and those of the cgroups below it are sampled and
+    ///     reported (`--cgroup`, `--container`); nil for every task. Only read here: the caller keeps it open.
     init(ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
-         unwindTableBytes: Int, followProcesses: Bool) throws {
+         unwindTableBytes: Int, followProcesses: Bool, cgroupFD: Int32? = nil) throws {
         object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
         try object.setMaxEntries(map: "samples", ringBufferBytes)
         // A Python-only recording keeps a one-row array: nothing to preallocate.
@@ -45,7 +47,12 @@ final class Sampler {
         // (pollInterval) collects them. See wakeup_bytes in the BPF program.
         try object.setConstant("wakeup_bytes", UInt64(ringBufferBytes / 4))
         try object.setConstant("collect_kernel_stacks", UInt8(kernelStacks ? 1 : 0))
+        try object.setConstant("restrict_to_cgroup", UInt8(cgroupFD != nil ? 1 : 0))
         try object.load()
+        if let cgroupFD {
+            // Before any program is attached: with the restriction on and no cgroup, nothing would be sampled.
+            try BPFMap(fd: try object.mapFD(named: "target_cgroup")).update(UInt32(0), UInt32(bitPattern: cgroupFD))
+        }
         processes = BPFMap(fd: try object.mapFD(named: "processes"))
         processMappings = BPFMap(fd: try object.mapFD(named: "process_mappings"))
         unwindRows = try MappedArrayMap(
@@ -77,6 +84,8 @@ final class Sampler {
         try value.withUnsafeBytes { try processMappings.update(UInt32(bitPattern: pid), bytes: $0) }
     }
 
+    /// Forgets a process. The BPF program has usually deleted its `processes` entry itself already (on exit or
+    /// exec, see on_exec): a missing entry is not an error.
     func remove(pid: Int32) throws {
         try processes.delete(UInt32(bitPattern: pid))
         try processMappings.delete(UInt32(bitPattern: pid))

@@ -12,6 +12,8 @@ struct Record: ParsableCommand {
             Examples:
               sudo pybpfprof record --pid 1234 -o profile.speedscope.json
               sudo pybpfprof record --all --duration 30 -o host.folded
+              sudo pybpfprof record --container 3f4e5d6c7b8a --duration 30 -o app.html
+              sudo pybpfprof record --cgroup /system.slice/myapp.service -o myapp.html
               sudo pybpfprof record --subprocesses -o build.html -- make test
               sudo pybpfprof record -o app.folded -- python3 app.py --its-flags
             """
@@ -22,6 +24,18 @@ struct Record: ParsableCommand {
 
     @Flag(name: .long, help: "Profile every Python process: those running now and those that start while recording.")
     var all = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Profile every Python process in this cgroup v2 directory and below it, also those that start while recording.",
+        discussion: "A path under the cgroup v2 mount, or as /proc/PID/cgroup's 0:: line shows it (/system.slice/myapp.service).",
+        valueName: "path"))
+    var cgroup: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Profile every Python process of this container (Docker, containerd, CRI-O, Podman), also those that start while recording.",
+        discussion: "Its ID or the start of it, at least 4 hexadecimal digits (docker ps prints 12).",
+        valueName: "id"))
+    var container: String?
 
     @Flag(name: .long, help: "With --pid or -- CMD: also profile the targets' child processes, and theirs.")
     var subprocesses = false
@@ -60,15 +74,19 @@ struct Record: ParsableCommand {
     var command: [String] = []
 
     func validate() throws {
-        let targets = (pid.isEmpty ? 0 : 1) + (all ? 1 : 0) + (command.isEmpty ? 0 : 1)
+        let targets = (pid.isEmpty ? 0 : 1) + (all ? 1 : 0) + (command.isEmpty ? 0 : 1) + (cgroup == nil ? 0 : 1)
+            + (container == nil ? 0 : 1)
         guard targets == 1 else {
-            throw ValidationError("give exactly one target: --pid PID, --all, or -- CMD ARGS...")
+            throw ValidationError("give exactly one target: --pid PID, --all, --cgroup PATH, --container ID, or -- CMD ARGS...")
         }
         guard (1...20_000).contains(rate) else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be a positive number of seconds") }
         guard (1...4096).contains(unwindMemory) else { throw ValidationError("--unwind-memory must be between 1 and 4096 MiB") }
         if allowNonPython && pid.isEmpty { throw ValidationError("--allow-non-python applies to --pid targets only") }
         if subprocesses && all { throw ValidationError("--subprocesses applies to --pid or -- CMD; --all already takes every process") }
+        if subprocesses && (cgroup != nil || container != nil) {
+            throw ValidationError("--subprocesses applies to --pid or -- CMD; --cgroup and --container already take every process in the cgroup")
+        }
         if pythonOnly && (interpreterFrames || allowNonPython) {
             throw ValidationError("--python-only records no native frames: drop --interpreter-frames / --allow-non-python")
         }
@@ -84,7 +102,14 @@ struct Record: ParsableCommand {
     }
 
     func run() throws {
-        let target: Target = all ? .all : command.isEmpty ? .pids(pid) : .command(command)
+        let target: Target
+        if let cgroup {
+            target = .cgroup(try failing { try Containers.cgroup(cgroup) })
+        } else if let container {
+            target = .cgroup(try failing { try Containers.container(container) })
+        } else {
+            target = all ? .all : command.isEmpty ? .pids(pid) : .command(command)
+        }
         var options = RecordOptions(
             target: target, rate: rate, duration: duration, bpfStatistics: bpfStats, pythonOnly: pythonOnly,
             showInterpreterFrames: interpreterFrames, unwindTableBytes: unwindMemory << 20)
@@ -95,8 +120,9 @@ struct Record: ParsableCommand {
             let recorder = try Recorder(options: options)
             // Attaching to running processes gives no other sign of life (a launched command has its own output).
             if command.isEmpty {
+                let scope = options.target.cgroupDescription.map { " of cgroup \($0)" } ?? ""
                 recorder.onStarted = { processes in
-                    printToStandardError("pybpfprof: sampling \(processes) process\(processes == 1 ? "" : "es") at \(rate) Hz (Ctrl-C to stop and write the profile)")
+                    printToStandardError("pybpfprof: sampling \(processes) process\(processes == 1 ? "" : "es")\(scope) at \(rate) Hz (Ctrl-C to stop and write the profile)")
                 }
             }
             if terminal != nil {
@@ -118,5 +144,13 @@ struct Record: ParsableCommand {
         printToStandardError(summary.text)
         printToStandardError("wrote \(path) (\(chosen.rawValue))" + (save.map { ", saved the recording to \($0)" } ?? ""))
         if let status = statistics.commandExitStatus, status != 0 { throw ExitCode(status) }
+    }
+}
+
+extension Target {
+    /// The cgroup a `--cgroup` / `--container` recording is restricted to, as /proc/PID/cgroup shows it.
+    fileprivate var cgroupDescription: String? {
+        if case .cgroup(let directory) = self { return directory.hierarchyPath }
+        return nil
     }
 }

@@ -74,7 +74,7 @@ struct Report: ParsableCommand {
                 : UInt64((from ?? 0) * 1e9)..<(to.map { UInt64($0 * 1e9) } ?? UInt64.max))
         let kept = filter.isEmpty ? profile : profile.filtered(filter)
         if kept.samples.isEmpty && !profile.samples.isEmpty {
-            let pids = profile.processes.keys.sorted().map(String.init).joined(separator: ", ")
+            let pids = Set(profile.processes.map(\.pid)).sorted().map(String.init).joined(separator: ", ")
             let threads = profile.threads.map { "\($0.name) (\($0.key.tid))" }.joined(separator: ", ")
             let seconds = Double(profile.samples.map(\.time).max() ?? 0) / 1e9
             printToStandardError("pybpfprof: error: no sample of \(recording) matches the filters; it has processes \(pids), "

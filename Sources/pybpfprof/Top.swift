@@ -205,10 +205,10 @@ private final class TopSession {
         case .success((let profile, let statistics)):
             // Ctrl-C and SIGTERM end the recorder's run() as the targets' exit does: only the latter leaves none alive.
             let targetsExited = statistics.commandExitStatus != nil
-                || !profile.processes.keys.contains { kill($0, 0) == 0 || errno != ESRCH }
+                || !profile.processes.contains { kill($0.pid, 0) == 0 || errno != ESRCH }
             guard !stoppedBySession && targetsExited else { return .stopped }
             // The last refresh, with everything up to the targets' exit, stays on the normal screen.
-            view.replaceSamples(with: profile)
+            view.addLastSamples(of: profile)
             printPlain(view.report(
                 elapsed: Double(profile.duration) / 1e9, target: target, filterDescription: filterDescription, hint: nil))
             return .targetsExited(statistics)
@@ -255,7 +255,7 @@ private final class TopSession {
     /// have given it, rather than run on unseen.
     private func interruptLaunchedCommand() {
         guard case .command = target else { return }
-        for pid in recorder.withProfile({ Array($0.processes.keys) }) { kill(pid, SIGINT) }
+        for pid in recorder.withProfile({ $0.processes.map(\.pid) }) { kill(pid, SIGINT) }
     }
 }
 
@@ -299,9 +299,10 @@ private func monotonicNanoseconds() -> UInt64 {
 
 // MARK: - The window of samples
 
-/// The recorder's samples of the last `window` nanoseconds (or all of them), copied a refresh at a time, and the
-/// table of functions they make. Frames, stacks and thread names only ever grow in a Profile, so each is copied
-/// and labelled once; samples are copied from where the previous refresh stopped.
+/// The recorder's samples of the last `window` nanoseconds (or their counts since the start), taken from the
+/// recorder a refresh at a time, and the table of functions they make. Frames, stacks and thread names only ever
+/// grow in a Profile, so each is copied and labelled once; samples are taken (the recorder forgets them), so a
+/// session of hours keeps no more than its window's samples.
 private final class LiveProfileWindow {
     private let rate: Int
     /// Nanoseconds; nil: since the start.
@@ -315,14 +316,14 @@ private final class LiveProfileWindow {
     /// Per profile stack: its leaf's label and every label on it once (a recursive function counts once per sample).
     private var stackLabels: [(leaf: Int32, distinct: [Int32])] = []
     private var threadNames: [String] = []
-    private var processes: [Int32: ProfiledProcess] = [:]
-    private var copiedSamples = 0
+    private var processes: [ProfiledProcess] = []
     /// Windowed: the samples not older than the window. Cumulative: counts by (thread, stack) instead.
     private var recent: [Sample] = []
     private var counts: [SampleKey: Int] = [:]
 
     private struct SampleKey: Hashable {
-        var pid: Int32
+        /// Index into the profile's processes.
+        var process: Int32
         var tid: Int32
         var threadName: Int32
         var stack: Int32
@@ -343,14 +344,14 @@ private final class LiveProfileWindow {
         return now - min(now, UInt64(sinceStart * 1e9))
     }
 
-    /// Copies what the recorder added since the last call. Only copies under its lock: the drain thread waits on it.
+    /// Takes what the recorder added since the last call. Only copies under its lock: the drain thread waits on it.
     func update(from recorder: Recorder) {
-        let (frames, stacks, names, samples) = (frameLabels.count, stackLabels.count, threadNames.count, copiedSamples)
-        let delta = recorder.withProfile { profile in
+        let (frames, stacks, names) = (frameLabels.count, stackLabels.count, threadNames.count)
+        let delta = recorder.withProfileTakingSamples { profile in
             (frames: Array(profile.frames[min(frames, profile.frames.count)...]),
              stacks: Array(profile.stacks[min(stacks, profile.stacks.count)...]),
              threadNames: Array(profile.threadNames[min(names, profile.threadNames.count)...]),
-             samples: Array(profile.samples[min(samples, profile.samples.count)...]),
+             samples: profile.samples,
              processes: profile.processes)
         }
         addTables(frames: delta.frames, stacks: delta.stacks, threadNames: delta.threadNames)
@@ -358,16 +359,12 @@ private final class LiveProfileWindow {
         add(delta.samples)
     }
 
-    /// Takes the recording's final profile, whose samples `Recorder` sorted by time at the end (so the count
-    /// copied so far no longer marks the new ones): its samples replace those copied.
-    func replaceSamples(with profile: Profile) {
+    /// Adds the recording's final profile: the samples taken after the last refresh.
+    func addLastSamples(of profile: Profile) {
         addTables(frames: Array(profile.frames[min(frameLabels.count, profile.frames.count)...]),
                   stacks: Array(profile.stacks[min(stackLabels.count, profile.stacks.count)...]),
                   threadNames: Array(profile.threadNames[min(threadNames.count, profile.threadNames.count)...]))
         processes = profile.processes
-        recent = []
-        counts = [:]
-        copiedSamples = 0
         add(profile.samples)
     }
 
@@ -392,12 +389,11 @@ private final class LiveProfileWindow {
     }
 
     private func add(_ samples: [Sample]) {
-        copiedSamples += samples.count
         if window != nil {
             recent.append(contentsOf: samples)
         } else {
             for sample in samples {
-                counts[SampleKey(pid: sample.pid, tid: sample.tid, threadName: sample.threadName, stack: sample.stack), default: 0] += 1
+                counts[SampleKey(process: sample.process, tid: sample.tid, threadName: sample.threadName, stack: sample.stack), default: 0] += 1
             }
         }
     }
@@ -421,7 +417,7 @@ private final class LiveProfileWindow {
             let cutoff = elapsedNanoseconds > window ? elapsedNanoseconds - window : 0
             recent.removeAll { $0.time < cutoff }
             for sample in recent {
-                kept[SampleKey(pid: sample.pid, tid: sample.tid, threadName: sample.threadName, stack: sample.stack), default: 0] += 1
+                kept[SampleKey(process: sample.process, tid: sample.tid, threadName: sample.threadName, stack: sample.stack), default: 0] += 1
             }
         } else {
             kept = counts
@@ -434,8 +430,8 @@ private final class LiveProfileWindow {
             all += count
             guard matches(key) else { continue }
             shown += count
-            shownThreads.insert(ThreadKey(pid: key.pid, tid: key.tid))
-            shownProcesses.insert(key.pid)
+            shownThreads.insert(ThreadKey(process: key.process, tid: key.tid))
+            shownProcesses.insert(key.process)
             let stack = stackLabels[Int(key.stack)]
             if stack.leaf >= 0 { own[Int(stack.leaf)] += count }
             for label in stack.distinct { total[Int(label)] += count }
@@ -470,7 +466,7 @@ private final class LiveProfileWindow {
     }
 
     private func matches(_ key: SampleKey) -> Bool {
-        if !filter.pids.isEmpty && !filter.pids.contains(key.pid) { return false }
+        if !filter.pids.isEmpty && !filter.pids.contains(processes[Int(key.process)].pid) { return false }
         if !filter.tids.isEmpty && !filter.tids.contains(key.tid) { return false }
         if !filter.threadNames.isEmpty && !filter.threadNames.contains(threadNames[Int(key.threadName)]) { return false }
         return true
@@ -480,14 +476,16 @@ private final class LiveProfileWindow {
     private func describe(_ target: Target) -> String {
         switch target {
         case .pids(let pids):
-            if processes.count == 1, let process = processes.values.first {
+            if processes.count == 1, let process = processes.first {
                 return "pid \(process.pid): \(process.commandLine)"
             }
             return "pids " + pids.map(String.init).joined(separator: ", ")
         case .all:
             return "all Python processes running at the start: \(processes.count)"
         case .command(let arguments):
-            return (processes.keys.first.map { "pid \($0): " } ?? "") + arguments.joined(separator: " ")
+            return (processes.first.map { "pid \($0.pid): " } ?? "") + arguments.joined(separator: " ")
+        case .cgroup(let directory):
+            return "Python processes of cgroup \(directory.hierarchyPath): \(processes.count)"
         }
     }
 

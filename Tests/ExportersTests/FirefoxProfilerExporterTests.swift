@@ -189,11 +189,11 @@ final class FirefoxProfilerExporterTests: XCTestCase {
         XCTAssertEqual(render(), render())
         // Interning order aside, the same recording gives the same bytes.
         var shuffled = Profile(sampleRate: 100, startDate: 1_714_564_800)
-        shuffled.processes = Fixture.profile.processes
-        shuffled.duration = Fixture.profile.duration
         let original = Fixture.profile
+        for process in original.processes { _ = shuffled.add(process) }
+        shuffled.duration = original.duration
         for sample in original.samples.reversed() {
-            shuffled.append(time: sample.time, cpu: sample.cpu, pid: sample.pid, tid: sample.tid,
+            shuffled.append(time: sample.time, cpu: sample.cpu, pid: original.process(of: sample).pid, tid: sample.tid,
                             threadName: original.threadNames[Int(sample.threadName)],
                             stack: original.stacks[Int(sample.stack)].map { original.frames[Int($0)] })
         }
@@ -251,7 +251,7 @@ final class FirefoxProfilerExporterTests: XCTestCase {
     private func stacksByThread(_ profile: Profile) -> [[[FirefoxProfileChecker.ReadFrame]]] {
         profile.threads.map { thread in
             profile.samples.enumerated()
-                .filter { $0.element.pid == thread.key.pid && $0.element.tid == thread.key.tid }
+                .filter { $0.element.process == thread.key.process && $0.element.tid == thread.key.tid }
                 .sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }
                 .map { profile.stacks[Int($0.element.stack)].map { expected(profile.frames[Int($0)]) } }
         }

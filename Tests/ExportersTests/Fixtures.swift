@@ -36,10 +36,8 @@ enum Fixture {
 
     static var profile: Profile {
         var profile = Profile(sampleRate: 100, startDate: 1_714_564_800)  // 2024-05-01T12:00:00Z
-        profile.processes = [
-            100: ProfiledProcess(pid: 100, commandLine: "/usr/bin/python3 app.py", pythonVersion: "3.12.1"),
-            200: ProfiledProcess(pid: 200, commandLine: "/usr/local/bin/python3.11 -m batch", pythonVersion: "3.11.9"),
-        ]
+        _ = profile.add(ProfiledProcess(pid: 100, commandLine: "/usr/bin/python3 app.py", pythonVersion: "3.12.1"))
+        _ = profile.add(ProfiledProcess(pid: 200, commandLine: "/usr/local/bin/python3.11 -m batch", pythonVersion: "3.11.9"))
         profile.append(time: 0 * ms, cpu: 0, pid: 100, tid: 100, threadName: "MainThread", stack: mainThreadStacks[0])
         profile.append(time: 5 * ms, cpu: 1, pid: 100, tid: 101, threadName: "worker", stack: workerStacks[0])
         profile.append(time: 1 * ms, cpu: 0, pid: 200, tid: 200, threadName: "MainThread", stack: batchStacks[0])

@@ -104,7 +104,7 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
     /// One process: its stacks start right under the root, with no level for the process.
     func testOneProcessHasNoProcessLevel() throws {
         var profile = Profile(sampleRate: 100, startDate: 0)
-        profile.processes[7] = ProfiledProcess(pid: 7, commandLine: "python3 one.py", pythonVersion: "3.12.1")
+        _ = profile.add(ProfiledProcess(pid: 7, commandLine: "python3 one.py", pythonVersion: "3.12.1"))
         for stack in Fixture.mainThreadStacks {
             profile.append(time: 0, pid: 7, tid: 7, threadName: "MainThread", stack: stack)
         }
@@ -255,7 +255,7 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
 
     static func hostileProfile() -> Profile {
         var profile = Profile(sampleRate: 100, startDate: 0)
-        profile.processes[1] = ProfiledProcess(pid: 1, commandLine: hostileCommand, pythonVersion: "3.12</script>")
+        _ = profile.add(ProfiledProcess(pid: 1, commandLine: hostileCommand, pythonVersion: "3.12</script>"))
         let names = [
             "</script><script>alert(1)</script>",
             "<img src=x onerror=alert(1)>",
@@ -279,8 +279,8 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
     /// real ones do), then sometimes native and kernel frames. Deterministic (a fixed-seed generator).
     static func largeProfile(distinctStacks: Int) -> Profile {
         var profile = Profile(sampleRate: 1000, startDate: 1_714_564_800)
-        profile.processes[4242] = ProfiledProcess(pid: 4242, commandLine: "python3 big_service.py --workers 8",
-                                                  pythonVersion: "3.12.1")
+        _ = profile.add(ProfiledProcess(pid: 4242, commandLine: "python3 big_service.py --workers 8",
+                                                  pythonVersion: "3.12.1"))
         var random = SplitMix64(seed: 0x5EED)
         let python = (0..<3000).map { index in
             profile.intern(Frame(kind: .python, name: index % 50 == 17 ? "handler_\(index % 100)" : "function_\(index)",
@@ -320,7 +320,7 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
             }
             let stackIndex = profile.intern(stack: stack)
             for _ in 0..<(1 + Int(random.next() % 3)) {
-                profile.samples.append(Sample(time: time, cpu: 0, pid: 4242, tid: 4242, threadName: threadName,
+                profile.samples.append(Sample(time: time, cpu: 0, process: 0, tid: 4242, threadName: threadName,
                                               stack: stackIndex))
                 time += 1_000_000
             }

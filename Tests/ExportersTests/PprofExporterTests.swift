@@ -40,11 +40,11 @@ final class PprofExporterTests: XCTestCase {
     func testMappingIsNamedByTheProgramAllProcessesRun() throws {
         var profile = Profile(sampleRate: 100, startDate: 0)
         XCTAssertEqual(PprofExporter.programName(profile), "")
-        profile.processes[1] = ProfiledProcess(pid: 1, commandLine: "/usr/bin/python3 a.py", pythonVersion: "3.11.2")
-        profile.processes[2] = ProfiledProcess(pid: 2, commandLine: "python3 -m b", pythonVersion: "3.11.2")
+        _ = profile.add(ProfiledProcess(pid: 1, commandLine: "/usr/bin/python3 a.py", pythonVersion: "3.11.2"))
+        _ = profile.add(ProfiledProcess(pid: 2, commandLine: "python3 -m b", pythonVersion: "3.11.2"))
         XCTAssertEqual(PprofExporter.programName(profile), "python3")
         XCTAssertEqual(try decode(profile).mappings[1]?.fileName, "python3")
-        profile.processes[3] = ProfiledProcess(pid: 3, commandLine: "/opt/app/bin/python3.12 c.py", pythonVersion: "3.12.1")
+        _ = profile.add(ProfiledProcess(pid: 3, commandLine: "/opt/app/bin/python3.12 c.py", pythonVersion: "3.12.1"))
         XCTAssertEqual(PprofExporter.programName(profile), "")
     }
 
@@ -75,7 +75,7 @@ final class PprofExporterTests: XCTestCase {
                 let frame = profile.frames[Int(index)]
                 return DecodedProfile.Frame(name: frame.name, fileName: PprofExporter.fileName(of: frame), line: Int64(frame.line))
             }
-            let key = Key(pid: Int64(sample.pid), tid: Int64(sample.tid),
+            let key = Key(pid: Int64(profile.process(of: sample).pid), tid: Int64(sample.tid),
                           threadName: profile.threadNames[Int(sample.threadName)], frames: frames)
             expected[key, default: 0] += 1
         }
@@ -198,9 +198,10 @@ final class PprofExporterTests: XCTestCase {
             profile.intern(stack: (0..<(10 + stack % 30)).map { frames[(stack * 31 + $0 * 7) % frames.count] })
         }
         let threadName = profile.intern(threadName: "worker")
+        let process = profile.add(ProfiledProcess(pid: 1, commandLine: "python3 big.py", pythonVersion: "3.12.1"))
         for index in 0..<200_000 {
             profile.samples.append(Sample(
-                time: UInt64(index) * 1000, cpu: 0, pid: 1, tid: Int32(index % 8), threadName: threadName,
+                time: UInt64(index) * 1000, cpu: 0, process: process, tid: Int32(index % 8), threadName: threadName,
                 stack: stacks[(index * 7919) % stacks.count]))
         }
         let bytes = PprofExporter().render(profile)

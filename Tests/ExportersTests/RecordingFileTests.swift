@@ -17,7 +17,8 @@ final class RecordingFileTests: XCTestCase {
         XCTAssertEqual(decoded.threadNames, profile.threadNames)
         func described(_ profile: Profile) -> [String] {
             profile.samples.sorted { ($0.time, $0.tid) < ($1.time, $1.tid) }.map { sample in
-                "\(sample.time) \(sample.cpu) \(sample.pid) \(sample.tid) \(profile.threadNames[Int(sample.threadName)]) "
+                let pid = profile.process(of: sample).pid
+                return "\(sample.time) \(sample.cpu) \(pid) \(sample.tid) \(profile.threadNames[Int(sample.threadName)]) "
                     + profile.stacks[Int(sample.stack)].map { profile.frames[Int($0)].name }.joined(separator: ";")
             }
         }
@@ -74,8 +75,8 @@ final class RecordingFileTests: XCTestCase {
         let profile = Fixture.profile
         let byProcess = profile.filtered(SampleFilter(pids: [200]))
         XCTAssertEqual(byProcess.samples.count, Fixture.batchStacks.count)
-        XCTAssertEqual(Set(byProcess.processes.keys), [200])
-        XCTAssertTrue(byProcess.samples.allSatisfy { $0.pid == 200 })
+        XCTAssertEqual(byProcess.processes.map(\.pid), [200])
+        XCTAssertTrue(byProcess.samples.allSatisfy { byProcess.process(of: $0).pid == 200 })
         // Frames no kept sample uses are gone.
         XCTAssertFalse(byProcess.frames.contains(Fixture.serve))
 

@@ -139,11 +139,12 @@ final class SpeedscopeExporterTests: XCTestCase {
             profile.intern(stack: (0..<(10 + stack % 30)).map { frames[(stack * 31 + $0 * 7) % frames.count] })
         }
         let threadName = profile.intern(threadName: "worker")
+        let process = profile.add(ProfiledProcess(pid: 1, commandLine: "python3 big.py", pythonVersion: "3.12.1"))
         let sampleCount = 200_000
         profile.samples.reserveCapacity(sampleCount)
         for index in 0..<sampleCount {
             profile.samples.append(Sample(
-                time: UInt64(index) * 1000, cpu: 0, pid: 1, tid: Int32(index % 8), threadName: threadName,
+                time: UInt64(index) * 1000, cpu: 0, process: process, tid: Int32(index % 8), threadName: threadName,
                 stack: stacks[(index * 7919) % stacks.count]
             ))
         }

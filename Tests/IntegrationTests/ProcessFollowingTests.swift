@@ -1,4 +1,6 @@
+import Exporters
 import Foundation
+import Profiler
 import XCTest
 
 /// `--all` follows Python processes that start while it records, `--subprocesses` a target's children, and a
@@ -82,5 +84,47 @@ final class ProcessFollowingTests: IntegrationTestCase {
         XCTAssertEqual(pids.count, 2, result.report)
         XCTAssertGreaterThan(samples[pids[0]] ?? 0, 50)
         XCTAssertNil(samples[pids[1]], "the forked child was profiled without --subprocesses")
+    }
+
+    /// A pid the kernel gives to a new program after the first one exited is another process: each program's
+    /// samples stay with its own command line, none cross over. The second program gets the first one's pid
+    /// through ns_last_pid (reused_pid.py).
+    func testReusedPidIsAnotherProcess() throws {
+        let python = try PythonInterpreters.pyenv("3.12").path
+        let fixture = Checkout.fixtures.appendingPathComponent("reused_pid.py").path
+        let recording = scratchFile("reuse.pybpfprof")
+        let recorder = try start(try PyBPFProfBinary.path(), [
+            "record", "--all", "--rate", "499", "--duration", "8", "--save", recording, "-o", scratchFile("reuse.txt"),
+            "--format", "folded"])
+        try recorder.waitForLine("pybpfprof: sampling", timeout: 60, onStandardError: true)
+        let first = try self.run(python, [fixture, "first", "1"]).requireSuccess()
+        let pid = try XCTUnwrap(printedPids(first.standardOutput).first)
+        let second = try self.run(python, [fixture, "again", String(pid), "1"]).requireSuccess()
+        XCTAssertEqual(printedPids(second.standardOutput), [pid], "the second program did not get pid \(pid)")
+        let result = try recorder.wait(timeout: 60).requireSuccess()
+
+        let profile = try RecordingFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: recording))))
+        var work: [[String: Int]] = Array(repeating: [:], count: profile.processes.count)
+        for sample in profile.samples {
+            for frame in profile.stacks[Int(sample.stack)].map({ profile.frames[Int($0)] })
+            where frame.name.hasSuffix("_program_work") {
+                work[Int(sample.process)][frame.name, default: 0] += 1
+            }
+        }
+        // The two programs' processes. (The launcher's fork child also has the pid for a moment before its exec: a
+        // process of its own, running the launcher's code.)
+        let instances = profile.processes.indices.filter { profile.processes[$0].pid == pid && !work[$0].isEmpty }
+        let described = instances.map { "\(profile.processes[$0].commandLine): \(work[$0])" }
+        print("  pid \(pid): \(described.joined(separator: "; "))\n    \(result.recordingSummary)")
+        XCTAssertEqual(instances.count, 2, "pid \(pid) should be two processes in the profile: \(described)")
+        guard instances.count == 2 else { return }
+        let (firstProcess, secondProcess) = (instances[0], instances[1])
+        XCTAssertTrue(profile.processes[firstProcess].commandLine.contains("reused_pid.py first"), described[0])
+        XCTAssertTrue(profile.processes[secondProcess].commandLine.contains("reused_pid.py second"), described[1])
+        // About 499 samples each; the first program also waits for its interpreter to be located.
+        XCTAssertGreaterThan(work[firstProcess]["first_program_work"] ?? 0, 100, described[0])
+        XCTAssertGreaterThan(work[secondProcess]["second_program_work"] ?? 0, 100, described[1])
+        XCTAssertNil(work[firstProcess]["second_program_work"], "the second program's samples went to the first")
+        XCTAssertNil(work[secondProcess]["first_program_work"], "the first program's samples went to the second")
     }
 }

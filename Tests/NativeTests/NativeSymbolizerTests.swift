@@ -225,23 +225,27 @@ final class NativeSymbolizerTests: XCTestCase {
         try FileManager.default.createSymbolicLink(atPath: try built.buildIDPath(root: root), withDestinationPath: target)
 
         let symbolizer = try NativeFileSymbolizer(path: "/opt/libsymtest.so", root: root)
-        XCTAssertEqual(symbolizer.debugFilePath, root + target)
+        XCTAssertEqual(symbolizer.debugFilePath, try built.buildIDPath(root: root))
         let staticFunction = try XCTUnwrap(built.cSymbols[BuiltLibraries.staticFunction])
         XCTAssertEqual(symbolizer.symbol(at: staticFunction.value)?.name, BuiltLibraries.staticFunction)
     }
 
-    func testRootedPathDotDotAndLinksStayInsideRoot() throws {
+    /// A build-ID link in the root pointing at the debug file's absolute path on the host: inside the root that path
+    /// holds nothing, so no debug file is used, although the host's is the right one (same build ID). Opened as
+    /// root + path, the kernel would have followed the link to the host's file.
+    func testBuildIDLinkToAHostFileIsNotFollowedOutOfTheRoot() throws {
         let built = try built()
-        let root = try built.makeDirectory("rooted-path")
-        try FileManager.default.createDirectory(atPath: root + "/a/b", withIntermediateDirectories: true)
-        XCTAssertTrue(FileManager.default.createFile(atPath: root + "/a/b/file", contents: Data()))
-        try FileManager.default.createSymbolicLink(atPath: root + "/a/up", withDestinationPath: "../../../../a")
-        try FileManager.default.createSymbolicLink(atPath: root + "/a/loop", withDestinationPath: "/a/loop")
-        XCTAssertEqual(RootedPath.resolve("/../../a/./b/file", inside: root), root + "/a/b/file")
-        XCTAssertEqual(RootedPath.resolve("/a/up/b/file", inside: root), root + "/a/b/file")
-        XCTAssertNil(RootedPath.resolve("/a/loop/file", inside: root))
-        XCTAssertNil(RootedPath.resolve("/a/missing", inside: root))
-        XCTAssertEqual(RootedPath.resolve("/a/anything", inside: "/"), "/a/anything")
+        let root = try built.makeDirectory("build-id-host-link-root")
+        _ = try built.strippedCopy(in: root + "/opt", debugFileIn: nil, debugLink: false)
+        XCTAssertTrue(built.debugFile.hasPrefix("/") && FileManager.default.fileExists(atPath: built.debugFile))
+        let link = try built.buildIDPath(root: root)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: built.debugFile)
+        XCTAssertNotNil(try? ELFFile(path: link), "the link leads to the host's debug file when followed from our root")
+
+        let symbolizer = try NativeFileSymbolizer(path: "/opt/libsymtest.so", root: root)
+        XCTAssertNil(symbolizer.debugFilePath)
+        let staticFunction = try XCTUnwrap(built.cSymbols[BuiltLibraries.staticFunction])
+        XCTAssertNotEqual(symbolizer.symbol(at: staticFunction.value)?.name, BuiltLibraries.staticFunction)
     }
 
     func testBuildIDDebugFileOfAnotherBuildIsRejected() throws {

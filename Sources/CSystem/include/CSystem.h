@@ -9,6 +9,17 @@ long csystem_read_process_memory(int pid, unsigned long address, void *buffer, u
 #include <stddef.h>
 #include <stdint.h>
 
+/* openat2(2) of `path` with `flags` (O_*), resolved with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS: as if `root_fd`
+ * were the root directory, so that neither `..` nor an absolute symbolic link leaves it, and no /proc magic link
+ * is followed. glibc before 2.39 has no wrapper. A descriptor, or -errno. */
+int csystem_open_in_root(int root_fd, const char *path, int flags);
+
+/* An O_PATH descriptor of directory `path` (O_PATH is behind _GNU_SOURCE), to resolve paths from; or -errno. */
+int csystem_open_directory_path(const char *path);
+
+/* fstatfs(2)'s f_type of the file system holding `fd` (sys/vfs.h is not in Swift's Glibc module), or -errno. */
+long csystem_file_system_type(int fd);
+
 /* C++ (Itanium ABI) demangling through libstdc++'s __cxa_demangle, which is C++ and so not importable into
  * Swift directly. Returns a malloc'd NUL-terminated name (release it with free) or NULL when `mangled` is not a
  * valid mangled name or memory ran out. */
