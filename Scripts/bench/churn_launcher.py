@@ -6,8 +6,9 @@ Process k (k = 0, 1, 2 ...) starts at k / RATE s. Every FORK_EVERY-th one is a m
 from this launcher (no new interpreter: the child runs the parent's); the others are fresh interpreters
 exec'ed by subprocess, taking the INTERPRETERs in turn. Each runs churn_child.run with its own k, 15-45 ms
 of CPU in churn_k (uniform) and a lifetime of 200-500 ms (uniform). Appends "k pid kind interpreter time" to
-LOG.launched for each start (time.monotonic() just after the fork); the children append their own line to LOG. Waits for every child before it
-exits; prints how far behind schedule the last start was.
+LOG.launched for each start (time.monotonic() once Popen or Process.start has returned: after the exec for an
+exec'ed child, after the fork for a forked one); the children append their own line to LOG. Waits for every
+child before it exits; prints how far behind schedule the latest start was.
 """
 import multiprocessing
 import os
