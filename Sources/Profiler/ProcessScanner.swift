@@ -7,34 +7,24 @@ public enum ProcessScanner {
     /// Every running process with a supported CPython interpreter, and a line for each process with an
     /// interpreter that could not be used (unsupported version, unreadable).
     ///
-    /// A process is examined when one of its executable mappings defines `_PyRuntime` or `Py_Initialize`,
-    /// whatever the file is called (a static interpreter renamed to the service's name included). Each
-    /// file is read once per scan, by device and inode: libc and friends are shared by every process.
+    /// A process is taken when one of its executable mappings defines `_PyRuntime` (or `Py_Initialize`, for the
+    /// versions too old to profile), whatever the file is called (a static interpreter renamed to the service's name
+    /// included). What each file holds is learned once, by device and inode, in `cache`: libc and friends are shared
+    /// by every process, and a recording that follows new processes keeps using the same cache.
     ///
     /// `include` chooses the processes examined (e.g. those of a cgroup), before any of their files is read.
     public static func pythonProcesses(
+        cache: InterpreterLocator.FileCache = InterpreterLocator.FileCache(),
         where include: (Int32) -> Bool = { _ in true }
     ) -> (found: [PythonInterpreter], skipped: [String]) {
         let own = getpid()
-        var definesInterpreter: [String: Bool] = [:]
         var found: [PythonInterpreter] = []
         var skipped: [String] = []
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for pid in entries.compactMap({ Int32($0) }).sorted() where pid != own && include(pid) {
-            guard let mappings = try? MemoryMapping.read(pid: pid) else { continue }
-            let hasInterpreter = mappings.contains { mapping in
-                guard mapping.executable, mapping.inode != 0 else { return false }
-                let file = "\(mapping.device):\(mapping.inode)"
-                if let known = definesInterpreter[file] { return known }
-                let elf = try? InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping)
-                let defines = elf.map { $0.symbol(named: "_PyRuntime") != nil || $0.symbol(named: "Py_Initialize") != nil } ?? false
-                definesInterpreter[file] = defines
-                return defines
-            }
-            guard hasInterpreter else { continue }
             do {
-                found.append(try InterpreterLocator.locate(pid: pid))
-            } catch InterpreterError.processGone {
+                found.append(try InterpreterLocator.locate(pid: pid, cache: cache))
+            } catch InterpreterError.notPython, InterpreterError.processGone {
                 continue
             } catch {
                 skipped.append("\(error)")

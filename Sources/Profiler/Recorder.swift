@@ -245,13 +245,13 @@ public final class Recorder {
             return pids
         case .all:
             // Those running now; the ones that start later come through exec events.
-            let (found, skipped) = ProcessScanner.pythonProcesses()
+            let (found, skipped) = ProcessScanner.pythonProcesses(cache: locatorCache)
             statistics.skippedProcesses = skipped
             for interpreter in found { try register(interpreter) }
             return found.map(\.pid)
         case .cgroup(let directory):
             // As --all, among the processes of the cgroup (checked before their files are read).
-            let (found, skipped) = ProcessScanner.pythonProcesses { Containers.isProcess($0, under: directory) }
+            let (found, skipped) = ProcessScanner.pythonProcesses(cache: locatorCache) { Containers.isProcess($0, under: directory) }
             statistics.skippedProcesses = skipped
             for interpreter in found { try register(interpreter) }
             return found.map(\.pid)
@@ -303,35 +303,50 @@ public final class Recorder {
     }
 
     private func register(_ interpreter: PythonInterpreter) throws {
+        if let instance = try registerPython(interpreter) { loadNativeStacks(of: interpreter, instance: instance) }
+    }
+
+    /// Makes the interpreter's process a target: its Python stacks are sampled from here on. Returns its process
+    /// instance, or nil when `isCurrent` (asked under the lock, which the exec and exit events take too) says the
+    /// registration is stale: a forked child that exec'ed another program before it was registered.
+    private func registerPython(_ interpreter: PythonInterpreter, isCurrent: () -> Bool = { true }) throws -> Int32? {
         let pid = interpreter.pid
         let commandLine = ProcessScanner.commandLine(pid: pid)
         let containerID = Containers.containerID(pid: pid) ?? ""
         lock.lock()
+        defer { lock.unlock() }
+        guard isCurrent() else { return nil }
+        try sampler.add(interpreter)
         interpreters[pid] = interpreter
         followed.registered.insert(pid)
         decoders[pid] = makeDecoder(interpreter: interpreter)
         statistics.interpreters.append(interpreter)
-        instances[pid] = profile.add(ProfiledProcess(
+        let instance = profile.add(ProfiledProcess(
             pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description, containerID: containerID))
-        lock.unlock()
-        try sampler.add(interpreter)
-        // Python stacks are sampled from here on; native ones once the tables are loaded (compiling them takes a
-        // while for a large library), until then samples carry Python frames only.
-        if let unwindTables {
-            do {
-                let native = try NativeProcess(pid: pid, interpreterFile: interpreter.binaryPath, store: unwindTables)
-                try sampler.setMappings(pid: pid, native.bpfValue())
-                lock.lock()
-                nativeProcesses[pid] = native
-                interpreterFiles[pid] = interpreter.binaryPath
-                decoders[pid]?.native = native
-                lock.unlock()
-            } catch {
-                // Exited meanwhile, or its maps are unreadable: its samples keep their Python and kernel frames.
-                lock.lock()
-                statistics.skippedProcesses.append("native stacks of process \(pid): \(error)")
-                lock.unlock()
-            }
+        instances[pid] = instance
+        return instance
+    }
+
+    /// Native stacks for a registered process, once the unwind tables of its files are loaded (compiling them takes
+    /// a while for a large library): until then its samples carry Python and kernel frames only. Kept only if the
+    /// process is still that instance (it may have exited or exec'ed meanwhile).
+    private func loadNativeStacks(of interpreter: PythonInterpreter, instance: Int32) {
+        guard let unwindTables else { return }
+        let pid = interpreter.pid
+        do {
+            let native = try NativeProcess(pid: pid, interpreterFile: interpreter.binaryPath, store: unwindTables)
+            lock.lock()
+            defer { lock.unlock() }
+            guard instances[pid] == instance else { return }
+            try sampler.setMappings(pid: pid, native.bpfValue())
+            nativeProcesses[pid] = native
+            interpreterFiles[pid] = interpreter.binaryPath
+            decoders[pid]?.native = native
+        } catch {
+            // Exited meanwhile, or its maps are unreadable: its samples keep their Python and kernel frames.
+            lock.lock()
+            statistics.skippedProcesses.append("native stacks of process \(pid): \(error)")
+            lock.unlock()
         }
     }
     /// Ends the recording as SIGINT would: `run()` returns what was collected.
@@ -396,8 +411,10 @@ public final class Recorder {
         let pid = Int32(bitPattern: event.pid)
         switch UInt32(event.record_type) {
         case RECORD_EXEC.rawValue:
-            // A new program in this process: whatever was registered for it is stale.
+            // A new program in this process: whatever was registered for it is stale, and a fork not registered yet
+            // must not be (it would be read with its parent's interpreter).
             if followed.registered.contains(pid) { forget(pid) }
+            followed.forks.removeAll { $0.child == pid }
             // With --cgroup the BPF program reports only the execs of the cgroup's tasks.
             if options.takesEveryNewProgram || followed.tree.contains(pid) {
                 followed.schedule(pid, now: Self.monotonicNow())
@@ -445,15 +462,21 @@ public final class Recorder {
         guard options.followsProcesses else { return }
         lock.lock()
         let now = Self.monotonicNow()
+        // Left queued: an exec event removes its child, and registering takes it (both under the lock).
         let forks = followed.forks
-        followed.forks = []
         let due = followed.due(now: now)
         lock.unlock()
 
-        for (parent, child) in forks where isInTargetCgroup(child) {
+        // Python stacks first, for every new process; the native tables after, since compiling them for a new binary
+        // takes long enough to miss a short process queued behind it.
+        var registered: [(PythonInterpreter, instance: Int32)] = []
+        for (parent, child) in forks {
             var interpreter = parent
             interpreter.pid = child
-            try? register(interpreter)
+            let inCgroup = isInTargetCgroup(child)
+            if let instance = try? registerPython(interpreter, isCurrent: { followed.takeFork(child) && inCgroup }) {
+                registered.append((interpreter, instance))
+            }
         }
         for pid in due {
             guard isInTargetCgroup(pid) else {
@@ -464,7 +487,8 @@ public final class Recorder {
                 continue
             }
             do {
-                try register(try InterpreterLocator.locate(pid: pid, cache: locatorCache))
+                let interpreter = try InterpreterLocator.locate(pid: pid, cache: locatorCache)
+                if let instance = try registerPython(interpreter) { registered.append((interpreter, instance)) }
                 lock.lock()
                 followed.pending[pid] = nil
                 lock.unlock()
@@ -487,6 +511,7 @@ public final class Recorder {
                 lock.unlock()
             }
         }
+        for (interpreter, instance) in registered { loadNativeStacks(of: interpreter, instance: instance) }
     }
 
     /// Whether `pid` is in the cgroup the recording is restricted to; true without one.
@@ -689,7 +714,8 @@ public final class StopFlag: @unchecked Sendable {
 struct ProcessFollowing {
     var registered: Set<Int32> = []
     var tree: Set<Int32> = []
-    var forks: [(PythonInterpreter, Int32)] = []
+    /// Forked children of registered Python processes, to register with their parent's interpreter.
+    var forks: [(parent: PythonInterpreter, child: Int32)] = []
     /// pid -> (next attempt, delay before the one after), in nanoseconds.
     var pending: [Int32: (next: UInt64, delay: UInt64)] = [:]
 
@@ -698,6 +724,13 @@ struct ProcessFollowing {
 
     mutating func schedule(_ pid: Int32, now: UInt64) {
         pending[pid] = (now, Self.firstDelay)
+    }
+
+    /// Removes a queued fork; false if it is no longer queued (it exec'ed, or was taken already).
+    mutating func takeFork(_ child: Int32) -> Bool {
+        guard let index = forks.firstIndex(where: { $0.child == child }) else { return false }
+        forks.remove(at: index)
+        return true
     }
 
     /// When the next attempt is due, if any process is waiting for one.

@@ -26,8 +26,10 @@ final class Sampler {
     private let eventPrograms: [(String, OpaquePointer)]
     private var eventLinks: [ProgramLink] = []
 
-    /// How long records may wait in the ring buffer before the drain thread reads them.
-    static let pollIntervalMilliseconds: Int32 = 50
+    /// How long records may wait in the ring buffer before the drain thread reads them. 10 ms when following
+    /// processes: a starting interpreter frees the code objects of the modules it imports right after running
+    /// them, and the drain thread can only name a frame whose code object is still there to read.
+    let pollIntervalMilliseconds: Int32
 
     /// - Parameters:
     ///   - ringBufferBytes: a power of two, at least a page.
@@ -36,6 +38,7 @@ final class Sampler {
     ///     reported (`--cgroup`, `--container`); nil for every task. Only read here: the caller keeps it open.
     init(ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
          unwindTableBytes: Int, followProcesses: Bool, cgroupFD: Int32? = nil) throws {
+        pollIntervalMilliseconds = followProcesses ? 10 : 50
         object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
         try object.setMaxEntries(map: "samples", ringBufferBytes)
         // A Python-only recording keeps a one-row array: nothing to preallocate.
@@ -96,14 +99,14 @@ final class Sampler {
         let reader = try RingBufferReader(mapFD: ringBufferFD, handler: handler)
         self.reader = reader
         draining = true
-        let thread = Thread { [stopDraining] in
+        let thread = Thread { [stopDraining, pollIntervalMilliseconds] in
             while true {
                 stopDraining.lock()
                 let keepGoing = self.draining
                 stopDraining.unlock()
                 guard keepGoing else { break }
                 // poll() only reads after a wakeup; records written without one are consumed here.
-                _ = try? reader.poll(timeoutMilliseconds: Self.pollIntervalMilliseconds)
+                _ = try? reader.poll(timeoutMilliseconds: pollIntervalMilliseconds)
                 _ = try? reader.drain()
             }
         }
