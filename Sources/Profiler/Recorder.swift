@@ -152,6 +152,10 @@ public final class Recorder {
     /// whose maps to re-read. The loop waits on it, so a library loaded later (dlopen) or a new process is
     /// handled at once rather than at the loop's next poll.
     private let loopWakeup = DispatchSemaphore(value: 0)
+    /// Native tables are compiled and maps re-read here, one job at a time, while the recording loop goes on
+    /// registering new processes' Python stacks: compiling the tables of a new binary takes long enough to miss a
+    /// short process queued behind it. The only thread that uses `unwindTables` once sampling has started.
+    private let nativeQueue = DispatchQueue(label: "pybpfprof-native-tables")
     /// Process following (--all, --subprocesses), fed by the BPF program's exec/fork/exit events on the drain
     /// thread and worked off by the recording loop.
     private var followed = ProcessFollowing()
@@ -159,7 +163,7 @@ public final class Recorder {
     private let locatorCache = InterpreterLocator.FileCache()
     /// The interpreter of each registered Python process: a fork's child has the same one.
     private var interpreters: [Int32: PythonInterpreter] = [:]
-    /// Registration thread only (tables are built there, never on the drain thread).
+    /// On `nativeQueue` only (tables are built there, never on the drain thread).
     private let unwindTables: UnwindTableStore?
     private let kernelSymbols: KernelSymbols?
     private var statistics = RecordingStatistics()
@@ -274,7 +278,8 @@ public final class Recorder {
         while !timeToStop() {
             if !located && unusable == nil {
                 do {
-                    try register(try InterpreterLocator.locate(pid: child.pid, cache: locatorCache))
+                    let interpreter = try InterpreterLocator.locate(pid: child.pid, cache: locatorCache)
+                    if let instance = try registerPython(interpreter) { loadNativeStacksLater(of: interpreter, instance: instance) }
                     located = true
                 } catch let error as InterpreterError {
                     switch error {
@@ -302,8 +307,17 @@ public final class Recorder {
         }
     }
 
+    /// Registers a process found before sampling starts, native tables included: its first samples are whole.
     private func register(_ interpreter: PythonInterpreter) throws {
-        if let instance = try registerPython(interpreter) { loadNativeStacks(of: interpreter, instance: instance) }
+        guard let instance = try registerPython(interpreter) else { return }
+        nativeQueue.sync { loadNativeStacks(of: interpreter, instance: instance) }
+    }
+
+    /// For a process registered while sampling: its native tables load on `nativeQueue`, its samples are marked until
+    /// then.
+    private func loadNativeStacksLater(of interpreter: PythonInterpreter, instance: Int32) {
+        guard unwindTables != nil else { return }
+        nativeQueue.async { [self] in loadNativeStacks(of: interpreter, instance: instance) }
     }
 
     /// Makes the interpreter's process a target: its Python stacks are sampled from here on. Returns its process
@@ -393,7 +407,7 @@ public final class Recorder {
     /// A process that does not run Python: native and kernel stacks only.
     private func registerNative(pid: Int32) throws {
         guard let unwindTables else { return }
-        let native = try NativeProcess(pid: pid, interpreterFile: nil, store: unwindTables)
+        let native = try nativeQueue.sync { try NativeProcess(pid: pid, interpreterFile: nil, store: unwindTables) }
         try sampler.setMappings(pid: pid, native.bpfValue())
         let process = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "",
                                       containerID: Containers.containerID(pid: pid) ?? "")
@@ -467,15 +481,12 @@ public final class Recorder {
         let due = followed.due(now: now)
         lock.unlock()
 
-        // Python stacks first, for every new process; the native tables after, since compiling them for a new binary
-        // takes long enough to miss a short process queued behind it.
-        var registered: [(PythonInterpreter, instance: Int32)] = []
         for (parent, child) in forks {
             var interpreter = parent
             interpreter.pid = child
             let inCgroup = isInTargetCgroup(child)
             if let instance = try? registerPython(interpreter, isCurrent: { followed.takeFork(child) && inCgroup }) {
-                registered.append((interpreter, instance))
+                loadNativeStacksLater(of: interpreter, instance: instance)
             }
         }
         for pid in due {
@@ -488,7 +499,7 @@ public final class Recorder {
             }
             do {
                 let interpreter = try InterpreterLocator.locate(pid: pid, cache: locatorCache)
-                if let instance = try registerPython(interpreter) { registered.append((interpreter, instance)) }
+                if let instance = try registerPython(interpreter) { loadNativeStacksLater(of: interpreter, instance: instance) }
                 lock.lock()
                 followed.pending[pid] = nil
                 lock.unlock()
@@ -511,8 +522,8 @@ public final class Recorder {
                 lock.unlock()
             }
         }
-        for (interpreter, instance) in registered { loadNativeStacks(of: interpreter, instance: instance) }
     }
+
 
     /// Whether `pid` is in the cgroup the recording is restricted to; true without one.
     private func isInTargetCgroup(_ pid: Int32) -> Bool {
@@ -536,7 +547,7 @@ public final class Recorder {
     static let refreshInterval: UInt64 = 200_000_000
 
     /// Re-reads the maps of processes whose samples reached code in no known mapping (a library loaded after
-    /// registration), at most every 200 ms per process, and gives the unwinder the new tables.
+    /// registration), at most every 200 ms per process, and gives the unwinder the new tables (on `nativeQueue`).
     private func refreshStaleMappings() {
         guard let unwindTables else { return }
         lock.lock()
@@ -546,10 +557,20 @@ public final class Recorder {
         let current = due.compactMap { pid in nativeProcesses[pid].map { (pid, $0, interpreterFiles[pid]) } }
         for pid in due { lastRefresh[pid] = now }
         lock.unlock()
-        for (pid, var native, interpreterFile) in current {
+        guard !current.isEmpty else { return }
+        nativeQueue.async { [self] in refresh(current, store: unwindTables) }
+    }
+
+    private func refresh(_ processes: [(Int32, NativeProcess, String?)], store unwindTables: UnwindTableStore) {
+        for (pid, var native, interpreterFile) in processes {
             guard (try? native.refresh(interpreterFile: interpreterFile, store: unwindTables)) == true else { continue }
-            try? sampler.setMappings(pid: pid, native.bpfValue())
             lock.lock()
+            // Unless it exited or exec'ed meanwhile (its pid may be another process's by now).
+            guard nativeProcesses[pid] != nil else {
+                lock.unlock()
+                continue
+            }
+            try? sampler.setMappings(pid: pid, native.bpfValue())
             nativeProcesses[pid] = native
             // Addresses may now belong to other files: the decoder resolves them again.
             decoders[pid]?.native = native
@@ -601,6 +622,8 @@ public final class Recorder {
     }
 
     private func finish() -> (Profile, RecordingStatistics) {
+        // Tables still compiling: their files count in the report.
+        nativeQueue.sync {}
         let counters = sampler.readCounters()
         lock.lock()
         defer { lock.unlock() }

@@ -127,4 +127,22 @@ final class ProcessFollowingTests: IntegrationTestCase {
         XCTAssertNil(work[firstProcess]["second_program_work"], "the second program's samples went to the first")
         XCTAssertNil(work[secondProcess]["first_program_work"], "the first program's samples went to the second")
     }
+
+    /// A Python process forks a child that execs another Python at once (subprocess's fork and exec): the child is
+    /// profiled as the program it exec'ed, not read with its parent's interpreter (whose offsets do not fit it).
+    func testForkThatExecsAnotherPythonIsProfiledAsThatPython() throws {
+        let parent = try PythonInterpreters.pyenv("3.12").path
+        let child = try PythonInterpreters.pyenv("3.13").path
+        let output = scratchFile("forkexec.speedscope.json")
+        let script = "import os; pid = os.fork()\nif pid == 0: os.execv('\(child)', ['\(child)', '\(fixture)', '0.5'])\nos.waitpid(pid, 0)"
+        let result = try runPyBPFProf(["record", "--subprocesses", "--rate", "499", "-o", output, "--", parent, "-c", script])
+            .requireSuccess()
+        let pids = printedPids(result.standardOutput)
+        let samples = try workSamples(output)
+        print("  short_lived_work samples by pid: \(pids.map { "\($0): \(samples[$0] ?? 0)" }.joined(separator: ", ")) (about 250 at most)")
+        print("    \(result.recordingSummary)")
+        XCTAssertEqual(pids.count, 1, result.report)
+        XCTAssertGreaterThan(samples[pids.first ?? 0] ?? 0, 100, "the exec'ed 3.13 child is missing its Python frames\n\(result.report)")
+        XCTAssertFalse(result.report.contains("interpreter state unreadable"), "a process was read with another's interpreter")
+    }
 }
