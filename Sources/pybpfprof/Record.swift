@@ -19,29 +19,10 @@ struct Record: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: "Profile this process (repeatable).")
-    var pid: [Int32] = []
-
-    @Flag(name: .long, help: "Profile every Python process: those running now and those that start while recording.")
-    var all = false
-
-    @Option(name: .long, help: ArgumentHelp(
-        "Profile every Python process in this cgroup v2 directory and below it, also those that start while recording.",
-        discussion: "A path under the cgroup v2 mount, or as /proc/PID/cgroup's 0:: line shows it (/system.slice/myapp.service).",
-        valueName: "path"))
-    var cgroup: String?
-
-    @Option(name: .long, help: ArgumentHelp(
-        "Profile every Python process of this container (Docker, containerd, CRI-O, Podman), also those that start while recording.",
-        discussion: "Its ID or the start of it, at least 4 hexadecimal digits (docker ps prints 12).",
-        valueName: "id"))
-    var container: String?
+    @OptionGroup var sampling: SamplingOptions
 
     @Flag(name: .long, help: "With --pid or -- CMD: also profile the targets' child processes, and theirs.")
     var subprocesses = false
-
-    @Option(name: .long, help: "Samples per second of CPU time, per CPU.")
-    var rate = 100
 
     @Option(name: .long, help: "Stop after this many seconds (default: at Ctrl-C, SIGTERM or when the targets exit).")
     var duration: Double?
@@ -55,12 +36,6 @@ struct Record: ParsableCommand {
     @Option(name: .long, help: "Also save the whole recording to this file, to render it later in any format with `pybpfprof report`.")
     var save: String?
 
-    @Flag(name: .long, help: "Python frames only: no native or kernel frames.")
-    var pythonOnly = false
-
-    @Flag(name: .long, help: "Also show the interpreter's own native frames (libpython), which the default view replaces with the Python frames they run.")
-    var interpreterFrames = false
-
     @Flag(name: .long, help: "Accept --pid processes that do not run Python: record their native and kernel stacks.")
     var allowNonPython = false
 
@@ -70,25 +45,15 @@ struct Record: ParsableCommand {
     @Flag(name: .long, help: "Report the BPF program's kernel run time per sample (switches on kernel BPF statistics).")
     var bpfStats = false
 
-    @Argument(parsing: .postTerminator, help: "A command to launch and profile until it exits: -- CMD ARGS...")
-    var command: [String] = []
-
     func validate() throws {
-        let targets = (pid.isEmpty ? 0 : 1) + (all ? 1 : 0) + (command.isEmpty ? 0 : 1) + (cgroup == nil ? 0 : 1)
-            + (container == nil ? 0 : 1)
-        guard targets == 1 else {
-            throw ValidationError("give exactly one target: --pid PID, --all, --cgroup PATH, --container ID, or -- CMD ARGS...")
-        }
-        guard (1...20_000).contains(rate) else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
         if let duration, !(duration > 0) { throw ValidationError("--duration must be a positive number of seconds") }
         guard (1...4096).contains(unwindMemory) else { throw ValidationError("--unwind-memory must be between 1 and 4096 MiB") }
-        if allowNonPython && pid.isEmpty { throw ValidationError("--allow-non-python applies to --pid targets only") }
-        if subprocesses && all { throw ValidationError("--subprocesses applies to --pid or -- CMD; --all already takes every process") }
-        if subprocesses && (cgroup != nil || container != nil) {
-            throw ValidationError("--subprocesses applies to --pid or -- CMD; --cgroup and --container already take every process in the cgroup")
+        if allowNonPython && sampling.pid.isEmpty { throw ValidationError("--allow-non-python applies to --pid targets only") }
+        if subprocesses && sampling.targetsEveryProcess {
+            throw ValidationError("--subprocesses applies to --pid or -- CMD; --all, --cgroup and --container already take every process")
         }
-        if pythonOnly && (interpreterFrames || allowNonPython) {
-            throw ValidationError("--python-only records no native frames: drop --interpreter-frames / --allow-non-python")
+        if sampling.pythonOnly && allowNonPython {
+            throw ValidationError("--python-only records no native frames: drop --allow-non-python")
         }
         if let output, format == nil, OutputFormat(path: output) == nil {
             throw ValidationError("cannot tell the format of '\(output)' from its extension: add --format \(OutputFormat.allCases.map(\.rawValue).joined(separator: "|"))")
@@ -102,24 +67,18 @@ struct Record: ParsableCommand {
     }
 
     func run() throws {
-        let target: Target
-        if let cgroup {
-            target = .cgroup(try failing { try Containers.cgroup(cgroup) })
-        } else if let container {
-            target = .cgroup(try failing { try Containers.container(container) })
-        } else {
-            target = all ? .all : command.isEmpty ? .pids(pid) : .command(command)
-        }
+        let rate = sampling.rate
         var options = RecordOptions(
-            target: target, rate: rate, duration: duration, bpfStatistics: bpfStats, pythonOnly: pythonOnly,
-            showInterpreterFrames: interpreterFrames, unwindTableBytes: unwindMemory << 20)
+            target: try sampling.target(), rate: rate, duration: duration, bpfStatistics: bpfStats,
+            pythonOnly: sampling.pythonOnly, showInterpreterFrames: sampling.interpreterFrames,
+            unwindTableBytes: unwindMemory << 20)
         options.allowNonPython = allowNonPython
         options.subprocesses = subprocesses
         let terminal = Terminal.standardError
         let (profile, statistics) = try failing {
             let recorder = try Recorder(options: options)
             // Attaching to running processes gives no other sign of life (a launched command has its own output).
-            if command.isEmpty {
+            if sampling.command.isEmpty {
                 let scope = options.target.cgroupDescription.map { " of cgroup \($0)" } ?? ""
                 recorder.onStarted = { processes in
                     printToStandardError("pybpfprof: sampling \(processes) process\(processes == 1 ? "" : "es")\(scope) at \(rate) Hz (Ctrl-C to stop and write the profile)")

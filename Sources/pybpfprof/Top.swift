@@ -25,20 +25,7 @@ struct Top: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: "Profile this process (repeatable).")
-    var pid: [Int32] = []
-
-    @Flag(name: .long, help: "Profile every Python process: those running now and those that start.")
-    var all = false
-
-    @Option(name: .long, help: "Samples per second of CPU time, per CPU.")
-    var rate = 100
-
-    @Flag(name: .long, help: "Python frames only: no native or kernel frames.")
-    var pythonOnly = false
-
-    @Flag(name: .long, help: "Also show the interpreter's own native frames (libpython), which the default view replaces with the Python frames they run.")
-    var interpreterFrames = false
+    @OptionGroup var sampling: SamplingOptions
 
     @Option(name: .long, help: "Show only this process's samples (repeatable).")
     var filterPid: [Int32] = []
@@ -64,18 +51,7 @@ struct Top: ParsableCommand {
     @Option(name: .long, help: "Functions shown per refresh (default: as many as fit the terminal; 25 when standard output is not one).")
     var limit: Int?
 
-    @Argument(parsing: .postTerminator, help: "A command to launch and watch until it exits: -- CMD ARGS...")
-    var command: [String] = []
-
     func validate() throws {
-        let targets = (pid.isEmpty ? 0 : 1) + (all ? 1 : 0) + (command.isEmpty ? 0 : 1)
-        guard targets == 1 else {
-            throw ValidationError("give exactly one target: --pid PID, --all, or -- CMD ARGS...")
-        }
-        guard (1...20_000).contains(rate) else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
-        if pythonOnly && interpreterFrames {
-            throw ValidationError("--python-only records no native frames: drop --interpreter-frames")
-        }
         if let window, !(window > 0) { throw ValidationError("--window must be a positive number of seconds") }
         if window != nil && cumulative { throw ValidationError("--window and --cumulative exclude each other") }
         guard interval >= 0.1 && interval <= 3600 else {
@@ -86,9 +62,10 @@ struct Top: ParsableCommand {
     }
 
     func run() throws {
-        let target: Target = all ? .all : command.isEmpty ? .pids(pid) : .command(command)
+        let target = try sampling.target()
+        let rate = sampling.rate
         let options = RecordOptions(
-            target: target, rate: rate, pythonOnly: pythonOnly, showInterpreterFrames: interpreterFrames)
+            target: target, rate: rate, pythonOnly: sampling.pythonOnly, showInterpreterFrames: sampling.interpreterFrames)
         // Loading BPF takes a moment and is where most setup errors show: before the screen is taken over.
         let recorder = try failing { try Recorder(options: options) }
         let view = LiveProfileWindow(
@@ -102,7 +79,7 @@ struct Top: ParsableCommand {
             try failing { throw error }
         }
         if case .targetsExited(let statistics) = ending {
-            printToStandardError(command.isEmpty ? "pybpfprof: the profiled processes exited" : "pybpfprof: the command exited")
+            printToStandardError(sampling.command.isEmpty ? "pybpfprof: the profiled processes exited" : "pybpfprof: the command exited")
             if let status = statistics.commandExitStatus, status != 0 { throw ExitCode(status) }
         }
     }

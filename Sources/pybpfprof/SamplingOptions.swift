@@ -1,0 +1,57 @@
+import ArgumentParser
+import Profiler
+
+/// What `record` and `top` sample: exactly one target, the rate, and which frames are kept.
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .long, help: "Profile this process (repeatable).")
+    var pid: [Int32] = []
+
+    @Flag(name: .long, help: "Profile every Python process: those running now and those that start later.")
+    var all = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Profile every Python process in this cgroup v2 directory and below it, also those that start later.",
+        discussion: "A path under the cgroup v2 mount, or as /proc/PID/cgroup's 0:: line shows it (/system.slice/myapp.service).",
+        valueName: "path"))
+    var cgroup: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Profile every Python process of this container (Docker, containerd, CRI-O, Podman), also those that start later.",
+        discussion: "Its ID or the start of it, at least 4 hexadecimal digits (docker ps prints 12).",
+        valueName: "id"))
+    var container: String?
+
+    @Option(name: .long, help: "Samples per second of CPU time, per CPU.")
+    var rate = 100
+
+    @Flag(name: .long, help: "Python frames only: no native or kernel frames.")
+    var pythonOnly = false
+
+    @Flag(name: .long, help: "Also show the interpreter's own native frames (libpython), which the default view replaces with the Python frames they run.")
+    var interpreterFrames = false
+
+    @Argument(parsing: .postTerminator, help: "A command to launch and profile until it exits: -- CMD ARGS...")
+    var command: [String] = []
+
+    func validate() throws {
+        let targets = (pid.isEmpty ? 0 : 1) + (all ? 1 : 0) + (command.isEmpty ? 0 : 1) + (cgroup == nil ? 0 : 1)
+            + (container == nil ? 0 : 1)
+        guard targets == 1 else {
+            throw ValidationError("give exactly one target: --pid PID, --all, --cgroup PATH, --container ID, or -- CMD ARGS...")
+        }
+        guard (1...20_000).contains(rate) else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
+        if pythonOnly && interpreterFrames {
+            throw ValidationError("--python-only records no native frames: drop --interpreter-frames")
+        }
+    }
+
+    /// Whether the target takes every process of a scope (the host, a cgroup) rather than given ones.
+    var targetsEveryProcess: Bool { all || cgroup != nil || container != nil }
+
+    /// The target; a `--cgroup` or `--container` that names no cgroup is a one-line error.
+    func target() throws -> Target {
+        if let cgroup { return .cgroup(try failing { try Containers.cgroup(cgroup) }) }
+        if let container { return .cgroup(try failing { try Containers.container(container) }) }
+        return all ? .all : command.isEmpty ? .pids(pid) : .command(command)
+    }
+}
