@@ -196,9 +196,12 @@ public enum Dumper {
         var tid: UInt32 { header.tid }
         var isOnCPU: Bool { thread.flags & DUMP_THREAD_ON_CPU.rawValue != 0 }
         /// Not on a CPU, yet it ran while being read, or its Python walk hit memory that changed under it (a frame
-        /// popped while read): worth reading again.
+        /// popped while read), or its native unwind reached an address in no mapping known when the dump began:
+        /// worth reading again.
         var isTorn: Bool {
-            (thread.flags & DUMP_THREAD_SWITCHED.rawValue != 0 && !isOnCPU) || UInt32(header.flags) & SAMPLE_READ_ERROR.rawValue != 0
+            let flags = UInt32(header.flags)
+            return (thread.flags & DUMP_THREAD_SWITCHED.rawValue != 0 && !isOnCPU) || flags & SAMPLE_READ_ERROR.rawValue != 0
+                || flags & SAMPLE_NATIVE_UNKNOWN_MAPPING.rawValue != 0
         }
 
         /// Of two readings of one thread: the clean one, then the one taken off a CPU (it has its native and kernel
