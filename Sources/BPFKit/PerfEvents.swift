@@ -12,7 +12,7 @@ public final class CPUClockAttachment {
         let period = UInt64(1_000_000_000 / max(frequency, 1))
         do {
             for cpu in try Self.onlineCPUs() {
-                let fd = cbpf_open_cpu_clock(Int32(cpu), period)
+                let fd = cbpf_open_cpu_clock(-1, Int32(cpu), period)
                 if fd < 0 { throw BPFError("opening the cpu-clock perf event on CPU \(cpu)", errno: -fd) }
                 fds.append(fd)
                 guard let link = bpf_program__attach_perf_event(program, fd),

@@ -11,7 +11,7 @@ public final class ThreadCPUClockAttachment {
     /// Throws a BPFError whose errno is ESRCH when the thread is gone.
     public init(program: OpaquePointer, tid: Int32, periodNanoseconds: UInt64) throws {
         self.tid = tid
-        let fd = cbpf_open_thread_cpu_clock(tid, periodNanoseconds)
+        let fd = cbpf_open_cpu_clock(tid, -1, periodNanoseconds)
         if fd < 0 { throw BPFError("opening the cpu-clock perf event of thread \(tid)", errno: -fd) }
         self.fd = fd
         guard let link = bpf_program__attach_perf_event(program, fd), libbpf_get_error(UnsafeRawPointer(link)) == 0 else {

@@ -11,7 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int cbpf_open_cpu_clock(int cpu, unsigned long long period_ns)
+int cbpf_open_cpu_clock(int pid, int cpu, unsigned long long period_ns)
 {
     struct perf_event_attr attr;
     memset(&attr, 0, sizeof(attr));
@@ -21,7 +21,8 @@ int cbpf_open_cpu_clock(int cpu, unsigned long long period_ns)
     /* A fixed period in CPU nanoseconds: every sample stands for the same CPU time. */
     attr.sample_period = period_ns;
     attr.disabled = 0;
-    int fd = (int)syscall(SYS_perf_event_open, &attr, -1 /* every process */, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+    attr.inherit = 0;
+    int fd = (int)syscall(SYS_perf_event_open, &attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
 

@@ -7,9 +7,10 @@
 #include <bpf/bpf.h>
 #include "pybpfprof.h"
 
-/* perf_event_open(2) for a software cpu-clock event on one CPU, all processes, sampling every
- * period_ns nanoseconds of CPU time. Returns the fd or -errno. */
-int cbpf_open_cpu_clock(int cpu, unsigned long long period_ns);
+/* perf_event_open(2) for a software cpu-clock event sampling every period_ns nanoseconds of CPU time: of every
+ * process on one CPU (pid -1, cpu N), or of one thread wherever it runs (pid = its tid, cpu -1; not the threads
+ * it starts). Returns the fd or -errno. */
+int cbpf_open_cpu_clock(int pid, int cpu, unsigned long long period_ns);
 
 /* Sets a `const volatile` global of the BPF program (in .rodata) before load, found by name through the
  * object's BTF. Returns 0, -ENOENT when there is no such variable, -EINVAL when its size is not `size`. */
@@ -20,10 +21,5 @@ int cbpf_set_constant(struct bpf_object *object, const char *name, const void *v
 void cbpf_capture_libbpf_log(void);
 const char *cbpf_libbpf_log(void);
 void cbpf_clear_libbpf_log(void);
-
-/* perf_event_open(2) for a software cpu-clock event of one thread (pid = tid, cpu = -1): it fires every
- * period_ns nanoseconds of that thread's CPU time, on whichever CPU it runs. Returns the fd or -errno.
- * (thread_clock.c) */
-int cbpf_open_thread_cpu_clock(int tid, unsigned long long period_ns);
 
 #endif
