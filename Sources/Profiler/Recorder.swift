@@ -363,6 +363,7 @@ public final class Recorder {
             lock.unlock()
         }
     }
+
     /// Ends the recording as SIGINT would: `run()` returns what was collected.
     public func stop() {
         stopRequested.set()
