@@ -183,18 +183,7 @@ public enum InterpreterLocator {
             guard let version = try version(of: elf, pid: pid, bias: bias, mappings: fileMappings) else {
                 throw InterpreterError.unknownVersion(pid: pid, binary: path)
             }
-            guard var offsets = PythonOffsets.forVersion(major: version.major, minor: version.minor) else {
-                throw InterpreterError.unsupportedVersion(pid: pid, version: version.description)
-            }
-            let runtimeAddress = bias &+ runtime.value
-            var mismatch: [String] = []
-            if let layout = offsets.debugOffsets {
-                mismatch = try DebugOffsets.reconcile(&offsets, layout: layout, pid: pid, runtimeAddress: runtimeAddress)
-            }
-            return PythonInterpreter(
-                pid: pid, binaryPath: path, version: version, offsets: offsets,
-                runtimeAddress: runtimeAddress, debugOffsetsMismatch: mismatch
-            )
+            return try interpreter(pid: pid, path: path, version: version, runtimeAddress: bias &+ runtime.value)
         }
         // 2.7 and 3.6 have no _PyRuntime: name them rather than calling them "not Python".
         for (path, fileMappings) in candidateFiles(pid: pid, mappings: mappings) {

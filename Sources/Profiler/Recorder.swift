@@ -332,7 +332,6 @@ public final class Recorder {
         guard isCurrent() else { return nil }
         try sampler.add(interpreter)
         interpreters[pid] = interpreter
-        followed.registered.insert(pid)
         decoders[pid] = makeDecoder(interpreter: interpreter)
         statistics.interpreters.append(interpreter)
         let instance = profile.add(ProfiledProcess(
@@ -428,7 +427,7 @@ public final class Recorder {
         case RECORD_EXEC.rawValue:
             // A new program in this process: whatever was registered for it is stale, and a fork not registered yet
             // must not be (it would be read with its parent's interpreter).
-            if followed.registered.contains(pid) { forget(pid) }
+            forget(pid)
             followed.forks.removeAll { $0.child == pid }
             // With --cgroup the BPF program reports only the execs of the cgroup's tasks.
             if options.takesEveryNewProgram || followed.tree.contains(pid) {
@@ -459,8 +458,7 @@ public final class Recorder {
     /// Drops an exited (or exec'ed) process from the BPF maps and the per-process state; its samples stay.
     /// Under the lock.
     private func forget(_ pid: Int32) {
-        guard followed.registered.remove(pid) != nil else { return }
-        instances[pid] = nil
+        guard instances.removeValue(forKey: pid) != nil else { return }
         try? sampler.remove(pid: pid)
         if let decoder = decoders.removeValue(forKey: pid) { collectUnresolved(decoder) }
         interpreters[pid] = nil
@@ -732,11 +730,10 @@ public final class StopFlag: @unchecked Sendable {
     }
 }
 
-
-/// What process following knows: the processes registered, the tree under `--subprocesses` roots, forked
-/// Python children to register, and exec'ed processes whose interpreter is still to be located.
+/// What process following knows: the tree under `--subprocesses` roots, forked Python children to register, and
+/// exec'ed processes whose interpreter is still to be located. (The registered processes are the Recorder's
+/// `instances`.)
 struct ProcessFollowing {
-    var registered: Set<Int32> = []
     var tree: Set<Int32> = []
     /// Forked children of registered Python processes, to register with their parent's interpreter.
     var forks: [(parent: PythonInterpreter, child: Int32)] = []
