@@ -40,16 +40,33 @@ const volatile __u8 report_process_events = 0;
  * sampled and reported. */
 const volatile __u8 restrict_to_cgroup = 0;
 
+/* 1 where the kernel has bpf_get_current_task_btf and bpf_task_pt_regs (5.15+): the user registers of a thread
+ * sampled in kernel mode come from them. 0 (5.10): from the top of the task's kernel stack, where x86_64 keeps
+ * them (task_pt_regs: task->stack + THREAD_SIZE - sizeof(struct pt_regs)). With 0 the verifier never sees the
+ * newer helpers: a branch on a constant is dead code to it. */
+const volatile __u8 have_task_pt_regs = 1;
+
+/* THREAD_SIZE of the running kernel (x86_64: 16 KiB, 32 KiB with KASAN), for have_task_pt_regs = 0. */
+const volatile __u32 kernel_thread_size = 16384;
+
 /* The kernel types we read, with CO-RE relocations against the running kernel's BTF: only the field we
  * need, so the program builds without a vmlinux.h. */
 struct thread_struct___pybpfprof {
     unsigned long fsbase;
 } __attribute__((preserve_access_index));
 
+struct signal_struct___pybpfprof {
+    struct {
+        int counter;
+    } live; /* atomic_t: threads of the group not yet in do_exit */
+} __attribute__((preserve_access_index));
+
 struct task_struct___pybpfprof {
     unsigned int flags;
     int pid;
     int tgid;
+    void *stack;
+    struct signal_struct___pybpfprof *signal;
     struct thread_struct___pybpfprof thread;
 } __attribute__((preserve_access_index));
 
@@ -131,7 +148,7 @@ static __always_inline void count(enum counter counter)
     __u32 key = counter;
     __u64 *value = bpf_map_lookup_elem(&counters, &key);
     if (value)
-        __sync_fetch_and_add(value, 1);
+        *value += 1; /* per-CPU: no other CPU writes this slot (plain, for 5.10: no BPF_ATOMIC fetch ops) */
 }
 
 /*
@@ -189,19 +206,24 @@ static __always_inline struct py_frame *py_frame_slot(struct walk_state *state, 
     return (struct py_frame *)&state->sample.body[offset & (SAMPLE_BODY_SIZE - 1)];
 }
 
-static __always_inline void emit(struct walk_state *state)
+/* Bytes of the record: the header and the used part of the body (see SAMPLE_BODY_SIZE). */
+static __always_inline __u32 record_size(const struct sample_header *header)
 {
-    __u32 frames = state->sample.header.py_frame_count;
+    __u32 frames = header->py_frame_count;
     if (frames > PY_MAX_FRAMES)
         frames = PY_MAX_FRAMES;
-    __u32 kernel_frames = state->sample.header.kernel_frame_count;
+    __u32 kernel_frames = header->kernel_frame_count;
     if (kernel_frames > KERNEL_MAX_FRAMES)
         kernel_frames = KERNEL_MAX_FRAMES;
-    __u32 native_frames = state->sample.header.native_frame_count;
+    __u32 native_frames = header->native_frame_count;
     if (native_frames > NATIVE_MAX_FRAMES)
         native_frames = NATIVE_MAX_FRAMES;
-    __u64 size = sizeof(struct sample_header) + (kernel_frames + native_frames) * 8 +
-                 (__u64)frames * sizeof(struct py_frame);
+    return sizeof(struct sample_header) + (kernel_frames + native_frames) * 8 + frames * sizeof(struct py_frame);
+}
+
+static __always_inline void emit(struct walk_state *state)
+{
+    __u64 size = record_size(&state->sample.header);
     __u64 flags = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
                                                                                 : BPF_RB_NO_WAKEUP;
     if (bpf_ringbuf_output(&samples, &state->sample, size, flags) == 0)
@@ -225,6 +247,29 @@ static __always_inline __u64 *native_frame_slot(struct walk_state *state, __u32 
     return (__u64 *)&state->sample.body[offset & (SAMPLE_BODY_SIZE - 1)];
 }
 
+/*
+ * The binary searches below keep their bounds in the cursor (search_low, search_size: memory the verifier does not
+ * track) and step without a data-dependent branch: a step adds `half` or 0 through a mask, and every search runs
+ * its full number of steps. In registers, the verifier would follow each step's two outcomes with exact bounds,
+ * 2^steps paths per search and per frame: that is what exceeded its limit on 6.1 and in bounded loops.
+ */
+
+/* The search bounds, read and written through volatile so that they stay in memory. */
+#define SEARCH_LOW(cursor) (*(volatile __u32 *)&(cursor)->search_low)
+#define SEARCH_SIZE(cursor) (*(volatile __u32 *)&(cursor)->search_size)
+
+/* All ones if `low <= high`, else 0. Both below 2^63 (user addresses, row addresses). */
+static __always_inline __u64 mask_if_not_above(__u64 low, __u64 high)
+{
+    /* The barriers hide the operands' ranges from clang, which would otherwise turn this back into a compare and
+     * branch. */
+    barrier_var(low);
+    barrier_var(high);
+    __u64 negative = (high - low) >> 63; /* 1 if high < low */
+    barrier_var(negative);
+    return negative - 1;
+}
+
 /* The mapping holding `pc`, or NULL. Mappings are sorted by start and do not overlap. */
 static __always_inline const struct exec_mapping *find_mapping(const struct process_mappings *table,
                                                               struct native_cursor *cursor, __u64 pc)
@@ -237,38 +282,43 @@ static __always_inline const struct exec_mapping *find_mapping(const struct proc
         return hint;
 
     /* The last mapping whose start is <= pc: [low, low + size) holds it. */
-    __u32 low = 0, size = count;
-    for (int step = 0; step < EXEC_MAPPING_SEARCH_STEPS + 1 && size > 1; step++) {
-        __u32 half = size / 2;
-        if (table->mappings[(low + half) & (EXEC_MAPPINGS_MAX - 1)].start <= pc)
-            low += half;
-        size -= half;
+    SEARCH_LOW(cursor) = 0;
+    SEARCH_SIZE(cursor) = count;
+    for (int step = 0; step < EXEC_MAPPING_SEARCH_STEPS + 1; step++) {
+        __u32 low = SEARCH_LOW(cursor), size = SEARCH_SIZE(cursor), half = size / 2;
+        __u64 start = table->mappings[(low + half) & (EXEC_MAPPINGS_MAX - 1)].start;
+        SEARCH_LOW(cursor) = low + (half & (__u32)mask_if_not_above(start, pc));
+        SEARCH_SIZE(cursor) = size - half;
     }
+    __u32 low = SEARCH_LOW(cursor);
     const struct exec_mapping *mapping = &table->mappings[low & (EXEC_MAPPINGS_MAX - 1)];
-    if (size == 0 || low >= count || pc < mapping->start || pc >= mapping->end)
+    if (count == 0 || low >= count || pc < mapping->start || pc >= mapping->end)
         return NULL;
     cursor->mapping_hint = low;
     return mapping;
 }
 
 /* The row whose rule holds at `pc` in `mapping`'s file: the last row with address <= pc - table_base. */
-static __always_inline const struct unwind_row *find_row(const struct exec_mapping *mapping, __u64 pc)
+static __always_inline const struct unwind_row *find_row(const struct exec_mapping *mapping, struct native_cursor *cursor,
+                                                         __u64 pc)
 {
     if (pc < mapping->table_base || pc - mapping->table_base > 0xffffffffULL)
         return NULL;
     __u32 address = pc - mapping->table_base;
-    __u32 low = mapping->first_row, size = mapping->row_count;
-    if (size == 0 || size > UNWIND_ROWS_PER_FILE_MAX)
+    __u32 rows = mapping->row_count;
+    if (rows == 0 || rows > UNWIND_ROWS_PER_FILE_MAX)
         return NULL;
-    for (int step = 0; step < UNWIND_ROW_SEARCH_STEPS + 1 && size > 1; step++) {
-        __u32 half = size / 2, middle = low + half;
+    SEARCH_LOW(cursor) = mapping->first_row;
+    SEARCH_SIZE(cursor) = rows;
+    for (int step = 0; step < UNWIND_ROW_SEARCH_STEPS + 1; step++) {
+        __u32 low = SEARCH_LOW(cursor), size = SEARCH_SIZE(cursor), half = size / 2, middle = low + half;
         const struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &middle);
         if (!row)
             return NULL;
-        if (row->address <= address)
-            low = middle;
-        size -= half;
+        SEARCH_LOW(cursor) = low + (half & (__u32)mask_if_not_above(row->address, address));
+        SEARCH_SIZE(cursor) = size - half;
     }
+    __u32 low = SEARCH_LOW(cursor);
     const struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &low);
     if (!row || row->address > address)
         return NULL;
@@ -299,7 +349,7 @@ static __always_inline long unwind_native_step(__u32 index, struct loop_context 
         count(COUNTER_NATIVE_UNKNOWN_MAPPING);
         return 1;
     }
-    const struct unwind_row *row = find_row(mapping, lookup_pc);
+    const struct unwind_row *row = find_row(mapping, cursor, lookup_pc);
     __u8 kind = row ? row->cfa_kind : UNWIND_NO_RULE;
     __u64 cfa, bp = cursor->bp;
     switch (kind) {
@@ -379,6 +429,16 @@ static __always_inline __u64 context_load_u64(struct bpf_perf_event_data *ctx, c
     return value;
 }
 
+/* Where the current task's user registers were saved when it entered the kernel (see have_task_pt_regs). */
+static __always_inline const void *current_saved_registers(void)
+{
+    if (have_task_pt_regs)
+        return (const void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    struct task_struct___pybpfprof *task = (void *)bpf_get_current_task();
+    __u64 stack = (__u64)BPF_CORE_READ(task, stack);
+    return stack ? (const void *)(stack + kernel_thread_size - sizeof(struct pt_regs)) : NULL;
+}
+
 /* The thread's user registers: the sampled context's if the tick hit user mode, else those saved at
  * kernel entry (system call, fault, interrupt). */
 static __always_inline bool user_registers(struct bpf_perf_event_data *ctx, struct native_cursor *cursor)
@@ -390,8 +450,7 @@ static __always_inline bool user_registers(struct bpf_perf_event_data *ctx, stru
         cursor->bp = CONTEXT_REGISTER(ctx, rbp);
         return true;
     }
-    struct task_struct *task = bpf_get_current_task_btf();
-    const void *saved = (const void *)bpf_task_pt_regs(task);
+    const void *saved = current_saved_registers();
     if (!saved || bpf_probe_read_kernel(&regs, sizeof(regs), saved) != 0 || (regs.cs & 3) != 3)
         return false;
     cursor->pc = regs.rip;
@@ -400,11 +459,12 @@ static __always_inline bool user_registers(struct bpf_perf_event_data *ctx, stru
     return true;
 }
 
-static __always_inline void unwind_native(struct bpf_perf_event_data *ctx, struct walk_state *state, __u32 tgid)
+/* Sets up the native unwind of the sampled thread: state->native_pending says whether there is one to walk. */
+static __always_inline void start_native_unwind(struct bpf_perf_event_data *ctx, struct walk_state *state, __u32 tgid)
 {
     struct native_cursor *cursor = &state->native;
-    const struct process_mappings *mappings = bpf_map_lookup_elem(&process_mappings, &tgid);
-    if (!mappings) {
+    state->native_pending = 0;
+    if (!bpf_map_lookup_elem(&process_mappings, &tgid)) {
         state->sample.header.flags |= SAMPLE_NATIVE_NOT_LOADED;
         count(COUNTER_NATIVE_NO_MAPPINGS);
         return;
@@ -415,8 +475,7 @@ static __always_inline void unwind_native(struct bpf_perf_event_data *ctx, struc
     }
     cursor->frame_pointer_bit = 0;
     cursor->mapping_hint = 0;
-    struct loop_context context = { .state = state, .mappings = mappings };
-    bpf_loop(NATIVE_MAX_FRAMES + 1, unwind_native_frame, &context, 0);
+    state->native_pending = 1;
 }
 
 /*
@@ -490,28 +549,31 @@ static __always_inline __u64 current_frame(const struct py_offsets *offsets, __u
     return current_frame_of(offsets, tstate, NULL);
 }
 
-/* The tail-call table, filled by libbpf at load time from this static initializer. */
-int walk_python(struct bpf_perf_event_data *ctx);
+/* The stages after on_sample, tail-called (see enum prog_slot). Filled by userspace after load with the variants
+ * this kernel got; an empty slot fails the tail call, which is counted and flagged. */
 struct {
     __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
     __uint(max_entries, PROG_SLOT_COUNT);
     __type(key, __u32);
-    __array(values, int(void *));
-} programs SEC(".maps") = {
-    .values = { [PROG_PY_WALK] = (void *)&walk_python },
-};
+    __type(value, __u32);
+} programs SEC(".maps");
+
+/* The Python frames recorded so far, read and written through volatile so that it stays in memory: in a register,
+ * the verifier would track its exact value along each path through the frames (a boundary or not, per frame) and
+ * check each combination on its own. */
+#define PY_FRAME_COUNT(state) (*(volatile __u16 *)&(state)->sample.header.py_frame_count)
 
 /* Ends the current run of Python frames (see PY_FRAME_BOUNDARY). */
 static __always_inline void emit_boundary(struct walk_state *state)
 {
-    __u32 frames = state->sample.header.py_frame_count;
+    __u32 frames = PY_FRAME_COUNT(state);
     if (frames >= PY_MAX_FRAMES)
         return;
     struct py_frame *out = py_frame_slot(state, frames);
     out->code = 0;
     out->instr = PY_FRAME_BOUNDARY;
     out->checksum = 0;
-    state->sample.header.py_frame_count = frames + 1;
+    PY_FRAME_COUNT(state) = frames + 1;
 }
 
 /*
@@ -524,7 +586,7 @@ static __always_inline bool walk_one_frame(struct walk_state *state, struct task
 {
     const struct py_offsets *offsets = &state->offsets;
     __u64 frame = state->frame;
-    __u32 frames = state->sample.header.py_frame_count;
+    __u32 frames = PY_FRAME_COUNT(state);
     if (!frame || frames >= PY_MAX_FRAMES)
         return false;
 
@@ -558,7 +620,7 @@ static __always_inline bool walk_one_frame(struct walk_state *state, struct task
     out->code = code;
     out->instr = instr;
     out->checksum = (__u32)((window * 0x9E3779B97F4A7C15ULL) >> 32);
-    state->sample.header.py_frame_count = frames + 1;
+    PY_FRAME_COUNT(state) = frames + 1;
     /* 3.11: the first frame of a _PyEval_EvalFrameDefault call is marked instead. */
     if (offsets->frame_is_entry != PY_OFFSET_NONE && state->frame_buf[offsets->frame_is_entry & (PY_FRAME_READ_MAX - 1)])
         emit_boundary(state);
@@ -572,32 +634,127 @@ static long walk_python_frame(__u32 index, struct loop_context *context)
 }
 
 /*
- * Walks up to PY_FRAMES_PER_CALL frames, leaf first, then tail-calls itself for the next batch or sends
- * the record. Per frame: one read of the frame struct and one 8-byte read of the code object for the
- * address-reuse checksum.
+ * The stages after on_sample (see "How a sample is walked" in pybpfprof.h). Each ends by tail-calling the next
+ * stage or itself, or by sending the record; a failed tail call sends what was walked, flagged.
  */
-SEC("perf_event")
-int walk_python(struct bpf_perf_event_data *ctx)
+
+static __always_inline void send_after_failed_tail_call(struct walk_state *state)
+{
+    count(COUNTER_TAIL_CALL_FAILED);
+    state->sample.header.flags |= SAMPLE_TAIL_CALL_FAILED;
+    emit(state);
+}
+
+/* After the native unwind: the Python walk if the thread has a Python frame, else the record as it is. */
+static __always_inline void after_native_unwind(struct bpf_perf_event_data *ctx, struct walk_state *state)
+{
+    state->native_pending = 0;
+    if (!state->frame) {
+        emit(state);
+        return;
+    }
+    bpf_tail_call(ctx, &programs, PROG_PY_WALK);
+    send_after_failed_tail_call(state);
+}
+
+static __always_inline struct walk_state *current_walk_state(void)
 {
     __u32 zero = 0;
-    struct walk_state *state = bpf_map_lookup_elem(&walk_states, &zero);
+    return bpf_map_lookup_elem(&walk_states, &zero);
+}
+
+/* The native unwind in one bpf_loop (5.17+). */
+SEC("perf_event")
+int unwind_native_loop(struct bpf_perf_event_data *ctx)
+{
+    struct walk_state *state = current_walk_state();
     if (!state)
         return 0;
-
-    struct loop_context context = { .state = state };
-    bpf_loop(PY_FRAMES_PER_CALL, walk_python_frame, &context, 0);
-
-    if (state->frame && state->tail_calls + 1 < PY_MAX_TAIL_CALLS) {
-        state->tail_calls++;
-        bpf_tail_call(ctx, &programs, PROG_PY_WALK);
-        count(COUNTER_TAIL_CALL_FAILED);
-        state->sample.header.flags |= SAMPLE_TAIL_CALL_FAILED;
+    __u32 tgid = state->sample.header.pid;
+    const struct process_mappings *mappings = bpf_map_lookup_elem(&process_mappings, &tgid);
+    if (mappings) {
+        struct loop_context context = { .state = state, .mappings = mappings };
+        bpf_loop(NATIVE_MAX_FRAMES + 1, unwind_native_frame, &context, 0);
     }
+    after_native_unwind(ctx, state);
+    return 0;
+}
+
+/* The native unwind in batches of NATIVE_FRAMES_PER_CALL frames, one per tail call (kernels without bpf_loop). */
+SEC("perf_event")
+int unwind_native_bounded(struct bpf_perf_event_data *ctx)
+{
+    struct walk_state *state = current_walk_state();
+    if (!state)
+        return 0;
+    __u32 tgid = state->sample.header.pid;
+    const struct process_mappings *mappings = bpf_map_lookup_elem(&process_mappings, &tgid);
+    if (!mappings) {
+        after_native_unwind(ctx, state);
+        return 0;
+    }
+    struct loop_context context = { .state = state, .mappings = mappings };
+    for (__u32 i = 0; i < NATIVE_FRAMES_PER_CALL; i++) {
+        if (unwind_native_step(i, &context, NULL)) {
+            after_native_unwind(ctx, state);
+            return 0;
+        }
+    }
+    state->native_calls++;
+    if (state->native_calls < NATIVE_MAX_CALLS) {
+        bpf_tail_call(ctx, &programs, PROG_NATIVE_UNWIND);
+        send_after_failed_tail_call(state);
+        return 0;
+    }
+    /* NATIVE_MAX_FRAMES frames recorded and the cursor holds another. */
+    state->sample.header.flags |= SAMPLE_NATIVE_TRUNCATED;
+    count(COUNTER_NATIVE_TRUNCATED);
+    after_native_unwind(ctx, state);
+    return 0;
+}
+
+/* The end of the Python walk: a frame still to read means the stack was deeper than PY_MAX_FRAMES. */
+static __always_inline void finish_python_walk(struct walk_state *state)
+{
     if (state->frame) {
         count(COUNTER_TRUNCATED);
         state->sample.header.flags |= SAMPLE_TRUNCATED;
     }
     emit(state);
+}
+
+/* The Python walk in one bpf_loop (5.17+). Per frame: one read of the frame struct and one 8-byte read of the code
+ * object for the address-reuse checksum. */
+SEC("perf_event")
+int walk_python_loop(struct bpf_perf_event_data *ctx)
+{
+    struct walk_state *state = current_walk_state();
+    if (!state)
+        return 0;
+    struct loop_context context = { .state = state };
+    bpf_loop(PY_MAX_FRAMES, walk_python_frame, &context, 0);
+    finish_python_walk(state);
+    return 0;
+}
+
+/* The Python walk in batches of PY_FRAMES_PER_CALL frames, one per tail call (kernels without bpf_loop). */
+SEC("perf_event")
+int walk_python_bounded(struct bpf_perf_event_data *ctx)
+{
+    struct walk_state *state = current_walk_state();
+    if (!state)
+        return 0;
+    for (__u32 i = 0; i < PY_FRAMES_PER_CALL; i++) {
+        if (!walk_one_frame(state, NULL))
+            break;
+    }
+    state->python_calls++;
+    if (state->frame && state->python_calls < PY_MAX_CALLS) {
+        bpf_tail_call(ctx, &programs, PROG_PY_WALK);
+        send_after_failed_tail_call(state);
+        return 0;
+    }
+    finish_python_walk(state);
     return 0;
 }
 
@@ -663,10 +820,15 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
     return 0;
 }
 
+/* The tracepoint's group_dead argument exists only in newer kernels (a BTF tracepoint program that names an argument
+ * its kernel lacks is rejected): the same fact is read from the task. do_exit decrements signal->live before this
+ * tracepoint, so 0 means the last thread of the group is exiting. Two threads exiting at once may both see 0: the
+ * second event finds nothing to forget. */
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
+int BPF_PROG(on_exit, struct task_struct *task)
 {
-    if (!group_dead)
+    struct task_struct___pybpfprof *exiting = (void *)task;
+    if (BPF_CORE_READ(exiting, signal, live.counter) != 0)
         return 0;
     report_replaced_process(RECORD_EXIT, bpf_get_current_pid_tgid() >> 32);
     return 0;
@@ -702,25 +864,27 @@ int on_sample(struct bpf_perf_event_data *ctx)
     long kernel_bytes = collect_kernel_stacks ? bpf_get_stack(ctx, state->sample.body, KERNEL_MAX_FRAMES * 8, 0) : 0;
     header->kernel_frame_count = kernel_bytes > 0 ? kernel_bytes / 8 : 0;
     header->native_frame_count = 0;
-    if (collect_native_stacks)
-        unwind_native(ctx, state, tgid);
     state->offsets = process->offsets;
-    state->tail_calls = 0;
+    state->native_calls = 0;
+    state->python_calls = 0;
+    state->native_pending = 0;
     state->frame = 0;
 
     __u64 tstate = process->interpreters_head ? find_thread_state(process, tgid) : 0;
     __u64 frame = tstate ? current_frame(&state->offsets, tstate) : 0;
     header->tstate = tstate;
-    if (!frame) {
+    if (frame)
+        state->frame = frame;
+    else
         header->flags |= SAMPLE_NO_PYTHON;
-        emit(state);
+    if (collect_native_stacks)
+        start_native_unwind(ctx, state, tgid);
+    if (state->native_pending) {
+        bpf_tail_call(ctx, &programs, PROG_NATIVE_UNWIND);
+        send_after_failed_tail_call(state);
         return 0;
     }
-    state->frame = frame;
-    bpf_tail_call(ctx, &programs, PROG_PY_WALK);
-    count(COUNTER_TAIL_CALL_FAILED);
-    header->flags |= SAMPLE_TAIL_CALL_FAILED;
-    emit(state);
+    after_native_unwind(ctx, state);
     return 0;
 }
 
@@ -904,16 +1068,7 @@ int dump_threads(struct bpf_iter__task *ctx)
     if (context_switches(thread) != switches)
         out.flags |= DUMP_THREAD_SWITCHED;
 
-    __u32 frames = header->py_frame_count;
-    if (frames > PY_MAX_FRAMES)
-        frames = PY_MAX_FRAMES;
-    __u32 kernel_frames = header->kernel_frame_count;
-    if (kernel_frames > KERNEL_MAX_FRAMES)
-        kernel_frames = KERNEL_MAX_FRAMES;
-    __u32 native_frames = header->native_frame_count;
-    if (native_frames > NATIVE_MAX_FRAMES)
-        native_frames = NATIVE_MAX_FRAMES;
-    __u32 size = sizeof(struct sample_header) + (kernel_frames + native_frames) * 8 + frames * sizeof(struct py_frame);
+    __u32 size = record_size(header);
     out.record_size = size;
     /* A record that does not fit the seq_file's buffer is taken back whole, and this thread visited again. */
     if (bpf_seq_write(seq, &out, sizeof(out)) == 0)

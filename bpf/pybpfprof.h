@@ -10,17 +10,31 @@
 
 #include <linux/types.h>
 
-/* Python frames per sample. The walk runs PY_FRAMES_PER_CALL frames per program and tail-calls
- * itself; a deeper stack is cut and flagged SAMPLE_TRUNCATED, never silently. */
+/*
+ * How a sample is walked. on_sample reads the header, the kernel stack, the thread state and the user registers,
+ * then tail-calls the native unwinder (slot PROG_NATIVE_UNWIND), which tail-calls the Python walk (PROG_PY_WALK),
+ * which sends the record. Each stage comes in two variants, and userspace puts one of each into `programs` at load
+ * time, from what the kernel offers (Sources/Profiler/KernelFeatures.swift):
+ *   - loop: one bpf_loop (Linux 5.17+) over every frame; the verifier checks one frame's code once.
+ *   - bounded: a bounded loop of *_FRAMES_PER_CALL frames, and the program tail-calls itself for the next batch, at
+ *     most *_MAX_CALLS times. The kernel allows 32 tail calls per sample (MAX_TAIL_CALL_CNT, 33 from 5.17):
+ *     1 + (NATIVE_MAX_CALLS - 1) + 1 + (PY_MAX_CALLS - 1) = 24 of them.
+ * Both variants stop at the same depth limits below; a deeper stack is cut and flagged (SAMPLE_TRUNCATED,
+ * SAMPLE_NATIVE_TRUNCATED), never silently short.
+ */
+
+/* Python frames per sample. */
+#define PY_MAX_FRAMES 256 /* a power of two, used as mask */
 #define PY_FRAMES_PER_CALL 32
-#define PY_MAX_TAIL_CALLS 8
-#define PY_MAX_FRAMES (PY_FRAMES_PER_CALL * PY_MAX_TAIL_CALLS) /* 256: a power of two, used as mask */
+#define PY_MAX_CALLS (PY_MAX_FRAMES / PY_FRAMES_PER_CALL)
 
 /* Kernel return addresses per sample (bpf_get_stack), read from the sampled context. */
 #define KERNEL_MAX_FRAMES 64
 
 /* Native (user) return addresses per sample, unwound with the unwind tables below. */
 #define NATIVE_MAX_FRAMES 256 /* up to 3.10 each Python call costs ~5 native frames */
+#define NATIVE_FRAMES_PER_CALL 16
+#define NATIVE_MAX_CALLS (NATIVE_MAX_FRAMES / NATIVE_FRAMES_PER_CALL)
 /* The address of a native frame whose caller was found by the frame-pointer fallback (code with no
  * unwind rule: JIT, anonymous executable memory) carries this bit; user addresses never do. */
 #define NATIVE_FRAME_POINTER_BIT (1ULL << 63)
@@ -41,9 +55,10 @@
 #define TASK_COMM_LEN 16
 #define PY_OFFSET_NONE 0xffff
 
-/* Slots of the `programs` prog array used for tail calls. */
+/* Slots of the `programs` prog array used for tail calls: the stages after on_sample, filled by userspace. */
 enum prog_slot {
-    PROG_PY_WALK = 0,
+    PROG_NATIVE_UNWIND = 0, /* unwind_native_loop or unwind_native_bounded */
+    PROG_PY_WALK = 1,       /* walk_python_loop or walk_python_bounded */
     PROG_SLOT_COUNT,
 };
 
@@ -190,17 +205,23 @@ struct native_cursor {
     __u64 bp;
     __u64 frame_pointer_bit; /* NATIVE_FRAME_POINTER_BIT if pc was found by the frame-pointer fallback */
     __u32 mapping_hint;      /* index of the last mapping found: consecutive frames often share one */
+    /* A binary search's bounds between its steps. Kept in memory, where the verifier does not track values: in
+     * registers it tracks each step's exact bounds and checks every combination of steps as a path of its own. */
+    __u32 search_low;
+    __u32 search_size;
     __u32 _pad;
 };
 
 /* Per-CPU state of a sample while tail calls walk it. */
 struct walk_state {
-    __u64 frame;      /* next Python frame to read; 0 when the walk is done */
-    __u32 tail_calls;
-    __u32 _pad;
+    __u64 frame;          /* next Python frame to read; 0 when the walk is done */
+    __u8 native_calls;    /* runs of the bounded native unwinder so far */
+    __u8 python_calls;    /* runs of the bounded Python walk so far */
+    __u8 native_pending;  /* 1 while the native unwind has frames left to walk */
+    __u8 _pad[5];
     struct native_cursor native;
     struct py_offsets offsets;
-    __u8 frame_buf[PY_FRAME_READ_MAX + 8];
+    __u8 frame_buf[PY_FRAME_READ_MAX + 8] __attribute__((aligned(8))); /* aligned: the walk loads 8-byte fields */
     struct sample sample;
 };
 

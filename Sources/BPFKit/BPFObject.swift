@@ -16,6 +16,8 @@ public final class BPFObject {
     private let handle: OpaquePointer
     /// libbpf keeps pointers into the ELF image until the object is closed.
     private let image: UnsafeMutableRawBufferPointer
+    /// Per program, the buffer the verifier writes its statistics into (see `collectVerifierStatistics`).
+    private var statisticsLogs: [String: UnsafeMutableBufferPointer<CChar>] = [:]
 
     public init(elf: [UInt8], name: String) throws {
         cbpf_capture_libbpf_log()
@@ -39,6 +41,66 @@ public final class BPFObject {
     deinit {
         bpf_object__close(handle)
         image.deallocate()
+        statisticsLogs.values.forEach { $0.deallocate() }
+    }
+
+    /// The names of the object's programs, loaded or not.
+    public var programNames: [String] {
+        var names: [String] = []
+        var program = bpf_object__next_program(handle, nil)
+        while let current = program {
+            names.append(String(cString: bpf_program__name(current)))
+            program = bpf_object__next_program(handle, current)
+        }
+        return names
+    }
+
+    /// Whether `load()` loads program `name`; only before `load()`. Programs whose section starts with `?` are not
+    /// loaded unless switched on here, and a program nobody attaches need not cost its verification.
+    public func setAutoload(program name: String, _ load: Bool) throws {
+        try check(bpf_program__set_autoload(try program(named: name), load), "choosing whether to load BPF program \(name)")
+    }
+
+    public func willLoad(program name: String) -> Bool {
+        (try? program(named: name)).map { bpf_program__autoload($0) } ?? false
+    }
+
+    /// Clears BPF_F_NO_PREALLOC from a map: kernels before 6.1 let perf_event programs use preallocated hash maps only.
+    public func preallocate(map name: String) throws {
+        let map = try map(named: name)
+        try check(bpf_map__set_map_flags(map, bpf_map__map_flags(map) & ~UInt32(BPF_F_NO_PREALLOC)), "preallocating map \(name)")
+    }
+
+    /// Has the verifier report, for each program `load()` loads, how many instructions it processed (its log at level
+    /// BPF_LOG_STATS: a line or two per program, and the reason for a rejection). Only before `load()`.
+    public func collectVerifierStatistics() throws {
+        for name in programNames where willLoad(program: name) {
+            let buffer = UnsafeMutableBufferPointer<CChar>.allocate(capacity: 16 * 1024)
+            buffer.initialize(repeating: 0)
+            statisticsLogs[name] = buffer
+            let program = try program(named: name)
+            try check(bpf_program__set_log_buf(program, buffer.baseAddress, buffer.count), "setting the verifier log of \(name)")
+            try check(bpf_program__set_log_level(program, 4), "setting the verifier log level of \(name)")
+        }
+    }
+
+    /// After `collectVerifierStatistics` and `load()`: the instructions the verifier processed per program (its
+    /// "processed N insns" line), for the programs it reported on.
+    public func verifiedInstructions() -> [String: Int] {
+        var result: [String: Int] = [:]
+        for (name, buffer) in statisticsLogs {
+            let log = String(cString: buffer.baseAddress!)
+            guard let range = log.range(of: "processed ") else { continue }
+            let digits = log[range.upperBound...].prefix { $0.isNumber }
+            if let count = Int(digits) { result[name] = count }
+        }
+        return result
+    }
+
+    /// The verifier's log of one program after `collectVerifierStatistics` and `load()`: for a rejected program, the
+    /// reason (at BPF_LOG_STATS only the error lines and the statistics).
+    public func verifierLog(program name: String) -> String {
+        statisticsLogs[name].map { String(cString: $0.baseAddress!) } ?? ""
     }
 
     public func setMaxEntries(map name: String, _ entries: UInt32) throws {
@@ -51,11 +113,23 @@ public final class BPFObject {
         try check(result, "setting BPF constant \(name)")
     }
 
-    /// Loads every program and map; a verifier rejection throws with the verifier's log.
+    /// Loads every program and map; a verifier rejection throws a `BPFLoadError` naming the program.
     public func load() throws {
         cbpf_clear_libbpf_log()
         let result = bpf_object__load(handle)
-        if result < 0 { throw BPFError("loading the BPF program", errno: -result, log: Self.log()) }
+        if result < 0 {
+            let log = String(cString: cbpf_libbpf_log())
+            throw BPFLoadError(errno: -result, program: Self.failedProgram(in: log), libbpfLog: log)
+        }
+    }
+
+    /// The program libbpf names in "prog 'NAME': failed to load" (or "BPF program load failed"), if any.
+    static func failedProgram(in log: String) -> String? {
+        for line in log.split(separator: "\n") where line.contains("failed to load") || line.contains("load failed") {
+            guard let start = line.range(of: "prog '"), let end = line[start.upperBound...].firstIndex(of: "'") else { continue }
+            return String(line[start.upperBound..<end])
+        }
+        return nil
     }
 
     public func program(named name: String) throws -> OpaquePointer {
@@ -80,6 +154,19 @@ public final class BPFObject {
     private static func log() -> String {
         let lines = String(cString: cbpf_libbpf_log()).split(separator: "\n")
         return lines.suffix(12).joined(separator: "\n")
+    }
+}
+
+/// `bpf_object__load` failed: a program the verifier rejected (`program`), or a map or relocation libbpf could not
+/// set up (`program` nil). `libbpfLog` is all libbpf said (the tail of it, see shims.c).
+public struct BPFLoadError: Error, CustomStringConvertible {
+    public let errno: Int32
+    public let program: String?
+    public let libbpfLog: String
+
+    public var description: String {
+        let reason = String(cString: strerror(errno))
+        return program.map { "the kernel rejected BPF program \($0): \(reason)" } ?? "loading the BPF program: \(reason)"
     }
 }
 

@@ -1,14 +1,6 @@
 import CBPF
 import Glibc
 
-extension BPFObject {
-    /// Whether `load()` loads program `name`; only before `load()`. Programs whose section starts with `?` are not
-    /// loaded unless switched on here, and a program nobody attaches need not cost its verification.
-    public func setAutoload(program name: String, _ load: Bool) throws {
-        try check(bpf_program__set_autoload(try program(named: name), load), "choosing whether to load BPF program \(name)")
-    }
-}
-
 /// Runs a BPF task iterator program (`SEC("iter/task")` or `SEC("iter.s/task")`) once and returns what it wrote
 /// with `bpf_seq_write`: the iterator is attached (a link), an iterator instance created from the link, and read
 /// to its end; each `read()` runs the program over the next tasks, so the bytes come back as the tasks are visited.

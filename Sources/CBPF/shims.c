@@ -26,29 +26,41 @@ int cbpf_open_cpu_clock(int pid, int cpu, unsigned long long period_ns)
     return fd < 0 ? -errno : fd;
 }
 
-/* 64 KiB keeps the tail of a verifier log, which is where the reason for a rejection is. */
-static char libbpf_log[64 * 1024];
+/* 4 MiB keeps the tail of a verifier log, which is where the reason for a rejection is. */
+static char libbpf_log[4 * 1024 * 1024];
 static size_t libbpf_log_length;
 
 static int append_libbpf_log(enum libbpf_print_level level, const char *format, va_list args)
 {
     if (level == LIBBPF_DEBUG)
         return 0;
-    char line[4096];
-    int length = vsnprintf(line, sizeof(line), format, args);
+    /* One message may be a whole verifier log (megabytes): format it whole, keep its tail. */
+    va_list copy;
+    va_copy(copy, args);
+    int length = vsnprintf(NULL, 0, format, copy);
+    va_end(copy);
     if (length <= 0)
         return 0;
-    if ((size_t)length >= sizeof(line))
-        length = sizeof(line) - 1;
-    if (libbpf_log_length + (size_t)length >= sizeof(libbpf_log)) {
-        /* Keep the newest half. */
-        size_t keep = sizeof(libbpf_log) / 2;
+    char *message = malloc((size_t)length + 1);
+    if (!message)
+        return 0;
+    vsnprintf(message, (size_t)length + 1, format, args);
+    const char *text = message;
+    size_t size = (size_t)length, capacity = sizeof(libbpf_log) - 1;
+    if (size > capacity / 2) {
+        text += size - capacity / 2;
+        size = capacity / 2;
+    }
+    if (libbpf_log_length + size > capacity) {
+        /* Keep the newest part, so that this message fits. */
+        size_t keep = capacity - size < libbpf_log_length ? capacity - size : libbpf_log_length;
         memmove(libbpf_log, libbpf_log + libbpf_log_length - keep, keep);
         libbpf_log_length = keep;
     }
-    memcpy(libbpf_log + libbpf_log_length, line, (size_t)length);
-    libbpf_log_length += (size_t)length;
+    memcpy(libbpf_log + libbpf_log_length, text, size);
+    libbpf_log_length += size;
     libbpf_log[libbpf_log_length] = 0;
+    free(message);
     return length;
 }
 
@@ -99,4 +111,51 @@ int cbpf_set_constant(struct bpf_object *object, const char *name, const void *v
         return result;
     }
     return -ENOENT;
+}
+
+/* Whether a perf_event program may use a hash map that is not preallocated (BPF_F_NO_PREALLOC). Kernels before 6.1
+ * refuse it ("perf_event programs can only use preallocated hash map"): a program may run in NMI context, where the
+ * older kernels could not allocate. Probed by loading a minimal program that looks such a map up. 1 yes, 0 no, -errno
+ * when the probe itself could not run. */
+int cbpf_probe_perf_event_non_preallocated_hash(void)
+{
+    LIBBPF_OPTS(bpf_map_create_opts, map_options, .map_flags = BPF_F_NO_PREALLOC);
+    int map = bpf_map_create(BPF_MAP_TYPE_HASH, "pybpfprof_probe", 4, 8, 1, &map_options);
+    if (map < 0)
+        return -errno;
+    struct bpf_insn program[] = {
+        /* *(u32 *)(r10 - 4) = 0 */
+        { .code = BPF_ST | BPF_MEM | BPF_W, .dst_reg = BPF_REG_10, .off = -4, .imm = 0 },
+        /* r2 = r10 - 4 */
+        { .code = BPF_ALU64 | BPF_MOV | BPF_X, .dst_reg = BPF_REG_2, .src_reg = BPF_REG_10 },
+        { .code = BPF_ALU64 | BPF_ADD | BPF_K, .dst_reg = BPF_REG_2, .imm = -4 },
+        /* r1 = map (two instructions: ld_imm64 with a map fd) */
+        { .code = BPF_LD | BPF_DW | BPF_IMM, .dst_reg = BPF_REG_1, .src_reg = BPF_PSEUDO_MAP_FD, .imm = map },
+        { 0 },
+        { .code = BPF_JMP | BPF_CALL, .imm = BPF_FUNC_map_lookup_elem },
+        /* return 0 */
+        { .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
+        { .code = BPF_JMP | BPF_EXIT },
+    };
+    int fd = bpf_prog_load(BPF_PROG_TYPE_PERF_EVENT, "pybpfprof_probe", "GPL", program,
+                           sizeof(program) / sizeof(program[0]), NULL);
+    int error = errno;
+    close(map);
+    if (fd >= 0) {
+        close(fd);
+        return 1;
+    }
+    return error == EINVAL ? 0 : -error;
+}
+
+/* libbpf_probe_bpf_helper for perf_event programs: 1 if the running kernel has the helper, 0 if not, -errno. */
+int cbpf_probe_perf_event_helper(int helper)
+{
+    return libbpf_probe_bpf_helper(BPF_PROG_TYPE_PERF_EVENT, (enum bpf_func_id)helper, NULL);
+}
+
+/* Whether the kernel has the BPF ring buffer (Linux 5.8): 1, 0 or -errno. */
+int cbpf_probe_ring_buffer(void)
+{
+    return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL);
 }

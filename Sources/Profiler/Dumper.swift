@@ -59,7 +59,7 @@ public enum DumpError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .kernelTooOld(let release):
-            return "pybpfprof dump needs Linux 5.18 or newer (it reads other threads' memory with bpf_copy_from_user_task); this kernel is \(release)"
+            return "pybpfprof dump needs a sleepable BPF task iterator with bpf_copy_from_user_task (Linux 5.18), which kernel \(release) lacks"
         case .noThreads(let pid):
             return "no thread of process \(pid) could be read: it exited meanwhile"
         }
@@ -87,28 +87,29 @@ public enum Dumper {
     static let maxSampledThreads = 256
 
     public static func dump(_ options: DumpOptions) throws -> ProcessDump {
-        try Preflight.check()
-        var names = utsname()
-        uname(&names)
-        let release = withUnsafeBytes(of: names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if let version = Preflight.kernelVersion(release), version < (5, 18) { throw DumpError.kernelTooOld(release) }
+        let features = try Preflight.check()
 
         let pid = ProcessScanner.threadGroup(of: options.pid)
         let interpreter = try InterpreterLocator.locate(pid: pid)
         let nativeStacks = !options.pythonOnly
 
-        let object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
-        try object.setAutoload(program: "dump_threads", true)
-        // on_sample samples the running threads; no process is followed.
-        for program in ["on_exec", "on_fork", "on_exit"] { try object.setAutoload(program: program, false) }
-        try object.setMaxEntries(map: "samples", sampleBufferBytes)
-        // Each sample wakes the reader: it stops sampling a thread as soon as it has one.
-        try object.setConstant("wakeup_bytes", UInt64(0))
         let unwindRowCapacity = nativeStacks ? max(1, options.unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
-        try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
-        try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
-        try object.setConstant("collect_kernel_stacks", UInt8(nativeStacks ? 1 : 0))
-        try object.load()
+        // on_sample samples the running threads; no process is followed.
+        let program: SamplerProgram
+        do {
+            program = try SamplerProgram(features: features, processEvents: false, extraPrograms: ["dump_threads"]) { object in
+                try object.setMaxEntries(map: "samples", sampleBufferBytes)
+                // Each sample wakes the reader: it stops sampling a thread as soon as it has one.
+                try object.setConstant("wakeup_bytes", UInt64(0))
+                try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
+                try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
+                try object.setConstant("collect_kernel_stacks", UInt8(nativeStacks ? 1 : 0))
+            }
+        } catch let rejection as VerifierRejection where rejection.program == "dump_threads" {
+            // No sleepable task iterator with bpf_copy_from_user_task (before 5.18).
+            throw DumpError.kernelTooOld(features.release)
+        }
+        let object = program.object
 
         try BPFMap(fd: try object.mapFD(named: "processes")).update(UInt32(bitPattern: pid), py_process(interpreter))
         var warnings: [String] = []

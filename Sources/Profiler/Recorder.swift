@@ -93,6 +93,10 @@ public struct RecordingStatistics: Sendable {
     public var nativeStacksComplete = 0
     /// Native unwind tables: files loaded, rows, bytes used of the bound, and files left without one.
     public var unwindTables: UnwindTableReport?
+    /// How this kernel runs the BPF program (`KernelFeatures.summary`).
+    public var kernel = ""
+    /// Instructions the verifier processed per loaded BPF program (its limit is 1,000,000 per program).
+    public var verifiedInstructions: [String: Int] = [:]
 }
 
 /// Where a recording stands, for a progress line.
@@ -176,14 +180,17 @@ public final class Recorder {
     public var onStarted: ((Int) -> Void)?
     private var lastProgress: UInt64 = 0
     private var signalSources: [DispatchSourceSignal] = []
+    /// What the running kernel offers, probed at start; it decided how the BPF program was loaded.
+    public let kernelFeatures: KernelFeatures
 
     public init(options: RecordOptions) throws {
-        try Preflight.check()
+        let features = try Preflight.check()
+        kernelFeatures = features
         self.options = options
         // Before the slow part (loading BPF): a Ctrl-C from now on ends the recording cleanly.
         signalSources = Self.installSignalHandlers(setting: stopRequested)
         sampler = try Sampler(
-            ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
+            features: features, ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
             followProcesses: options.followsProcesses, cgroupFD: options.cgroup?.fd)
         unwindTables = options.pythonOnly ? nil : UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity)
@@ -639,15 +646,15 @@ public final class Recorder {
                 capacityBytes: unwindTables.capacityBytes, unsupportedRows: unwindTables.unsupportedRows,
                 filesWithoutTable: unwindTables.filesWithoutTable)
         }
-        // Tail calls run inside the invocation that started them and are accounted to on_sample; the
-        // walk's own figures are added in case a kernel accounts them separately. Divided by profiled
-        // samples, so the figure includes the cheap early exits on every other process's ticks.
+        // Tail calls run inside the invocation that started them and are accounted to on_sample. Divided by
+        // profiled samples, so the figure includes the cheap early exits on every other process's ticks.
         let profiledSamples = (counters[COUNTER_SENT] ?? 0) + statistics.lostRecords
-        if let (sample, walk) = sampler.programStatistics(), profiledSamples > 0 {
+        if let sample = sampler.programStatistics(), profiledSamples > 0 {
             statistics.bpfInvocations = sample.runCount
-            statistics.bpfNanosecondsPerSample =
-                Double(sample.runTimeNanoseconds + walk.runTimeNanoseconds) / Double(profiledSamples)
+            statistics.bpfNanosecondsPerSample = Double(sample.runTimeNanoseconds) / Double(profiledSamples)
         }
+        statistics.kernel = kernelFeatures.summary
+        statistics.verifiedInstructions = sampler.verifiedInstructions
         profile.duration = Self.monotonicNow() - startMonotonic
         profile.samples.sort { $0.time < $1.time }
         return (profile, statistics)

@@ -6,7 +6,8 @@ import Foundation
 /// The kernel side of a recording: the loaded BPF program, its maps, its perf events, and the ring
 /// buffer drained on a thread of its own. One cleanup path: `stop()` (also run by deinit).
 final class Sampler {
-    private let object: BPFObject
+    private let program: SamplerProgram
+    private var object: BPFObject { program.object }
     private let processes: BPFMap
     private let processMappings: BPFMap
     private let counters: BPFMap
@@ -21,7 +22,6 @@ final class Sampler {
     private var draining = false
     private var statistics: BPFStatistics?
     private let sampleProgram: OpaquePointer
-    private let walkProgram: OpaquePointer
     /// Process events (exec, fork, exit), reported into the sample ring buffer.
     private let eventPrograms: [(String, OpaquePointer)]
     private var eventLinks: [ProgramLink] = []
@@ -36,22 +36,24 @@ final class Sampler {
     ///   - unwindTableBytes: memory for the native unwind rows of every file (preallocated by the kernel).
     ///   - cgroupFD: an open cgroup v2 directory: only its tasks and those of the cgroups below it are sampled and
     ///     reported (`--cgroup`, `--container`); nil for every task. Only read here: the caller keeps it open.
-    init(ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
+    init(features: KernelFeatures, ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
          unwindTableBytes: Int, followProcesses: Bool, cgroupFD: Int32? = nil) throws {
         pollIntervalMilliseconds = followProcesses ? 10 : 50
-        object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
-        try object.setMaxEntries(map: "samples", ringBufferBytes)
         // A Python-only recording keeps a one-row array: nothing to preallocate.
-        unwindRowCapacity = nativeStacks ? max(1, unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
-        try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
-        try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
-        try object.setConstant("report_process_events", UInt8(followProcesses ? 1 : 0))
-        // Records wake the drain thread only past a quarter of the buffer; otherwise its timed poll
-        // (pollInterval) collects them. See wakeup_bytes in the BPF program.
-        try object.setConstant("wakeup_bytes", UInt64(ringBufferBytes / 4))
-        try object.setConstant("collect_kernel_stacks", UInt8(kernelStacks ? 1 : 0))
-        try object.setConstant("restrict_to_cgroup", UInt8(cgroupFD != nil ? 1 : 0))
-        try object.load()
+        let unwindRowCapacity = nativeStacks ? max(1, unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
+        self.unwindRowCapacity = unwindRowCapacity
+        program = try SamplerProgram(features: features) { object in
+            try object.setMaxEntries(map: "samples", ringBufferBytes)
+            try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
+            try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
+            try object.setConstant("report_process_events", UInt8(followProcesses ? 1 : 0))
+            // Records wake the drain thread only past a quarter of the buffer; otherwise its timed poll
+            // (pollInterval) collects them. See wakeup_bytes in the BPF program.
+            try object.setConstant("wakeup_bytes", UInt64(ringBufferBytes / 4))
+            try object.setConstant("collect_kernel_stacks", UInt8(kernelStacks ? 1 : 0))
+            try object.setConstant("restrict_to_cgroup", UInt8(cgroupFD != nil ? 1 : 0))
+        }
+        let object = program.object
         if let cgroupFD {
             // Before any program is attached: with the restriction on and no cgroup, nothing would be sampled.
             try BPFMap(fd: try object.mapFD(named: "target_cgroup")).update(UInt32(0), UInt32(bitPattern: cgroupFD))
@@ -63,9 +65,7 @@ final class Sampler {
         counters = BPFMap(fd: try object.mapFD(named: "counters"))
         ringBufferFD = try object.mapFD(named: "samples")
         sampleProgram = try object.program(named: "on_sample")
-        walkProgram = try object.program(named: "walk_python")
-        let object = self.object
-        eventPrograms = try ["on_exec", "on_fork", "on_exit"].map { ($0, try object.program(named: $0)) }
+        eventPrograms = try SamplerProgram.processEventPrograms.map { ($0, try object.program(named: $0)) }
         if collectStatistics { statistics = try BPFStatistics() }
     }
 
@@ -143,14 +143,15 @@ final class Sampler {
         return result
     }
 
-    /// Kernel statistics of both programs (only with `collectStatistics`).
-    func programStatistics() -> (sample: BPFProgramStats, walk: BPFProgramStats)? {
-        guard statistics != nil,
-              let sample = try? BPFProgramStats.read(program: sampleProgram),
-              let walk = try? BPFProgramStats.read(program: walkProgram)
-        else { return nil }
-        return (sample, walk)
+    /// Kernel statistics of on_sample (only with `collectStatistics`). The stages it tail-calls run within its
+    /// invocation and are accounted to it.
+    func programStatistics() -> BPFProgramStats? {
+        guard statistics != nil else { return nil }
+        return try? BPFProgramStats.read(program: sampleProgram)
     }
+
+    /// Instructions the verifier processed, per loaded program.
+    var verifiedInstructions: [String: Int] { program.verifiedInstructions }
 }
 
 extension py_process {

@@ -53,8 +53,13 @@ public struct Summary {
             .map { "\($0.key) \($0.value)" }
             + statistics.unresolvedFrames.sorted { $0.key < $1.key }.map { "unresolved frames (\($0.key)) \($0.value)" }
         lines.append("errors: " + (errors.isEmpty ? "none" : errors.joined(separator: ", ")))
+        if !statistics.kernel.isEmpty { lines.append(statistics.kernel) }
         if let cost = statistics.bpfNanosecondsPerSample {
             lines.append(String(format: "BPF cost: %.0f ns per sample (%llu program runs)", cost, statistics.bpfInvocations ?? 0))
+            if !statistics.verifiedInstructions.isEmpty {
+                lines.append("BPF verifier: " + statistics.verifiedInstructions.sorted { $0.key < $1.key }
+                    .map { "\($0.key) \($0.value)" }.joined(separator: ", ") + " instructions processed (limit 1000000 each)")
+            }
         }
         if !statistics.splicing.isEmpty {
             let total = statistics.splicing.values.reduce(0, +)

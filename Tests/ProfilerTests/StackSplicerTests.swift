@@ -73,12 +73,3 @@ final class StackSplicerTests: XCTestCase {
         XCTAssertEqual(NativeNames.withoutSymbolVersion("plain"), "plain")
     }
 }
-
-final class PreflightTests: XCTestCase {
-    func testKernelVersionFromRelease() {
-        XCTAssertTrue(Preflight.kernelVersion("6.18.44-fc-v669")! == (6, 18))
-        XCTAssertTrue(Preflight.kernelVersion("5.15.0-91-generic")! == (5, 15))
-        XCTAssertTrue(Preflight.kernelVersion("5.4.0")! < (5, 17))
-        XCTAssertNil(Preflight.kernelVersion("weird"))
-    }
-}

@@ -22,4 +22,10 @@ void cbpf_capture_libbpf_log(void);
 const char *cbpf_libbpf_log(void);
 void cbpf_clear_libbpf_log(void);
 
+/* What the running kernel offers, probed by loading minimal programs and maps (see shims.c). Each returns 1 (yes),
+ * 0 (no) or -errno (the probe could not run). */
+int cbpf_probe_perf_event_non_preallocated_hash(void);
+int cbpf_probe_perf_event_helper(int helper);
+int cbpf_probe_ring_buffer(void);
+
 #endif

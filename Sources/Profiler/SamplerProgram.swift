@@ -1,0 +1,189 @@
+import BPFKit
+import CBPF
+import Foundation
+import Glibc
+
+/// What the running kernel offers the BPF program, probed by loading minimal programs and maps, never inferred from
+/// the version number: RHEL and SLES backport BPF features into older-numbered kernels.
+public struct KernelFeatures: Sendable, Equatable {
+    /// `uname -r`.
+    public var release: String
+    /// /sys/kernel/btf/vmlinux: CO-RE relocations and the BTF tracepoints need it.
+    public var hasBTF: Bool
+    /// BPF_MAP_TYPE_RINGBUF (Linux 5.8): every record goes through one.
+    public var hasRingBuffer: Bool
+    /// bpf_loop (5.17): the walks run in one loop per stage; without it, in batches chained by tail calls.
+    public var hasBPFLoop: Bool
+    /// bpf_task_pt_regs and bpf_get_current_task_btf (5.15): the user registers of a thread sampled in the kernel;
+    /// without them, read from the top of its kernel stack.
+    public var hasTaskPtRegs: Bool
+    /// A perf_event program may use a hash map that is not preallocated (6.1); without it `process_mappings` is
+    /// preallocated, for at most `preallocatedMappingProcesses` processes.
+    public var allowsNonPreallocatedHash: Bool
+
+    /// Processes whose native unwind mappings fit where `process_mappings` must be preallocated: 32 KiB of kernel
+    /// memory each, 16 MiB in all. Others get Python and kernel stacks only (counted in the summary).
+    public static let preallocatedMappingProcesses: UInt32 = 512
+
+    public init(release: String, hasBTF: Bool, hasRingBuffer: Bool, hasBPFLoop: Bool, hasTaskPtRegs: Bool,
+                allowsNonPreallocatedHash: Bool) {
+        self.release = release
+        self.hasBTF = hasBTF
+        self.hasRingBuffer = hasRingBuffer
+        self.hasBPFLoop = hasBPFLoop
+        self.hasTaskPtRegs = hasTaskPtRegs
+        self.allowsNonPreallocatedHash = allowsNonPreallocatedHash
+    }
+
+    /// Probes the running kernel (needs root: the probes load BPF programs).
+    public static func probe() -> KernelFeatures {
+        func yes(_ result: Int32) -> Bool { result == 1 }
+        return KernelFeatures(
+            release: kernelRelease(), hasBTF: FileManager.default.fileExists(atPath: "/sys/kernel/btf/vmlinux"),
+            hasRingBuffer: yes(cbpf_probe_ring_buffer()),
+            hasBPFLoop: yes(cbpf_probe_perf_event_helper(Int32(BPF_FUNC_loop.rawValue))),
+            hasTaskPtRegs: yes(cbpf_probe_perf_event_helper(Int32(BPF_FUNC_task_pt_regs.rawValue)))
+                && yes(cbpf_probe_perf_event_helper(Int32(BPF_FUNC_get_current_task_btf.rawValue))),
+            allowsNonPreallocatedHash: yes(cbpf_probe_perf_event_non_preallocated_hash()))
+    }
+
+    public static func kernelRelease() -> String {
+        var names = utsname()
+        uname(&names)
+        return withUnsafeBytes(of: names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// How the sampler walks stacks on this kernel (see "How a sample is walked" in bpf/pybpfprof.h).
+    public enum Walk: String, Sendable {
+        /// One bpf_loop per stage.
+        case loop
+        /// Bounded loops of a few frames per program, chained by tail calls.
+        case tailCalls
+    }
+
+    public var walk: Walk { hasBPFLoop ? .loop : .tailCalls }
+
+    /// One line for the summary, `--version` and errors: which path this kernel got, and the limits that come with it.
+    public var summary: String {
+        var parts: [String] = []
+        switch walk {
+        case .loop:
+            parts.append("bpf_loop walk, \(NATIVE_MAX_FRAMES) native and \(PY_MAX_FRAMES) Python frames")
+        case .tailCalls:
+            parts.append("tail-call walk, \(NATIVE_FRAMES_PER_CALL) native and \(PY_FRAMES_PER_CALL) Python frames per call, "
+                + "\(NATIVE_MAX_FRAMES) and \(PY_MAX_FRAMES) at most")
+        }
+        if !hasTaskPtRegs { parts.append("user registers from the kernel stack") }
+        if !allowsNonPreallocatedHash {
+            parts.append("native stacks for \(Self.preallocatedMappingProcesses) processes at most")
+        }
+        return "kernel \(release): " + parts.joined(separator: "; ")
+    }
+
+    /// What must hold before anything is loaded; nil if nothing is missing.
+    public var missing: PreflightError? {
+        if !hasBTF { return .noBTF(release: release) }
+        if !hasRingBuffer { return .kernelTooOld(release: release, missing: "the BPF ring buffer (Linux 5.8)") }
+        return nil
+    }
+}
+
+/// The verifier rejected a program: the one line says which and why, the whole log is in a file.
+public struct VerifierRejection: Error, CustomStringConvertible {
+    public var program: String
+    public var reason: String
+    public var release: String
+    /// The verifier's log, or nil if it could not be written.
+    public var logPath: String?
+
+    public var description: String {
+        let log = logPath.map { "its log is in \($0)" } ?? "its log could not be written"
+        return "kernel \(release) rejected BPF program \(program) (\(reason)); \(log): please report it with that file"
+    }
+}
+
+/// The sampler's BPF object, loaded for the running kernel: each stage's variant that this kernel can run
+/// (`KernelFeatures.walk`) is loaded and put into the `programs` tail-call table, the other variants are not loaded.
+/// The recording and the dump both load it through here.
+final class SamplerProgram {
+    let object: BPFObject
+    let features: KernelFeatures
+    /// Instructions the verifier processed, per loaded program (its cost; the limit is 1,000,000 per program).
+    private(set) var verifiedInstructions: [String: Int] = [:]
+
+    /// The programs of each stage, per walk (enum prog_slot order).
+    static func stages(_ walk: KernelFeatures.Walk) -> [(slot: prog_slot, program: String)] {
+        switch walk {
+        case .loop: return [(PROG_NATIVE_UNWIND, "unwind_native_loop"), (PROG_PY_WALK, "walk_python_loop")]
+        case .tailCalls: return [(PROG_NATIVE_UNWIND, "unwind_native_bounded"), (PROG_PY_WALK, "walk_python_bounded")]
+        }
+    }
+
+    static let processEventPrograms = ["on_exec", "on_fork", "on_exit"]
+
+    /// - Parameters:
+    ///   - processEvents: load the exec/fork/exit programs.
+    ///   - extraPrograms: programs loaded only when asked for (`?` sections), such as the dump iterator.
+    ///   - configure: sizes and tunables of the caller, applied before load.
+    init(features: KernelFeatures, processEvents: Bool = true, extraPrograms: [String] = [],
+         configure: (BPFObject) throws -> Void) throws {
+        self.features = features
+        object = try Self.open(features: features, processEvents: processEvents, extraPrograms: extraPrograms, configure: configure)
+        try object.collectVerifierStatistics()
+        do {
+            try object.load()
+        } catch let error as BPFLoadError {
+            guard let program = error.program else { throw error }
+            throw Self.rejection(
+                program: program, statisticsLog: object.verifierLog(program: program), features: features,
+                reload: { try Self.open(features: features, processEvents: processEvents, extraPrograms: extraPrograms, configure: configure) })
+        }
+        verifiedInstructions = object.verifiedInstructions()
+        let table = BPFMap(fd: try object.mapFD(named: "programs"))
+        for (slot, name) in Self.stages(features.walk) {
+            let fd = bpf_program__fd(try object.program(named: name))
+            try table.update(UInt32(slot.rawValue), UInt32(bitPattern: fd))
+        }
+    }
+
+    private static func open(features: KernelFeatures, processEvents: Bool, extraPrograms: [String],
+                             configure: (BPFObject) throws -> Void) throws -> BPFObject {
+        let object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
+        let wanted = Set(["on_sample"] + stages(features.walk).map(\.program) + (processEvents ? processEventPrograms : [])
+            + extraPrograms)
+        for name in object.programNames { try object.setAutoload(program: name, wanted.contains(name)) }
+        try object.setConstant("have_task_pt_regs", UInt8(features.hasTaskPtRegs ? 1 : 0))
+        if !features.allowsNonPreallocatedHash {
+            try object.preallocate(map: "process_mappings")
+            try object.setMaxEntries(map: "process_mappings", KernelFeatures.preallocatedMappingProcesses)
+        }
+        try configure(object)
+        return object
+    }
+
+    /// The reason from the program's statistics log (error lines come before "processed N insns"), and the whole
+    /// verifier log, taken by loading once more with libbpf's own log (level 1, which traces the failing path),
+    /// written to a file.
+    private static func rejection(program: String, statisticsLog: String, features: KernelFeatures,
+                                  reload: () throws -> BPFObject) -> VerifierRejection {
+        let lines = statisticsLog.split(separator: "\n").map(String.init)
+        let statistics = lines.firstIndex { $0.hasPrefix("verification time") || $0.hasPrefix("processed ") } ?? lines.count
+        let reason = lines[..<statistics].last { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+            ?? "no reason given"
+        var fullLog = "pybpfprof: kernel \(features.release), \(features.summary)\nBPF program \(program), verifier statistics log:\n"
+            + statisticsLog + "\n"
+        cbpf_clear_libbpf_log()
+        if let object = try? reload() {
+            do {
+                try object.load()
+            } catch let error as BPFLoadError {
+                fullLog += "\nlibbpf's log of a second load:\n" + error.libbpfLog
+            } catch {
+                fullLog += "\na second load failed: \(error)\n"
+            }
+        }
+        let path = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/pybpfprof-verifier-\(getpid()).log"
+        let written = (try? Data(fullLog.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)) != nil
+        return VerifierRejection(program: program, reason: reason, release: features.release, logPath: written ? path : nil)
+    }
+}
