@@ -124,7 +124,7 @@ public final class BPFObject {
     }
 
     /// The program libbpf names in "prog 'NAME': failed to load" (or "BPF program load failed"), if any.
-    static func failedProgram(in log: String) -> String? {
+    public static func failedProgram(in log: String) -> String? {
         for line in log.split(separator: "\n") where line.contains("failed to load") || line.contains("load failed") {
             guard let start = line.range(of: "prog '"), let end = line[start.upperBound...].firstIndex(of: "'") else { continue }
             return String(line[start.upperBound..<end])

@@ -37,6 +37,8 @@ public struct RecordOptions: Sendable {
     public var allowNonPython = false
     /// Also profile the targets' children and their children (`--subprocesses`, with `--pid` or a command).
     public var subprocesses = false
+    /// Load the BPF program as on the oldest supported kernel (`KernelFeatures.asOldestSupported`).
+    public var oldestKernelMode = false
 
     /// Whether the recording follows processes as they start: `--all`, `--cgroup` and `--subprocesses`.
     var followsProcesses: Bool { takesEveryNewProgram || subprocesses }
@@ -184,7 +186,8 @@ public final class Recorder {
     public let kernelFeatures: KernelFeatures
 
     public init(options: RecordOptions) throws {
-        let features = try Preflight.check()
+        let probed = try Preflight.check()
+        let features = options.oldestKernelMode ? probed.asOldestSupported : probed
         kernelFeatures = features
         self.options = options
         // Before the slow part (loading BPF): a Ctrl-C from now on ends the recording cleanly.

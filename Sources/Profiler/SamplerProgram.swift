@@ -80,6 +80,15 @@ public struct KernelFeatures: Sendable, Equatable {
         return "kernel \(release): " + parts.joined(separator: "; ")
     }
 
+    /// These features less everything Linux 5.10 lacks: the program is loaded as it is there (`--oldest-kernel-mode`).
+    public var asOldestSupported: KernelFeatures {
+        var oldest = self
+        oldest.hasBPFLoop = false
+        oldest.hasTaskPtRegs = false
+        oldest.allowsNonPreallocatedHash = false
+        return oldest
+    }
+
     /// What must hold before anything is loaded; nil if nothing is missing.
     public var missing: PreflightError? {
         if !hasBTF { return .noBTF(release: release) }

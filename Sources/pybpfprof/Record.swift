@@ -73,6 +73,7 @@ struct Record: ParsableCommand {
             pythonOnly: sampling.pythonOnly, showInterpreterFrames: sampling.interpreterFrames,
             unwindTableBytes: unwindMemory << 20)
         options.allowNonPython = allowNonPython
+        options.oldestKernelMode = sampling.oldestKernelMode
         options.subprocesses = subprocesses
         let terminal = Terminal.standardError
         let (profile, statistics) = try failing {

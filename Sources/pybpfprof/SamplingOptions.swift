@@ -30,6 +30,12 @@ struct SamplingOptions: ParsableArguments {
     @Flag(name: .long, help: "Also show the interpreter's own native frames (libpython), which the default view replaces with the Python frames they run.")
     var interpreterFrames = false
 
+    @Flag(name: .long, help: ArgumentHelp(
+        "Load the BPF program as on the oldest supported kernel (5.10), whatever this one offers.",
+        discussion: "Bounded loops chained by tail calls instead of bpf_loop, user registers from the kernel stack, preallocated "
+            + "mappings. For a kernel whose verifier rejects the default program, and for testing that path."))
+    var oldestKernelMode = false
+
     @Argument(parsing: .postTerminator, help: "A command to launch and profile until it exits: -- CMD ARGS...")
     var command: [String] = []
 

@@ -64,8 +64,9 @@ struct Top: ParsableCommand {
     func run() throws {
         let target = try sampling.target()
         let rate = sampling.rate
-        let options = RecordOptions(
+        var options = RecordOptions(
             target: target, rate: rate, pythonOnly: sampling.pythonOnly, showInterpreterFrames: sampling.interpreterFrames)
+        options.oldestKernelMode = sampling.oldestKernelMode
         // Loading BPF takes a moment and is where most setup errors show: before the screen is taken over.
         let recorder = try failing { try Recorder(options: options) }
         let view = LiveProfileWindow(

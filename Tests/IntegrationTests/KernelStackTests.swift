@@ -12,9 +12,19 @@ final class KernelStackTests: IntegrationTestCase {
     private func isKernel(_ frame: ProfileFrame) -> Bool { frame.name.hasSuffix("_[k]") }
 
     func testSystemCallShowsKernelFramesUnderPythonFrame() throws {
+        try checkKernelFramesUnderPythonFrame()
+    }
+
+    /// The same with the user registers of a thread sampled in the kernel read from the top of its kernel stack, as
+    /// on kernels without bpf_task_pt_regs (5.10).
+    func testSystemCallShowsKernelFramesUnderPythonFrameInOldestKernelMode() throws {
+        try checkKernelFramesUnderPythonFrame(options: ["--oldest-kernel-mode"])
+    }
+
+    private func checkKernelFramesUnderPythonFrame(options: [String] = []) throws {
         let output = scratchFile("syscall.folded")
-        let result = try runPyBPFProf([
-            "record", "--rate", "499", "-o", output, "--", try PythonInterpreters.debian311().path, fixture, "2",
+        let result = try runPyBPFProf(["record"] + options + [
+            "--rate", "499", "-o", output, "--", try PythonInterpreters.debian311().path, fixture, "2",
         ]).requireSuccess()
         let stacks = try FoldedFile.stacks(at: output)
         // Samples taken while the native tables were still being compiled (the launch's first moments) carry no

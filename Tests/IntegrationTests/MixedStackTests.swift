@@ -13,6 +13,16 @@ final class MixedStackTests: IntegrationTestCase {
     /// those four frames in that order (the interpreter's own native frames in between are hidden), with the
     /// Python frames on the lines that made the calls.
     func testExtensionCallingBackIntoPythonOnEveryInterpreter() throws {
+        try checkExtensionCallingBackIntoPython()
+    }
+
+    /// The same, with the BPF program loaded as on Linux 5.10 (`--oldest-kernel-mode`): bounded loops chained by tail
+    /// calls walk the native and Python stacks, and user registers come from the kernel stack.
+    func testExtensionCallingBackIntoPythonInOldestKernelMode() throws {
+        try checkExtensionCallingBackIntoPython(options: ["--oldest-kernel-mode"])
+    }
+
+    private func checkExtensionCallingBackIntoPython(options: [String] = []) throws {
         let workload = try Workload.load("native/callback_workload.py")
         let source = Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path
         let callerLine = try workload.line("caller-outer")
@@ -23,9 +33,12 @@ final class MixedStackTests: IntegrationTestCase {
             let extensionDirectory = scratchFile("ext-\(index)")
             _ = try NativeFixtures.buildCallbackExtension(python: interpreter.path, source: source, into: extensionDirectory)
             let output = scratchFile("callback-\(index).folded")
-            let result = try runPyBPFProf([
-                "record", "--rate", "499", "-o", output, "--", interpreter.path, workload.path, extensionDirectory, "2",
+            let result = try runPyBPFProf(["record"] + options + [
+                "--rate", "499", "-o", output, "--", interpreter.path, workload.path, extensionDirectory, "2",
             ]).requireSuccess()
+            if !options.isEmpty {
+                XCTAssertTrue(result.standardError.contains("tail-call walk"), "\(interpreter.label): the summary should name the path\n\(result.report)")
+            }
             let stacks = try FoldedFile.stacks(at: output)
             let inInner = stacks.filter { $0.frames.last(where: { !isKernel($0) })?.name == "ext_inner_native" }
             let innerSamples = inInner.reduce(0) { $0 + $1.count }

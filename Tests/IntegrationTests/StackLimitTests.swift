@@ -6,6 +6,15 @@ import XCTest
 /// interpreter), and exactly PY_MAX_FRAMES Python frames follow it, the innermost ones.
 final class StackLimitTests: IntegrationTestCase {
     func testDeepStackIsCutWithTruncatedMarker() throws {
+        try checkDeepStackIsCut()
+    }
+
+    /// The same with the walk of kernels without bpf_loop: PY_MAX_FRAMES is reached over PY_MAX_CALLS tail calls.
+    func testDeepStackIsCutInOldestKernelMode() throws {
+        try checkDeepStackIsCut(options: ["--oldest-kernel-mode"])
+    }
+
+    private func checkDeepStackIsCut(options: [String] = []) throws {
         let workload = try Workload.load()
         let maximum = try bpfMaximumPythonFrames()
         let spinLines = try workload.lines(ofFunction: "deep_spin")
@@ -21,8 +30,8 @@ final class StackLimitTests: IntegrationTestCase {
             // "ready" comes from the bottom of the recursion: every sample from then on is 400 calls deep.
             try running.waitForLine("ready", timeout: 30)
             let output = scratchFile("deep-\(interpreter.minorVersion).folded")
-            let result = try runPyBPFProf([
-                "record", "--pid", "\(running.pid)", "--rate", "499", "--duration", "1.5", "-o", output,
+            let result = try runPyBPFProf(["record"] + options + [
+                "--pid", "\(running.pid)", "--rate", "499", "--duration", "1.5", "-o", output,
             ])
             running.killIfRunning()
             try result.requireSuccess()
