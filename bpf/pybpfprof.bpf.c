@@ -284,7 +284,7 @@ static __always_inline const struct exec_mapping *find_mapping(const struct proc
     /* The last mapping whose start is <= pc: [low, low + size) holds it. */
     SEARCH_LOW(cursor) = 0;
     SEARCH_SIZE(cursor) = count;
-    for (int step = 0; step < EXEC_MAPPING_SEARCH_STEPS + 1; step++) {
+    for (int step = 0; step < EXEC_MAPPING_SEARCH_STEPS + 1 && SEARCH_SIZE(cursor) > 1; step++) {
         __u32 low = SEARCH_LOW(cursor), size = SEARCH_SIZE(cursor), half = size / 2;
         __u64 start = table->mappings[(low + half) & (EXEC_MAPPINGS_MAX - 1)].start;
         SEARCH_LOW(cursor) = low + (half & (__u32)mask_if_not_above(start, pc));
@@ -310,7 +310,7 @@ static __always_inline const struct unwind_row *find_row(const struct exec_mappi
         return NULL;
     SEARCH_LOW(cursor) = mapping->first_row;
     SEARCH_SIZE(cursor) = rows;
-    for (int step = 0; step < UNWIND_ROW_SEARCH_STEPS + 1; step++) {
+    for (int step = 0; step < UNWIND_ROW_SEARCH_STEPS + 1 && SEARCH_SIZE(cursor) > 1; step++) {
         __u32 low = SEARCH_LOW(cursor), size = SEARCH_SIZE(cursor), half = size / 2, middle = low + half;
         const struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &middle);
         if (!row)
