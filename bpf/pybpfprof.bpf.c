@@ -248,27 +248,15 @@ static __always_inline __u64 *native_frame_slot(struct walk_state *state, __u32 
 }
 
 /*
- * The binary searches below keep their bounds in the cursor (search_low, search_size: memory the verifier does not
- * track) and step without a data-dependent branch: a step adds `half` or 0 through a mask, and every search runs
- * its full number of steps. In registers, the verifier would follow each step's two outcomes with exact bounds,
- * 2^steps paths per search and per frame: that is what exceeded its limit on 6.1 and in bounded loops.
+ * The binary searches below keep their bounds in the cursor (search_low, search_size): memory, where the verifier
+ * does not track values, so a step's two outcomes leave the same state and it checks each step once. In registers
+ * it followed both outcomes of every step with exact bounds, 2^steps paths per search and per frame: that is what
+ * exceeded its limit on 6.1 and in bounded loops.
  */
 
 /* The search bounds, read and written through volatile so that they stay in memory. */
 #define SEARCH_LOW(cursor) (*(volatile __u32 *)&(cursor)->search_low)
 #define SEARCH_SIZE(cursor) (*(volatile __u32 *)&(cursor)->search_size)
-
-/* All ones if `low <= high`, else 0. Both below 2^63 (user addresses, row addresses). */
-static __always_inline __u64 mask_if_not_above(__u64 low, __u64 high)
-{
-    /* The barriers hide the operands' ranges from clang, which would otherwise turn this back into a compare and
-     * branch. */
-    barrier_var(low);
-    barrier_var(high);
-    __u64 negative = (high - low) >> 63; /* 1 if high < low */
-    barrier_var(negative);
-    return negative - 1;
-}
 
 /* The mapping holding `pc`, or NULL. Mappings are sorted by start and do not overlap. */
 static __always_inline const struct exec_mapping *find_mapping(const struct process_mappings *table,
@@ -287,7 +275,8 @@ static __always_inline const struct exec_mapping *find_mapping(const struct proc
     for (int step = 0; step < EXEC_MAPPING_SEARCH_STEPS + 1 && SEARCH_SIZE(cursor) > 1; step++) {
         __u32 low = SEARCH_LOW(cursor), size = SEARCH_SIZE(cursor), half = size / 2;
         __u64 start = table->mappings[(low + half) & (EXEC_MAPPINGS_MAX - 1)].start;
-        SEARCH_LOW(cursor) = low + (half & (__u32)mask_if_not_above(start, pc));
+        if (start <= pc)
+            SEARCH_LOW(cursor) = low + half;
         SEARCH_SIZE(cursor) = size - half;
     }
     __u32 low = SEARCH_LOW(cursor);
@@ -315,7 +304,8 @@ static __always_inline const struct unwind_row *find_row(const struct exec_mappi
         const struct unwind_row *row = bpf_map_lookup_elem(&unwind_rows, &middle);
         if (!row)
             return NULL;
-        SEARCH_LOW(cursor) = low + (half & (__u32)mask_if_not_above(row->address, address));
+        if (row->address <= address)
+            SEARCH_LOW(cursor) = middle;
         SEARCH_SIZE(cursor) = size - half;
     }
     __u32 low = SEARCH_LOW(cursor);
