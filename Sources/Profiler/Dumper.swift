@@ -190,7 +190,7 @@ public enum Dumper {
     /// without it, and the threads are read from userspace: decided by trying, not by the version number, which says
     /// nothing of what a distribution backported. Returns why the iterator did not load, when that was tried.
     static func loadObject(nativeStacks: Bool, unwindRowCapacity: Int, threadReader: ThreadReader?) throws
-        -> (object: BPFObject, threadReader: ThreadReader, iteratorFailure: Error?)
+        -> (loaded: BPFObject, threadReader: ThreadReader, iteratorFailure: Error?)
     {
         func load(withIterator: Bool) throws -> BPFObject {
             let object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
@@ -206,16 +206,24 @@ public enum Dumper {
             try object.load()
             return object
         }
+        return try choose(threadReader, load: load(withIterator:))
+    }
+
+    /// The reader asked for, else the kernel iterator if `load` succeeds with it, else userspace; with what `load`
+    /// returned, and its failure with the iterator when that made the choice.
+    static func choose<Loaded>(_ threadReader: ThreadReader?, load: (_ withIterator: Bool) throws -> Loaded) throws
+        -> (loaded: Loaded, threadReader: ThreadReader, iteratorFailure: Error?)
+    {
         switch threadReader {
         case .kernelIterator?:
-            return (try load(withIterator: true), .kernelIterator, nil)
+            return (try load(true), .kernelIterator, nil)
         case .userspace?:
-            return (try load(withIterator: false), .userspace, nil)
+            return (try load(false), .userspace, nil)
         case nil:
             do {
-                return (try load(withIterator: true), .kernelIterator, nil)
+                return (try load(true), .kernelIterator, nil)
             } catch {
-                return (try load(withIterator: false), .userspace, error)
+                return (try load(false), .userspace, error)
             }
         }
     }

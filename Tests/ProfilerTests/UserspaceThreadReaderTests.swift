@@ -377,6 +377,37 @@ final class UserspaceThreadReaderTests: XCTestCase {
         XCTAssertEqual(frames[2].address(names: names), 0xffff_ffff_8100_0010)
     }
 
+    // MARK: - Choosing the reader
+
+    private struct LoadFailure: Error, Equatable {}
+
+    /// Decided by trying: the iterator when the object loads with it, userspace (with the reason) when it does not; a
+    /// choice given is kept, and its failure thrown.
+    func testTheReaderIsChosenByLoadingTheIterator() throws {
+        var tries: [Bool] = []
+        let loads = try Dumper.choose(nil) { withIterator in tries.append(withIterator); return withIterator }
+        XCTAssertEqual(tries, [true])
+        XCTAssertEqual(loads.threadReader, .kernelIterator)
+        XCTAssertNil(loads.iteratorFailure)
+
+        tries = []
+        let refuses = try Dumper.choose(nil) { withIterator in
+            tries.append(withIterator)
+            if withIterator { throw LoadFailure() }
+            return withIterator
+        }
+        XCTAssertEqual(tries, [true, false])
+        XCTAssertEqual(refuses.threadReader, .userspace)
+        XCTAssertFalse(refuses.loaded)
+        XCTAssertEqual(refuses.iteratorFailure as? LoadFailure, LoadFailure())
+        XCTAssertTrue(Dumper.userspaceLimits(iteratorFailure: LoadFailure(), nativeStacks: true)
+            .hasPrefix("this kernel did not load the BPF task iterator ("))
+
+        XCTAssertThrowsError(try Dumper.choose(.kernelIterator) { _ in throw LoadFailure() })
+        XCTAssertThrowsError(try Dumper.choose(nil) { _ in throw LoadFailure() }, "nothing loads: the error is thrown")
+        XCTAssertEqual(try Dumper.choose(.userspace) { $0 }.loaded, false)
+    }
+
     // MARK: - Records
 
     /// The reader's record is the iterator's: a dump_thread, then the header and the kernel, native and Python frames.
