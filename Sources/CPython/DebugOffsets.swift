@@ -50,6 +50,9 @@ enum DebugOffsets {
         reconcile("threads_head", offsets.interpThreadsHead, at: layout.interpThreadsHead) { offsets.interpThreadsHead = $0 }
         reconcile("thread_state.next", offsets.tstateNext, at: layout.tstateNext) { offsets.tstateNext = $0 }
         reconcile("thread_state.thread_id", offsets.tstateThreadId, at: layout.tstateThreadId) { offsets.tstateThreadId = $0 }
+        reconcile("thread_state.native_thread_id", offsets.tstateNativeThreadId, at: layout.tstateNativeThreadId) {
+            offsets.tstateNativeThreadId = $0
+        }
         reconcile("thread_state.current_frame", offsets.tstateFrame, at: layout.tstateCurrentFrame) { offsets.tstateFrame = $0 }
         reconcile("interpreter_frame.previous", offsets.frameBack, at: layout.framePrevious) { offsets.frameBack = $0 }
         reconcile("interpreter_frame.executable", offsets.frameCode, at: layout.frameExecutable) { offsets.frameCode = $0 }

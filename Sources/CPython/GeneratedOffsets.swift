@@ -18,7 +18,7 @@ extension PythonOffsets {
     static let generatedTable: [PythonOffsets] = [
         PythonOffsets(
             major: 3, minor: 8,
-            runtimeInterpretersHead: 32, interpThreadsHead: 8, tstateNext: 8, tstateThreadId: 176,
+            runtimeInterpretersHead: 32, interpThreadsHead: 8, tstateNext: 8, tstateThreadId: 176, tstateNativeThreadId: nil,
             tstateFrame: 24, cframeCurrentFrame: nil,
             frameBack: 24, frameCode: 32, frameInstr: 104, frameOwner: nil, frameOwnedByCStack: nil, frameIsEntry: nil,
             instructionKind: .lastiBytes,
@@ -30,7 +30,7 @@ extension PythonOffsets {
         ),
         PythonOffsets(
             major: 3, minor: 9,
-            runtimeInterpretersHead: 32, interpThreadsHead: 8, tstateNext: 8, tstateThreadId: 176,
+            runtimeInterpretersHead: 32, interpThreadsHead: 8, tstateNext: 8, tstateThreadId: 176, tstateNativeThreadId: nil,
             tstateFrame: 24, cframeCurrentFrame: nil,
             frameBack: 24, frameCode: 32, frameInstr: 104, frameOwner: nil, frameOwnedByCStack: nil, frameIsEntry: nil,
             instructionKind: .lastiBytes,
@@ -42,7 +42,7 @@ extension PythonOffsets {
         ),
         PythonOffsets(
             major: 3, minor: 10,
-            runtimeInterpretersHead: 32, interpThreadsHead: 8, tstateNext: 8, tstateThreadId: 176,
+            runtimeInterpretersHead: 32, interpThreadsHead: 8, tstateNext: 8, tstateThreadId: 176, tstateNativeThreadId: nil,
             tstateFrame: 24, cframeCurrentFrame: nil,
             frameBack: 24, frameCode: 32, frameInstr: 96, frameOwner: nil, frameOwnedByCStack: nil, frameIsEntry: nil,
             instructionKind: .lastiCodeUnits,
@@ -54,7 +54,7 @@ extension PythonOffsets {
         ),
         PythonOffsets(
             major: 3, minor: 11,
-            runtimeInterpretersHead: 40, interpThreadsHead: 16, tstateNext: 8, tstateThreadId: 152,
+            runtimeInterpretersHead: 40, interpThreadsHead: 16, tstateNext: 8, tstateThreadId: 152, tstateNativeThreadId: 160,
             tstateFrame: 56, cframeCurrentFrame: 8,
             frameBack: 48, frameCode: 32, frameInstr: 56, frameOwner: 69, frameOwnedByCStack: nil, frameIsEntry: 68,
             instructionKind: .pointer,
@@ -66,7 +66,7 @@ extension PythonOffsets {
         ),
         PythonOffsets(
             major: 3, minor: 12,
-            runtimeInterpretersHead: 40, interpThreadsHead: 72, tstateNext: 8, tstateThreadId: 136,
+            runtimeInterpretersHead: 40, interpThreadsHead: 72, tstateNext: 8, tstateThreadId: 136, tstateNativeThreadId: 144,
             tstateFrame: 56, cframeCurrentFrame: 0,
             frameBack: 8, frameCode: 0, frameInstr: 56, frameOwner: 70, frameOwnedByCStack: 3, frameIsEntry: nil,
             instructionKind: .pointer,
@@ -78,7 +78,7 @@ extension PythonOffsets {
         ),
         PythonOffsets(
             major: 3, minor: 13,
-            runtimeInterpretersHead: 632, interpThreadsHead: 7344, tstateNext: 8, tstateThreadId: 152,
+            runtimeInterpretersHead: 632, interpThreadsHead: 7344, tstateNext: 8, tstateThreadId: 152, tstateNativeThreadId: 160,
             tstateFrame: 72, cframeCurrentFrame: nil,
             frameBack: 8, frameCode: 0, frameInstr: 56, frameOwner: 70, frameOwnedByCStack: 3, frameIsEntry: nil,
             instructionKind: .pointer,
@@ -88,10 +88,10 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             debugOffsets: DebugOffsetsLayout(
                 size: 584, version: 8, runtimeInterpretersHead: 40, interpThreadsHead: 72,
-                tstateNext: 168, tstateThreadId: 192, tstateCurrentFrame: 184, framePrevious: 232,
-                frameExecutable: 240, frameInstrPtr: 248, frameOwner: 264, codeFilename: 280,
-                codeName: 288, codeQualname: 296, codeLineTable: 304, codeFirstLineno: 312,
-                codeCodeAdaptive: 344
+                tstateNext: 168, tstateThreadId: 192, tstateNativeThreadId: 200, tstateCurrentFrame: 184,
+                framePrevious: 232, frameExecutable: 240, frameInstrPtr: 248, frameOwner: 264,
+                codeFilename: 280, codeName: 288, codeQualname: 296, codeLineTable: 304,
+                codeFirstLineno: 312, codeCodeAdaptive: 344
             )
         ),
     ]

@@ -57,6 +57,17 @@ public struct PythonInterpreter: Sendable {
     /// Set when the process's `_Py_DebugOffsets` disagreed with the generated table (its values won).
     public var debugOffsetsMismatch: [String] = []
 
+    /// An interpreter as `InterpreterLocator` finds one; public for tests that lay out a process's memory by hand.
+    public init(pid: Int32, binaryPath: String, version: PythonVersion, offsets: PythonOffsets, runtimeAddress: UInt64,
+                debugOffsetsMismatch: [String] = []) {
+        self.pid = pid
+        self.binaryPath = binaryPath
+        self.version = version
+        self.offsets = offsets
+        self.runtimeAddress = runtimeAddress
+        self.debugOffsetsMismatch = debugOffsetsMismatch
+    }
+
     /// Address of `_PyRuntime.interpreters.head`, the slot the BPF program starts its thread search from.
     public var interpretersHeadAddress: UInt64 { runtimeAddress + UInt64(offsets.runtimeInterpretersHead) }
 }

@@ -24,6 +24,9 @@ public struct PythonOffsets: Equatable, Sendable {
     public var interpThreadsHead: Int
     public var tstateNext: Int
     public var tstateThreadId: Int
+    /// `PyThreadState.native_thread_id`, the kernel's id of the thread (3.11+), else nil: 3.8-3.10 keep it only in
+    /// their `threading.Thread` objects.
+    public var tstateNativeThreadId: Int?
     /// `PyThreadState.frame` (≤3.10), `.cframe` (3.11, 3.12) or `.current_frame` (3.13+)
     public var tstateFrame: Int
     /// `_PyCFrame.current_frame` when `tstateFrame` points at a CFrame (3.11, 3.12), else nil.
@@ -73,7 +76,7 @@ public struct PythonOffsets: Equatable, Sendable {
 
     public init(
         major: Int, minor: Int,
-        runtimeInterpretersHead: Int, interpThreadsHead: Int, tstateNext: Int, tstateThreadId: Int,
+        runtimeInterpretersHead: Int, interpThreadsHead: Int, tstateNext: Int, tstateThreadId: Int, tstateNativeThreadId: Int?,
         tstateFrame: Int, cframeCurrentFrame: Int?,
         frameBack: Int, frameCode: Int, frameInstr: Int, frameOwner: Int?, frameOwnedByCStack: Int?, frameIsEntry: Int?,
         instructionKind: InstructionKind,
@@ -86,6 +89,7 @@ public struct PythonOffsets: Equatable, Sendable {
         self.major = major; self.minor = minor
         self.runtimeInterpretersHead = runtimeInterpretersHead; self.interpThreadsHead = interpThreadsHead
         self.tstateNext = tstateNext; self.tstateThreadId = tstateThreadId
+        self.tstateNativeThreadId = tstateNativeThreadId
         self.tstateFrame = tstateFrame; self.cframeCurrentFrame = cframeCurrentFrame
         self.frameBack = frameBack; self.frameCode = frameCode; self.frameInstr = frameInstr
         self.frameOwner = frameOwner; self.frameOwnedByCStack = frameOwnedByCStack
@@ -119,6 +123,7 @@ public struct DebugOffsetsLayout: Equatable, Sendable {
     public var interpThreadsHead: Int        // interpreter_state.threads_head
     public var tstateNext: Int               // thread_state.next
     public var tstateThreadId: Int           // thread_state.thread_id
+    public var tstateNativeThreadId: Int     // thread_state.native_thread_id
     public var tstateCurrentFrame: Int       // thread_state.current_frame
     public var framePrevious: Int            // interpreter_frame.previous
     public var frameExecutable: Int          // interpreter_frame.executable
@@ -133,13 +138,14 @@ public struct DebugOffsetsLayout: Equatable, Sendable {
 
     public init(
         size: Int, version: Int, runtimeInterpretersHead: Int, interpThreadsHead: Int, tstateNext: Int,
-        tstateThreadId: Int, tstateCurrentFrame: Int, framePrevious: Int, frameExecutable: Int,
+        tstateThreadId: Int, tstateNativeThreadId: Int, tstateCurrentFrame: Int, framePrevious: Int, frameExecutable: Int,
         frameInstrPtr: Int, frameOwner: Int, codeFilename: Int, codeName: Int, codeQualname: Int,
         codeLineTable: Int, codeFirstLineno: Int, codeCodeAdaptive: Int
     ) {
         self.size = size; self.version = version
         self.runtimeInterpretersHead = runtimeInterpretersHead; self.interpThreadsHead = interpThreadsHead
         self.tstateNext = tstateNext; self.tstateThreadId = tstateThreadId
+        self.tstateNativeThreadId = tstateNativeThreadId
         self.tstateCurrentFrame = tstateCurrentFrame; self.framePrevious = framePrevious
         self.frameExecutable = frameExecutable; self.frameInstrPtr = frameInstrPtr
         self.frameOwner = frameOwner; self.codeFilename = codeFilename; self.codeName = codeName

@@ -65,3 +65,36 @@ public struct KernelSymbols: Sendable {
         return (symbol, address - symbol.address)
     }
 }
+
+/// Kernel text symbols by name: the way back from a frame of `/proc/PID/stack` (`function+0xOFFSET/0xSIZE`, the
+/// addresses themselves hidden) to an address that `KernelSymbols.symbolize` names again. Built when asked for: a
+/// recording never needs it.
+public struct KernelSymbolNames: Sendable {
+    /// Indices into `symbols.symbols` by name; several for a name defined more than once (static functions of
+    /// different files).
+    private let indices: [String: [Int]]
+    private let symbols: KernelSymbols
+
+    public init(_ symbols: KernelSymbols) {
+        var indices: [String: [Int]] = [:]
+        for (index, symbol) in symbols.symbols.enumerated() { indices[symbol.name, default: []].append(index) }
+        self.indices = indices
+        self.symbols = symbols
+    }
+
+    /// The address of `name` in `module` ("" for the kernel image, "[module]" for a module's). Of several, the one whose
+    /// size as kallsyms computes it (the distance to the next symbol) is `size`, else the first.
+    public func address(of name: String, module: String, size: UInt64?) -> UInt64? {
+        let candidates = (indices[name] ?? []).filter { symbols.symbols[$0].module == module }
+        guard let first = candidates.first else { return nil }
+        if candidates.count > 1, let size, let sized = candidates.first(where: { self.size(ofSymbolAt: $0) == size }) {
+            return symbols.symbols[sized].address
+        }
+        return symbols.symbols[first].address
+    }
+
+    private func size(ofSymbolAt index: Int) -> UInt64? {
+        let address = symbols.symbols[index].address
+        return symbols.symbols[(index + 1)...].first { $0.address > address }.map { $0.address - address }
+    }
+}

@@ -14,13 +14,27 @@ public struct DumpOptions: Sendable {
     public var showInterpreterFrames: Bool
     /// Kernel memory for the native unwind rows of every file the process maps.
     public var unwindTableBytes: Int
+    /// How the threads are read; nil: by the kernel iterator if this kernel loads it, else from userspace. Forcing the
+    /// userspace reader lets it be tested on a kernel that has the iterator.
+    public var threadReader: ThreadReader?
 
-    public init(pid: Int32, pythonOnly: Bool = false, showInterpreterFrames: Bool = false, unwindTableBytes: Int = 16 << 20) {
+    public init(pid: Int32, pythonOnly: Bool = false, showInterpreterFrames: Bool = false, unwindTableBytes: Int = 16 << 20,
+                threadReader: ThreadReader? = nil) {
         self.pid = pid
         self.pythonOnly = pythonOnly
         self.showInterpreterFrames = showInterpreterFrames
         self.unwindTableBytes = unwindTableBytes
+        self.threadReader = threadReader
     }
+}
+
+/// How `dump` reads the threads that are not running.
+public enum ThreadReader: String, Sendable, CaseIterable {
+    /// The BPF task iterator `dump_threads`: a sleepable program (bpf_copy_from_user_task, Linux 5.18+) that reads
+    /// each thread's registers, memory and kernel stack in the kernel.
+    case kernelIterator = "kernel-iterator"
+    /// `UserspaceThreadReader`: /proc and process_vm_readv, for kernels without the iterator.
+    case userspace
 }
 
 /// One thread's stack at the moment it was read.
@@ -50,16 +64,17 @@ public struct ProcessDump: Sendable {
     public var threads: [ThreadDump]
     /// What went wrong on the way without spoiling the dump (files without unwind tables, unreadable code objects).
     public var warnings: [String]
+    /// How the threads were read.
+    public var threadReader: ThreadReader
+    /// What this dump cannot show because of how its threads were read; empty for the kernel iterator.
+    public var limits: [String]
 }
 
 public enum DumpError: Error, CustomStringConvertible {
-    case kernelTooOld(String)
     case noThreads(pid: Int32)
 
     public var description: String {
         switch self {
-        case .kernelTooOld(let release):
-            return "pybpfprof dump needs a sleepable BPF task iterator with bpf_copy_from_user_task (Linux 5.18), which kernel \(release) lacks"
         case .noThreads(let pid):
             return "no thread of process \(pid) could be read: it exited meanwhile"
         }
@@ -68,14 +83,16 @@ public enum DumpError: Error, CustomStringConvertible {
 
 /// `pybpfprof dump`: the current stack of every thread of one Python process, without stopping, tracing or writing
 /// to the process. The BPF task iterator `dump_threads` (see the end of bpf/pybpfprof.bpf.c) reads every thread that
-/// is not on a CPU, which a sampler never sees. A thread on a CPU at that moment has no saved registers to unwind
-/// from, so it is sampled instead: the recording's `on_sample` runs on its own cpu-clock event, and its first
-/// sample (Python, native and kernel frames of one instant) stands for it.
+/// is not on a CPU, which a sampler never sees; on a kernel that does not load it (before 5.18), the
+/// `UserspaceThreadReader` reads them from /proc and with process_vm_readv into the same records, with less (see its
+/// limits). A thread on a CPU at that moment has no saved registers to unwind from, so it is sampled instead: the
+/// recording's `on_sample` runs on its own cpu-clock event, and its first sample (Python, native and kernel frames of
+/// one instant) stands for it.
 public enum Dumper {
     /// Readings of the process at most: torn readings are read again, the best kept.
     static let attempts = 4
     /// How long running threads are sampled at most: a thread that stops running meanwhile produces no sample, and
-    /// is read again by the iterator instead.
+    /// is read again instead.
     static let samplingWindowNanoseconds: UInt64 = 100_000_000
     /// Of a sampled thread's CPU time between two samples: its first sample comes after this much running.
     static let samplingPeriodNanoseconds: UInt64 = 200_000
@@ -88,32 +105,18 @@ public enum Dumper {
 
     public static func dump(_ options: DumpOptions) throws -> ProcessDump {
         let features = try Preflight.check()
-
         let pid = ProcessScanner.threadGroup(of: options.pid)
         let interpreter = try InterpreterLocator.locate(pid: pid)
         let nativeStacks = !options.pythonOnly
-
         let unwindRowCapacity = nativeStacks ? max(1, options.unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
-        // on_sample samples the running threads; no process is followed.
-        let program: SamplerProgram
-        do {
-            program = try SamplerProgram(features: features, processEvents: false, extraPrograms: ["dump_threads"]) { object in
-                try object.setMaxEntries(map: "samples", sampleBufferBytes)
-                // Each sample wakes the reader: it stops sampling a thread as soon as it has one.
-                try object.setConstant("wakeup_bytes", UInt64(0))
-                try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
-                try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
-                try object.setConstant("collect_kernel_stacks", UInt8(nativeStacks ? 1 : 0))
-            }
-        } catch let rejection as VerifierRejection where rejection.program == "dump_threads" {
-            // No sleepable task iterator with bpf_copy_from_user_task (before 5.18).
-            throw DumpError.kernelTooOld(features.release)
-        }
-        let object = program.object
+        let (object, threadReader, iteratorFailure) = try loadObject(
+            features: features, nativeStacks: nativeStacks, unwindRowCapacity: unwindRowCapacity, threadReader: options.threadReader)
+        defer { withExtendedLifetime(object) {} }
 
         try BPFMap(fd: try object.mapFD(named: "processes")).update(UInt32(bitPattern: pid), py_process(interpreter))
         var warnings: [String] = []
         var native: NativeProcess?
+        var nativeUnwind: NativeUnwind?
         var kernelSymbols: KernelSymbols?
         if nativeStacks {
             let rows = try MappedArrayMap(
@@ -125,6 +128,10 @@ public enum Dumper {
                     try BPFMap(fd: try object.mapFD(named: "process_mappings")).update(UInt32(bitPattern: pid), bytes: $0)
                 }
                 native = process
+                // The rows stay mapped as long as the unwinder reads them.
+                nativeUnwind = NativeUnwind(
+                    mappings: process.execMappings(), row: { index in withExtendedLifetime(rows) { store.row(at: index) } },
+                    memory: ProcessMemory(pid: pid))
             } catch {
                 warnings.append("native frames of process \(pid): \(error)")
             }
@@ -134,8 +141,20 @@ public enum Dumper {
             kernelSymbols = try KernelSymbols.read()
         }
 
-        let iterator = try object.program(named: "dump_threads")
-        var records = try readThreads(program: iterator, pid: pid)
+        let readEveryThread: () throws -> [ThreadRecord]
+        var limits: [String] = []
+        switch threadReader {
+        case .kernelIterator:
+            let iterator = try object.program(named: "dump_threads")
+            readEveryThread = { try parse(try TaskIterator.run(program: iterator, process: pid)) }
+        case .userspace:
+            let reader = UserspaceThreadReader(
+                pid: pid, interpreter: interpreter, memory: ProcessMemory(pid: pid), native: nativeUnwind,
+                collectNativeStacks: nativeStacks, kernelSymbols: kernelSymbols)
+            readEveryThread = { reader.read() }
+            limits = [userspaceLimits(iteratorFailure: iteratorFailure, nativeStacks: nativeStacks)] + reader.limits
+        }
+        var records = try readThreads(readEveryThread)
         guard !records.isEmpty else {
             throw kill(pid, 0) != 0 && errno == ESRCH ? InterpreterError.processGone(pid: pid) : DumpError.noThreads(pid: pid)
         }
@@ -148,7 +167,7 @@ public enum Dumper {
             warnings += sampling.warnings
             // Not sampled: it stopped running meanwhile (its registers are saved now), or is gone. Read once more.
             if running.contains(where: { samples[$0] == nil }) {
-                improve(&records, with: try parse(try TaskIterator.run(program: iterator, process: pid)))
+                improve(&records, with: try readEveryThread())
             }
         }
 
@@ -162,7 +181,66 @@ public enum Dumper {
         }
         return ProcessDump(
             pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: interpreter.version.description,
-            interpreterPath: interpreter.binaryPath, threads: threads, warnings: warnings)
+            interpreterPath: interpreter.binaryPath, threads: threads, warnings: warnings, threadReader: threadReader,
+            limits: limits)
+    }
+
+    /// The BPF object, loaded with the task iterator `dump_threads` unless told not to. With no choice given, a kernel
+    /// that refuses the iterator (sleepable task iterators and bpf_copy_from_user_task need 5.18) gets the object again
+    /// without it, and the threads are read from userspace: decided by trying, not by the version number, which says
+    /// nothing of what a distribution backported. Returns why the iterator did not load, when that was tried.
+    static func loadObject(features: KernelFeatures, nativeStacks: Bool, unwindRowCapacity: Int, threadReader: ThreadReader?) throws
+        -> (loaded: BPFObject, threadReader: ThreadReader, iteratorFailure: Error?)
+    {
+        func load(withIterator: Bool) throws -> BPFObject {
+            // on_sample samples the running threads; no process is followed. A refused iterator is expected on older
+            // kernels: no verifier log file for it.
+            try SamplerProgram(
+                features: features, processEvents: false, extraPrograms: withIterator ? ["dump_threads"] : [],
+                explainRejections: !withIterator
+            ) { object in
+                try object.setMaxEntries(map: "samples", sampleBufferBytes)
+                // Each sample wakes the reader: it stops sampling a thread as soon as it has one.
+                try object.setConstant("wakeup_bytes", UInt64(0))
+                try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
+                try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
+                try object.setConstant("collect_kernel_stacks", UInt8(nativeStacks ? 1 : 0))
+            }.object
+        }
+        return try choose(threadReader, load: load(withIterator:))
+    }
+
+    /// The reader asked for, else the kernel iterator if `load` succeeds with it, else userspace; with what `load`
+    /// returned, and its failure with the iterator when that made the choice.
+    static func choose<Loaded>(_ threadReader: ThreadReader?, load: (_ withIterator: Bool) throws -> Loaded) throws
+        -> (loaded: Loaded, threadReader: ThreadReader, iteratorFailure: Error?)
+    {
+        switch threadReader {
+        case .kernelIterator?:
+            return (try load(true), .kernelIterator, nil)
+        case .userspace?:
+            return (try load(false), .userspace, nil)
+        case nil:
+            do {
+                return (try load(true), .kernelIterator, nil)
+            } catch {
+                return (try load(false), .userspace, error)
+            }
+        }
+    }
+
+    /// What a dump read by the userspace reader cannot show, and why it was read so.
+    static func userspaceLimits(iteratorFailure: Error?, nativeStacks: Bool) -> String {
+        var why = "threads read from userspace as asked"
+        if let iteratorFailure {
+            let reason = "\(iteratorFailure)".split(separator: "\n").first.map(String.init) ?? ""
+            why = "this kernel did not load the BPF task iterator (\(reason); it needs sleepable BPF iterators and "
+                + "bpf_copy_from_user_task, Linux 5.18): threads read from userspace"
+        }
+        guard nativeStacks else { return why + " (process_vm_readv)" }
+        return why + " (process_vm_readv, /proc/PID/task/TID/syscall, /proc/PID/task/TID/stack): native frames only for "
+            + "threads blocked in the kernel (a system call, a page fault), and only as far as they unwind without rbp, "
+            + "which those files do not show"
     }
 
     /// A thread's stack from its sample if it has one, else from the iterator's reading; nil for a record too short
@@ -174,7 +252,7 @@ public enum Dumper {
                 sampledOnCPU: stack.header.cpu, notes: [])
         }
         guard let stack = record.sample.withUnsafeBytes({ decoder.decode($0) }) else { return nil }
-        var notes: [String] = []
+        var notes = record.notes
         if record.isOnCPU {
             notes.append("running on CPU \(stack.header.cpu) and not sampled within \(samplingWindowNanoseconds / 1_000_000) ms: "
                 + "its Python frames only, read while they changed (the outermost may be missing)")
@@ -187,11 +265,13 @@ public enum Dumper {
             sampledOnCPU: nil, notes: notes)
     }
 
-    /// One thread's record as the iterator wrote it.
+    /// One thread's record as the iterator wrote it (or the userspace reader, alike).
     struct ThreadRecord {
         var thread: dump_thread
         /// A `struct sample`: header and the used part of the body.
         var sample: [UInt8]
+        /// What the userspace reader could not read of the thread; never set by the iterator.
+        var notes: [String] = []
 
         var header: sample_header { sample.withUnsafeBytes { $0.loadUnaligned(as: sample_header.self) } }
         var tid: UInt32 { header.tid }
@@ -215,12 +295,12 @@ public enum Dumper {
         }
     }
 
-    /// Runs the iterator up to `attempts` times while some reading is torn, and keeps each thread's best reading.
-    /// Threads in the order first read.
-    static func readThreads(program: OpaquePointer, pid: Int32) throws -> [ThreadRecord] {
+    /// Reads every thread (`readEveryThread`: the iterator or the userspace reader) up to `attempts` times while some
+    /// reading is torn, and keeps each thread's best reading. Threads in the order first read.
+    static func readThreads(_ readEveryThread: () throws -> [ThreadRecord]) throws -> [ThreadRecord] {
         var records: [ThreadRecord] = []
         for attempt in 0..<attempts {
-            let reading = try parse(try TaskIterator.run(program: program, process: pid))
+            let reading = try readEveryThread()
             if attempt == 0 {
                 var seen = Set<UInt32>()
                 records = reading.filter { seen.insert($0.tid).inserted }

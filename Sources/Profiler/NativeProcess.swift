@@ -90,21 +90,29 @@ struct NativeProcess {
         return mappings[low - 1]
     }
 
+    /// The entries of the `process_mappings` map value, in its order.
+    func execMappings() -> [exec_mapping] {
+        mappings.map { mapping in
+            var entry = exec_mapping()
+            entry.start = mapping.start
+            entry.end = mapping.end
+            if let table = mapping.table, let bias = mapping.bias {
+                entry.table_base = bias &+ table.linkTimeBase
+                entry.first_row = table.firstRow
+                entry.row_count = table.rowCount
+            }
+            return entry
+        }
+    }
+
     /// The `process_mappings` map value.
     func bpfValue() -> [UInt8] {
+        let entries = execMappings()
         var bytes = [UInt8](repeating: 0, count: MemoryLayout<process_mappings>.size)
         bytes.withUnsafeMutableBytes { raw in
-            raw.storeBytes(of: UInt32(mappings.count), toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: UInt32(entries.count), toByteOffset: 0, as: UInt32.self)
             let entriesOffset = MemoryLayout<process_mappings>.offset(of: \process_mappings.mappings)!
-            for (index, mapping) in mappings.enumerated() {
-                var entry = exec_mapping()
-                entry.start = mapping.start
-                entry.end = mapping.end
-                if let table = mapping.table, let bias = mapping.bias {
-                    entry.table_base = bias &+ table.linkTimeBase
-                    entry.first_row = table.firstRow
-                    entry.row_count = table.rowCount
-                }
+            for (index, entry) in entries.enumerated() {
                 raw.storeBytes(of: entry, toByteOffset: entriesOffset + index * MemoryLayout<exec_mapping>.stride, as: exec_mapping.self)
             }
         }

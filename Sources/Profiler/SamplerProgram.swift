@@ -133,8 +133,10 @@ final class SamplerProgram {
     /// - Parameters:
     ///   - processEvents: load the exec/fork/exit programs.
     ///   - extraPrograms: programs loaded only when asked for (`?` sections), such as the dump iterator.
+    ///   - explainRejections: a verifier rejection becomes a `VerifierRejection` (one line, the log in a file); else
+    ///     the `BPFLoadError` is thrown as it is (for a caller that expects it and has another way).
     ///   - configure: sizes and tunables of the caller, applied before load.
-    init(features: KernelFeatures, processEvents: Bool = true, extraPrograms: [String] = [],
+    init(features: KernelFeatures, processEvents: Bool = true, extraPrograms: [String] = [], explainRejections: Bool = true,
          configure: (BPFObject) throws -> Void) throws {
         self.features = features
         object = try Self.open(features: features, processEvents: processEvents, extraPrograms: extraPrograms, configure: configure)
@@ -142,7 +144,7 @@ final class SamplerProgram {
         do {
             try object.load()
         } catch let error as BPFLoadError {
-            guard let program = error.program else { throw error }
+            guard explainRejections, let program = error.program else { throw error }
             throw Self.rejection(
                 program: program, statisticsLog: object.verifierLog(program: program), features: features,
                 reload: { try Self.open(features: features, processEvents: processEvents, extraPrograms: extraPrograms, configure: configure) })

@@ -71,6 +71,12 @@ final class UnwindTableStore {
         placements[key]
     }
 
+    /// Row `index` of the array, as the BPF unwinder reads it; nil past its end.
+    func row(at index: UInt32) -> unwind_row? {
+        guard Int(index) < capacity else { return nil }
+        return rows.load(fromByteOffset: Int(index) * MemoryLayout<unwind_row>.stride, as: unwind_row.self)
+    }
+
     private func load(_ elf: ELFFile, path: String) -> Placement? {
         let table: UnwindTable
         do {

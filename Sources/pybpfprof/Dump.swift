@@ -19,7 +19,7 @@ struct Dump: ParsableCommand {
     @Option(name: .long, help: "The process to dump (a thread id stands for its process).")
     var pid: Int32
 
-    @Flag(name: .long, help: "Print JSON: {pid, command, python, interpreter, threads: [{tid, name, state, sampled, notes, frames: [...]}]}, frames innermost first; sampled: the stack is a sample of the running thread.")
+    @Flag(name: .long, help: "Print JSON: {pid, command, python, interpreter, reader, limits, threads: [{tid, name, state, sampled, notes, frames: [...]}]}, frames innermost first; sampled: the stack is a sample of the running thread; limits: what the way the threads were read (reader) cannot show.")
     var json = false
 
     @Flag(name: .long, help: "Python frames only: no native or kernel frames.")
@@ -27,6 +27,13 @@ struct Dump: ParsableCommand {
 
     @Flag(name: .long, help: "Also show the interpreter's own native frames (libpython), which the default view replaces with the Python frames they run.")
     var interpreterFrames = false
+
+    /// For the tests: the userspace reader is what kernels before 5.18 get, and is tested on newer ones by forcing it.
+    @Option(name: .long, help: ArgumentHelp(
+        "How threads are read: kernel-iterator (the BPF task iterator, Linux 5.18+) or userspace (/proc and "
+            + "process_vm_readv). Default: the kernel iterator when the kernel loads it, else userspace.",
+        visibility: .hidden))
+    var threadReader: ThreadReader?
 
     func validate() throws {
         guard pid > 0 else { throw ValidationError("--pid must be a process id") }
@@ -37,7 +44,8 @@ struct Dump: ParsableCommand {
 
     func run() throws {
         let dump = try failing {
-            try Dumper.dump(DumpOptions(pid: pid, pythonOnly: pythonOnly, showInterpreterFrames: interpreterFrames))
+            try Dumper.dump(DumpOptions(
+                pid: pid, pythonOnly: pythonOnly, showInterpreterFrames: interpreterFrames, threadReader: threadReader))
         }
         for warning in dump.warnings { printToStandardError("pybpfprof: warning: \(warning)") }
         let text = json ? DumpRendering.json(dump) : DumpRendering.text(dump)
@@ -47,10 +55,12 @@ struct Dump: ParsableCommand {
 
 /// The two ways `dump` prints a ProcessDump.
 enum DumpRendering {
-    /// Like py-spy dump: a process line, then per thread `Thread TID (name): state` (`running (on CPU N, sampled)` when
-    /// the stack is a sample) and its frames, innermost first.
+    /// Like py-spy dump: a process line, `Note: ` lines of the dump's limits if it has any, then per thread
+    /// `Thread TID (name): state` (`running (on CPU N, sampled)` when the stack is a sample) and its frames, innermost
+    /// first.
     static func text(_ dump: ProcessDump) -> String {
         var lines = ["Process \(dump.pid): \(dump.commandLine)", "Python \(dump.pythonVersion) (\(dump.interpreterPath))"]
+        lines += dump.limits.map { "Note: \($0)" }
         for thread in dump.threads {
             lines.append("")
             let sampled = thread.sampledOnCPU.map { " (on CPU \($0), sampled)" } ?? ""
@@ -79,7 +89,8 @@ enum DumpRendering {
     /// One JSON object, keys in a fixed order; frames innermost first.
     static func json(_ dump: ProcessDump) -> String {
         var out = "{\"pid\":\(dump.pid),\"command\":\(string(dump.commandLine)),\"python\":\(string(dump.pythonVersion)),"
-        out += "\"interpreter\":\(string(dump.interpreterPath)),\"threads\":["
+        out += "\"interpreter\":\(string(dump.interpreterPath)),\"reader\":\(string(dump.threadReader.rawValue)),"
+        out += "\"limits\":[\(dump.limits.map(string).joined(separator: ","))],\"threads\":["
         out += dump.threads.map { thread in
             "{\"tid\":\(thread.tid),\"name\":\(string(thread.name)),\"state\":\(string(thread.state)),"
                 + "\"sampled\":\(thread.sampledOnCPU != nil),"
@@ -120,3 +131,5 @@ enum DumpRendering {
         return out + "\""
     }
 }
+
+extension ThreadReader: ExpressibleByArgument {}

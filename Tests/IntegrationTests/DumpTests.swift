@@ -8,18 +8,28 @@ import XCTest
 /// then its Python frames; a thread running on a CPU is sampled instead, and is as whole.
 final class DumpTests: IntegrationTestCase {
     func testSleepingAndBusyThreadsOnEveryInterpreter() throws {
+        try checkSleepingAndBusyThreads(reader: .automatic)
+    }
+
+    /// The same dumps read from userspace, as a kernel without the BPF task iterator gets them.
+    func testSleepingAndBusyThreadsOnEveryInterpreterReadFromUserspace() throws {
+        try checkSleepingAndBusyThreads(reader: .userspace)
+    }
+
+    private func checkSleepingAndBusyThreads(reader: Reader) throws {
         let fixture = try Workload.load("sleeper.py")
         let sleepLine = try fixture.line("sleeper-sleep")
         let burnLines = try fixture.lines(ofFunction: "burn_cpu")
         for interpreter in try PythonInterpreters.supported() {
-            let label = "\(interpreter) sleeper.py"
+            let label = "\(interpreter) sleeper.py (\(reader))"
             let target = try start(interpreter.path, [fixture.path, "--seconds", "60"])
             try target.waitForLine("ready", timeout: 30)
             let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
             let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
 
-            let (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"])
+            let (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"] + reader.arguments)
             try checkNeverStoppedAndProgressing(watch, label: label)
+            try checkReader(dump, reader, label: label)
             XCTAssertEqual(dump.pid, target.pid, label)
             XCTAssertEqual(dump.python, interpreter.minorVersion, "\(label): the Python version")
             XCTAssertEqual(Set(dump.threads.map(\.tid)), Set(try threadIDs(of: target.pid)), "\(label): one entry per thread")
@@ -59,17 +69,26 @@ final class DumpTests: IntegrationTestCase {
     }
 
     func testShapeWorkloadThreadsOnEveryInterpreter() throws {
+        try checkShapeWorkloadThreads(reader: .automatic)
+    }
+
+    func testShapeWorkloadThreadsOnEveryInterpreterReadFromUserspace() throws {
+        try checkShapeWorkloadThreads(reader: .userspace)
+    }
+
+    private func checkShapeWorkloadThreads(reader: Reader) throws {
         let workload = try Workload.load()
         let mainFunctions: Set = ["run_shape", "caller", "heavy", "light", "spin", "recurse"]
         for interpreter in try PythonInterpreters.supported() {
-            let label = "\(interpreter) workload.py shape"
+            let label = "\(interpreter) workload.py shape (\(reader))"
             let target = try start(interpreter.path, [workload.path, "shape", "--seconds", "10"])
             try target.waitForLine("ready", timeout: 30)
             let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
             let workerTID = try printedThreadID("worker-tid", in: target.standardOutput)
 
-            let (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"])
+            let (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"] + reader.arguments)
             try checkNeverStoppedAndProgressing(watch, label: label)
+            try checkReader(dump, reader, label: label)
             XCTAssertEqual(Set(dump.threads.map(\.tid)), Set(try threadIDs(of: target.pid)), "\(label): one entry per thread")
             let main = try XCTUnwrap(dump.threads.first { $0.tid == mainTID }, "\(label): no main thread")
             let worker = try XCTUnwrap(dump.threads.first { $0.tid == workerTID }, "\(label): no worker thread")
@@ -101,6 +120,16 @@ final class DumpTests: IntegrationTestCase {
     /// than the busy thread, which makes it likelier to be running); over the whole test it must have been sampled at
     /// least once.
     func testRunningThreadsAreSampledWholeOnEveryInterpreter() throws {
+        try checkRunningThreadsAreSampledWhole(reader: .automatic)
+    }
+
+    /// Read from userspace, every thread the scheduler calls runnable is sampled (/proc does not tell running from
+    /// waiting for a CPU), and the sleeper is as whole as the iterator reads it.
+    func testRunningThreadsAreSampledWholeOnEveryInterpreterReadFromUserspace() throws {
+        try checkRunningThreadsAreSampledWhole(reader: .userspace)
+    }
+
+    private func checkRunningThreadsAreSampledWhole(reader: Reader) throws {
         let workload = try Workload.load("native/dump_workload.py")
         let source = Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path
         let busyLine = try workload.line("busy-outer")
@@ -124,10 +153,11 @@ final class DumpTests: IntegrationTestCase {
             var innerLeaf = 0
             var summary: [String] = []
             for arguments in [[], ["--json"], ["--json", "--interpreter-frames"]] {
-                let label = "\(interpreter) dump \(arguments.joined(separator: " "))"
+                let label = "\(interpreter) dump \(arguments.joined(separator: " ")) (\(reader))"
                 let output = try run(taskset, ["-c", "\(cpus.dump)", try PyBPFProfBinary.path(), "dump", "--pid", "\(target.pid)"]
-                    + arguments).requireSuccess().standardOutput
+                    + arguments + reader.arguments).requireSuccess().standardOutput
                 let dump = arguments.contains("--json") ? try parse(output) : try parseText(output)
+                try checkReader(dump, reader, label: label)
                 let interpreterFrames = arguments.contains("--interpreter-frames")
                 dumps += 1
 
@@ -175,25 +205,41 @@ final class DumpTests: IntegrationTestCase {
                 summary.append("\(busy.sampled ? "sampled" : busy.state) \(render(busy))")
             }
             // Nearly all of its time is in ext_inner_native, and a sample or a preemption lands where the time goes.
-            XCTAssertGreaterThan(innerLeaf, 0, "\(interpreter): ext_inner_native was never the busy thread's innermost user frame")
-            print("  \(interpreter): busy thread, ext_inner_native innermost \(innerLeaf)/3:\n    " + summary.joined(separator: "\n    "))
+            XCTAssertGreaterThan(innerLeaf, 0, "\(interpreter) (\(reader)): ext_inner_native was never the busy thread's innermost user frame")
+            print("  \(interpreter) (\(reader)): busy thread, ext_inner_native innermost \(innerLeaf)/3:\n    " + summary.joined(separator: "\n    "))
             target.killIfRunning()
         }
-        print("  busy thread sampled in \(sampledDumps) of \(dumps) dumps (read by the iterator in the others: not on a CPU then)")
+        print("  busy thread sampled in \(sampledDumps) of \(dumps) dumps (read as a sleeping thread in the others: not on a CPU then)")
         XCTAssertGreaterThan(sampledDumps, 0, "the busy thread was never on a CPU when a dump read it: the sampling path went untested")
     }
 
     /// Text like py-spy dump's, and --python-only, on one interpreter.
     func testTextOutputAndPythonOnly() throws {
+        try checkTextOutputAndPythonOnly(reader: .automatic)
+    }
+
+    /// Read from userspace, the text says so in a `Note:` line before the threads.
+    func testTextOutputAndPythonOnlyReadFromUserspace() throws {
+        try checkTextOutputAndPythonOnly(reader: .userspace)
+    }
+
+    private func checkTextOutputAndPythonOnly(reader: Reader) throws {
         let fixture = try Workload.load("sleeper.py")
         let target = try start(try PythonInterpreters.debian311().path, [fixture.path, "--seconds", "60"])
         try target.waitForLine("ready", timeout: 30)
         let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
 
-        let text = try runPyBPFProf(["dump", "--pid", "\(target.pid)"]).requireSuccess().standardOutput
+        let text = try runPyBPFProf(["dump", "--pid", "\(target.pid)"] + reader.arguments).requireSuccess().standardOutput
         let lines = text.split(separator: "\n").map(String.init)
         XCTAssertTrue(lines.first?.hasPrefix("Process \(target.pid): ") ?? false, text)
-        XCTAssertTrue(lines.contains { $0.hasPrefix("Python 3.11.") }, text)
+        XCTAssertTrue(lines.dropFirst().first?.hasPrefix("Python 3.11.") ?? false, text)
+        let notes = lines.dropFirst(2).prefix { $0.hasPrefix("Note: ") }
+        if reader == .userspace {
+            XCTAssertEqual(notes.count, 1, text)
+            XCTAssertTrue(notes.first?.hasPrefix("Note: threads read from userspace as asked (process_vm_readv, ") ?? false, text)
+        } else {
+            XCTAssertEqual(Array(notes), [], "the kernel iterator's dump has no limits to state: \(text)")
+        }
         let header = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("Thread \(sleeperTID) (") }, text)
         XCTAssertTrue(lines[header].hasSuffix(": sleeping"), text)
         let frames = lines[(header + 1)...].prefix { $0.hasPrefix("    ") }.map { $0.trimmingCharacters(in: .whitespaces) }
@@ -202,8 +248,9 @@ final class DumpTests: IntegrationTestCase {
         let sleepLine = try fixture.line("sleeper-sleep")
         XCTAssertTrue(frames.contains("sleeping_function (\(fixture.path):\(sleepLine))"), "\(frames)")
 
-        let pythonOnly = try parse(try runPyBPFProf(["dump", "--pid", "\(target.pid)", "--json", "--python-only"])
+        let pythonOnly = try parse(try runPyBPFProf(["dump", "--pid", "\(target.pid)", "--json", "--python-only"] + reader.arguments)
             .requireSuccess().standardOutput)
+        try checkReader(pythonOnly, reader, label: "--python-only")
         let sleeper = try XCTUnwrap(pythonOnly.threads.first { $0.tid == sleeperTID })
         XCTAssertEqual(sleeper.frames.first?.name, "sleeping_function", "\(sleeper)")
         for thread in pythonOnly.threads {
@@ -226,6 +273,29 @@ final class DumpTests: IntegrationTestCase {
     }
 
     // MARK: - Helpers
+
+    /// How the test has pybpfprof read the threads: its own choice (this kernel loads the BPF task iterator, so it must
+    /// choose that), or the userspace reader forced with the hidden `--thread-reader`.
+    enum Reader: String, CustomStringConvertible {
+        case automatic
+        case userspace
+
+        var arguments: [String] { self == .userspace ? ["--thread-reader", "userspace"] : [] }
+        var description: String { rawValue }
+    }
+
+    /// The dump says how it read the threads, and what that leaves out.
+    private func checkReader(_ dump: Dumped, _ reader: Reader, label: String) throws {
+        switch reader {
+        case .automatic:
+            XCTAssertEqual(dump.reader ?? "kernel-iterator", "kernel-iterator", "\(label): this kernel loads the BPF task iterator")
+            XCTAssertEqual(dump.limits, [], label)
+        case .userspace:
+            XCTAssertEqual(dump.reader ?? "userspace", "userspace", label)
+            XCTAssertTrue(dump.limits.first?.hasPrefix("threads read from userspace as asked (process_vm_readv") ?? false,
+                          "\(label): \(dump.limits)")
+        }
+    }
 
     struct DumpedFrame: CustomStringConvertible {
         var kind: String
@@ -253,6 +323,10 @@ final class DumpTests: IntegrationTestCase {
     struct Dumped {
         var pid: Int32
         var python: String
+        /// How the threads were read (`kernel-iterator`, `userspace`); nil in the text, which says it only in its notes.
+        var reader: String?
+        /// What that way of reading cannot show (the text's `Note:` lines).
+        var limits: [String]
         var threads: [DumpedThread]
     }
 
@@ -304,10 +378,13 @@ final class DumpTests: IntegrationTestCase {
     private func parse(_ text: String) throws -> Dumped {
         guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
               let pid = object["pid"] as? Int, let python = object["python"] as? String,
-              object["command"] is String, object["interpreter"] is String,
-              let threads = object["threads"] as? [[String: Any]]
-        else { throw IntegrationError("dump --json printed no {pid, command, python, interpreter, threads} object:\n\(text)") }
-        return Dumped(pid: Int32(pid), python: python.split(separator: ".").prefix(2).joined(separator: "."), threads: try threads.map { thread in
+              object["command"] is String, object["interpreter"] is String, let reader = object["reader"] as? String,
+              let limits = object["limits"] as? [String], let threads = object["threads"] as? [[String: Any]]
+        else {
+            throw IntegrationError("dump --json printed no {pid, command, python, interpreter, reader, limits, threads} object:\n\(text)")
+        }
+        return Dumped(pid: Int32(pid), python: python.split(separator: ".").prefix(2).joined(separator: "."), reader: reader,
+                      limits: limits, threads: try threads.map { thread in
             guard let tid = thread["tid"] as? Int, let name = thread["name"] as? String, let state = thread["state"] as? String,
                   let sampled = thread["sampled"] as? Bool, let notes = thread["notes"] as? [String],
                   let frames = thread["frames"] as? [[String: Any]]
@@ -322,7 +399,8 @@ final class DumpTests: IntegrationTestCase {
         })
     }
 
-    /// The text output read back into the JSON's model: `Thread TID (name): state[ (on CPU N, sampled)]`, then
+    /// The text output read back into the JSON's model: `Note: limit` lines, then per thread
+    /// `Thread TID (name): state[ (on CPU N, sampled)]`, then
     /// `    [note]` lines, then one line per frame: `name [kernel]` or `name [kernel: module]`, `name (file:line)` for
     /// Python, `name (library)` for native code, `[marker]`.
     private func parseText(_ text: String) throws -> Dumped {
@@ -332,7 +410,12 @@ final class DumpTests: IntegrationTestCase {
               let version = lines.dropFirst().first, version.hasPrefix("Python ")
         else { throw IntegrationError("dump printed no `Process PID: ...` and `Python X.Y.Z (...)` lines:\n\(text)") }
         var threads: [DumpedThread] = []
+        var limits: [String] = []
         for line in lines.dropFirst(2) where !line.isEmpty {
+            if threads.isEmpty && line.hasPrefix("Note: ") {
+                limits.append(String(line.dropFirst("Note: ".count)))
+                continue
+            }
             if line.hasPrefix("Thread ") {
                 guard let open = line.firstIndex(of: "("), let tid = Int32(line[line.index(line.startIndex, offsetBy: 7)..<open]
                           .trimmingCharacters(in: .whitespaces)),
@@ -368,7 +451,8 @@ final class DumpTests: IntegrationTestCase {
             }
             threads[threads.count - 1].frames.append(frame)
         }
-        return Dumped(pid: pid, python: String(version.dropFirst("Python ".count).prefix { $0 != " " }), threads: threads)
+        return Dumped(pid: pid, python: String(version.dropFirst("Python ".count).prefix { $0 != " " }), reader: nil, limits: limits,
+                      threads: threads)
     }
 
     /// Two CPUs this test may run on (from /proc/self/status Cpus_allowed_list): one for the dump, one for a busy thread.

@@ -30,4 +30,24 @@ final class KernelSymbolsTests: XCTestCase {
         XCTAssertEqual(resolved.offset, 4)
         XCTAssertEqual(table.symbolize(getpid.address)?.symbol.address, getpid.address)
     }
+
+    /// /proc/PID/stack names a function and its size: the way back to an address, a duplicated static name told
+    /// apart by its size, a module's by its module.
+    func testNamesBackToAddresses() {
+        let names = KernelSymbolNames(KernelSymbols(parsing: """
+            ffffffff81000000 t cleanup
+            ffffffff81000040 T do_nanosleep
+            ffffffff81000100 t cleanup
+            ffffffff81000180 T after
+            ffffffffc0001000 t cleanup\t[nfs]
+            ffffffffc0001020 t nfs_wait\t[nfs]
+            """))
+        XCTAssertEqual(names.address(of: "do_nanosleep", module: "", size: 0xc0), 0xffffffff81000040)
+        XCTAssertEqual(names.address(of: "cleanup", module: "", size: 0x80), 0xffffffff81000100)
+        XCTAssertEqual(names.address(of: "cleanup", module: "", size: 0x40), 0xffffffff81000000)
+        XCTAssertEqual(names.address(of: "cleanup", module: "", size: 0x999), 0xffffffff81000000, "no size matches: the first")
+        XCTAssertEqual(names.address(of: "cleanup", module: "[nfs]", size: nil), 0xffffffffc0001000)
+        XCTAssertNil(names.address(of: "nfs_wait", module: "", size: nil))
+        XCTAssertNil(names.address(of: "missing", module: "", size: nil))
+    }
 }

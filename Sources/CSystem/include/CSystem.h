@@ -6,6 +6,11 @@
 /* process_vm_readv(2) of one contiguous range: bytes read, or -errno. */
 long csystem_read_process_memory(int pid, unsigned long address, void *buffer, unsigned long size);
 
+/* get_robust_list(2) of thread `tid`: the address of the robust futex list head it registered (glibc registers
+ * one inside each thread's struct pthread), 0 when it registered none; or -errno. A permission check like
+ * ptrace's, but no attach: the thread is not stopped. glibc has no wrapper. */
+long csystem_robust_list_head(int tid, unsigned long *head);
+
 #include <stddef.h>
 #include <stdint.h>
 
