@@ -159,10 +159,11 @@ final class RunningProcess {
     }
 
     /// Waits until the process prints `line` as a whole line on stdout; throws if it exits first or takes
-    /// longer than `timeout` seconds.
+    /// longer than `timeout` seconds (times PYBPFPROF_TEST_TIMEOUT_SCALE).
     /// Waits for a line of standard output equal to `line`, or with `onStandardError`, a line of standard error
     /// starting with it.
-    func waitForLine(_ line: String, timeout: TimeInterval, onStandardError: Bool = false) throws {
+    func waitForLine(_ line: String, timeout unscaledTimeout: TimeInterval, onStandardError: Bool = false) throws {
+        let timeout = unscaledTimeout * TimeoutScale.factor
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             if onStandardError {
@@ -186,8 +187,9 @@ final class RunningProcess {
         kill(pid, signalNumber)
     }
 
-    /// Waits for the process to end; past `timeout` seconds kills it and throws.
-    func wait(timeout: TimeInterval) throws -> ProcessResult {
+    /// Waits for the process to end; past `timeout` seconds (times PYBPFPROF_TEST_TIMEOUT_SCALE) kills it and throws.
+    func wait(timeout unscaledTimeout: TimeInterval) throws -> ProcessResult {
+        let timeout = unscaledTimeout * TimeoutScale.factor
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() > deadline {
@@ -210,6 +212,19 @@ final class RunningProcess {
         kill(pid, SIGKILL)
         process.waitUntilExit()
     }
+}
+
+/// PYBPFPROF_TEST_TIMEOUT_SCALE: a factor (default 1) on every time limit a test sets on a process it waits for, for
+/// machines much slower than the ones the limits were chosen on (Scripts/test-kernels runs the tests under qemu's
+/// emulation, where loading the BPF program alone takes most of a minute). What the processes do is unchanged.
+enum TimeoutScale {
+    static let factor: Double = {
+        guard let text = ProcessInfo.processInfo.environment["PYBPFPROF_TEST_TIMEOUT_SCALE"], !text.isEmpty else { return 1 }
+        guard let factor = Double(text), factor > 0 else {
+            fatalError("PYBPFPROF_TEST_TIMEOUT_SCALE=\(text): expected a positive number")
+        }
+        return factor
+    }()
 }
 
 // MARK: - Locations
@@ -264,8 +279,22 @@ struct PythonInterpreter: CustomStringConvertible {
 
 enum PythonInterpreters {
     /// The CPythons pybpfprof supports, as the issue lists them: pyenv's 3.8 to 3.13 and Debian's 3.11.
+    ///
+    /// PYBPFPROF_TEST_INTERPRETERS (comma-separated: `3.8` ... `3.13` for pyenv's, `debian` for Debian's 3.11)
+    /// restricts the tests that loop over every interpreter to those listed, for runs where each interpreter costs
+    /// minutes (Scripts/test-kernels, under emulation). Unset or empty: all of them.
     static func supported() throws -> [PythonInterpreter] {
-        try ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"].map { try pyenv($0) } + [try debian311()]
+        let pyenvVersions = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+        let names = pyenvVersions + ["debian"]
+        let selection = (ProcessInfo.processInfo.environment["PYBPFPROF_TEST_INTERPRETERS"] ?? "")
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if let unknown = selection.first(where: { !names.contains($0) }) {
+            throw IntegrationError("PYBPFPROF_TEST_INTERPRETERS names '\(unknown)': expected a comma-separated list of "
+                + names.joined(separator: ", "))
+        }
+        return try names.filter { selection.isEmpty || selection.contains($0) }.map { name in
+            try name == "debian" ? debian311() : pyenv(name)
+        }
     }
 
     static func debian311() throws -> PythonInterpreter {
