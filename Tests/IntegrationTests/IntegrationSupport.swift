@@ -216,7 +216,8 @@ final class RunningProcess {
 
 /// PYBPFPROF_TEST_TIMEOUT_SCALE: a factor (default 1) on every time limit a test sets on a process it waits for, for
 /// machines much slower than the ones the limits were chosen on (Scripts/test-kernels runs the tests under qemu's
-/// emulation, where loading the BPF program alone takes most of a minute). What the processes do is unchanged.
+/// emulation, where loading the BPF program alone takes most of a minute), and on the lifetime of the targets a test
+/// must find still running after such a wait (DumpTests). What the processes do is otherwise unchanged.
 enum TimeoutScale {
     static let factor: Double = {
         guard let text = ProcessInfo.processInfo.environment["PYBPFPROF_TEST_TIMEOUT_SCALE"], !text.isEmpty else { return 1 }
