@@ -159,11 +159,11 @@ final class RunningProcess {
     }
 
     /// Waits until the process prints `line` as a whole line on stdout; throws if it exits first or takes
-    /// longer than `timeout` seconds (times PYBPFPROF_TEST_TIMEOUT_SCALE).
+    /// longer than `timeout` seconds (times PYBPFPROF_TEST_SLOWDOWN).
     /// Waits for a line of standard output equal to `line`, or with `onStandardError`, a line of standard error
     /// starting with it.
     func waitForLine(_ line: String, timeout unscaledTimeout: TimeInterval, onStandardError: Bool = false) throws {
-        let timeout = unscaledTimeout * TimeoutScale.factor
+        let timeout = unscaledTimeout * Slowdown.factor
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             if onStandardError {
@@ -187,9 +187,9 @@ final class RunningProcess {
         kill(pid, signalNumber)
     }
 
-    /// Waits for the process to end; past `timeout` seconds (times PYBPFPROF_TEST_TIMEOUT_SCALE) kills it and throws.
+    /// Waits for the process to end; past `timeout` seconds (times PYBPFPROF_TEST_SLOWDOWN) kills it and throws.
     func wait(timeout unscaledTimeout: TimeInterval) throws -> ProcessResult {
-        let timeout = unscaledTimeout * TimeoutScale.factor
+        let timeout = unscaledTimeout * Slowdown.factor
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() > deadline {
@@ -214,15 +214,17 @@ final class RunningProcess {
     }
 }
 
-/// PYBPFPROF_TEST_TIMEOUT_SCALE: a factor (default 1) on every time limit a test sets on a process it waits for, for
-/// machines much slower than the ones the limits were chosen on (Scripts/test-kernels runs the tests under qemu's
-/// emulation, where loading the BPF program alone takes most of a minute), and on the lifetime of the targets a test
-/// must find still running after such a wait (DumpTests). What the processes do is otherwise unchanged.
-enum TimeoutScale {
+/// PYBPFPROF_TEST_SLOWDOWN: how many times slower than the machines the tests' times were chosen on this one is
+/// (default 1). Scripts/test-kernels runs the tests under qemu's emulation, where loading the BPF program and
+/// compiling a binary's unwind table take many seconds. It multiplies every time limit a test sets on a process it
+/// waits for, the lifetime of targets a test must find still running after such a wait (DumpTests), the run of a
+/// launched workload whose native frames must be unwound (MixedStackTests), which has to outlast the tables'
+/// compiling, and a recording that processes started one after the other must fall into (ProcessFollowingTests).
+enum Slowdown {
     static let factor: Double = {
-        guard let text = ProcessInfo.processInfo.environment["PYBPFPROF_TEST_TIMEOUT_SCALE"], !text.isEmpty else { return 1 }
-        guard let factor = Double(text), factor > 0 else {
-            fatalError("PYBPFPROF_TEST_TIMEOUT_SCALE=\(text): expected a positive number")
+        guard let text = ProcessInfo.processInfo.environment["PYBPFPROF_TEST_SLOWDOWN"], !text.isEmpty else { return 1 }
+        guard let factor = Double(text), factor >= 1 else {
+            fatalError("PYBPFPROF_TEST_SLOWDOWN=\(text): expected a number, 1 or more")
         }
         return factor
     }()
@@ -251,7 +253,15 @@ enum Checkout {
 
 enum PyBPFProfBinary {
     /// The pybpfprof executable built beside the test bundle. `swift test` does not build it: `swift build` does.
+    /// PYBPFPROF_BINARY names another one (Scripts/test-kernels runs the release build under emulation, where the
+    /// debug build is too slow to compile unwind tables while a test's workload runs).
     static func path() throws -> String {
+        if let binary = ProcessInfo.processInfo.environment["PYBPFPROF_BINARY"], !binary.isEmpty {
+            guard FileManager.default.isExecutableFile(atPath: binary) else {
+                throw IntegrationError("PYBPFPROF_BINARY=\(binary) is not an executable file")
+            }
+            return binary
+        }
         let bundle = Bundle(for: IntegrationTestCase.self).bundleURL
         // On Linux the bundle is .build/<config>/<package>PackageTests.xctest, the executable its sibling.
         let candidates = [

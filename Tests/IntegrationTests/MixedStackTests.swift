@@ -23,8 +23,10 @@ final class MixedStackTests: IntegrationTestCase {
             let extensionDirectory = scratchFile("ext-\(index)")
             _ = try NativeFixtures.buildCallbackExtension(python: interpreter.path, source: source, into: extensionDirectory)
             let output = scratchFile("callback-\(index).folded")
+            // 2 s, longer on a slow machine: the tables of the files it maps are compiled while it runs.
             let result = try runPyBPFProf([
-                "record", "--rate", "499", "-o", output, "--", interpreter.path, workload.path, extensionDirectory, "2",
+                "record", "--rate", "499", "-o", output, "--", interpreter.path, workload.path, extensionDirectory,
+                "\(2 * Slowdown.factor)",
             ]).requireSuccess()
             let stacks = try FoldedFile.stacks(at: output)
             let inInner = stacks.filter { $0.frames.last(where: { !isKernel($0) })?.name == "ext_inner_native" }
