@@ -247,12 +247,13 @@ final class ContainerTests: IntegrationTestCase {
         let insideCgroup = try String(contentsOfFile: "/proc/\(inside.pid)/cgroup", encoding: .utf8)
         XCTAssertTrue(insideCgroup.contains("0::/pybpfprof-test.slice/docker-\(id).scope"), insideCgroup)
 
-        // --container: the late process starts once sampling has.
+        // --container: the late process starts once sampling has (4 s of it, longer on a slow machine, where the late
+        // process takes longer to start).
         let containerOutput = scratchFile("container.speedscope.json")
         let saved = scratchFile("container.pybpfprof")
         let recording = try start(try PyBPFProfBinary.path(), [
-            "record", "--container", String(id.prefix(12)), "--duration", "4", "--rate", "499", "-o", containerOutput,
-            "--save", saved,
+            "record", "--container", String(id.prefix(12)), "--duration", "\(Int(4 * Slowdown.factor))", "--rate", "499",
+            "-o", containerOutput, "--save", saved,
         ])
         try recording.waitForLine("pybpfprof: sampling", timeout: 120, onStandardError: true)
         let late = try startInside()

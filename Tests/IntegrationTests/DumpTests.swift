@@ -22,7 +22,7 @@ final class DumpTests: IntegrationTestCase {
         let burnLines = try fixture.lines(ofFunction: "burn_cpu")
         for interpreter in try PythonInterpreters.supported() {
             let label = "\(interpreter) sleeper.py (\(reader))"
-            let target = try start(interpreter.path, [fixture.path, "--seconds", "60"])
+            let target = try start(interpreter.path, [fixture.path, "--seconds", "\(60 * Slowdown.factor)"])
             try target.waitForLine("ready", timeout: 30)
             let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
             let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
@@ -81,7 +81,7 @@ final class DumpTests: IntegrationTestCase {
         let mainFunctions: Set = ["run_shape", "caller", "heavy", "light", "spin", "recurse"]
         for interpreter in try PythonInterpreters.supported() {
             let label = "\(interpreter) workload.py shape (\(reader))"
-            let target = try start(interpreter.path, [workload.path, "shape", "--seconds", "10"])
+            let target = try start(interpreter.path, [workload.path, "shape", "--seconds", "\(10 * Slowdown.factor)"])
             try target.waitForLine("ready", timeout: 30)
             let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
             let workerTID = try printedThreadID("worker-tid", in: target.standardOutput)
@@ -225,7 +225,7 @@ final class DumpTests: IntegrationTestCase {
 
     private func checkTextOutputAndPythonOnly(reader: Reader) throws {
         let fixture = try Workload.load("sleeper.py")
-        let target = try start(try PythonInterpreters.debian311().path, [fixture.path, "--seconds", "60"])
+        let target = try start(try PythonInterpreters.debian311().path, [fixture.path, "--seconds", "\(60 * Slowdown.factor)"])
         try target.waitForLine("ready", timeout: 30)
         let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
 

@@ -159,10 +159,11 @@ final class RunningProcess {
     }
 
     /// Waits until the process prints `line` as a whole line on stdout; throws if it exits first or takes
-    /// longer than `timeout` seconds.
+    /// longer than `timeout` seconds (times PYBPFPROF_TEST_SLOWDOWN).
     /// Waits for a line of standard output equal to `line`, or with `onStandardError`, a line of standard error
     /// starting with it.
-    func waitForLine(_ line: String, timeout: TimeInterval, onStandardError: Bool = false) throws {
+    func waitForLine(_ line: String, timeout unscaledTimeout: TimeInterval, onStandardError: Bool = false) throws {
+        let timeout = unscaledTimeout * Slowdown.factor
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             if onStandardError {
@@ -186,8 +187,9 @@ final class RunningProcess {
         kill(pid, signalNumber)
     }
 
-    /// Waits for the process to end; past `timeout` seconds kills it and throws.
-    func wait(timeout: TimeInterval) throws -> ProcessResult {
+    /// Waits for the process to end; past `timeout` seconds (times PYBPFPROF_TEST_SLOWDOWN) kills it and throws.
+    func wait(timeout unscaledTimeout: TimeInterval) throws -> ProcessResult {
+        let timeout = unscaledTimeout * Slowdown.factor
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() > deadline {
@@ -210,6 +212,22 @@ final class RunningProcess {
         kill(pid, SIGKILL)
         process.waitUntilExit()
     }
+}
+
+/// PYBPFPROF_TEST_SLOWDOWN: how many times slower than the machines the tests' times were chosen on this one is
+/// (default 1). Scripts/test-kernels runs the tests under qemu's emulation, where loading the BPF program and
+/// compiling a binary's unwind table take many seconds. It multiplies every time limit a test sets on a process it
+/// waits for, the lifetime of targets a test must find still running after such a wait (DumpTests), the run of a
+/// launched workload whose native frames must be unwound (MixedStackTests), which has to outlast the tables'
+/// compiling, and a recording that processes started after it must fall into (ProcessFollowingTests, ContainerTests).
+enum Slowdown {
+    static let factor: Double = {
+        guard let text = ProcessInfo.processInfo.environment["PYBPFPROF_TEST_SLOWDOWN"], !text.isEmpty else { return 1 }
+        guard let factor = Double(text), factor >= 1 else {
+            fatalError("PYBPFPROF_TEST_SLOWDOWN=\(text): expected a number, 1 or more")
+        }
+        return factor
+    }()
 }
 
 // MARK: - Locations
@@ -235,7 +253,15 @@ enum Checkout {
 
 enum PyBPFProfBinary {
     /// The pybpfprof executable built beside the test bundle. `swift test` does not build it: `swift build` does.
+    /// PYBPFPROF_BINARY names another one (Scripts/test-kernels runs the release build under emulation, where the
+    /// debug build is too slow to compile unwind tables while a test's workload runs).
     static func path() throws -> String {
+        if let binary = ProcessInfo.processInfo.environment["PYBPFPROF_BINARY"], !binary.isEmpty {
+            guard FileManager.default.isExecutableFile(atPath: binary) else {
+                throw IntegrationError("PYBPFPROF_BINARY=\(binary) is not an executable file")
+            }
+            return binary
+        }
         let bundle = Bundle(for: IntegrationTestCase.self).bundleURL
         // On Linux the bundle is .build/<config>/<package>PackageTests.xctest, the executable its sibling.
         let candidates = [
@@ -264,8 +290,22 @@ struct PythonInterpreter: CustomStringConvertible {
 
 enum PythonInterpreters {
     /// The CPythons pybpfprof supports, as the issue lists them: pyenv's 3.8 to 3.13 and Debian's 3.11.
+    ///
+    /// PYBPFPROF_TEST_INTERPRETERS (comma-separated: `3.8` ... `3.13` for pyenv's, `debian` for Debian's 3.11)
+    /// restricts the tests that loop over every interpreter to those listed, for runs where each interpreter costs
+    /// minutes (Scripts/test-kernels, under emulation). Unset or empty: all of them.
     static func supported() throws -> [PythonInterpreter] {
-        try ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"].map { try pyenv($0) } + [try debian311()]
+        let pyenvVersions = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+        let names = pyenvVersions + ["debian"]
+        let selection = (ProcessInfo.processInfo.environment["PYBPFPROF_TEST_INTERPRETERS"] ?? "")
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if let unknown = selection.first(where: { !names.contains($0) }) {
+            throw IntegrationError("PYBPFPROF_TEST_INTERPRETERS names '\(unknown)': expected a comma-separated list of "
+                + names.joined(separator: ", "))
+        }
+        return try names.filter { selection.isEmpty || selection.contains($0) }.map { name in
+            try name == "debian" ? debian311() : pyenv(name)
+        }
     }
 
     static func debian311() throws -> PythonInterpreter {

@@ -33,8 +33,10 @@ final class MixedStackTests: IntegrationTestCase {
             let extensionDirectory = scratchFile("ext-\(index)")
             _ = try NativeFixtures.buildCallbackExtension(python: interpreter.path, source: source, into: extensionDirectory)
             let output = scratchFile("callback-\(index).folded")
+            // 2 s, longer on a slow machine: the tables of the files it maps are compiled while it runs.
             let result = try runPyBPFProf(["record"] + options + [
-                "--rate", "499", "-o", output, "--", interpreter.path, workload.path, extensionDirectory, "2",
+                "--rate", "499", "-o", output, "--", interpreter.path, workload.path, extensionDirectory,
+                "\(2 * Slowdown.factor)",
             ]).requireSuccess()
             if !options.isEmpty {
                 XCTAssertTrue(result.standardError.contains("tail-call walk"), "\(interpreter.label): the summary should name the path\n\(result.report)")

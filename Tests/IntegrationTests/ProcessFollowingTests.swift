@@ -34,7 +34,9 @@ final class ProcessFollowingTests: IntegrationTestCase {
     /// what a host's steady churn looks like.
     func testAllPicksUpProcessesThatStartLater() throws {
         let output = scratchFile("all.speedscope.json")
-        let recorder = try start(try PyBPFProfBinary.path(), ["record", "--all", "--rate", "499", "--duration", "10", "-o", output])
+        // The processes below must all run within the recording: 10 s, longer on a slow machine.
+        let recorder = try start(try PyBPFProfBinary.path(), [
+            "record", "--all", "--rate", "499", "--duration", "\(Int(10 * Slowdown.factor))", "-o", output])
         // Loading the BPF program and scanning the running processes come first.
         try recorder.waitForLine("pybpfprof: sampling", timeout: 60, onStandardError: true)
         let interpreters = [try PythonInterpreters.pyenv("3.12").path, try PythonInterpreters.debian311().path]
