@@ -10,6 +10,8 @@ final class WorkloadShapeTests: IntegrationTestCase {
     /// 4-sigma bound on heavy()'s share (3/4) is about ±0.055, a heavy:light ratio between 2.3 and 4.1.
     static let rate = 499
     static let seconds = 3
+    /// Longer on a slow machine (emulation): the ratio test needs enough samples under heavy() and light().
+    static var recordingSeconds: Double { Double(seconds) * Slowdown.factor }
 
     func testCPython3_8() throws { try checkShape(PythonInterpreters.pyenv("3.8")) }
     func testCPython3_9() throws { try checkShape(PythonInterpreters.pyenv("3.9")) }
@@ -44,7 +46,7 @@ final class WorkloadShapeTests: IntegrationTestCase {
         try running.waitForLine("ready", timeout: 30)
         let byPidOutput = scratchFile("by-pid.speedscope.json")
         let byPid = try runPyBPFProf([
-            "record", "--pid", "\(running.pid)", "--rate", "\(Self.rate)", "--duration", "\(Self.seconds)",
+            "record", "--pid", "\(running.pid)", "--rate", "\(Self.rate)", "--duration", "\(Self.recordingSeconds)",
             "-o", byPidOutput,
         ])
         running.killIfRunning()
@@ -59,7 +61,7 @@ final class WorkloadShapeTests: IntegrationTestCase {
         let byCommandOutput = scratchFile("by-command.speedscope.json")
         let byCommand = try runPyBPFProf([
             "record", "--rate", "\(Self.rate)", "-o", byCommandOutput, "--",
-            interpreter.path, workload.path, "shape", "--seconds", "\(Self.seconds)",
+            interpreter.path, workload.path, "shape", "--seconds", "\(Self.recordingSeconds)",
         ])
         try byCommand.requireSuccess()
         // The launched command's stdout is pybpfprof's, and its main thread's id is its pid.
