@@ -50,6 +50,10 @@ final class RecordingLifecycleTests: IntegrationTestCase {
         let recorder = try start(try PyBPFProfBinary.path(), [
             "record", "--pid", "\(running.pid)", "--rate", "499", "-o", output,
         ])
+        // About 2 s of sampling: from the line that says sampling has started (loading BPF and reading the process's
+        // binaries come before it, and take a while on a busy machine or with a debug build).
+        try recorder.waitForLine("pybpfprof: sampling 1 process at 499 Hz (Ctrl-C to stop and write the profile)", timeout: 30,
+                                 onStandardError: true)
         usleep(2_000_000)
         XCTAssertTrue(recorder.isRunning, "pybpfprof should record until signalled: \(recorder.standardError)")
         recorder.send(signalNumber)
