@@ -46,8 +46,9 @@ const volatile __u8 restrict_to_cgroup = 0;
  * newer helpers: a branch on a constant is dead code to it. */
 const volatile __u8 have_task_pt_regs = 1;
 
-/* THREAD_SIZE of the running kernel (x86_64: 16 KiB, 32 KiB with KASAN), for have_task_pt_regs = 0. */
-const volatile __u32 kernel_thread_size = 16384;
+/* THREAD_SIZE of x86_64 kernels without KASAN (with it, 32 KiB: the registers read there fail the user-mode check and
+ * are counted), for have_task_pt_regs = 0. */
+#define KERNEL_THREAD_SIZE 16384
 
 /* The kernel types we read, with CO-RE relocations against the running kernel's BTF: only the field we
  * need, so the program builds without a vmlinux.h. */
@@ -426,7 +427,7 @@ static __always_inline const void *current_saved_registers(void)
         return (const void *)bpf_task_pt_regs(bpf_get_current_task_btf());
     struct task_struct___pybpfprof *task = (void *)bpf_get_current_task();
     __u64 stack = (__u64)BPF_CORE_READ(task, stack);
-    return stack ? (const void *)(stack + kernel_thread_size - sizeof(struct pt_regs)) : NULL;
+    return stack ? (const void *)(stack + KERNEL_THREAD_SIZE - sizeof(struct pt_regs)) : NULL;
 }
 
 /* The thread's user registers: the sampled context's if the tick hit user mode, else those saved at
@@ -449,23 +450,29 @@ static __always_inline bool user_registers(struct bpf_perf_event_data *ctx, stru
     return true;
 }
 
-/* Sets up the native unwind of the sampled thread: state->native_pending says whether there is one to walk. */
-static __always_inline void start_native_unwind(struct bpf_perf_event_data *ctx, struct walk_state *state, __u32 tgid)
+/* The process's executable mappings for the native stage; NULL: no native stack to walk. On the stage's first run
+ * (`first`) the missing table is flagged and counted, and the cursor starts from the thread's user registers. The
+ * stage does this rather than on_sample, so a sample looks the mappings up once per program, not once more. */
+static __always_inline const struct process_mappings *native_stage_mappings(struct bpf_perf_event_data *ctx,
+                                                                           struct walk_state *state, bool first)
 {
-    struct native_cursor *cursor = &state->native;
-    state->native_pending = 0;
-    if (!bpf_map_lookup_elem(&process_mappings, &tgid)) {
+    __u32 tgid = state->sample.header.pid;
+    const struct process_mappings *mappings = bpf_map_lookup_elem(&process_mappings, &tgid);
+    if (!first)
+        return mappings;
+    if (!mappings) {
         state->sample.header.flags |= SAMPLE_NATIVE_NOT_LOADED;
         count(COUNTER_NATIVE_NO_MAPPINGS);
-        return;
+        return NULL;
     }
+    struct native_cursor *cursor = &state->native;
     if (!user_registers(ctx, cursor)) {
         count(COUNTER_NATIVE_NO_REGISTERS);
-        return;
+        return NULL;
     }
     cursor->frame_pointer_bit = 0;
     cursor->mapping_hint = 0;
-    state->native_pending = 1;
+    return mappings;
 }
 
 /*
@@ -638,7 +645,6 @@ static __always_inline void send_after_failed_tail_call(struct walk_state *state
 /* After the native unwind: the Python walk if the thread has a Python frame, else the record as it is. */
 static __always_inline void after_native_unwind(struct bpf_perf_event_data *ctx, struct walk_state *state)
 {
-    state->native_pending = 0;
     if (!state->frame) {
         emit(state);
         return;
@@ -660,8 +666,7 @@ int unwind_native_loop(struct bpf_perf_event_data *ctx)
     struct walk_state *state = current_walk_state();
     if (!state)
         return 0;
-    __u32 tgid = state->sample.header.pid;
-    const struct process_mappings *mappings = bpf_map_lookup_elem(&process_mappings, &tgid);
+    const struct process_mappings *mappings = native_stage_mappings(ctx, state, true);
     if (mappings) {
         struct loop_context context = { .state = state, .mappings = mappings };
         bpf_loop(NATIVE_MAX_FRAMES + 1, unwind_native_frame, &context, 0);
@@ -677,8 +682,7 @@ int unwind_native_bounded(struct bpf_perf_event_data *ctx)
     struct walk_state *state = current_walk_state();
     if (!state)
         return 0;
-    __u32 tgid = state->sample.header.pid;
-    const struct process_mappings *mappings = bpf_map_lookup_elem(&process_mappings, &tgid);
+    const struct process_mappings *mappings = native_stage_mappings(ctx, state, state->native_calls == 0);
     if (!mappings) {
         after_native_unwind(ctx, state);
         return 0;
@@ -857,7 +861,6 @@ int on_sample(struct bpf_perf_event_data *ctx)
     state->offsets = process->offsets;
     state->native_calls = 0;
     state->python_calls = 0;
-    state->native_pending = 0;
     state->frame = 0;
 
     __u64 tstate = process->interpreters_head ? find_thread_state(process, tgid) : 0;
@@ -867,9 +870,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
         state->frame = frame;
     else
         header->flags |= SAMPLE_NO_PYTHON;
-    if (collect_native_stacks)
-        start_native_unwind(ctx, state, tgid);
-    if (state->native_pending) {
+    if (collect_native_stacks) {
         bpf_tail_call(ctx, &programs, PROG_NATIVE_UNWIND);
         send_after_failed_tail_call(state);
         return 0;

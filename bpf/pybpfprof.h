@@ -11,10 +11,10 @@
 #include <linux/types.h>
 
 /*
- * How a sample is walked. on_sample reads the header, the kernel stack, the thread state and the user registers,
- * then tail-calls the native unwinder (slot PROG_NATIVE_UNWIND), which tail-calls the Python walk (PROG_PY_WALK),
- * which sends the record. Each stage comes in two variants, and userspace puts one of each into `programs` at load
- * time, from what the kernel offers (Sources/Profiler/KernelFeatures.swift):
+ * How a sample is walked. on_sample reads the header, the kernel stack and the thread state, then tail-calls the
+ * native unwinder (slot PROG_NATIVE_UNWIND; it starts from the thread's user registers), which tail-calls the Python
+ * walk (PROG_PY_WALK), which sends the record. Each stage comes in two variants, and userspace puts one of each into `programs` at load
+ * time, from what the kernel offers (KernelFeatures in Sources/Profiler/SamplerProgram.swift):
  *   - loop: one bpf_loop (Linux 5.17+) over every frame; the verifier checks one frame's code once.
  *   - bounded: a bounded loop of *_FRAMES_PER_CALL frames, and the program tail-calls itself for the next batch, at
  *     most *_MAX_CALLS times. The kernel allows 32 tail calls per sample (MAX_TAIL_CALL_CNT, 33 from 5.17):
@@ -217,8 +217,7 @@ struct walk_state {
     __u64 frame;          /* next Python frame to read; 0 when the walk is done */
     __u8 native_calls;    /* runs of the bounded native unwinder so far */
     __u8 python_calls;    /* runs of the bounded Python walk so far */
-    __u8 native_pending;  /* 1 while the native unwind has frames left to walk */
-    __u8 _pad[5];
+    __u8 _pad[6];
     struct native_cursor native;
     struct py_offsets offsets;
     __u8 frame_buf[PY_FRAME_READ_MAX + 8] __attribute__((aligned(8))); /* aligned: the walk loads 8-byte fields */

@@ -81,13 +81,8 @@ struct NativeProcess {
 
     /// The mapping holding `address`.
     func mapping(containing address: UInt64) -> ExecutableMapping? {
-        var low = 0, high = mappings.count
-        while low < high {
-            let middle = (low + high) / 2
-            if mappings[middle].start <= address { low = middle + 1 } else { high = middle }
-        }
-        guard low > 0, address < mappings[low - 1].end else { return nil }
-        return mappings[low - 1]
+        guard let index = mappings.lastIndex(withKeyAtMost: address, key: \.start), address < mappings[index].end else { return nil }
+        return mappings[index]
     }
 
     /// The entries of the `process_mappings` map value, in its order.

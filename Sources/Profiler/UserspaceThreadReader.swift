@@ -456,13 +456,8 @@ struct NativeUnwind {
 
     /// `find_mapping`: the mapping holding `pc`.
     private func mapping(containing pc: UInt64) -> exec_mapping? {
-        var low = 0, high = mappings.count
-        while low < high {
-            let middle = (low + high) / 2
-            if mappings[middle].start <= pc { low = middle + 1 } else { high = middle }
-        }
-        guard low > 0, pc < mappings[low - 1].end else { return nil }
-        return mappings[low - 1]
+        guard let index = mappings.lastIndex(withKeyAtMost: pc, key: \.start), pc < mappings[index].end else { return nil }
+        return mappings[index]
     }
 
     /// `find_row`: the last of the mapping's file's rows at or below `pc`.

@@ -26,6 +26,9 @@ final class KernelStackTests: IntegrationTestCase {
         let result = try runPyBPFProf(["record"] + options + [
             "--rate", "499", "-o", output, "--", try PythonInterpreters.debian311().path, fixture, "2",
         ]).requireSuccess()
+        if !options.isEmpty {
+            XCTAssertTrue(result.standardError.contains("user registers from the kernel stack"), "the summary should name the path\n\(result.report)")
+        }
         let stacks = try FoldedFile.stacks(at: output)
         // Samples taken while the native tables were still being compiled (the launch's first moments) carry no
         // native frames, and say so.

@@ -35,6 +35,9 @@ final class StackLimitTests: IntegrationTestCase {
             ])
             running.killIfRunning()
             try result.requireSuccess()
+            if !options.isEmpty {
+                XCTAssertTrue(result.standardError.contains("tail-call walk"), "\(interpreter): the summary should name the path\n\(result.report)")
+            }
             let stacks = try FoldedFile.stacks(at: output)
             let total = stacks.reduce(0) { $0 + $1.count }
             let truncated = stacks.filter { $0.frames.contains { $0.name == "[truncated]" } }
