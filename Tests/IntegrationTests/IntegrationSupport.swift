@@ -219,7 +219,8 @@ final class RunningProcess {
 /// compiling a binary's unwind table take many seconds. It multiplies every time limit a test sets on a process it
 /// waits for, the lifetime of targets a test must find still running after such a wait (DumpTests), the run of a
 /// launched workload whose native frames must be unwound (MixedStackTests), which has to outlast the tables'
-/// compiling, and a recording that processes started after it must fall into (ProcessFollowingTests, ContainerTests).
+/// compiling, short children that must outlast their interpreter's locating, and a recording that processes started
+/// after it must fall into (ProcessFollowingTests, ContainerTests).
 enum Slowdown {
     static let factor: Double = {
         guard let text = ProcessInfo.processInfo.environment["PYBPFPROF_TEST_SLOWDOWN"], !text.isEmpty else { return 1 }

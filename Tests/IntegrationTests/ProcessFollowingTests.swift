@@ -61,16 +61,18 @@ final class ProcessFollowingTests: IntegrationTestCase {
     func testSubprocessesFollowsChildrenGrandchildrenAndForks() throws {
         let python = try PythonInterpreters.pyenv("3.12").path
         let output = scratchFile("sub.speedscope.json")
-        let script = "\(python) \(fixture) 0.5; \(python) -c 'import subprocess, sys; subprocess.run([sys.executable, \"\(fixture)\", \"0.5\"])'; \(python) \(fixture) 0.5 fork 2"
+        // Half a second each; under emulation the first child's interpreter takes longer than that to locate.
+        let seconds = 0.5 * Slowdown.factor
+        let script = "\(python) \(fixture) \(seconds); \(python) -c 'import subprocess, sys; subprocess.run([sys.executable, \"\(fixture)\", \"\(seconds)\"])'; \(python) \(fixture) \(seconds) fork 2"
         let result = try runPyBPFProf(["record", "--subprocesses", "--rate", "499", "-o", output, "--", "/bin/bash", "-c", script])
             .requireSuccess()
         let pids = printedPids(result.standardOutput)
         let samples = try workSamples(output)
-        print("  short_lived_work samples by pid: \(pids.map { "\($0): \(samples[$0] ?? 0)" }.joined(separator: ", ")) (about 250 each at most)")
+        print("  short_lived_work samples by pid: \(pids.map { "\($0): \(samples[$0] ?? 0)" }.joined(separator: ", ")) (about \(Int(499 * seconds)) each at most)")
         print("    \(result.recordingSummary)")
         XCTAssertEqual(pids.count, 5, result.report)  // child, grandchild, forking parent and its two children
         for pid in pids {
-            // Each ran 0.5 s (about 250 samples); located within a few tens of milliseconds of its start.
+            // Each ran 0.5 s (about 250 samples); located within a few tens of milliseconds of its start (natively).
             XCTAssertGreaterThan(samples[pid] ?? 0, 25, "process \(pid) is missing from the profile\n\(result.report)")
         }
     }
