@@ -128,12 +128,21 @@ private struct ShapeExpectations {
         let main = try XCTUnwrap(threads.first { $0.tid == mainTid }, "\(label): no profile for the main thread \(mainTid) among: \(names)")
         let worker = try XCTUnwrap(threads.first { $0.tid == workerTid }, "\(label): no profile for the worker thread \(workerTid) among: \(names)")
 
+        // The walk reads a thread the tick interrupted, never stopped: one interrupted between the interpreter's
+        // stores that link a new frame (which the C compiler may order either way) can be read half linked. That is
+        // rare (none in most runs, one in 2,916 once on 6.12); one sample in a thousand is allowed, a systematic
+        // error (a wrong offset, a lost frame kind) breaks far more.
+        var breaks: [String] = []
         for thread in [main, worker] {
             let problems = thread.stacks.compactMap(frameProblem)
-            XCTAssertEqual(problems.count, 0, "\(label), tid \(thread.tid): \(problems.count) of \(thread.stacks.count) samples "
+            breaks.append("tid \(thread.tid) \(problems.count) of \(thread.stacks.count)")
+            XCTAssertLessThanOrEqual(problems.count, thread.stacks.count / 1000,
+                                     "\(label), tid \(thread.tid): \(problems.count) of \(thread.stacks.count) samples "
                 + "break the workload's shape, e.g.:\n" + Set(problems).prefix(3).joined(separator: "\n"))
+            if !problems.isEmpty { print("  \(label), tid \(thread.tid): shape broken by:\n" + Set(problems).prefix(3).joined(separator: "\n")) }
         }
         let figures = [
+            "shape broken in " + breaks.joined(separator: ", "),
             checkRatio(main.stacks, label: "\(label) (\(summary))"),
             checkRecursion(main.stacks, label: label),
             checkThreadsKeepTheirOwnFunctions(main: main, worker: worker, label: label),
