@@ -484,6 +484,25 @@ static __always_inline const struct process_mappings *native_stage_mappings(stru
  */
 /* The bounded walk of the interpreter's thread list for the state whose thread_id is `key->fsbase`; 0 if none.
  * With `cache`, the answer goes into thread_states. `task`: see read_user. */
+/* The dump's scan of the thread list, one thread state per bpf_loop round. */
+struct thread_scan {
+    const struct py_offsets *offsets;
+    struct task_struct *task;
+    __u64 fsbase;
+    __u64 tstate; /* the one looked at; the thread's once found */
+    bool found;
+};
+
+static long scan_thread_step(__u32 index, struct thread_scan *scan)
+{
+    if (read_u64_of(scan->tstate + scan->offsets->tstate_thread_id, scan->task) == scan->fsbase) {
+        scan->found = true;
+        return 1;
+    }
+    scan->tstate = read_u64_of(scan->tstate + scan->offsets->tstate_next, scan->task);
+    return scan->tstate ? 0 : 1;
+}
+
 static __always_inline __u64 scan_thread_list(const struct py_process *process, const struct thread_key *key,
                                               bool cache, struct task_struct *task)
 {
@@ -497,6 +516,17 @@ static __always_inline __u64 scan_thread_list(const struct py_process *process, 
     if (!tstate) {
         /* Before Py_Initialize has created the main thread state, or after finalization. */
         count(COUNTER_NO_INTERPRETER);
+        return 0;
+    }
+    if (task) {
+        /* The dump's iterator (5.18 and later, so bpf_loop is there): 6.1's verifier follows the bounded loop below
+         * path by path through its 64 rounds, and gives up at its limit of a million instructions. A callback is
+         * checked once per state it is called in. */
+        struct thread_scan scan = { .offsets = offsets, .task = task, .fsbase = key->fsbase, .tstate = tstate };
+        bpf_loop(PY_MAX_THREADS_SCAN, scan_thread_step, &scan, 0);
+        if (scan.found)
+            return scan.tstate;
+        count(COUNTER_NO_THREAD_STATE);
         return 0;
     }
     for (int i = 0; i < PY_MAX_THREADS_SCAN && tstate; i++) {
