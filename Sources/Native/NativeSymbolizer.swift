@@ -29,6 +29,9 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
     /// Consulted in order: the debug file's functions first when it is used, then the file's own (whose `.dynsym`
     /// may still name what a partial debug file lacks).
     private let indexes: [FunctionIndex]
+    /// Code the compiler split off `splitFunctions` that no symbol names (a stripped file): `NAME.cold`, found by
+    /// `SplitFunctionParts`. Consulted after the symbol tables.
+    private let splitParts: [(range: Range<UInt64>, name: String, start: UInt64)]
     private let lock = NSLock()
     private var demangledNames: [NameKey: String] = [:]
 
@@ -39,29 +42,41 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
 
     /// Reads the file at `path` inside `root` and looks for its debug file. Throws `ELFError` if the file cannot
     /// be read or is not an ELF64 x86_64 file; a missing or unusable debug file is not an error.
-    public convenience init(path: String, root: String = "/") throws {
-        self.init(file: try ELFFile(path: path, inRoot: root), path: path, root: root)
+    public convenience init(path: String, root: String = "/", splitFunctions: Set<String> = []) throws {
+        self.init(file: try ELFFile(path: path, inRoot: root), path: path, root: root, splitFunctions: splitFunctions)
     }
 
     /// For a file already read, e.g. through `/proc/PID/map_files/…`, which is the exact file a process maps even
     /// when it was deleted or replaced since. `path` (inside `root`) is where to look for the debug file by
-    /// `.gnu_debuglink`.
-    public init(file: ELFFile, path: String, root: String = "/") {
+    /// `.gnu_debuglink`. Of the functions named in `splitFunctions` that the file defines, the parts the compiler
+    /// split off and no symbol names are named `NAME.cold` (CPython's eval loop in a stripped distribution build).
+    public init(file: ELFFile, path: String, root: String = "/", splitFunctions: Set<String> = []) {
         self.path = path
         self.root = root
         self.buildID = file.buildID
         let own = FunctionIndex(file: file)
         let hasOwnSymbolTable = file.sections.contains { $0.type == ELFSection.typeSymbolTable }
+        var indexes = [own]
+        var debugFilePath: String?
         if let debug = DebugFileLocator.locate(for: file, path: path, root: root) {
             let debugIndex = FunctionIndex(file: debug.file)
             if !hasOwnSymbolTable || debugIndex.entries.count > own.entries.count {
                 debugFilePath = debug.path
                 indexes = [debugIndex, own]
-                return
             }
         }
-        debugFilePath = nil
-        indexes = [own]
+        self.debugFilePath = debugFilePath
+        self.indexes = indexes
+        var splitParts: [(range: Range<UInt64>, name: String, start: UInt64)] = []
+        if !splitFunctions.isEmpty {
+            for entry in own.entries where splitFunctions.contains(entry.symbol.name) {
+                for part in SplitFunctionParts.find(in: file, entry: entry.symbol.value)
+                where !indexes.contains(where: { $0.entry(containing: part.lowerBound) != nil }) {
+                    splitParts.append((part, entry.symbol.name + ".cold", part.lowerBound))
+                }
+            }
+        }
+        self.splitParts = splitParts
     }
 
     /// The function containing link-time virtual address `address` (runtime address minus the load bias), with
@@ -72,6 +87,9 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
             let symbol = index.entries[entryNumber].symbol
             let name = demangledName(NameKey(index: indexNumber, entry: entryNumber), symbol.name)
             return NativeSymbol(name: name, offset: address - symbol.value)
+        }
+        if let part = splitParts.first(where: { $0.range.contains(address) }) {
+            return NativeSymbol(name: part.name, offset: address - part.start)
         }
         return nil
     }

@@ -152,7 +152,7 @@ final class StackDecoder<FrameID: Hashable> {
                     ?? unknownNativeFrameName(path: mapping.path, address: linkTimeAddress)
                 frame.name = name + byFramePointer
                 frame.file = (mapping.path as NSString).lastPathComponent
-                if mapping.isInterpreter { role = NativeNames.isEvalLoop(name) ? .evalLoop : .interpreter }
+                if mapping.isInterpreter { role = EvalLoop.contains(symbol: name) ? .evalLoop : .interpreter }
             } else {
                 frame.name = unknownNativeFrameName(path: mapping.path, address: address - mapping.start) + byFramePointer
             }
@@ -194,12 +194,5 @@ enum NativeNames {
     static func withoutSymbolVersion(_ name: String) -> String {
         guard let at = name.firstIndex(of: "@"), at != name.startIndex else { return name }
         return String(name[..<at])
-    }
-
-    /// The interpreter's eval loop: `_PyEval_EvalFrameDefault` (3.6+), also its compiler-split parts
-    /// (`_PyEval_EvalFrameDefault.cold`, `.part.0`, `.isra.0`).
-    static func isEvalLoop(_ symbol: String) -> Bool {
-        let base = symbol.split(separator: ".", maxSplits: 1).first ?? ""
-        return base == "_PyEval_EvalFrameDefault" || base == "PyEval_EvalFrameEx"
     }
 }

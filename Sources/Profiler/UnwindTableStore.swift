@@ -1,4 +1,5 @@
 import CBPF
+import CPython
 import Native
 
 /// The unwind rows of every file the profiled processes map, in the BPF array `unwind_rows`: each file's table is
@@ -56,7 +57,7 @@ final class UnwindTableStore {
         }
         filesWithoutTable[path] = nil
         layouts[key] = elf.loadLayout
-        symbolizers[key] = NativeFileSymbolizer(file: elf, path: path, root: root)
+        symbolizers[key] = NativeFileSymbolizer(file: elf, path: path, root: root, splitFunctions: EvalLoop.functionNames)
         placements[key] = load(elf, path: path)
         return elf.loadLayout
     }

@@ -1,4 +1,5 @@
 @testable import Profiler
+import CPython
 import XCTest
 
 /// Splicing with strings for frames: `E` marks an eval-loop frame, `I` another interpreter frame, anything else is
@@ -63,11 +64,11 @@ final class StackSplicerTests: XCTestCase {
     }
 
     func testEvalLoopNamesIncludeCompilerSplitParts() {
-        XCTAssertTrue(NativeNames.isEvalLoop("_PyEval_EvalFrameDefault"))
-        XCTAssertTrue(NativeNames.isEvalLoop("_PyEval_EvalFrameDefault.cold"))
-        XCTAssertTrue(NativeNames.isEvalLoop("_PyEval_EvalFrameDefault.cold.12"))
-        XCTAssertFalse(NativeNames.isEvalLoop("_PyEval_EvalFrame"))
-        XCTAssertFalse(NativeNames.isEvalLoop("PyEval_EvalCode"))
+        XCTAssertTrue(EvalLoop.contains(symbol: "_PyEval_EvalFrameDefault"))
+        XCTAssertTrue(EvalLoop.contains(symbol: "_PyEval_EvalFrameDefault.cold"))
+        XCTAssertTrue(EvalLoop.contains(symbol: "_PyEval_EvalFrameDefault.cold.12"))
+        XCTAssertFalse(EvalLoop.contains(symbol: "_PyEval_EvalFrame"))
+        XCTAssertFalse(EvalLoop.contains(symbol: "PyEval_EvalCode"))
         XCTAssertEqual(NativeNames.withoutSymbolVersion("__libc_start_main@@GLIBC_2.34"), "__libc_start_main")
         XCTAssertEqual(NativeNames.withoutSymbolVersion("memcpy@GLIBC_2.2.5"), "memcpy")
         XCTAssertEqual(NativeNames.withoutSymbolVersion("plain"), "plain")
