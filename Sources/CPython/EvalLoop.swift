@@ -1,7 +1,7 @@
 /// The interpreter's eval loop as native code: the function each Python-to-C boundary runs Python frames in. The
 /// splicer puts a run of Python frames where a native frame of the eval loop is (StackSplicer).
 public enum EvalLoop {
-    /// `_PyEval_EvalFrameDefault` (3.6 and later), `PyEval_EvalFrameEx` (2.7 and 3.5). A stripped build's parts of
+    /// `_PyEval_EvalFrameDefault` (3.6 and later), `PyEval_EvalFrameEx` (2.7). A stripped build's parts of
     /// them that no symbol names are found from their code and named `NAME.cold` (Native's SplitFunctionParts).
     public static let functionNames: Set<String> = ["_PyEval_EvalFrameDefault", "PyEval_EvalFrameEx"]
 

@@ -31,7 +31,7 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
     private let indexes: [FunctionIndex]
     /// Code the compiler split off `splitFunctions` that no symbol names (a stripped file): `NAME.cold`, found by
     /// `SplitFunctionParts`. Consulted after the symbol tables.
-    private let splitParts: [(range: Range<UInt64>, name: String, start: UInt64)]
+    private let splitParts: [(range: Range<UInt64>, name: String)]
     private let lock = NSLock()
     private var demangledNames: [NameKey: String] = [:]
 
@@ -67,12 +67,12 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
         }
         self.debugFilePath = debugFilePath
         self.indexes = indexes
-        var splitParts: [(range: Range<UInt64>, name: String, start: UInt64)] = []
+        var splitParts: [(range: Range<UInt64>, name: String)] = []
         if !splitFunctions.isEmpty {
             for entry in own.entries where splitFunctions.contains(entry.symbol.name) {
                 for part in SplitFunctionParts.find(in: file, entry: entry.symbol.value)
                 where !indexes.contains(where: { $0.entry(containing: part.lowerBound) != nil }) {
-                    splitParts.append((part, entry.symbol.name + ".cold", part.lowerBound))
+                    splitParts.append((part, entry.symbol.name + ".cold"))
                 }
             }
         }
@@ -89,7 +89,7 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
             return NativeSymbol(name: name, offset: address - symbol.value)
         }
         if let part = splitParts.first(where: { $0.range.contains(address) }) {
-            return NativeSymbol(name: part.name, offset: address - part.start)
+            return NativeSymbol(name: part.name, offset: address - part.range.lowerBound)
         }
         return nil
     }
