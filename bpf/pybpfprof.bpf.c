@@ -626,13 +626,13 @@ static __always_inline bool walk_one_frame(struct walk_state *state, struct task
         state->frame = 0;
         return false;
     }
-    __u64 code = frame_u64(state, offsets->frame_code);
+    __u64 code = frame_u64(state, offsets->frame_code) & ~(__u64)offsets->code_tag_bits;
     state->frame = frame_u64(state, offsets->frame_previous);
 
-    /* Shim frames the interpreter pushes for calls from C (3.12+) carry no Python code: the frames since
-     * the last one ran in one _PyEval_EvalFrameDefault call. */
+    /* The frame each _PyEval_EvalFrameDefault call pushes first (a shim for calls from C in 3.12 and 3.13, the entry
+     * frame from 3.14) carries no Python code: the frames since the last one ran in one call of the eval loop. */
     if (offsets->frame_owner != PY_OFFSET_NONE &&
-        state->frame_buf[offsets->frame_owner & (PY_FRAME_READ_MAX - 1)] == offsets->owner_cstack) {
+        state->frame_buf[offsets->frame_owner & (PY_FRAME_READ_MAX - 1)] >= offsets->owner_boundary) {
         emit_boundary(state);
         return true;
     }

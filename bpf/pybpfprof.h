@@ -84,7 +84,9 @@ struct py_offsets {
     __u16 code_checksum;        /* 8 bytes of the code object hashed into py_frame.checksum */
     __u16 frame_is_entry;       /* _PyInterpreterFrame.is_entry (3.11), else PY_OFFSET_NONE */
     __u8 instr_kind;            /* enum py_instr_kind */
-    __u8 owner_cstack;          /* FRAME_OWNED_BY_CSTACK: shim frames (3.12+), sent as boundaries */
+    __u8 owner_boundary;        /* frames owned by this value or above run no Python code (3.12+): sent as boundaries */
+    __u8 code_tag_bits;         /* low bits of frame_code that tag the pointer (3.14+: a _PyStackRef), else 0 */
+    __u8 _pad;
 };
 
 /* Map `processes`: key host tgid. One per profiled process. */

@@ -17,6 +17,8 @@ public enum CodeObjectError: Error, Equatable {
     case unreadable
     /// Its fields are not what a code object holds (garbage, a torn read).
     case malformed
+    /// Its type is not `PyCode_Type`: another object in a frame's executable slot, or memory reused.
+    case notCode
 }
 
 /// Resolves (code object address, instruction) pairs of one process, reading each code object once.
@@ -43,12 +45,18 @@ public final class CodeObjectResolver {
     private let lineFormat: LineTableFormat
     /// Bytes of the code object struct that hold every field we read.
     private let headerSize: Int
+    /// `PyCode_Type` in the process, when known.
+    private let codeType: UInt64?
     private var cache: [Key: Result<CodeObject, CodeObjectError>] = [:]
 
-    public init?(pid: Int32, offsets: PythonOffsets) {
+    /// `ob_type` of every object (the default builds' PyObject header).
+    static let objectTypeOffset = 8
+
+    public init?(pid: Int32, offsets: PythonOffsets, codeType: UInt64? = nil) {
         guard let format = LineTableFormat(major: offsets.major, minor: offsets.minor) else { return nil }
         self.memory = ProcessMemory(pid: pid)
         self.offsets = offsets
+        self.codeType = codeType
         self.lineFormat = format
         self.headerSize = [
             offsets.codeFilename, offsets.codeName, offsets.codeQualname ?? 0, offsets.codeLineTable,
@@ -94,6 +102,7 @@ public final class CodeObjectResolver {
         guard let window = header.uint64(at: offsets.codeChecksum), Self.checksum(window) == checksum else {
             return .failure(.changed)
         }
+        if let codeType, header.uint64(at: Self.objectTypeOffset) != codeType { return .failure(.notCode) }
         let nameField = offsets.codeQualname ?? offsets.codeName
         guard let namePointer = header.uint64(at: nameField),
               let filePointer = header.uint64(at: offsets.codeFilename),

@@ -2,7 +2,9 @@ import Native
 
 /// CPython 3.13+ publishes its own struct offsets in `_Py_DebugOffsets`, the first field of `_PyRuntime`.
 /// pybpfprof reads them from the process and checks them against the generated table: a build with a
-/// different layout (another compiler, a patched interpreter) is profiled with its own values.
+/// different layout (another compiler, a patched interpreter, a patch release that moved a field: py-spy's
+/// issue 852) is profiled with its own values. Values that do not fit the structs they describe, or a
+/// free-threaded build, are refused: never a walk with offsets that would read the wrong fields.
 enum DebugOffsets {
     static let cookie = Array("xdebugpy".utf8)
 
@@ -16,11 +18,18 @@ enum DebugOffsets {
         } catch let error as ProcessMemoryError {
             throw InterpreterError.unreadable(pid: pid, reason: "reading _Py_DebugOffsets: \(error)")
         } catch let error as DebugOffsetsError {
-            throw InterpreterError.unreadable(pid: pid, reason: error.description)
+            let version = "\(offsets.major).\(offsets.minor)"
+            switch error.kind {
+            case .unreadable: throw InterpreterError.unreadable(pid: pid, reason: error.description)
+            case .freeThreaded: throw InterpreterError.freeThreaded(pid: pid, version: version)
+            case .unknownLayout: throw InterpreterError.unknownLayout(pid: pid, version: version, detail: error.description)
+            }
         }
     }
 
     struct DebugOffsetsError: Error, CustomStringConvertible {
+        enum Kind { case unreadable, freeThreaded, unknownLayout }
+        var kind: Kind = .unreadable
         var description: String
     }
 
@@ -30,14 +39,17 @@ enum DebugOffsets {
         _ offsets: inout PythonOffsets, layout: DebugOffsetsLayout, debugOffsets bytes: [UInt8]
     ) throws -> [String] {
         guard Array(bytes.prefix(8)) == cookie else {
-            throw DebugOffsetsError(description: "_Py_DebugOffsets has no 'xdebugpy' cookie")
+            throw DebugOffsetsError(kind: .unknownLayout, description: "_Py_DebugOffsets has no 'xdebugpy' cookie")
         }
         if let hex = bytes.uint64(at: layout.version) {
             let version = PythonVersion(hex: UInt32(truncatingIfNeeded: hex))
             guard version.major == offsets.major, version.minor == offsets.minor else {
                 throw DebugOffsetsError(
-                    description: "_Py_DebugOffsets says \(version), the binary \(offsets.major).\(offsets.minor)")
+                    kind: .unknownLayout, description: "_Py_DebugOffsets says \(version), the binary \(offsets.major).\(offsets.minor)")
             }
+        }
+        if let freeThreaded = bytes.uint64(at: layout.freeThreaded), freeThreaded != 0 {
+            throw DebugOffsetsError(kind: .freeThreaded, description: "free-threaded build")
         }
         var differing: [String] = []
         /// Adopts the process's value of one field when it is plausible and differs from the table's.
@@ -66,6 +78,48 @@ enum DebugOffsets {
         reconcile("code_object.co_code_adaptive", offsets.codeCodeAdaptive, at: layout.codeCodeAdaptive) { offsets.codeCodeAdaptive = $0 }
         // The checksum window is the int before co_firstlineno, wherever that moved.
         offsets.codeChecksum = offsets.codeFirstLineno - 4
+        try checkFits(offsets, layout: layout, debugOffsets: bytes)
         return differing
+    }
+
+    /// Every field the walk reads lies inside the struct the process says it belongs to, and a frame's fields inside
+    /// what the BPF program reads of a frame at once: anything else is a layout this pybpfprof does not know.
+    static func checkFits(_ offsets: PythonOffsets, layout: DebugOffsetsLayout, debugOffsets bytes: [UInt8]) throws {
+        func size(_ position: Int, _ name: String) throws -> Int {
+            guard let value = bytes.uint64(at: position), value > 0, value < 1 << 24 else {
+                throw DebugOffsetsError(kind: .unknownLayout, description: "\(name).size is implausible")
+            }
+            return Int(value)
+        }
+        let threadState = try size(layout.tstateSize, "thread_state")
+        let frame = try size(layout.frameSize, "interpreter_frame")
+        let code = try size(layout.codeSize, "code_object")
+        let fields: [(String, Int?, Int, Int)] = [  // name, offset, bytes read, struct size
+            ("thread_state.next", offsets.tstateNext, 8, threadState),
+            ("thread_state.thread_id", offsets.tstateThreadId, 8, threadState),
+            ("thread_state.native_thread_id", offsets.tstateNativeThreadId, 8, threadState),
+            ("thread_state.current_frame", offsets.tstateFrame, 8, threadState),
+            ("interpreter_frame.previous", offsets.frameBack, 8, frame),
+            ("interpreter_frame.executable", offsets.frameCode, 8, frame),
+            ("interpreter_frame.instr_ptr", offsets.frameInstr, 8, frame),
+            ("interpreter_frame.owner", offsets.frameOwner, 1, frame),
+            ("code_object.filename", offsets.codeFilename, 8, code),
+            ("code_object.name", offsets.codeName, 8, code),
+            ("code_object.qualname", offsets.codeQualname, 8, code),
+            ("code_object.linetable", offsets.codeLineTable, 8, code),
+            ("code_object.firstlineno", offsets.codeFirstLineno, 4, code),
+            ("code_object.co_code_adaptive", offsets.codeCodeAdaptive, 0, code),
+        ]
+        for (name, offset, length, structSize) in fields {
+            guard let offset else { continue }
+            if offset < 0 || offset + length > structSize {
+                throw DebugOffsetsError(kind: .unknownLayout, description: "\(name) at \(offset) is outside its \(structSize)-byte struct")
+            }
+        }
+        if offsets.frameReadSize > PythonOffsets.frameReadLimit {
+            throw DebugOffsetsError(
+                kind: .unknownLayout,
+                description: "a frame's fields end at byte \(offsets.frameReadSize), beyond the \(PythonOffsets.frameReadLimit) read per frame")
+        }
     }
 }

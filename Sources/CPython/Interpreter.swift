@@ -26,6 +26,10 @@ public enum InterpreterError: Error, CustomStringConvertible, Equatable {
     case notPython(pid: Int32)
     case unknownVersion(pid: Int32, binary: String)
     case unsupportedVersion(pid: Int32, version: String)
+    /// A free-threaded build (3.13t and later): its objects have another layout.
+    case freeThreaded(pid: Int32, version: String)
+    /// The process's `_Py_DebugOffsets` describe structs other than the ones pybpfprof knows for its version.
+    case unknownLayout(pid: Int32, version: String, detail: String)
     case unreadable(pid: Int32, reason: String)
 
     public var description: String {
@@ -38,7 +42,14 @@ public enum InterpreterError: Error, CustomStringConvertible, Equatable {
             return "cannot tell which CPython version process \(pid) runs (\(binary)): no Py_Version symbol or version string"
         case .unsupportedVersion(let pid, let version):
             let supported = PythonOffsets.supportedVersions.map { "\($0.major).\($0.minor)" }
-            return "process \(pid) runs Python \(version), which pybpfprof does not support (supported: \(supported.joined(separator: ", ")))"
+            return "process \(pid) runs Python \(version), which pybpfprof does not support (supported: "
+                + "\(supported.joined(separator: ", "))): profile a supported version, or upgrade pybpfprof for a newer one"
+        case .freeThreaded(let pid, let version):
+            return "process \(pid) runs a free-threaded build of Python \(version), whose objects pybpfprof cannot read "
+                + "(another layout): profile the default build (python\(version), not python\(version)t)"
+        case .unknownLayout(let pid, let version, let detail):
+            return "process \(pid) runs Python \(version), whose _Py_DebugOffsets do not match the layout pybpfprof knows for "
+                + "\(version) (\(detail)): upgrade pybpfprof, or report the interpreter's exact build"
         case .unreadable(let pid, let reason):
             return "cannot read process \(pid): \(reason)"
         }
@@ -56,16 +67,20 @@ public struct PythonInterpreter: Sendable {
     public var runtimeAddress: UInt64
     /// Set when the process's `_Py_DebugOffsets` disagreed with the generated table (its values won).
     public var debugOffsetsMismatch: [String] = []
+    /// Runtime address of `PyCode_Type`, when the binary names it: a sampled frame's code object is decoded only if
+    /// its type is this one (from 3.12 a frame's executable may be another object).
+    public var codeTypeAddress: UInt64?
 
     /// An interpreter as `InterpreterLocator` finds one; public for tests that lay out a process's memory by hand.
     public init(pid: Int32, binaryPath: String, version: PythonVersion, offsets: PythonOffsets, runtimeAddress: UInt64,
-                debugOffsetsMismatch: [String] = []) {
+                debugOffsetsMismatch: [String] = [], codeTypeAddress: UInt64? = nil) {
         self.pid = pid
         self.binaryPath = binaryPath
         self.version = version
         self.offsets = offsets
         self.runtimeAddress = runtimeAddress
         self.debugOffsetsMismatch = debugOffsetsMismatch
+        self.codeTypeAddress = codeTypeAddress
     }
 
     /// Address of `_PyRuntime.interpreters.head`, the slot the BPF program starts its thread search from.
@@ -80,6 +95,7 @@ public enum InterpreterLocator {
     public final class FileCache: @unchecked Sendable {
         struct Facts {
             var runtimeSymbol: UInt64?
+            var codeTypeSymbol: UInt64?
             var hasPyInitialize: Bool
             var layout: ELFLoadLayout
             /// From the file alone (Py_Version or .rodata); nil when only the process's memory can tell.
@@ -102,7 +118,8 @@ public enum InterpreterLocator {
             guard let elf = try? InterpreterLocator.openMappedFile(pid: pid, path: path, mapping: mapping) else { return nil }
             let runtime = elf.scanForSymbol(named: "_PyRuntime")
             let result = Facts(
-                runtimeSymbol: runtime?.value, hasPyInitialize: runtime != nil || elf.scanForSymbol(named: "Py_Initialize") != nil,
+                runtimeSymbol: runtime?.value, codeTypeSymbol: runtime == nil ? nil : elf.scanForSymbol(named: "PyCode_Type")?.value,
+                hasPyInitialize: runtime != nil || elf.scanForSymbol(named: "Py_Initialize") != nil,
                 layout: elf.loadLayout,
                 version: runtime == nil ? nil : InterpreterLocator.fileVersion(of: elf))
             lock.lock()
@@ -133,7 +150,8 @@ public enum InterpreterLocator {
                 throw InterpreterError.unreadable(pid: pid, reason: "cannot find the load address of \(path)")
             }
             if facts.version == nil { break }  // only the process's memory can tell: the uncached path does that
-            return try interpreter(pid: pid, path: path, version: facts.version!, runtimeAddress: bias &+ runtimeSymbol)
+            return try interpreter(pid: pid, path: path, version: facts.version!, runtimeAddress: bias &+ runtimeSymbol,
+                                   codeTypeAddress: facts.codeTypeSymbol.map { bias &+ $0 })
         }
         if olderPython == nil, kill(pid, 0) != 0 && errno == ESRCH { throw InterpreterError.processGone(pid: pid) }
         if olderPython == nil && !mappings.isEmpty {
@@ -149,7 +167,8 @@ public enum InterpreterLocator {
         return try locate(pid: pid)
     }
 
-    static func interpreter(pid: Int32, path: String, version: PythonVersion, runtimeAddress: UInt64) throws -> PythonInterpreter {
+    static func interpreter(pid: Int32, path: String, version: PythonVersion, runtimeAddress: UInt64,
+                            codeTypeAddress: UInt64?) throws -> PythonInterpreter {
         guard var offsets = PythonOffsets.forVersion(major: version.major, minor: version.minor) else {
             throw InterpreterError.unsupportedVersion(pid: pid, version: version.description)
         }
@@ -159,7 +178,7 @@ public enum InterpreterLocator {
         }
         return PythonInterpreter(
             pid: pid, binaryPath: path, version: version, offsets: offsets,
-            runtimeAddress: runtimeAddress, debugOffsetsMismatch: mismatch
+            runtimeAddress: runtimeAddress, debugOffsetsMismatch: mismatch, codeTypeAddress: codeTypeAddress
         )
     }
 
@@ -194,7 +213,8 @@ public enum InterpreterLocator {
             guard let version = try version(of: elf, pid: pid, bias: bias, mappings: fileMappings) else {
                 throw InterpreterError.unknownVersion(pid: pid, binary: path)
             }
-            return try interpreter(pid: pid, path: path, version: version, runtimeAddress: bias &+ runtime.value)
+            return try interpreter(pid: pid, path: path, version: version, runtimeAddress: bias &+ runtime.value,
+                                   codeTypeAddress: elf.symbol(named: "PyCode_Type").map { bias &+ $0.value })
         }
         // 2.7 and 3.6 have no _PyRuntime: name them rather than calling them "not Python".
         for (path, fileMappings) in candidateFiles(pid: pid, mappings: mappings) {

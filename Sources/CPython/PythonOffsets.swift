@@ -38,8 +38,13 @@ public struct PythonOffsets: Equatable, Sendable {
     public var frameInstr: Int
     /// `_PyInterpreterFrame.owner` (3.11+), else nil.
     public var frameOwner: Int?
-    /// Value of `FRAME_OWNED_BY_CSTACK` (shim frames, 3.12+), else nil.
-    public var frameOwnedByCStack: Int?
+    /// The lowest `owner` of a frame that runs no Python code, else nil (3.11 marks `is_entry` instead): the
+    /// C-stack shim frame (`FRAME_OWNED_BY_CSTACK`, 3.12, 3.13) or the entry frame every
+    /// `_PyEval_EvalFrameDefault` call pushes (`FRAME_OWNED_BY_INTERPRETER`, 3.14+). Such a frame is a boundary.
+    public var frameBoundaryOwner: Int?
+    /// Low bits of `f_executable` that tag the pointer rather than address the code object (`Py_TAG_BITS`: 3.14
+    /// made it a `_PyStackRef`), else 0.
+    public var frameCodeTagBits: Int
     /// `_PyInterpreterFrame.is_entry` (3.11 only): true on the first frame a `_PyEval_EvalFrameDefault` call runs.
     public var frameIsEntry: Int?
     public var instructionKind: InstructionKind
@@ -78,7 +83,8 @@ public struct PythonOffsets: Equatable, Sendable {
         major: Int, minor: Int,
         runtimeInterpretersHead: Int, interpThreadsHead: Int, tstateNext: Int, tstateThreadId: Int, tstateNativeThreadId: Int?,
         tstateFrame: Int, cframeCurrentFrame: Int?,
-        frameBack: Int, frameCode: Int, frameInstr: Int, frameOwner: Int?, frameOwnedByCStack: Int?, frameIsEntry: Int?,
+        frameBack: Int, frameCode: Int, frameCodeTagBits: Int, frameInstr: Int, frameOwner: Int?, frameBoundaryOwner: Int?,
+        frameIsEntry: Int?,
         instructionKind: InstructionKind,
         codeFilename: Int, codeName: Int, codeQualname: Int?, codeFirstLineno: Int, codeLineTable: Int,
         codeCodeAdaptive: Int?, codeChecksum: Int,
@@ -92,7 +98,7 @@ public struct PythonOffsets: Equatable, Sendable {
         self.tstateNativeThreadId = tstateNativeThreadId
         self.tstateFrame = tstateFrame; self.cframeCurrentFrame = cframeCurrentFrame
         self.frameBack = frameBack; self.frameCode = frameCode; self.frameInstr = frameInstr
-        self.frameOwner = frameOwner; self.frameOwnedByCStack = frameOwnedByCStack
+        self.frameOwner = frameOwner; self.frameBoundaryOwner = frameBoundaryOwner; self.frameCodeTagBits = frameCodeTagBits
         self.frameIsEntry = frameIsEntry
         self.instructionKind = instructionKind
         self.codeFilename = codeFilename; self.codeName = codeName; self.codeQualname = codeQualname
@@ -112,6 +118,19 @@ public struct PythonOffsets: Equatable, Sendable {
     public static var supportedVersions: [(major: Int, minor: Int)] {
         generatedTable.map { ($0.major, $0.minor) }
     }
+
+    /// Most bytes of a frame the walk reads at once: the BPF program's PY_FRAME_READ_MAX (a test keeps the two equal).
+    public static let frameReadLimit = 128
+
+    /// Bytes of a frame struct the walk reads at once: up to the end of the last field it uses.
+    public var frameReadSize: Int {
+        let instructionSize = instructionKind == .pointer ? 8 : 4
+        return [frameBack + 8, frameCode + 8, frameInstr + instructionSize, (frameOwner ?? 0) + 1, (frameIsEntry ?? 0) + 1].max()!
+    }
+
+    /// Whether each Python frame has its own call of the eval loop on the native stack (up to 3.10). From 3.11 one
+    /// call runs every frame called from Python, and the walk marks where each call's frames end.
+    public var evalLoopCallPerFrame: Bool { major < 3 || minor <= 10 }
 }
 
 /// Byte positions, inside `_Py_DebugOffsets` (the first field of `_PyRuntime` from 3.13), of the
@@ -135,12 +154,17 @@ public struct DebugOffsetsLayout: Equatable, Sendable {
     public var codeLineTable: Int            // code_object.linetable
     public var codeFirstLineno: Int          // code_object.firstlineno
     public var codeCodeAdaptive: Int         // code_object.co_code_adaptive
+    public var freeThreaded: Int             // free_threaded: non-zero in a free-threaded build (another object layout)
+    public var tstateSize: Int               // thread_state.size: sizeof(PyThreadState)
+    public var frameSize: Int                // interpreter_frame.size: sizeof(_PyInterpreterFrame)
+    public var codeSize: Int                 // code_object.size: sizeof(PyCodeObject)
 
     public init(
         size: Int, version: Int, runtimeInterpretersHead: Int, interpThreadsHead: Int, tstateNext: Int,
         tstateThreadId: Int, tstateNativeThreadId: Int, tstateCurrentFrame: Int, framePrevious: Int, frameExecutable: Int,
         frameInstrPtr: Int, frameOwner: Int, codeFilename: Int, codeName: Int, codeQualname: Int,
-        codeLineTable: Int, codeFirstLineno: Int, codeCodeAdaptive: Int
+        codeLineTable: Int, codeFirstLineno: Int, codeCodeAdaptive: Int, freeThreaded: Int, tstateSize: Int, frameSize: Int,
+        codeSize: Int
     ) {
         self.size = size; self.version = version
         self.runtimeInterpretersHead = runtimeInterpretersHead; self.interpThreadsHead = interpThreadsHead
@@ -151,5 +175,6 @@ public struct DebugOffsetsLayout: Equatable, Sendable {
         self.frameOwner = frameOwner; self.codeFilename = codeFilename; self.codeName = codeName
         self.codeQualname = codeQualname; self.codeLineTable = codeLineTable
         self.codeFirstLineno = codeFirstLineno; self.codeCodeAdaptive = codeCodeAdaptive
+        self.freeThreaded = freeThreaded; self.tstateSize = tstateSize; self.frameSize = frameSize; self.codeSize = codeSize
     }
 }

@@ -6,7 +6,7 @@ final class PythonSymbolizer {
     private let resolver: CodeObjectResolver?
 
     init(interpreter: PythonInterpreter) {
-        resolver = CodeObjectResolver(pid: interpreter.pid, offsets: interpreter.offsets)
+        resolver = CodeObjectResolver(pid: interpreter.pid, offsets: interpreter.offsets, codeType: interpreter.codeTypeAddress)
     }
 
     func frame(_ sampled: py_frame) -> Result<Frame, CodeObjectError> {

@@ -293,7 +293,7 @@ public final class Recorder {
                     located = true
                 } catch let error as InterpreterError {
                     switch error {
-                    case .unsupportedVersion, .unknownVersion:
+                    case .unsupportedVersion, .unknownVersion, .freeThreaded, .unknownLayout:
                         // That will not change: let the command run, report at its end.
                         unusable = error
                     case .notPython, .processGone, .unreadable:
@@ -519,7 +519,7 @@ public final class Recorder {
                     followed.retry(pid, now: now)
                 case .processGone:
                     followed.pending[pid] = nil
-                case .unsupportedVersion, .unknownVersion, .unreadable:
+                case .unsupportedVersion, .unknownVersion, .freeThreaded, .unknownLayout, .unreadable:
                     followed.pending[pid] = nil
                     statistics.skippedProcesses.append("\(error)")
                 }

@@ -170,13 +170,11 @@ extension py_process {
         fields.frame_instr = u16(offsets.frameInstr)
         fields.frame_owner = u16(offsets.frameOwner)
         fields.frame_is_entry = u16(offsets.frameIsEntry)
-        let instrSize = offsets.instructionKind == .pointer ? 8 : 4
-        let ends = [offsets.frameBack + 8, offsets.frameCode + 8, offsets.frameInstr + instrSize, (offsets.frameOwner ?? 0) + 1,
-                    (offsets.frameIsEntry ?? 0) + 1]
-        fields.frame_read_size = UInt16(ends.max()!)
+        fields.frame_read_size = UInt16(offsets.frameReadSize)
         fields.code_checksum = u16(offsets.codeChecksum)
         fields.instr_kind = UInt8(offsets.instructionKind == .pointer ? PY_INSTR_POINTER.rawValue : PY_INSTR_LASTI.rawValue)
-        fields.owner_cstack = offsets.frameOwnedByCStack.map { UInt8($0) } ?? 0xff
+        fields.owner_boundary = offsets.frameBoundaryOwner.map { UInt8($0) } ?? 0xff
+        fields.code_tag_bits = UInt8(offsets.frameCodeTagBits)
         self.init(interpreters_head: interpreter.interpretersHeadAddress, offsets: fields)
     }
 }

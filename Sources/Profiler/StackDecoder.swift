@@ -24,7 +24,8 @@ final class StackDecoder<FrameID: Hashable> {
     }
 
     private let symbolizer: PythonSymbolizer?
-    private let pythonMinor: Int
+    /// Up to 3.10 every Python frame is a run of its own (`PythonOffsets.evalLoopCallPerFrame`).
+    private let evalLoopCallPerFrame: Bool
     /// Its executable mappings, for native frames; replaced when the process maps new code.
     var native: NativeProcess? {
         didSet { nativeFrames = [:] }
@@ -52,7 +53,7 @@ final class StackDecoder<FrameID: Hashable> {
     init(interpreter: PythonInterpreter?, native: NativeProcess?, kernelSymbols: KernelSymbols?, showInterpreterFrames: Bool,
          intern: @escaping (Frame) -> FrameID) {
         symbolizer = interpreter.map { PythonSymbolizer(interpreter: $0) }
-        pythonMinor = interpreter?.version.minor ?? 0
+        evalLoopCallPerFrame = interpreter?.offsets.evalLoopCallPerFrame ?? false
         self.native = native
         self.kernelSymbols = kernelSymbols
         self.showInterpreterFrames = showInterpreterFrames
@@ -83,7 +84,7 @@ final class StackDecoder<FrameID: Hashable> {
                 python.append(pythonFrame(frame))
             }
         }
-        var runs = StackSplicer.runs(python, everyFrameIsARun: pythonMinor <= 10)
+        var runs = StackSplicer.runs(python, everyFrameIsARun: evalLoopCallPerFrame)
         // The walk stopped before the outermost Python frames: the marker stands where they are missing.
         if flags & SAMPLE_TRUNCATED.rawValue != 0, !runs.isEmpty { runs[runs.count - 1].append(markers.truncated) }
 

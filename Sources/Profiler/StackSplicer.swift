@@ -75,7 +75,9 @@ enum StackSplicer {
 
     /// Splits the BPF walk's Python frames (leaf first, with boundaries) into runs, one per eval-loop call.
     /// Up to 3.10 each frame is its own run; from 3.11 runs end at boundaries. Frames after the last boundary (a
-    /// truncated walk) form a last run.
+    /// truncated walk) form a last run. A boundary at the leaf is an eval-loop call that has not pushed its first frame
+    /// yet (an empty run); any other boundary right after one closes no call: 3.15 ends every thread's chain in a
+    /// sentinel frame (`base_frame`) after the outermost call's entry frame.
     static func runs<Frame>(_ frames: [Frame?], everyFrameIsARun: Bool) -> [[Frame]] {
         if everyFrameIsARun { return frames.compactMap { $0.map { [$0] } } }
         var runs: [[Frame]] = []
@@ -83,7 +85,7 @@ enum StackSplicer {
         for frame in frames {
             if let frame {
                 current.append(frame)
-            } else {
+            } else if !current.isEmpty || runs.isEmpty {
                 runs.append(current)
                 current = []
             }

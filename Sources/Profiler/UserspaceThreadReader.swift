@@ -268,9 +268,9 @@ struct PythonFrameWalk {
             func u64(_ offset: UInt16) -> UInt64 { buffer.uint64(at: Int(offset) & (bufferSize - 8)) ?? 0 }
             func u32(_ offset: UInt16) -> UInt32 { buffer.uint32(at: Int(offset) & (bufferSize - 4)) ?? 0 }
             func byte(_ offset: UInt16) -> UInt8 { buffer[Int(offset) & (bufferSize - 1)] }
-            let code = u64(offsets.frame_code)
+            let code = u64(offsets.frame_code) & ~UInt64(offsets.code_tag_bits)
             frame = u64(offsets.frame_previous)
-            if offsets.frame_owner != none && byte(offsets.frame_owner) == offsets.owner_cstack {
+            if offsets.frame_owner != none && byte(offsets.frame_owner) >= offsets.owner_boundary {
                 appendBoundary()
                 continue
             }

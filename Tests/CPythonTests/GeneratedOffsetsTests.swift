@@ -23,8 +23,9 @@ final class GeneratedOffsetsTests: XCTestCase {
 
     func testEverySupportedVersionHasAnEntry() {
         let versions = PythonOffsets.supportedVersions.map { "\($0.major).\($0.minor)" }
-        XCTAssertEqual(versions, ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"])
-        XCTAssertNotNil(PythonOffsets.forVersion(major: 3, minor: 13)?.debugOffsets)
+        XCTAssertEqual(versions, ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"])
+        for minor in 13...15 { XCTAssertNotNil(PythonOffsets.forVersion(major: 3, minor: minor)?.debugOffsets) }
+        XCTAssertNil(PythonOffsets.forVersion(major: 3, minor: 16))
         XCTAssertNil(PythonOffsets.forVersion(major: 3, minor: 7))
     }
 }

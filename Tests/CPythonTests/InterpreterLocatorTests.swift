@@ -13,14 +13,19 @@ final class InterpreterLocatorTests: XCTestCase {
         processes = []
     }
 
-    private func startSleeping(_ python: String) throws -> (Int32, String) {
-        let (process, version) = try TestInterpreters.startSleeping(python)
+    private func startSleeping(_ python: String) throws -> (Int32, String) { try startSleeping([python]) }
+
+    private func startSleeping(_ command: [String]) throws -> (Int32, String) {
+        let (process, version) = try TestInterpreters.startSleeping(command)
         processes.append(process)
         return (process.processIdentifier, version)
     }
 
-    private func checkLocates(_ python: String, binaryContains: String) throws {
-        let (pid, version) = try startSleeping(python)
+    private func checkLocates(_ python: String, binaryContains: String) throws { try checkLocates([python], binaryContains: binaryContains) }
+
+    private func checkLocates(_ command: [String], binaryContains: String) throws {
+        let python = command.joined(separator: " ")
+        let (pid, version) = try startSleeping(command)
         let interpreter = try InterpreterLocator.locate(pid: pid)
         XCTAssertEqual(interpreter.version.description, version, python)
         XCTAssertTrue(interpreter.binaryPath.contains(binaryContains), "\(interpreter.binaryPath) for \(python)")
@@ -29,6 +34,18 @@ final class InterpreterLocatorTests: XCTestCase {
         // _PyRuntime.interpreters.head points at the main interpreter once Python runs.
         let head = try ProcessMemory(pid: pid).readUInt64(interpreter.interpretersHeadAddress)
         XCTAssertNotEqual(head, 0, "\(python): interpreters.head is NULL")
+        // Every build here exports PyCode_Type, stripped ones too (it is public API).
+        let codeType = try XCTUnwrap(interpreter.codeTypeAddress, "\(python): no PyCode_Type")
+        let typeName = try ProcessMemory(pid: pid).readUInt64(codeType + 24)  // tp_name
+        XCTAssertEqual(String(decoding: try ProcessMemory(pid: pid).read(typeName, count: 5), as: UTF8.self), "code\0")
+    }
+
+    /// Debian's own builds (stripped, static), each in its root: 3.13 in trixie (Debian 13) and sid, 3.14 and 3.15 in sid.
+    func testDebianBuilds() throws {
+        try checkLocates(try TestInterpreters.debian("trixie", "3.13"), binaryContains: "/usr/bin/python3.13")
+        for minor in ["3.13", "3.14", "3.15"] {
+            try checkLocates(try TestInterpreters.debian("sid", minor), binaryContains: "/usr/bin/python\(minor)")
+        }
     }
 
     func testPyenvVersions() throws {
@@ -69,28 +86,74 @@ final class InterpreterLocatorTests: XCTestCase {
     }
 }
 
-/// 3.13's `_Py_DebugOffsets` as a real process publishes it, and what happens when it disagrees.
+/// `_Py_DebugOffsets` as real 3.13, 3.14 and 3.15 processes publish it (each minor lays the struct out its own way),
+/// and what happens when it disagrees with the table or describes structs pybpfprof does not know.
 final class DebugOffsetsTests: XCTestCase {
-    func testProcessValuesWinAndAreReported() throws {
-        let (process, _) = try TestInterpreters.startSleeping(try TestInterpreters.pyenv("3.13"))
+    func testPyenv3_13() throws { try checkDebugOffsets(try TestInterpreters.pyenv("3.13"), minor: 13) }
+    func testDebianSid3_14() throws { try checkDebugOffsets(try TestInterpreters.debian("sid", "3.14"), minor: 14) }
+    func testDebianSid3_15() throws { try checkDebugOffsets(try TestInterpreters.debian("sid", "3.15"), minor: 15) }
+
+    private func checkDebugOffsets(_ python: String, minor: Int) throws { try checkDebugOffsets([python], minor: minor) }
+
+    private func checkDebugOffsets(_ command: [String], minor: Int) throws {
+        let (process, _) = try TestInterpreters.startSleeping(command)
         defer { process.terminate() }
         let interpreter = try InterpreterLocator.locate(pid: process.processIdentifier)
-        let table = try XCTUnwrap(PythonOffsets.forVersion(major: 3, minor: 13))
+        let table = try XCTUnwrap(PythonOffsets.forVersion(major: 3, minor: minor))
         let layout = try XCTUnwrap(table.debugOffsets)
-        var bytes = try ProcessMemory(pid: process.processIdentifier).read(interpreter.runtimeAddress, count: layout.size)
+        let published = try ProcessMemory(pid: process.processIdentifier).read(interpreter.runtimeAddress, count: layout.size)
+        func with(_ value: UInt64, at position: Int) -> [UInt8] {
+            var bytes = published
+            withUnsafeBytes(of: value) { bytes.replaceSubrange(position..<position + 8, with: $0) }
+            return bytes
+        }
 
         var offsets = table
-        XCTAssertEqual(try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: bytes), [])
+        XCTAssertEqual(try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: published), [])
         XCTAssertEqual(offsets, table)
 
-        // A build whose thread_id moved: the process's value is used, and said.
-        withUnsafeBytes(of: UInt64(999)) { bytes.replaceSubrange(layout.tstateThreadId..<layout.tstateThreadId + 8, with: $0) }
+        // A build whose thread_id moved (a patch release, py-spy's issue 852): the process's value is used, and said.
+        let moved = table.tstateThreadId + 8
         XCTAssertEqual(
-            try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: bytes),
-            ["thread_state.thread_id: table \(table.tstateThreadId), process 999"])
-        XCTAssertEqual(offsets.tstateThreadId, 999)
+            try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: with(UInt64(moved), at: layout.tstateThreadId)),
+            ["thread_state.thread_id: table \(table.tstateThreadId), process \(moved)"])
+        XCTAssertEqual(offsets.tstateThreadId, moved)
 
-        bytes[0] = 0
-        XCTAssertThrowsError(try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: bytes))
+        // Values that do not fit the structs they describe are a layout this pybpfprof does not know: refused.
+        let tstateSize = Int(try XCTUnwrap(published.uint64(at: layout.tstateSize)))
+        offsets = table
+        XCTAssertThrowsError(try DebugOffsets.reconcile(
+            &offsets, layout: layout, debugOffsets: with(UInt64(tstateSize), at: layout.tstateCurrentFrame))) { error in
+            XCTAssertEqual((error as? DebugOffsets.DebugOffsetsError)?.kind, .unknownLayout, "\(error)")
+        }
+        // A frame whose owner lies beyond what the BPF program reads of a frame.
+        XCTAssertThrowsError(try DebugOffsets.reconcile(
+            &offsets, layout: layout,
+            debugOffsets: with(UInt64(PythonOffsets.frameReadLimit + 8), at: layout.frameOwner))) { error in
+            XCTAssertEqual((error as? DebugOffsets.DebugOffsetsError)?.kind, .unknownLayout, "\(error)")
+        }
+        // A free-threaded build (3.13t+) has another object layout.
+        XCTAssertThrowsError(try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: with(1, at: layout.freeThreaded))) { error in
+            XCTAssertEqual((error as? DebugOffsets.DebugOffsetsError)?.kind, .freeThreaded, "\(error)")
+        }
+        var noCookie = published
+        noCookie[0] = 0
+        XCTAssertThrowsError(try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: noCookie))
+    }
+
+    /// What a user reads for each refusal: one line naming the process, the version and what to do.
+    func testRefusalsAreOneLine() {
+        let messages = [
+            InterpreterError.freeThreaded(pid: 42, version: "3.14").description,
+            InterpreterError.unknownLayout(pid: 42, version: "3.14", detail: "thread_state.current_frame at 832 is outside its 832-byte struct").description,
+            InterpreterError.unsupportedVersion(pid: 42, version: "3.16.0").description,
+        ]
+        for message in messages {
+            XCTAssertFalse(message.contains("\n"), message)
+            XCTAssertTrue(message.hasPrefix("process 42 runs "), message)
+        }
+        XCTAssertTrue(messages[0].contains("free-threaded") && messages[0].contains("python3.14t"), messages[0])
+        XCTAssertTrue(messages[1].contains("upgrade pybpfprof"), messages[1])
+        XCTAssertTrue(messages[2].contains("Python 3.16.0") && messages[2].contains("3.15)") && messages[2].contains("upgrade pybpfprof"), messages[2])
     }
 }

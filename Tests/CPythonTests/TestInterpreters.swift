@@ -21,12 +21,24 @@ enum TestInterpreters {
         return FileManager.default.fileExists(atPath: "\(bin)/python3") ? "\(bin)/python3" : "\(bin)/python"
     }
 
-    /// Starts `python` sleeping for a minute once it has printed its version (in a spelling 2.7 also runs,
-    /// so the interpreter is initialized when this returns), and returns it with "M.m.p".
-    static func startSleeping(_ python: String) throws -> (Process, String) {
+    /// Debian's own `pythonM.m` in the root Scripts/setup --tests makes (`sid` or `trixie`), as the command that runs it
+    /// there: their libc is newer than the host's.
+    static func debian(_ suite: String, _ minor: String) throws -> [String] {
+        let root = (ProcessInfo.processInfo.environment["PYBPFPROF_ROOTS_DIR"] ?? "/var/cache/pybpfprof-roots") + "/" + suite
+        guard FileManager.default.isExecutableFile(atPath: "\(root)/usr/bin/python\(minor)") else {
+            throw Missing(description: "no python\(minor) in Debian \(suite)'s root \(root): run sudo Scripts/setup --tests")
+        }
+        return ["/usr/sbin/chroot", root, "python\(minor)"]
+    }
+
+    static func startSleeping(_ python: String) throws -> (Process, String) { try startSleeping([python]) }
+
+    /// Starts `python` (a command) sleeping for a minute once it has printed its version (in a spelling 2.7 also
+    /// runs, so the interpreter is initialized when this returns), and returns it with "M.m.p".
+    static func startSleeping(_ command: [String]) throws -> (Process, String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["-c", "import sys, time; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); time.sleep(60)"]
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst()) + ["-c", "import sys, time; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); time.sleep(60)"]
         let output = Pipe()
         process.standardOutput = output
         try process.run()

@@ -61,6 +61,9 @@ final class StackSplicerTests: XCTestCase {
         // A walk cut short after the last boundary keeps its frames as a last run.
         XCTAssertEqual(StackSplicer.runs(["a", nil, "b"], everyFrameIsARun: false), [["a"], ["b"]])
         XCTAssertEqual(StackSplicer.runs(["a", "b"], everyFrameIsARun: true), [["a"], ["b"]])
+        // 3.15: the sentinel base frame after the outermost entry frame closes no call, at the leaf shim or not.
+        XCTAssertEqual(StackSplicer.runs(["a", nil, "b", nil, nil], everyFrameIsARun: false), [["a"], ["b"]])
+        XCTAssertEqual(StackSplicer.runs([nil, "a", nil, nil], everyFrameIsARun: false), [[], ["a"]])
     }
 
     func testEvalLoopNamesIncludeCompilerSplitParts() {

@@ -93,11 +93,14 @@ final class UserspaceThreadReaderTests: XCTestCase {
             memory.write(previous, at: address + UInt64(offsets.frameBack))
             switch frame {
             case .shim:
-                memory.write(UInt8(offsets.frameOwnedByCStack!), at: address + UInt64(offsets.frameOwner!))
+                memory.write(UInt8(offsets.frameBoundaryOwner!), at: address + UInt64(offsets.frameOwner!))
+                // 3.14+: the entry frame's executable is None, tagged.
+                if offsets.frameCodeTagBits != 0 { memory.write(UInt64(0x7f_dead_0001), at: address + UInt64(offsets.frameCode)) }
             case let .code(code, instruction, entry):
                 memory.map(code, count: 0x100)
                 memory.write(code, at: code + UInt64(offsets.codeChecksum))
-                memory.write(code, at: address + UInt64(offsets.frameCode))
+                // 3.14+: a _PyStackRef, tagged in its low bits (here as a reference to an immortal object).
+                memory.write(code | (offsets.frameCodeTagBits != 0 ? 1 : 0), at: address + UInt64(offsets.frameCode))
                 if offsets.instructionKind == .pointer {
                     memory.write(code + UInt64(instruction), at: address + UInt64(offsets.frameInstr))
                 } else {
@@ -120,8 +123,16 @@ final class UserspaceThreadReaderTests: XCTestCase {
         frames.map { [$0.code, UInt64($0.instr), UInt64($0.checksum)] }
     }
 
+    /// CPython's knowledge of how much of a frame is read at once, and the BPF program's buffer, are one number.
+    func testFrameReadLimitIsTheBPFProgramsBuffer() {
+        XCTAssertEqual(PythonOffsets.frameReadLimit, Int(PY_FRAME_READ_MAX))
+        for (major, minor) in PythonOffsets.supportedVersions {
+            XCTAssertLessThanOrEqual(PythonOffsets.forVersion(major: major, minor: minor)!.frameReadSize, PythonOffsets.frameReadLimit)
+        }
+    }
+
     func testFramesOfEachVersionAsTheBPFWalkRecordsThem() throws {
-        for minor in [8, 9, 10, 11, 12, 13] {
+        for minor in [8, 9, 10, 11, 12, 13, 14, 15] {
             var python = try FakePython(minor: minor)
             // Leaf first: f (entered from C on 3.11), a shim below it on 3.12+, then g and the module.
             var frames: [FakeFrame] = [.code(0x20_0000, instruction: 6, entry: minor == 11)]
