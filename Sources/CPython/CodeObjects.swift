@@ -119,16 +119,21 @@ public final class CodeObjectResolver {
     /// A compact str object (every identifier and file name is one): length, kind (1, 2 or 4 bytes per
     /// character) and ascii flag from the state word, characters right after the header.
     func readString(_ address: UInt64, maxLength: Int) -> String? {
-        let headerBytes = offsets.unicodeCompactData
+        guard let headerBytes = offsets.unicodeCompactData, let lengthField = offsets.unicodeLength,
+              let stateField = offsets.unicodeState, let asciiData = offsets.unicodeASCIIData
+        else {
+            // 2.7: a byte string, in the source's encoding (UTF-8 in practice; anything else shows replacement characters).
+            return readBytes(address, maxLength: maxLength).map { String(decoding: $0, as: UTF8.self) }
+        }
         guard address != 0, let header = try? memory.read(address, count: headerBytes),
-              let length = header.uint64(at: offsets.unicodeLength), length <= UInt64(maxLength),
-              let state = header.uint32(at: offsets.unicodeState)
+              let length = header.uint64(at: lengthField), length <= UInt64(maxLength),
+              let state = header.uint32(at: stateField)
         else { return nil }
         let kind = Int((state >> 2) & 7)
         let compact = (state >> 5) & 1 == 1
         let ascii = (state >> 6) & 1 == 1
         guard compact, kind == 1 || kind == 2 || kind == 4 else { return nil }
-        let start = UInt64(ascii ? offsets.unicodeASCIIData : offsets.unicodeCompactData)
+        let start = UInt64(ascii ? asciiData : headerBytes)
         guard let data = try? memory.read(address + start, count: Int(length) * kind) else { return nil }
         switch kind {
         case 1:

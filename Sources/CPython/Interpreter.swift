@@ -94,7 +94,8 @@ public enum InterpreterLocator {
     /// `--subprocesses` locate every new process, most of them running binaries seen before.
     public final class FileCache: @unchecked Sendable {
         struct Facts {
-            var runtimeSymbol: UInt64?
+            /// `_PyRuntime` (3.7+) or `interp_head` (2.7, 3.6): where the interpreter list starts.
+            var runtimeSymbol: (name: String, value: UInt64)?
             var codeTypeSymbol: UInt64?
             var hasPyInitialize: Bool
             var layout: ELFLoadLayout
@@ -116,9 +117,9 @@ public enum InterpreterLocator {
             }
             lock.unlock()
             guard let elf = try? InterpreterLocator.openMappedFile(pid: pid, path: path, mapping: mapping) else { return nil }
-            let runtime = elf.scanForSymbol(named: "_PyRuntime")
+            let runtime = InterpreterLocator.runtimeSymbol(in: elf, scan: true)
             let result = Facts(
-                runtimeSymbol: runtime?.value, codeTypeSymbol: runtime == nil ? nil : elf.scanForSymbol(named: "PyCode_Type")?.value,
+                runtimeSymbol: runtime, codeTypeSymbol: runtime == nil ? nil : elf.scanForSymbol(named: "PyCode_Type")?.value,
                 hasPyInitialize: runtime != nil || elf.scanForSymbol(named: "Py_Initialize") != nil,
                 layout: elf.loadLayout,
                 version: runtime == nil ? nil : InterpreterLocator.fileVersion(of: elf))
@@ -150,7 +151,7 @@ public enum InterpreterLocator {
                 throw InterpreterError.unreadable(pid: pid, reason: "cannot find the load address of \(path)")
             }
             if facts.version == nil { break }  // only the process's memory can tell: the uncached path does that
-            return try interpreter(pid: pid, path: path, version: facts.version!, runtimeAddress: bias &+ runtimeSymbol,
+            return try interpreter(pid: pid, path: path, version: facts.version!, runtimeSymbol: runtimeSymbol, bias: bias,
                                    codeTypeAddress: facts.codeTypeSymbol.map { bias &+ $0 })
         }
         if olderPython == nil, kill(pid, 0) != 0 && errno == ESRCH { throw InterpreterError.processGone(pid: pid) }
@@ -167,11 +168,25 @@ public enum InterpreterLocator {
         return try locate(pid: pid)
     }
 
-    static func interpreter(pid: Int32, path: String, version: PythonVersion, runtimeAddress: UInt64,
-                            codeTypeAddress: UInt64?) throws -> PythonInterpreter {
+    /// Where a binary's interpreter list starts: `_PyRuntime`, else 2.7's and 3.6's static `interp_head` (a local
+    /// symbol, so only in the full symbol table). `scan`: without building the file's symbol index.
+    static func runtimeSymbol(in elf: ELFFile, scan: Bool) -> (name: String, value: UInt64)? {
+        for name in ["_PyRuntime", "interp_head"] {
+            if let symbol = scan ? elf.scanForSymbol(named: name) : elf.symbol(named: name) { return (name, symbol.value) }
+        }
+        return nil
+    }
+
+    static func interpreter(pid: Int32, path: String, version: PythonVersion, runtimeSymbol: (name: String, value: UInt64),
+                            bias: UInt64, codeTypeAddress: UInt64?) throws -> PythonInterpreter {
         guard var offsets = PythonOffsets.forVersion(major: version.major, minor: version.minor) else {
             throw InterpreterError.unsupportedVersion(pid: pid, version: version.description)
         }
+        guard runtimeSymbol.name == offsets.runtimeSymbol else {
+            throw InterpreterError.unreadable(
+                pid: pid, reason: "\(path) runs Python \(version) but defines \(runtimeSymbol.name), not \(offsets.runtimeSymbol)")
+        }
+        let runtimeAddress = bias &+ runtimeSymbol.value
         var mismatch: [String] = []
         if let layout = offsets.debugOffsets {
             mismatch = try DebugOffsets.reconcile(&offsets, layout: layout, pid: pid, runtimeAddress: runtimeAddress)
@@ -205,7 +220,7 @@ public enum InterpreterLocator {
         }
         for (path, fileMappings) in candidateFiles(pid: pid, mappings: mappings) {
             guard let elf = try? openMappedFile(pid: pid, path: path, mapping: fileMappings[0]),
-                  let runtime = elf.symbol(named: "_PyRuntime")
+                  let runtime = runtimeSymbol(in: elf, scan: false)
             else { continue }
             guard let bias = elf.loadBias(mappings: fileMappings) else {
                 throw InterpreterError.unreadable(pid: pid, reason: "cannot find the load address of \(path)")
@@ -213,17 +228,23 @@ public enum InterpreterLocator {
             guard let version = try version(of: elf, pid: pid, bias: bias, mappings: fileMappings) else {
                 throw InterpreterError.unknownVersion(pid: pid, binary: path)
             }
-            return try interpreter(pid: pid, path: path, version: version, runtimeAddress: bias &+ runtime.value,
+            return try interpreter(pid: pid, path: path, version: version, runtimeSymbol: runtime, bias: bias,
                                    codeTypeAddress: elf.symbol(named: "PyCode_Type").map { bias &+ $0.value })
         }
-        // 2.7 and 3.6 have no _PyRuntime: name them rather than calling them "not Python".
+        // An interpreter whose list start no symbol names: a stripped 2.7 or 3.6 (interp_head is a local symbol), or
+        // something older. Name it rather than calling it "not Python".
         for (path, fileMappings) in candidateFiles(pid: pid, mappings: mappings) {
             guard let elf = try? openMappedFile(pid: pid, path: path, mapping: fileMappings[0]),
                   elf.symbol(named: "Py_Initialize") != nil
             else { continue }
             let bias = elf.loadBias(mappings: fileMappings) ?? 0
             let version = (try? version(of: elf, pid: pid, bias: bias, mappings: fileMappings)) ?? nil
-            throw InterpreterError.unsupportedVersion(pid: pid, version: version?.description ?? "older than 3.7")
+            if let version, PythonOffsets.forVersion(major: version.major, minor: version.minor) != nil {
+                throw InterpreterError.unreadable(
+                    pid: pid, reason: "\(path) (Python \(version)) is stripped: its interp_head is only in the full symbol "
+                        + "table; profile a build that keeps it")
+            }
+            throw InterpreterError.unsupportedVersion(pid: pid, version: version?.description ?? "older than 2.7")
         }
         if kill(pid, 0) != 0 && errno == ESRCH { throw InterpreterError.processGone(pid: pid) }
         throw InterpreterError.notPython(pid: pid)

@@ -7,17 +7,23 @@
 
 /// How a code object encodes its line numbers.
 public enum LineTableFormat: Sendable, Equatable {
-    /// `co_lnotab` (3.8, 3.9): pairs of (unsigned byte delta, signed line delta).
+    /// `co_lnotab` (3.6-3.9): pairs of (unsigned byte delta, signed line delta).
     case lnotab
+    /// `co_lnotab` (2.7): pairs of (unsigned byte delta, unsigned line delta); lines only grow.
+    case lnotabUnsigned
     /// `co_linetable` (3.10): pairs of (unsigned byte delta, signed line delta or -128 for "no line").
     case linetable310
     /// `co_linetable` (3.11+): location entries covering 1-8 code units each, with varint payloads.
     case locationTable
 
     public init?(major: Int, minor: Int) {
+        if (major, minor) == (2, 7) {
+            self = .lnotabUnsigned
+            return
+        }
         guard major == 3 else { return nil }
         switch minor {
-        case 8, 9: self = .lnotab
+        case 6...9: self = .lnotab
         case 10: self = .linetable310
         case 11...: self = .locationTable
         default: return nil
@@ -42,7 +48,8 @@ public struct LineTable: Sendable {
     public init(format: LineTableFormat, bytes: [UInt8], firstLineNumber: Int) {
         self.firstLineNumber = firstLineNumber
         switch format {
-        case .lnotab: ranges = Self.decodeLnotab(bytes, firstLineNumber: firstLineNumber)
+        case .lnotab: ranges = Self.decodeLnotab(bytes, firstLineNumber: firstLineNumber, signedLineDeltas: true)
+        case .lnotabUnsigned: ranges = Self.decodeLnotab(bytes, firstLineNumber: firstLineNumber, signedLineDeltas: false)
         case .linetable310: ranges = Self.decodeLinetable310(bytes, firstLineNumber: firstLineNumber)
         case .locationTable: ranges = Self.decodeLocationTable(bytes, firstLineNumber: firstLineNumber)
         }
@@ -70,9 +77,9 @@ public struct LineTable: Sendable {
         return low < ranges.count ? ranges[low].line : nil
     }
 
-    // MARK: - 3.8, 3.9
+    // MARK: - 2.7, 3.6-3.9
 
-    private static func decodeLnotab(_ bytes: [UInt8], firstLineNumber: Int) -> [AddressRange]? {
+    private static func decodeLnotab(_ bytes: [UInt8], firstLineNumber: Int, signedLineDeltas: Bool) -> [AddressRange]? {
         // CPython only ever writes whole pairs.
         guard bytes.count % 2 == 0 else { return nil }
         var ranges = RangeBuilder()
@@ -84,7 +91,7 @@ public struct LineTable: Sendable {
             // before applying that pair's line delta: the delta belongs to the code after the range.
             ranges.append(start: start, end: start + byteDelta, line: line)
             start += byteDelta
-            line += Int(Int8(bitPattern: bytes[pairStart + 1]))
+            line += signedLineDeltas ? Int(Int8(bitPattern: bytes[pairStart + 1])) : Int(bytes[pairStart + 1])
         }
         // After the last pair the loop simply runs out and returns the accumulated line, whatever the
         // offset, so the final line extends without bound.

@@ -62,18 +62,18 @@ public struct PythonOffsets: Equatable, Sendable {
     /// Start of the 8 bytes hashed into the sample's code checksum: `co_firstlineno` and the int before it.
     public var codeChecksum: Int
 
-    // Strings and bytes.
+    // Strings and bytes. The unicode fields are nil in 2.7, whose names are byte strings (`namesAreBytes`).
     /// `offsetof(PyASCIIObject, length)`
-    public var unicodeLength: Int
+    public var unicodeLength: Int?
     /// `offsetof(PyASCIIObject, state)`: the bit field word with kind (bits 2-4), compact (5), ascii (6).
-    public var unicodeState: Int
+    public var unicodeState: Int?
     /// `sizeof(PyASCIIObject)`: where a compact ASCII string's characters start.
-    public var unicodeASCIIData: Int
+    public var unicodeASCIIData: Int?
     /// `sizeof(PyCompactUnicodeObject)`: where a compact non-ASCII string's characters start.
-    public var unicodeCompactData: Int
-    /// `offsetof(PyVarObject, ob_size)` in a bytes object.
+    public var unicodeCompactData: Int?
+    /// `offsetof(PyVarObject, ob_size)` in a bytes object (2.7: `PyStringObject`).
     public var bytesSize: Int
-    /// `offsetof(PyBytesObject, ob_sval)`
+    /// `offsetof(PyBytesObject, ob_sval)` (2.7: `PyStringObject`)
     public var bytesData: Int
 
     /// Where this version's `_Py_DebugOffsets` keeps the values checked against this table (3.13+).
@@ -88,7 +88,7 @@ public struct PythonOffsets: Equatable, Sendable {
         instructionKind: InstructionKind,
         codeFilename: Int, codeName: Int, codeQualname: Int?, codeFirstLineno: Int, codeLineTable: Int,
         codeCodeAdaptive: Int?, codeChecksum: Int,
-        unicodeLength: Int, unicodeState: Int, unicodeASCIIData: Int, unicodeCompactData: Int,
+        unicodeLength: Int?, unicodeState: Int?, unicodeASCIIData: Int?, unicodeCompactData: Int?,
         bytesSize: Int, bytesData: Int,
         debugOffsets: DebugOffsetsLayout?
     ) {
@@ -118,6 +118,13 @@ public struct PythonOffsets: Equatable, Sendable {
     public static var supportedVersions: [(major: Int, minor: Int)] {
         generatedTable.map { ($0.major, $0.minor) }
     }
+
+    /// The symbol whose address plus `runtimeInterpretersHead` holds the first interpreter: `_PyRuntime` (3.7+), or in
+    /// 2.7 and 3.6 the static `interp_head` itself, which only a binary's full symbol table names.
+    public var runtimeSymbol: String { (major, minor) >= (3, 7) ? "_PyRuntime" : "interp_head" }
+
+    /// 2.7's names and file names are byte strings (`PyStringObject`), read with the bytes offsets.
+    public var namesAreBytes: Bool { major == 2 }
 
     /// Most bytes of a frame the walk reads at once: the BPF program's PY_FRAME_READ_MAX (a test keeps the two equal).
     public static let frameReadLimit = 128

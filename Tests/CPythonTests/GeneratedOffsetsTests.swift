@@ -23,9 +23,15 @@ final class GeneratedOffsetsTests: XCTestCase {
 
     func testEverySupportedVersionHasAnEntry() {
         let versions = PythonOffsets.supportedVersions.map { "\($0.major).\($0.minor)" }
-        XCTAssertEqual(versions, ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"])
+        XCTAssertEqual(versions, ["2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"])
         for minor in 13...15 { XCTAssertNotNil(PythonOffsets.forVersion(major: 3, minor: minor)?.debugOffsets) }
         XCTAssertNil(PythonOffsets.forVersion(major: 3, minor: 16))
-        XCTAssertNil(PythonOffsets.forVersion(major: 3, minor: 7))
+        XCTAssertNil(PythonOffsets.forVersion(major: 3, minor: 5))
+        // Where each version's interpreter list starts, and what its names are.
+        XCTAssertEqual(PythonOffsets.forVersion(major: 2, minor: 7)?.runtimeSymbol, "interp_head")
+        XCTAssertEqual(PythonOffsets.forVersion(major: 3, minor: 6)?.runtimeSymbol, "interp_head")
+        XCTAssertEqual(PythonOffsets.forVersion(major: 3, minor: 7)?.runtimeSymbol, "_PyRuntime")
+        XCTAssertEqual(PythonOffsets.forVersion(major: 2, minor: 7)?.namesAreBytes, true)
+        XCTAssertEqual(PythonOffsets.forVersion(major: 3, minor: 6)?.namesAreBytes, false)
     }
 }

@@ -1,15 +1,15 @@
 """Dump CPython line tables together with the lines CPython itself derives from them.
 
-Run by LineTableTests.swift under every supported interpreter (3.8+). Prints one JSON
-object on stdout:
+Run by LineTableTests.swift under every supported interpreter (2.7, 3.6+; in 2.7 syntax). Prints
+one JSON object on stdout:
 
     {"version": "3.11.7",
      "code_objects": [{"qualname": ..., "first_line": int, "table": hex, "code_length": int,
                        "instruction_count": int, "line_before_start": int,
                        "lines": [int or null, one per 2-byte code unit of the bytecode]}]}
 
-`table` is `co_lnotab` on 3.8/3.9 and `co_linetable` on 3.10+. `lines[i]` is what
-`PyCode_Addr2Line(code, 2 * i)` returns (null for -1), called through ctypes so the
+`table` is `co_lnotab` up to 3.9 and `co_linetable` on 3.10+. `lines[i]` is what
+`PyCode_Addr2Line(code, unit_size * i)` returns (null for -1), called through ctypes so the
 expectation is CPython's own C implementation, not a re-implementation. Every code unit is
 covered, not only instruction starts, because a profiled frame can point at an
 EXTENDED_ARG or (3.11+) an inline CACHE entry; co_code has the same layout as
@@ -21,6 +21,7 @@ co_positions() on 3.11+); any disagreement aborts with exit status 1.
 """
 
 import ast
+import binascii
 import ctypes
 import dis
 import importlib
@@ -29,6 +30,9 @@ import sys
 import types
 
 VERSION = sys.version_info[:2]
+# Bytes per code unit: 3.6+ runs 2-byte wordcode; 2.7's instructions are 1 or 3 bytes, and f_lasti may
+# be any byte offset.
+UNIT = 2 if VERSION >= (3, 6) else 1
 
 _addr2line = ctypes.pythonapi.PyCode_Addr2Line
 _addr2line.argtypes = [ctypes.py_object, ctypes.c_int]
@@ -187,6 +191,121 @@ def after_blank_lines(values):
     return f"{values!r:>{len(values)}} and {square(2)}"
 '''
 
+# 2.7 compiles none of the above (yield from, async, f-strings): the same shapes in its syntax.
+VARIED_SOURCE_27 = '''
+import functools
+
+
+def decorator(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+@decorator
+def loops(n):
+    total = 0
+    for i in range(n):
+        if i % 3 == 0:
+            continue
+        elif i > 100:
+            break
+        total += i
+    else:
+        total -= 1
+    while total > 10:
+        total //= 2
+    return total
+
+
+def multi_line_expression(a, b):
+    value = (
+        a
+        + b
+        * (a
+           - b)
+    )
+    return {
+        "a": a,
+        "b": [b,
+              value],
+    }
+
+
+def comprehensions(items):
+    squares = [x * x for x in items if x]
+    pairs = {x: [y
+                 for y in range(x)]
+             for x in items}
+    total = sum(x for x in items)
+    unique = {x % 3 for x in items}
+    return squares, pairs, total, unique
+
+
+def exceptions(path):
+    try:
+        handle = open(path)
+    except IOError as error:
+        return str(error)
+    except (OSError, ValueError):
+        raise
+    else:
+        handle.close()
+    finally:
+        print("done")
+
+
+def with_statements(lock, other):
+    with lock:
+        pass
+    with lock as a, other as b:
+        return a, b
+
+
+def nested(x):
+    def inner(y):
+        def innermost(z):
+            return x + y + z
+        return innermost
+    return inner(x)(x)
+
+
+square = lambda v: v * v
+adders = [lambda v, i=i: v + i for i in range(3)]
+
+
+class Thing(object):
+    attribute = 1
+
+    def method(self):
+        return self.attribute
+
+    @property
+    def prop(self):
+        return [
+            self.attribute,
+        ]
+
+
+def generator(n):
+    yield 1
+    for value in range(n):
+        yield value
+
+
+def conditionals(a, b):
+    assert a, "message"
+    return (a if a < b < 10 else b), not a, a and b or None
+
+
+
+def after_blank_lines(values):
+    global square
+    del values[0]
+    return "%r and %s" % (values, square(2))
+'''
+
 # Syntax that only newer versions compile; each one adds its own table shapes.
 VERSION_SPECIFIC_SOURCES = {
     (3, 10): '''
@@ -237,12 +356,15 @@ def module_code(name):
     # Compiled from source rather than taken from the imported module so that the code
     # objects are exactly the ones this interpreter's compiler produces.
     module = importlib.import_module(name)
-    with open(module.__file__, "rb") as source:
-        return compile(source.read(), module.__file__, "exec", dont_inherit=True)
+    path = module.__file__
+    if path.endswith((".pyc", ".pyo")):  # 2.7 names the compiled file
+        path = path[:-1]
+    with open(path, "rb") as source:
+        return compile(source.read(), path, "exec", dont_inherit=True)
 
 
 def top_level_code_objects():
-    yield compile(VARIED_SOURCE, "<varied>", "exec", dont_inherit=True)
+    yield compile(VARIED_SOURCE if VERSION >= (3, 6) else VARIED_SOURCE_27, "<varied>", "exec", dont_inherit=True)
     yield compile(_long_function_source(), "<long>", "exec", dont_inherit=True)
     for minimum, source in sorted(VERSION_SPECIFIC_SOURCES.items()):
         if VERSION >= minimum:
@@ -256,12 +378,24 @@ def all_code_objects(code):
     yield code
     for constant in code.co_consts:
         if isinstance(constant, types.CodeType):
-            yield from all_code_objects(constant)
+            for inner in all_code_objects(constant):
+                yield inner
+
+
+def instruction_offsets(code):
+    if hasattr(dis, "get_instructions"):
+        return [instruction.offset for instruction in dis.get_instructions(code)]
+    # 2.7: an opcode byte, then two argument bytes when it takes an argument.
+    offsets, offset, raw = [], 0, bytearray(code.co_code)
+    while offset < len(raw):
+        offsets.append(offset)
+        offset += 3 if raw[offset] >= dis.HAVE_ARGUMENT else 1
+    return offsets
 
 
 def python_level_lines(code):
     """Line of each instruction start according to the Python-level API."""
-    offsets = [instruction.offset for instruction in dis.get_instructions(code)]
+    offsets = instruction_offsets(code)
     if VERSION < (3, 10):
         # lnotab semantics: the line of the last line start at or before the offset.
         starts = list(dis.findlinestarts(code))
@@ -299,15 +433,16 @@ def fail(code, offset, source_a, line_a, source_b, line_b):
 def describe(code):
     table = code.co_lnotab if VERSION < (3, 10) else code.co_linetable
     code_length = len(code.co_code)
-    lines = [addr2line(code, offset) for offset in range(0, code_length, 2)]
+    lines = [addr2line(code, offset) for offset in range(0, code_length, UNIT)]
     python_lines = python_level_lines(code)
     for offset, line in python_lines.items():
-        if line != lines[offset // 2]:
-            fail(code, offset, "the Python-level API", line, "PyCode_Addr2Line", lines[offset // 2])
+        if line != lines[offset // UNIT]:
+            fail(code, offset, "the Python-level API", line, "PyCode_Addr2Line", lines[offset // UNIT])
     return {
         "qualname": "%s:%s" % (code.co_filename, getattr(code, "co_qualname", code.co_name)),
         "first_line": code.co_firstlineno,
-        "table": table.hex(),
+        "table": binascii.hexlify(table).decode("ascii"),
+        "unit_size": UNIT,
         "code_length": code_length,
         "instruction_count": len(python_lines),
         # CPython answers co_firstlineno for any negative offset (a frame that has not
