@@ -1,5 +1,5 @@
 """A process with a thread that sleeps and a thread that burns CPU, for `pybpfprof dump`'s integration tests.
-Runs on CPython 3.8 and later.
+Runs on CPython 2.7 and 3.6 and later.
 
     sleeper.py [--seconds S]
 
@@ -7,14 +7,31 @@ A thread named "sleeper" blocks in time.sleep inside sleeping_function(), never 
 sampler never sees it: it takes no CPU). The main thread spins in burn_cpu() and counts its loops. Prints
 "main-tid N" and "sleeper-tid N" (native thread ids), then "ready"; exits after S seconds (default 30).
 """
+from __future__ import print_function
+
 import argparse
+import ctypes
 import sys
 import threading
 import time
 
+# 3.3+ has time.monotonic, 3.8+ threading.get_native_id; 2.7, 3.6 and 3.7 get them here.
+monotonic = getattr(time, "monotonic", time.time)
+
+
+def native_thread_id():
+    if hasattr(threading, "get_native_id"):
+        return threading.get_native_id()
+    return ctypes.CDLL(None).syscall(186)  # SYS_gettid on x86_64
+
+
+def say(*words):
+    print(*words)
+    sys.stdout.flush()
+
 
 def sleeping_function(native_ids, started):
-    native_ids.append(threading.get_native_id())
+    native_ids.append(native_thread_id())
     started.set()
     while True:
         time.sleep(3600)  # LINE:sleeper-sleep
@@ -22,7 +39,7 @@ def sleeping_function(native_ids, started):
 
 def burn_cpu(deadline):
     count = 0
-    while time.monotonic() < deadline:  # LINE:burn-loop
+    while monotonic() < deadline:  # LINE:burn-loop
         count += 1  # LINE:burn-add
     return count
 
@@ -33,13 +50,14 @@ def main():
     arguments = parser.parse_args()
     native_ids = []
     started = threading.Event()
-    sleeper = threading.Thread(target=sleeping_function, args=(native_ids, started), name="sleeper", daemon=True)
+    sleeper = threading.Thread(target=sleeping_function, args=(native_ids, started), name="sleeper")
+    sleeper.daemon = True  # 2.7's Thread takes no daemon argument
     sleeper.start()
     started.wait()
-    print("main-tid", threading.get_native_id())
+    print("main-tid", native_thread_id())
     print("sleeper-tid", native_ids[0])
-    print("ready", flush=True)
-    burn_cpu(time.monotonic() + arguments.seconds)  # LINE:main-burn
+    say("ready")
+    burn_cpu(monotonic() + arguments.seconds)  # LINE:main-burn
     return 0
 
 

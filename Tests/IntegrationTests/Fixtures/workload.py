@@ -1,4 +1,4 @@
-"""Workloads of known shape for pybpfprof's integration tests. Runs on CPython 3.8 and later.
+"""Workloads of known shape for pybpfprof's integration tests. Runs on CPython 2.7 and 3.6 and later.
 
 The tests find expected line numbers from the `# LINE:name` markers below, never from fixed numbers, so
 lines may be added or moved freely; a marker names the line it sits on.
@@ -16,10 +16,27 @@ Modes (the first argument):
       prints "ready", sleeps 1 s, then starts a thread that spins about 1 s in late_thread_work(), joins
       it, prints "late-tid N" and exits 0.
 """
+from __future__ import print_function
+
 import argparse
+import ctypes
 import sys
 import threading
 import time
+
+# 3.3+ has time.monotonic, 3.8+ threading.get_native_id; 2.7, 3.6 and 3.7 get them here.
+monotonic = getattr(time, "monotonic", time.time)
+
+
+def native_thread_id():
+    if hasattr(threading, "get_native_id"):
+        return threading.get_native_id()
+    return ctypes.CDLL(None).syscall(186)  # SYS_gettid on x86_64
+
+
+def say(*words):
+    print(*words)
+    sys.stdout.flush()
 
 # Iterations of spin's loop in one call; light() makes one call and heavy() three. About half a millisecond,
 # so that the main loop checks its deadline often.
@@ -66,7 +83,7 @@ def worker_compute():
 
 
 def worker_loop(stop, started, native_ids):
-    native_ids.append(threading.get_native_id())
+    native_ids.append(native_thread_id())
     started.set()
     while not stop.is_set():
         worker_compute()  # LINE:worker-call
@@ -81,11 +98,11 @@ def run_shape(seconds, exit_status):
     worker = threading.Thread(target=worker_loop, args=(stop, started, worker_ids), name="shape-worker")
     worker.start()
     started.wait()
-    print("main-tid", threading.get_native_id())
+    print("main-tid", native_thread_id())
     print("worker-tid", worker_ids[0])
-    print("ready", flush=True)
-    deadline = None if seconds is None else time.monotonic() + seconds
-    while deadline is None or time.monotonic() < deadline:
+    say("ready")
+    deadline = None if seconds is None else monotonic() + seconds
+    while deadline is None or monotonic() < deadline:
         caller()  # LINE:main-caller
         recurse(RECURSION_DEPTH)  # LINE:main-recurse
     stop.set()
@@ -94,7 +111,7 @@ def run_shape(seconds, exit_status):
 
 
 def deep_spin():
-    print("ready", flush=True)
+    say("ready")
     total = 0
     while True:
         total += 1  # LINE:deep-spin
@@ -112,22 +129,22 @@ def run_deep(depth):
 
 
 def late_thread_work(seconds, native_ids):
-    native_ids.append(threading.get_native_id())
-    deadline = time.monotonic() + seconds
+    native_ids.append(native_thread_id())
+    deadline = monotonic() + seconds
     count = 0
-    while time.monotonic() < deadline:  # LINE:late-loop
+    while monotonic() < deadline:  # LINE:late-loop
         count += 1  # LINE:late-add
     return count
 
 
 def run_late_thread():
-    print("ready", flush=True)
+    say("ready")
     time.sleep(1.0)
     late_ids = []
     thread = threading.Thread(target=late_thread_work, args=(1.0, late_ids), name="late-thread")
     thread.start()
     thread.join()
-    print("late-tid", late_ids[0], flush=True)
+    say("late-tid", late_ids[0])
     return 0
 
 

@@ -1,7 +1,8 @@
 /*
  * callback_ext: a CPython extension module whose C functions sit between Python frames, for pybpfprof's
- * mixed Python/native stack tests. Builds against the headers of CPython 3.8 to 3.13 and uses only functions
- * of the limited API (PyObject_CallNoArgs behind a version guard: it is public from 3.9 on).
+ * mixed Python/native stack tests. Builds against the headers of CPython 2.7 and 3.6 to 3.15 and uses only
+ * functions of the limited API (PyObject_CallNoArgs behind a version guard: it is public from 3.9 on; 2.7's module
+ * initialization behind another).
  *
  * callback_workload.py runs, while it burns CPU:
  *
@@ -94,6 +95,13 @@ static PyMethodDef callback_ext_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+#if PY_MAJOR_VERSION == 2
+PyMODINIT_FUNC initcallback_ext(void)
+{
+    Py_InitModule3("callback_ext", callback_ext_methods,
+                   "C functions between Python frames, for pybpfprof's native stack tests.");
+}
+#else
 static struct PyModuleDef callback_ext_module = {
     PyModuleDef_HEAD_INIT,
     "callback_ext",
@@ -110,3 +118,4 @@ PyMODINIT_FUNC PyInit_callback_ext(void)
 {
     return PyModule_Create(&callback_ext_module);
 }
+#endif

@@ -1,4 +1,4 @@
-"""Mixed Python/native stacks for pybpfprof's integration tests. Runs on CPython 3.8 and later.
+"""Mixed Python/native stacks for pybpfprof's integration tests. Runs on CPython 2.7 and 3.6 and later.
 
 Usage: callback_workload.py EXTENSION_DIR SECONDS
   EXTENSION_DIR holds callback_ext built for this interpreter (NativeFixtures.buildCallbackExtension).
@@ -13,12 +13,22 @@ microseconds of C arithmetic, against a fraction of a microsecond of Python arou
 The tests find expected line numbers from the `# LINE:name` markers below, never from fixed numbers, so
 lines may be added or moved freely; a marker names the line it sits on.
 """
+from __future__ import print_function
+
 import sys
 import time
 
 sys.path.insert(0, sys.argv[1])
 
 import callback_ext  # noqa: E402
+
+# 3.3+ has time.monotonic.
+monotonic = getattr(time, "monotonic", time.time)
+
+
+def say(*words):
+    print(*words)
+    sys.stdout.flush()
 
 # Rounds of ext_inner_native's loop in one callback() call: about a third of a millisecond.
 INNER_ITERATIONS = 200000
@@ -35,13 +45,13 @@ def caller():
 
 
 def main(seconds):
-    print("ready", flush=True)
-    deadline = time.monotonic() + seconds
+    say("ready")
+    deadline = monotonic() + seconds
     calls = 0
-    while time.monotonic() < deadline:
+    while monotonic() < deadline:
         caller()  # LINE:main-caller
         calls += 1
-    print("calls", calls, flush=True)
+    say("calls", calls)
     return 0
 
 

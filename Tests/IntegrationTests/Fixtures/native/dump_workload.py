@@ -1,4 +1,4 @@
-"""Threads for `pybpfprof dump`'s test of running threads. Runs on CPython 3.8 and later.
+"""Threads for `pybpfprof dump`'s test of running threads. Runs on CPython 2.7 and 3.6 and later.
 
 Usage: dump_workload.py EXTENSION_DIR SECONDS
   EXTENSION_DIR holds callback_ext built for this interpreter (NativeFixtures.buildCallbackExtension).
@@ -12,6 +12,9 @@ thread ids), then "ready".
 
 The tests find expected line numbers from the `# LINE:name` markers below, never from fixed numbers.
 """
+from __future__ import print_function
+
+import ctypes
 import sys
 import threading
 import time
@@ -19,6 +22,20 @@ import time
 sys.path.insert(0, sys.argv[1])
 
 import callback_ext  # noqa: E402
+
+# 3.3+ has time.monotonic, 3.8+ threading.get_native_id; 2.7, 3.6 and 3.7 get them here.
+monotonic = getattr(time, "monotonic", time.time)
+
+
+def native_thread_id():
+    if hasattr(threading, "get_native_id"):
+        return threading.get_native_id()
+    return ctypes.CDLL(None).syscall(186)  # SYS_gettid on x86_64
+
+
+def say(*words):
+    print(*words)
+    sys.stdout.flush()
 
 # About a third of a millisecond of C arithmetic per callback() call.
 INNER_ITERATIONS = 200000
@@ -29,28 +46,29 @@ def callback():
 
 
 def busy(native_ids, deadline):
-    native_ids["busy"] = threading.get_native_id()
-    while time.monotonic() < deadline:
+    native_ids["busy"] = native_thread_id()
+    while monotonic() < deadline:
         callback_ext.outer_native(callback, 1000)  # LINE:busy-outer
 
 
 def sleeping_function(native_ids):
-    native_ids["sleeper"] = threading.get_native_id()
+    native_ids["sleeper"] = native_thread_id()
     while True:
         time.sleep(3600)  # LINE:sleeper-sleep
 
 
 def main(seconds):
     native_ids = {}
-    sleeper = threading.Thread(target=sleeping_function, args=(native_ids,), name="sleeper", daemon=True)
+    sleeper = threading.Thread(target=sleeping_function, args=(native_ids,), name="sleeper")
+    sleeper.daemon = True  # 2.7's Thread takes no daemon argument
     sleeper.start()
-    worker = threading.Thread(target=busy, args=(native_ids, time.monotonic() + seconds), name="busy")
+    worker = threading.Thread(target=busy, args=(native_ids, monotonic() + seconds), name="busy")
     worker.start()
     while len(native_ids) < 2:
         time.sleep(0.01)
     print("busy-tid", native_ids["busy"])
     print("sleeper-tid", native_ids["sleeper"])
-    print("ready", flush=True)
+    say("ready")
     worker.join()  # LINE:main-join
     return 0
 
