@@ -26,6 +26,8 @@ final class StackDecoder<FrameID: Hashable> {
     private let symbolizer: PythonSymbolizer?
     /// Up to 3.10 every Python frame is a run of its own (`PythonOffsets.evalLoopCallPerFrame`).
     private let evalLoopCallPerFrame: Bool
+    /// Which native frames are the eval loop's, in this interpreter's version.
+    private let evalLoop: EvalLoop
     /// Its executable mappings, for native frames; replaced when the process maps new code.
     var native: NativeProcess? {
         didSet { nativeFrames = [:] }
@@ -54,6 +56,7 @@ final class StackDecoder<FrameID: Hashable> {
          intern: @escaping (Frame) -> FrameID) {
         symbolizer = interpreter.map { PythonSymbolizer(interpreter: $0) }
         evalLoopCallPerFrame = interpreter?.offsets.evalLoopCallPerFrame ?? false
+        evalLoop = EvalLoop(pythonMajor: interpreter?.version.major ?? 3)
         self.native = native
         self.kernelSymbols = kernelSymbols
         self.showInterpreterFrames = showInterpreterFrames
@@ -153,7 +156,13 @@ final class StackDecoder<FrameID: Hashable> {
                     ?? unknownNativeFrameName(path: mapping.path, address: linkTimeAddress)
                 frame.name = name + byFramePointer
                 frame.file = (mapping.path as NSString).lastPathComponent
-                if mapping.isInterpreter { role = EvalLoop.contains(symbol: name) ? .evalLoop : .interpreter }
+                if mapping.isInterpreter {
+                    switch evalLoop.part(symbol: name) {
+                    case .call: role = .evalLoop
+                    case .opcodeHandler: role = .evalLoopHandler
+                    case .none: role = .interpreter
+                    }
+                }
             } else {
                 frame.name = unknownNativeFrameName(path: mapping.path, address: address - mapping.start) + byFramePointer
             }

@@ -10,6 +10,9 @@ enum StackSplicer {
     enum NativeRole: Equatable {
         /// An activation of the interpreter's eval loop: replaced by Python frames.
         case evalLoop
+        /// An opcode handler of a tail-calling interpreter (`EvalLoop.Part.opcodeHandler`): part of the eval-loop call
+        /// next outward, or, with no such frame right below it, the call itself.
+        case evalLoopHandler
         /// Other code of the interpreter itself (libpython, the python executable): hidden unless asked for.
         case interpreter
         /// Extensions, shared libraries, libc, JIT code.
@@ -45,6 +48,12 @@ enum StackSplicer {
         if native.isEmpty {
             return (pythonRuns.flatMap { $0 }.reversed(), .pythonOnly)
         }
+        let native = native.indices.map { index -> (frame: Frame, role: NativeRole) in
+            guard native[index].role == .evalLoopHandler else { return native[index] }
+            let outward = index + 1 < native.count ? native[index + 1].role : nil
+            let partOfOutwardCall = outward == .evalLoop || outward == .evalLoopHandler
+            return (native[index].frame, partOfOutwardCall ? .interpreter : .evalLoop)
+        }
         func shown(_ role: NativeRole) -> Bool { role == .other || showInterpreterFrames }
         let evalFrames = native.reduce(0) { $0 + ($1.role == .evalLoop ? 1 : 0) }
         let fits = evalFrames == pythonRuns.count || (!nativeComplete && evalFrames < pythonRuns.count)
@@ -63,7 +72,7 @@ enum StackSplicer {
                 leafFirst += pythonRuns[run]
                 if showInterpreterFrames { leafFirst.append(frame) }
                 run += 1
-            case .interpreter, .other:
+            case .interpreter, .other, .evalLoopHandler:
                 if shown(role) { leafFirst.append(frame) }
             }
         }
