@@ -10,7 +10,7 @@ enum DebugOffsets {
 
     /// Reads the process's `_Py_DebugOffsets` and reconciles the table with it.
     static func reconcile(
-        _ offsets: inout PythonOffsets, layout: DebugOffsetsLayout, pid: Int32, runtimeAddress: UInt64
+        _ offsets: inout PythonOffsets, layout: DebugOffsetsLayout, pid: Int32, version: PythonVersion, runtimeAddress: UInt64
     ) throws -> [String] {
         do {
             let bytes = try ProcessMemory(pid: pid).read(runtimeAddress, count: layout.size)
@@ -18,7 +18,6 @@ enum DebugOffsets {
         } catch let error as ProcessMemoryError {
             throw InterpreterError.unreadable(pid: pid, reason: "reading _Py_DebugOffsets: \(error)")
         } catch let error as DebugOffsetsError {
-            let version = "\(offsets.major).\(offsets.minor)"
             switch error.kind {
             case .unreadable: throw InterpreterError.unreadable(pid: pid, reason: error.description)
             case .freeThreaded: throw InterpreterError.freeThreaded(pid: pid, version: version)

@@ -27,9 +27,9 @@ public enum InterpreterError: Error, CustomStringConvertible, Equatable {
     case unknownVersion(pid: Int32, binary: String)
     case unsupportedVersion(pid: Int32, version: String)
     /// A free-threaded build (3.13t and later): its objects have another layout.
-    case freeThreaded(pid: Int32, version: String)
+    case freeThreaded(pid: Int32, version: PythonVersion)
     /// The process's `_Py_DebugOffsets` describe structs other than the ones pybpfprof knows for its version.
-    case unknownLayout(pid: Int32, version: String, detail: String)
+    case unknownLayout(pid: Int32, version: PythonVersion, detail: String)
     case unreadable(pid: Int32, reason: String)
 
     public var description: String {
@@ -45,11 +45,12 @@ public enum InterpreterError: Error, CustomStringConvertible, Equatable {
             return "process \(pid) runs Python \(version), which pybpfprof does not support (supported: "
                 + "\(supported.joined(separator: ", "))): profile a supported version, or upgrade pybpfprof for a newer one"
         case .freeThreaded(let pid, let version):
+            let minor = "\(version.major).\(version.minor)"
             return "process \(pid) runs a free-threaded build of Python \(version), whose objects pybpfprof cannot read "
-                + "(another layout): profile the default build (python\(version), not python\(version)t)"
+                + "(another layout): profile the default build (python\(minor), not python\(minor)t)"
         case .unknownLayout(let pid, let version, let detail):
             return "process \(pid) runs Python \(version), whose _Py_DebugOffsets do not match the layout pybpfprof knows for "
-                + "\(version) (\(detail)): upgrade pybpfprof, or report the interpreter's exact build"
+                + "\(version.major).\(version.minor) (\(detail)): upgrade pybpfprof, or report the interpreter's exact build"
         case .unreadable(let pid, let reason):
             return "cannot read process \(pid): \(reason)"
         }
@@ -189,7 +190,7 @@ public enum InterpreterLocator {
         let runtimeAddress = bias &+ runtimeSymbol.value
         var mismatch: [String] = []
         if let layout = offsets.debugOffsets {
-            mismatch = try DebugOffsets.reconcile(&offsets, layout: layout, pid: pid, runtimeAddress: runtimeAddress)
+            mismatch = try DebugOffsets.reconcile(&offsets, layout: layout, pid: pid, version: version, runtimeAddress: runtimeAddress)
         }
         return PythonInterpreter(
             pid: pid, binaryPath: path, version: version, offsets: offsets,

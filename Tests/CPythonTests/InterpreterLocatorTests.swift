@@ -151,8 +151,8 @@ final class DebugOffsetsTests: XCTestCase {
     /// What a user reads for each refusal: one line naming the process, the version and what to do.
     func testRefusalsAreOneLine() {
         let messages = [
-            InterpreterError.freeThreaded(pid: 42, version: "3.14").description,
-            InterpreterError.unknownLayout(pid: 42, version: "3.14", detail: "thread_state.current_frame at 832 is outside its 832-byte struct").description,
+            InterpreterError.freeThreaded(pid: 42, version: PythonVersion(major: 3, minor: 14, micro: 2)).description,
+            InterpreterError.unknownLayout(pid: 42, version: PythonVersion(major: 3, minor: 14, micro: 2), detail: "thread_state.current_frame at 832 is outside its 832-byte struct").description,
             InterpreterError.unsupportedVersion(pid: 42, version: "3.16.0").description,
         ]
         for message in messages {
