@@ -25,7 +25,8 @@ final class UserspaceReaderWithoutBPFTests: IntegrationTestCase {
         defer { rows.deallocate() }
         for interpreter in try PythonInterpreters.supported() {
             let label = "\(interpreter) sleeper.py"
-            let target = try start(interpreter.path, [fixture.path, "--seconds", "600"])
+            try stage([fixture.path], for: interpreter)
+            let target = try start(interpreter.command([fixture.path, "--seconds", "600"]))
             try target.waitForLine("ready", timeout: 120)
             let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
             let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
