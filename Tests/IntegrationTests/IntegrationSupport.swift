@@ -540,6 +540,21 @@ enum DebianRoot {
     }
 }
 
+// MARK: - Thread entries
+
+/// The names of libc's outermost frame on a thread other than the main one: `clone` (glibc before 2.34), `clone3` (the
+/// host's 2.36), `__clone3` (2.41 and later, as the debug files of Debian trixie's and sid's libc name it).
+let threadEntryNames: Set<String> = ["clone", "clone3", "__clone3"]
+
+/// For a failure message about a thread's outermost frame `name`: when it is libc's but has no name (`libc.so.6+0x…`),
+/// why. libc names clone3 and start_thread only in its debug file (the libc6-dbg package): the host has it
+/// (Scripts/setup), a Debian root may not.
+func threadEntryHint(_ name: String?, _ interpreter: PythonInterpreter) -> String {
+    guard let name, name.hasPrefix("libc.so.6+0x") else { return "" }
+    let place = interpreter.root.map { "the root \($0)" } ?? "this machine"
+    return " (libc's thread entry has no name: its symbols are in libc6-dbg's debug file, which \(place) lacks)"
+}
+
 // MARK: - The workload fixture
 
 /// Fixtures/workload.py and what the tests read from its text: lines marked `# LINE:name`, the lines each
