@@ -91,7 +91,7 @@ class IntegrationTestCase: XCTestCase {
     func stage(_ paths: [String], for interpreter: PythonInterpreter) throws {
         guard let root = interpreter.root else { return }
         for path in paths {
-            let destination = try DebianRoot.hostPath(of: path, in: root)
+            let destination = try DebianRoots.hostPath(of: path, in: root)
             if staged.contains(where: { $0.isCopy && (destination == $0.hostPath || destination.hasPrefix($0.hostPath + "/")) }) {
                 continue
             }
@@ -114,7 +114,7 @@ class IntegrationTestCase: XCTestCase {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             return path
         }
-        let destination = try DebianRoot.hostPath(of: path, in: root)
+        let destination = try DebianRoots.hostPath(of: path, in: root)
         try makeParents(of: path, in: root)
         try removeLeftover(destination)
         guard mkdir(destination, 0o755) == 0 else {
@@ -127,8 +127,8 @@ class IntegrationTestCase: XCTestCase {
     /// Makes the directories above `path` in `root` that do not exist (0755), recording them for tearDown. Refuses a
     /// symbolic link on the way: one could lead out of the root.
     private func makeParents(of path: String, in root: String) throws {
-        let hostPath = try DebianRoot.hostPath(of: path, in: root)
-        var directory = try DebianRoot.hostPath(of: "/", in: root, allowingRootItself: true)
+        let hostPath = try DebianRoots.hostPath(of: path, in: root)
+        var directory = try DebianRoots.hostPath(of: "/", in: root, allowingRootItself: true)
         for component in path.split(separator: "/").dropLast() {
             directory += "/" + component
             var status = stat()
@@ -416,13 +416,13 @@ struct PythonInterpreter: CustomStringConvertible {
     /// A file the arguments name must be visible at that path in the root: IntegrationTestCase.stage.
     func command(_ arguments: [String] = []) -> [String] {
         guard let root else { return [path] + arguments }
-        return [DebianRoot.chroot, root, path] + arguments
+        return [DebianRoots.chroot, root, path] + arguments
     }
 
     /// The C compiler that builds extensions for it: the host's cc, or its root's own gcc (with the root's headers).
     var compilerCommand: [String] {
         guard let root else { return ["cc"] }
-        return [DebianRoot.chroot, root, "/usr/bin/gcc"]
+        return [DebianRoots.chroot, root, "/usr/bin/gcc"]
     }
 }
 
@@ -472,15 +472,15 @@ enum PythonInterpreters {
 
     /// Debian's own `/usr/bin/pythonM.m` in the root of `suite` (`trixie`, `sid`) that Scripts/setup --tests makes.
     static func debianRoot(_ suite: String, _ minorVersion: String) throws -> PythonInterpreter {
-        let root = DebianRoot.path(suite)
+        let root = DebianRoots.path(suite)
         let path = "/usr/bin/python\(minorVersion)"
         guard FileManager.default.isExecutableFile(atPath: root + path) else {
-            throw IntegrationError("Debian \(suite)'s python\(minorVersion) is missing at \(root + path) (the root of "
-                + "\(suite) Scripts/setup --tests makes, in $PYBPFPROF_ROOTS_DIR or \(DebianRoot.defaultDirectory)): "
+            throw IntegrationError("Debian \(suite)'s python\(minorVersion) is missing at \(root + path) (Scripts/setup "
+                + "--tests makes the \(suite) root in $PYBPFPROF_ROOTS_DIR, default \(DebianRoots.defaultDirectory)): "
                 + "run sudo Scripts/setup --tests")
         }
-        guard FileManager.default.isExecutableFile(atPath: DebianRoot.chroot) else {
-            throw IntegrationError("\(DebianRoot.chroot) is missing: the tests run Debian \(suite)'s python\(minorVersion) "
+        guard FileManager.default.isExecutableFile(atPath: DebianRoots.chroot) else {
+            throw IntegrationError("\(DebianRoots.chroot) is missing: the tests run Debian \(suite)'s python\(minorVersion) "
                 + "with it (apt-get install coreutils)")
         }
         return PythonInterpreter(name: "\(suite)-\(minorVersion)", label: "Debian \(suite) \(path)", path: path,
@@ -509,20 +509,9 @@ enum PythonInterpreters {
     }
 }
 
-/// The Debian roots Scripts/setup --tests makes with debootstrap, in PYBPFPROF_ROOTS_DIR (default
-/// /var/cache/pybpfprof-roots): `trixie` and `sid`, each with its pythonM.m, their -dev packages and gcc.
-enum DebianRoot {
-    static let chroot = "/usr/sbin/chroot"
-    static let defaultDirectory = "/var/cache/pybpfprof-roots"
-
-    /// The root of `suite`, whether it exists or not.
-    static func path(_ suite: String) -> String {
-        var directory = ProcessInfo.processInfo.environment["PYBPFPROF_ROOTS_DIR"] ?? ""
-        if directory.isEmpty { directory = defaultDirectory }
-        while directory.count > 1 && directory.hasSuffix("/") { directory.removeLast() }
-        return directory + "/" + suite
-    }
-
+/// The Debian roots Scripts/setup --tests makes with debootstrap (`trixie` and `sid`, each with its pythonM.m, their -dev
+/// packages and gcc), where TestSupport's DebianRoots says.
+extension DebianRoots {
     /// `path` (absolute) as the host sees it in `root`: ROOT + path. Throws for a path that is not absolute or has `.` or
     /// `..` components, and for a root that is not an absolute path other than /, so that it never names a place
     /// outside the root.
