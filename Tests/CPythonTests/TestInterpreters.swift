@@ -24,11 +24,11 @@ enum TestInterpreters {
     /// Debian's own `pythonM.m` in the root Scripts/setup --tests makes (`sid` or `trixie`), as the command that runs it
     /// there: their libc is newer than the host's.
     static func debian(_ suite: String, _ minor: String) throws -> [String] {
-        let root = (ProcessInfo.processInfo.environment["PYBPFPROF_ROOTS_DIR"] ?? "/var/cache/pybpfprof-roots") + "/" + suite
+        let root = DebianRoots.path(suite)
         guard FileManager.default.isExecutableFile(atPath: "\(root)/usr/bin/python\(minor)") else {
             throw Missing(description: "no python\(minor) in Debian \(suite)'s root \(root): run sudo Scripts/setup --tests")
         }
-        return ["/usr/sbin/chroot", root, "python\(minor)"]
+        return [DebianRoots.chroot, root, "python\(minor)"]
     }
 
     static func startSleeping(_ python: String) throws -> (Process, String) { try startSleeping([python]) }

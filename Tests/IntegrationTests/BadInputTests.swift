@@ -79,7 +79,7 @@ final class BadInputTests: IntegrationTestCase {
     /// A launched command running an unsupported Python runs to its end, then the version is named.
     func testCommandRunningUnsupportedPython() throws {
         let interpreter = try PythonInterpreters.pyenv("3.7")
-        let result = try runPyBPFProf(["record", "-o", scratchFile("out.folded"), "--", interpreter.path, "-c", "pass"])
+        let result = try runPyBPFProf(["record", "-o", scratchFile("out.folded"), "--"] + interpreter.command(["-c", "pass"]))
         assertCleanError(result, keywords: ["Python 3.7.", "does not support"])
     }
 
@@ -98,7 +98,7 @@ final class BadInputTests: IntegrationTestCase {
 
     /// A Python process that has initialized its interpreter (it printed "ready") and sleeps.
     private func startSleepingPython(_ interpreter: PythonInterpreter) throws -> RunningProcess {
-        let python = try start(interpreter.path, ["-c", Self.sleeperScript])
+        let python = try start(interpreter.command(["-c", Self.sleeperScript]))
         try python.waitForLine("ready", timeout: 30)
         return python
     }

@@ -8,9 +8,9 @@ final class DistributionBuildTests: IntegrationTestCase {
     /// names: before the parts were found from the code, 98.6% of its samples were `[python/native mismatch]`. Each
     /// sample in the workload's innermost function is spliced: its Python frames in order, under the native ones.
     func testDebianSidPython3_13SplicesItsStrippedEvalLoop() throws {
-        let root = try DebianRoot.sid()
-        let script = "pybpfprof-test-\(getpid())-\(UUID().uuidString.prefix(8)).py"
-        let hostPath = root + "/tmp/" + script
+        let interpreter = try PythonInterpreters.debianRoot("sid", "3.13")
+        // Written in the scratch directory and staged at the same path in the root.
+        let script = scratchFile("sid313.py")
         try """
         import time
         def leaf(n):
@@ -25,19 +25,19 @@ final class DistributionBuildTests: IntegrationTestCase {
             while time.monotonic() < end:
                 middle()
         top(\(4 * Slowdown.factor))
-        """.write(toFile: hostPath, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(atPath: hostPath) }
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        try stage([script], for: interpreter)
 
         let output = scratchFile("sid313.folded")
-        let result = try runPyBPFProf(["record", "--rate", "499", "-o", output, "--format", "folded", "--",
-                                       "/usr/sbin/chroot", root, "python3.13", "/tmp/" + script]).requireSuccess()
+        let result = try runPyBPFProf(["record", "--rate", "499", "-o", output, "--format", "folded", "--"]
+            + interpreter.command([script])).requireSuccess()
         var total = 0, mismatched = 0, inLeaf = 0, notLoaded = 0, spliced = 0
         for line in try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n") {
             guard let space = line.lastIndex(of: " "), let count = Int(line[line.index(after: space)...]) else { continue }
             let frames = line[..<space].split(separator: ";").map(String.init)
             total += count
             if frames.contains("[python/native mismatch]") { mismatched += count }
-            let python = frames.filter { $0.contains("(/tmp/\(script):") }.map { String($0.prefix { $0 != " " }) }
+            let python = frames.filter { $0.contains("(\(script):") }.map { String($0.prefix { $0 != " " }) }
             guard python.last == "leaf" else { continue }
             inLeaf += count
             // Sampled before the binary's unwind tables were loaded: Python frames only, said so.
@@ -55,16 +55,5 @@ final class DistributionBuildTests: IntegrationTestCase {
         XCTAssertEqual(mismatched, 0, result.report)
         XCTAssertGreaterThan(spliced, 200, result.report)
         XCTAssertEqual(spliced, inLeaf - notLoaded, "samples in leaf() whose stack is not __libc_start_main … <module>;top;middle;leaf\n" + result.report)
-    }
-}
-
-/// The Debian roots Scripts/setup --tests makes with debootstrap.
-enum DebianRoot {
-    static func sid() throws -> String {
-        let root = (ProcessInfo.processInfo.environment["PYBPFPROF_ROOTS_DIR"] ?? "/var/cache/pybpfprof-roots") + "/sid"
-        guard FileManager.default.isExecutableFile(atPath: root + "/usr/bin/python3.13") else {
-            throw IntegrationError("Debian sid's root with python3.13 is missing at \(root): run sudo Scripts/setup --tests")
-        }
-        return root
     }
 }

@@ -22,7 +22,8 @@ final class DumpTests: IntegrationTestCase {
         let burnLines = try fixture.lines(ofFunction: "burn_cpu")
         for interpreter in try PythonInterpreters.supported() {
             let label = "\(interpreter) sleeper.py (\(reader))"
-            let target = try start(interpreter.path, [fixture.path, "--seconds", "\(60 * Slowdown.factor)"])
+            try stage([fixture.path], for: interpreter)
+            let target = try start(interpreter.command([fixture.path, "--seconds", "\(60 * Slowdown.factor)"]))
             try target.waitForLine("ready", timeout: 30)
             let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
             let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
@@ -81,7 +82,8 @@ final class DumpTests: IntegrationTestCase {
         let mainFunctions: Set = ["run_shape", "caller", "heavy", "light", "spin", "recurse"]
         for interpreter in try PythonInterpreters.supported() {
             let label = "\(interpreter) workload.py shape (\(reader))"
-            let target = try start(interpreter.path, [workload.path, "shape", "--seconds", "\(10 * Slowdown.factor)"])
+            try stage([workload.path], for: interpreter)
+            let target = try start(interpreter.command([workload.path, "shape", "--seconds", "\(10 * Slowdown.factor)"]))
             try target.waitForLine("ready", timeout: 30)
             let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
             let workerTID = try printedThreadID("worker-tid", in: target.standardOutput)
@@ -131,7 +133,6 @@ final class DumpTests: IntegrationTestCase {
 
     private func checkRunningThreadsAreSampledWhole(reader: Reader) throws {
         let workload = try Workload.load("native/dump_workload.py")
-        let source = Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path
         let busyLine = try workload.line("busy-outer")
         let callbackLine = try workload.line("callback-inner")
         let sleepLine = try workload.line("sleeper-sleep")
@@ -139,10 +140,11 @@ final class DumpTests: IntegrationTestCase {
         let taskset = try executable("taskset", package: "util-linux")
         let cpus = try twoCPUs()
         for (index, interpreter) in try PythonInterpreters.supported().enumerated() {
-            let extensionDirectory = scratchFile("ext-\(index)")
-            _ = try NativeFixtures.buildCallbackExtension(python: interpreter.path, source: source, into: extensionDirectory)
+            // Built in the interpreter's root with its own compiler and headers, when it has one.
+            let extensionDirectory = try buildCallbackExtension(for: interpreter, into: "ext-\(index)")
+            try stage([workload.path], for: interpreter)
             // Killed after its three dumps; long enough for them on a slow machine.
-            let target = try start(interpreter.path, [workload.path, extensionDirectory, "600"])
+            let target = try start(interpreter.command([workload.path, extensionDirectory, "600"]))
             try target.waitForLine("ready", timeout: 30)
             let busyTID = try printedThreadID("busy-tid", in: target.standardOutput)
             let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
@@ -187,7 +189,8 @@ final class DumpTests: IntegrationTestCase {
                                   "\(label): the eval loop's frames are shown: \(busy)")
                 }
                 // The native unwind reached the thread's start: libc's clone (clone3 since glibc 2.34) is outermost.
-                XCTAssertTrue(["clone", "clone3"].contains(busy.frames.last?.name ?? ""), "\(label): whole to the thread's start: \(busy)")
+                XCTAssertTrue(threadEntryNames.contains(busy.frames.last?.name ?? ""), "\(label): whole to the thread's start"
+                    + threadEntryHint(busy.frames.last?.name, interpreter) + ": \(busy)")
                 XCTAssertTrue(busy.frames.last?.file.hasPrefix("libc") ?? false, "\(label): \(busy)")
                 if busy.frames.first(where: { $0.kind != "kernel" })?.name == "ext_inner_native" { innerLeaf += 1 }
 
@@ -200,7 +203,8 @@ final class DumpTests: IntegrationTestCase {
                               "\(label): libc's sleep is the innermost user frame: \(sleeper)")
                 XCTAssertTrue(sleeper.frames.contains { $0.kind == "python" && $0.name == "sleeping_function" && $0.line == sleepLine },
                               "\(label): \(sleeper)")
-                XCTAssertTrue(["clone", "clone3"].contains(sleeper.frames.last?.name ?? ""), "\(label): \(sleeper)")
+                XCTAssertTrue(threadEntryNames.contains(sleeper.frames.last?.name ?? ""), "\(label): whole to the thread's start"
+                    + threadEntryHint(sleeper.frames.last?.name, interpreter) + ": \(sleeper)")
                 XCTAssertFalse(sleeper.frames.contains { $0.kind == "marker" }, "\(label): \(sleeper)")
                 summary.append("\(busy.sampled ? "sampled" : busy.state) \(render(busy))")
             }
@@ -225,7 +229,7 @@ final class DumpTests: IntegrationTestCase {
 
     private func checkTextOutputAndPythonOnly(reader: Reader) throws {
         let fixture = try Workload.load("sleeper.py")
-        let target = try start(try PythonInterpreters.debian311().path, [fixture.path, "--seconds", "\(60 * Slowdown.factor)"])
+        let target = try start(try PythonInterpreters.debian311().command([fixture.path, "--seconds", "\(60 * Slowdown.factor)"]))
         try target.waitForLine("ready", timeout: 30)
         let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
 

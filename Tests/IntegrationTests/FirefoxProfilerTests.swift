@@ -12,8 +12,7 @@ final class FirefoxProfilerTests: IntegrationTestCase {
         let output = scratchFile("out.firefox.json")
         let result = try runPyBPFProf([
             "record", "--format", "firefox", "--rate", "499", "-o", output, "--",
-            interpreter.path, workload.path, "shape", "--seconds", "2",
-        ]).requireSuccess()
+        ] + interpreter.command([workload.path, "shape", "--seconds", "2"])).requireSuccess()
         let mainTid = try printedThreadID("main-tid", in: result.standardOutput)
         let workerTid = try printedThreadID("worker-tid", in: result.standardOutput)
 

@@ -22,8 +22,7 @@ final class FlameGraphBrowserTests: IntegrationTestCase {
         let started = Date()
         let recording = try runPyBPFProf([
             "record", "--rate", "\(Self.rate)", "--format", "html", "-o", output, "--",
-            interpreter.path, workload.path, "shape", "--seconds", "2",
-        ])
+        ] + interpreter.command([workload.path, "shape", "--seconds", "2"]))
         try recording.requireSuccess()
         let recordSeconds = Date().timeIntervalSince(started)
 

@@ -26,6 +26,8 @@ class IntegrationTestCase: XCTestCase {
     /// Removed after the test. Mode 0755, so that a process run as nobody can reach files made inside it.
     private(set) var scratch: URL!
     private var startedProcesses: [RunningProcess] = []
+    /// What stage and makeDirectory made in Debian roots, in order; tearDown removes them in reverse.
+    private var staged: [(hostPath: String, isCopy: Bool)] = []
 
     override func setUpWithError() throws {
         try super.setUpWithError()
@@ -45,6 +47,7 @@ class IntegrationTestCase: XCTestCase {
         for process in startedProcesses { process.killIfRunning() }
         startedProcesses = []
         if let scratch { try? FileManager.default.removeItem(at: scratch) }
+        removeStaged()
         try super.tearDownWithError()
     }
 
@@ -55,9 +58,18 @@ class IntegrationTestCase: XCTestCase {
         return process
     }
 
+    /// Starts `command` (an argv: PythonInterpreter.command) as start(executable, arguments) does.
+    func start(_ command: [String]) throws -> RunningProcess {
+        try start(command[0], Array(command.dropFirst()))
+    }
+
     /// Runs a process to its end, killing it and failing past `timeout` seconds.
     func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> ProcessResult {
         try start(executable, arguments).wait(timeout: timeout)
+    }
+
+    func run(_ command: [String], timeout: TimeInterval = 60) throws -> ProcessResult {
+        try run(command[0], Array(command.dropFirst()), timeout: timeout)
     }
 
     /// Runs `pybpfprof ARGUMENTS...` to its end.
@@ -67,6 +79,111 @@ class IntegrationTestCase: XCTestCase {
 
     func scratchFile(_ name: String) -> String {
         scratch.appendingPathComponent(name).path
+    }
+
+    // MARK: Files in Debian roots
+
+    /// Makes host files and directories (absolute paths) visible to `interpreter` at the same paths, so that its Python
+    /// frames name the same files as the host's interpreters do: for an interpreter in a Debian root, copies each to
+    /// ROOT + path (a directory whole), making the directories above it that the root lacks; tearDown removes the
+    /// copies and those directories. Nothing to do for the host's interpreters. A path already staged in this test (or
+    /// under a directory that was) is not copied again; a leftover copy of an earlier run that was killed is replaced.
+    func stage(_ paths: [String], for interpreter: PythonInterpreter) throws {
+        guard let root = interpreter.root else { return }
+        for path in paths {
+            let destination = try DebianRoots.hostPath(of: path, in: root)
+            if staged.contains(where: { $0.isCopy && (destination == $0.hostPath || destination.hasPrefix($0.hostPath + "/")) }) {
+                continue
+            }
+            try makeParents(of: path, in: root)
+            try removeLeftover(destination)
+            do {
+                try FileManager.default.copyItem(atPath: path, toPath: destination)
+            } catch {
+                throw IntegrationError("cannot copy \(path) into \(interpreter)'s root at \(destination): \(error)")
+            }
+            staged.append((destination, true))
+        }
+    }
+
+    /// An empty directory (mode 0755) that `interpreter` sees at `path`, for files made for it (a C extension built in its
+    /// root): `path` itself on the host; ROOT + path for an interpreter in a Debian root, removed by tearDown. Returns
+    /// `path`.
+    func makeDirectory(_ path: String, for interpreter: PythonInterpreter) throws -> String {
+        guard let root = interpreter.root else {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            return path
+        }
+        let destination = try DebianRoots.hostPath(of: path, in: root)
+        try makeParents(of: path, in: root)
+        try removeLeftover(destination)
+        guard mkdir(destination, 0o755) == 0 else {
+            throw IntegrationError("cannot make \(destination): \(String(cString: strerror(errno)))")
+        }
+        staged.append((destination, true))
+        return path
+    }
+
+    /// Makes the directories above `path` in `root` that do not exist (0755), recording them for tearDown. Refuses a
+    /// symbolic link on the way: one could lead out of the root.
+    private func makeParents(of path: String, in root: String) throws {
+        let hostPath = try DebianRoots.hostPath(of: path, in: root)
+        var directory = try DebianRoots.hostPath(of: "/", in: root, allowingRootItself: true)
+        for component in path.split(separator: "/").dropLast() {
+            directory += "/" + component
+            var status = stat()
+            if lstat(directory, &status) == 0 {
+                guard status.st_mode & S_IFMT == S_IFDIR else {
+                    throw IntegrationError("cannot stage \(hostPath): \(directory) is not a directory (a symbolic link could "
+                        + "lead out of the root)")
+                }
+                continue
+            }
+            guard errno == ENOENT, mkdir(directory, 0o755) == 0 else {
+                throw IntegrationError("cannot make \(directory): \(String(cString: strerror(errno)))")
+            }
+            // mkdir's mode is masked by the umask.
+            chmod(directory, 0o755)
+            staged.append((directory, false))
+        }
+    }
+
+    /// Removes what a run killed before its tearDown left at `hostPath` (inside a root).
+    private func removeLeftover(_ hostPath: String) throws {
+        var status = stat()
+        guard lstat(hostPath, &status) == 0 else { return }
+        do {
+            try FileManager.default.removeItem(atPath: hostPath)
+        } catch {
+            throw IntegrationError("cannot remove the leftover \(hostPath): \(error)")
+        }
+    }
+
+    /// Removes the copies stage and makeDirectory made, and the directories made to hold them while they are empty (an
+    /// earlier test's or another run's may share them).
+    private func removeStaged() {
+        for entry in staged.reversed() {
+            if entry.isCopy {
+                try? FileManager.default.removeItem(atPath: entry.hostPath)
+            } else {
+                rmdir(entry.hostPath)
+            }
+        }
+        staged = []
+    }
+
+    /// Builds Fixtures/native/callback_ext.c for `interpreter` (NativeFixtures.buildCallbackExtension) into a new
+    /// directory `name` of the scratch directory as the interpreter sees it: for an interpreter in a Debian root, with the
+    /// root's own gcc and headers, from the source staged at its path in the root, into that path in the root. Returns
+    /// the directory, which is the interpreter's path to it.
+    func buildCallbackExtension(for interpreter: PythonInterpreter, into name: String) throws -> String {
+        let source = Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path
+        try stage([source], for: interpreter)
+        let directory = try makeDirectory(scratchFile(name), for: interpreter)
+        _ = try NativeFixtures.buildCallbackExtension(
+            python: interpreter.command(), compiler: interpreter.compilerCommand, root: interpreter.root, source: source,
+            into: directory)
+        return directory
     }
 }
 
@@ -280,33 +397,69 @@ enum PyBPFProfBinary {
 // MARK: - Python interpreters
 
 struct PythonInterpreter: CustomStringConvertible {
-    /// e.g. "pyenv 3.8.18" or "Debian /usr/bin/python3.11".
+    /// Its name in PYBPFPROF_TEST_INTERPRETERS (`3.8`, `debian`, `sid-3.14`): unique, so fit for file names too.
+    var name: String
+    /// e.g. "pyenv 3.8.18", "Debian /usr/bin/python3.11" or "Debian sid /usr/bin/python3.14".
     var label: String
+    /// The executable, as the interpreter's own filesystem names it: the host's, or its Debian root's.
     var path: String
     /// "3.8": the minor version the tests expect pybpfprof to see.
     var minorVersion: String
+    /// The Debian root (Scripts/setup --tests) it runs in with chroot, since its libc is newer than the host's; nil
+    /// for the host's interpreters.
+    var root: String?
 
     var description: String { label }
+
+    /// The argv that runs it with `arguments`: `PATH ARGUMENTS...` on the host, `chroot ROOT PATH ARGUMENTS...` in a
+    /// root, where chroot execs the interpreter (so the process started is the interpreter, with the same pid).
+    /// A file the arguments name must be visible at that path in the root: IntegrationTestCase.stage.
+    func command(_ arguments: [String] = []) -> [String] {
+        guard let root else { return [path] + arguments }
+        return [DebianRoots.chroot, root, path] + arguments
+    }
+
+    /// The C compiler that builds extensions for it: the host's cc, or its root's own gcc (with the root's headers).
+    var compilerCommand: [String] {
+        guard let root else { return ["cc"] }
+        return [DebianRoots.chroot, root, "/usr/bin/gcc"]
+    }
 }
 
 enum PythonInterpreters {
-    /// The CPythons pybpfprof supports, as the issue lists them: pyenv's 3.8 to 3.13 and Debian's 3.11.
+    /// The CPythons pybpfprof supports, by their names in PYBPFPROF_TEST_INTERPRETERS, in the order the tests run
+    /// them: pyenv's 3.8 to 3.13, Debian's /usr/bin/python3.11, and Debian's own builds in the roots Scripts/setup
+    /// --tests makes (trixie's 3.13, sid's 3.13 to 3.15). Adding an interpreter is adding its line.
+    static let catalog: [(name: String, find: () throws -> PythonInterpreter)] = [
+        ("3.8", { try pyenv("3.8") }),
+        ("3.9", { try pyenv("3.9") }),
+        ("3.10", { try pyenv("3.10") }),
+        ("3.11", { try pyenv("3.11") }),
+        ("3.12", { try pyenv("3.12") }),
+        ("3.13", { try pyenv("3.13") }),
+        ("debian", { try debian311() }),
+        ("trixie-3.13", { try debianRoot("trixie", "3.13") }),
+        ("sid-3.13", { try debianRoot("sid", "3.13") }),
+        ("sid-3.14", { try debianRoot("sid", "3.14") }),
+        ("sid-3.15", { try debianRoot("sid", "3.15") }),
+    ]
+
+    /// Every interpreter of the catalog, each found or thrown for (a missing one fails the test, never skips it).
     ///
-    /// PYBPFPROF_TEST_INTERPRETERS (comma-separated: `3.8` ... `3.13` for pyenv's, `debian` for Debian's 3.11)
-    /// restricts the tests that loop over every interpreter to those listed, for runs where each interpreter costs
-    /// minutes (Scripts/test-kernels, under emulation). Unset or empty: all of them.
+    /// PYBPFPROF_TEST_INTERPRETERS (comma-separated names from the catalog: `3.8` ... `3.13` for pyenv's, `debian` for
+    /// Debian's 3.11, `trixie-3.13`, `sid-3.13`, `sid-3.14`, `sid-3.15` for the roots' builds) restricts the tests that
+    /// loop over every interpreter to those listed, for runs where each interpreter costs minutes (Scripts/test-kernels,
+    /// under emulation, whose guests see the host's files read-only and so are given no root's interpreter). Unset or
+    /// empty: all of them.
     static func supported() throws -> [PythonInterpreter] {
-        let pyenvVersions = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
-        let names = pyenvVersions + ["debian"]
+        let names = catalog.map(\.name)
         let selection = (ProcessInfo.processInfo.environment["PYBPFPROF_TEST_INTERPRETERS"] ?? "")
             .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         if let unknown = selection.first(where: { !names.contains($0) }) {
             throw IntegrationError("PYBPFPROF_TEST_INTERPRETERS names '\(unknown)': expected a comma-separated list of "
                 + names.joined(separator: ", "))
         }
-        return try names.filter { selection.isEmpty || selection.contains($0) }.map { name in
-            try name == "debian" ? debian311() : pyenv(name)
-        }
+        return try catalog.filter { selection.isEmpty || selection.contains($0.name) }.map { try $0.find() }
     }
 
     static func debian311() throws -> PythonInterpreter {
@@ -314,7 +467,24 @@ enum PythonInterpreters {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw IntegrationError("Debian's Python 3.11 is missing at \(path): apt-get install python3.11")
         }
-        return PythonInterpreter(label: "Debian \(path)", path: path, minorVersion: "3.11")
+        return PythonInterpreter(name: "debian", label: "Debian \(path)", path: path, minorVersion: "3.11")
+    }
+
+    /// Debian's own `/usr/bin/pythonM.m` in the root of `suite` (`trixie`, `sid`) that Scripts/setup --tests makes.
+    static func debianRoot(_ suite: String, _ minorVersion: String) throws -> PythonInterpreter {
+        let root = DebianRoots.path(suite)
+        let path = "/usr/bin/python\(minorVersion)"
+        guard FileManager.default.isExecutableFile(atPath: root + path) else {
+            throw IntegrationError("Debian \(suite)'s python\(minorVersion) is missing at \(root + path) (Scripts/setup "
+                + "--tests makes the \(suite) root in $PYBPFPROF_ROOTS_DIR, default \(DebianRoots.defaultDirectory)): "
+                + "run sudo Scripts/setup --tests")
+        }
+        guard FileManager.default.isExecutableFile(atPath: DebianRoots.chroot) else {
+            throw IntegrationError("\(DebianRoots.chroot) is missing: the tests run Debian \(suite)'s python\(minorVersion) "
+                + "with it (apt-get install coreutils)")
+        }
+        return PythonInterpreter(name: "\(suite)-\(minorVersion)", label: "Debian \(suite) \(path)", path: path,
+                                 minorVersion: minorVersion, root: root)
     }
 
     /// The newest pyenv build of `minorVersion` (`versions/3.8.18/bin/python3`); free-threaded and other
@@ -335,8 +505,43 @@ enum PythonInterpreters {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw IntegrationError("pyenv's CPython \(newest.name) has no \(path)")
         }
-        return PythonInterpreter(label: "pyenv \(newest.name)", path: path, minorVersion: minorVersion)
+        return PythonInterpreter(name: minorVersion, label: "pyenv \(newest.name)", path: path, minorVersion: minorVersion)
     }
+}
+
+/// The Debian roots Scripts/setup --tests makes with debootstrap (`trixie` and `sid`, each with its pythonM.m, their -dev
+/// packages and gcc), where TestSupport's DebianRoots says.
+extension DebianRoots {
+    /// `path` (absolute) as the host sees it in `root`: ROOT + path. Throws for a path that is not absolute or has `.` or
+    /// `..` components, and for a root that is not an absolute path other than /, so that it never names a place
+    /// outside the root.
+    static func hostPath(of path: String, in root: String, allowingRootItself: Bool = false) throws -> String {
+        let components = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard path.hasPrefix("/"), allowingRootItself || !components.isEmpty,
+              !components.contains(where: { $0 == "." || $0 == ".." }) else {
+            throw IntegrationError("cannot stage \(path) in a root: not an absolute path without . and ..")
+        }
+        let rootComponents = root.split(separator: "/", omittingEmptySubsequences: true)
+        guard root.hasPrefix("/"), !rootComponents.isEmpty, !rootComponents.contains(where: { $0 == "." || $0 == ".." }) else {
+            throw IntegrationError("not a root to stage files in: \(root)")
+        }
+        return "/" + (rootComponents + components).joined(separator: "/")
+    }
+}
+
+// MARK: - Thread entries
+
+/// The names of libc's outermost frame on a thread other than the main one: `clone` (glibc before 2.34), `clone3` (the
+/// host's 2.36), `__clone3` (2.41 and later, as the debug files of Debian trixie's and sid's libc name it).
+let threadEntryNames: Set<String> = ["clone", "clone3", "__clone3"]
+
+/// For a failure message about a thread's outermost frame `name`: when it is libc's but has no name (`libc.so.6+0x…`),
+/// why. libc names clone3 and start_thread only in its debug file (the libc6-dbg package): the host has it
+/// (Scripts/setup), a Debian root may not.
+func threadEntryHint(_ name: String?, _ interpreter: PythonInterpreter) -> String {
+    guard let name, name.hasPrefix("libc.so.6+0x") else { return "" }
+    let place = interpreter.root.map { "the root \($0)" } ?? "this machine"
+    return " (libc's thread entry has no name: its symbols are in libc6-dbg's debug file, which \(place) lacks)"
 }
 
 // MARK: - The workload fixture

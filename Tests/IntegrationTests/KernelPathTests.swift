@@ -24,8 +24,7 @@ final class KernelPathTests: IntegrationTestCase {
         let output = scratchFile("oldest.folded")
         let result = try runPyBPFProf([
             "record", "--oldest-kernel-mode", "--bpf-stats", "--rate", "199", "-o", output, "--",
-            try PythonInterpreters.debian311().path, "-c", "sum(range(3_000_000))",
-        ]).requireSuccess()
+        ] + PythonInterpreters.debian311().command(["-c", "sum(range(3_000_000))"])).requireSuccess()
         XCTAssertTrue(result.standardError.contains(
             "kernel \(release): tail-call walk, 16 native and 32 Python frames per call, 256 and 256 at most; "
                 + "user registers from the kernel stack; native stacks for 512 processes at most"), result.report)

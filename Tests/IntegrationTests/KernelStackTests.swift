@@ -24,8 +24,8 @@ final class KernelStackTests: IntegrationTestCase {
     private func checkKernelFramesUnderPythonFrame(options: [String] = []) throws {
         let output = scratchFile("syscall.folded")
         let result = try runPyBPFProf(["record"] + options + [
-            "--rate", "499", "-o", output, "--", try PythonInterpreters.debian311().path, fixture, "2",
-        ]).requireSuccess()
+            "--rate", "499", "-o", output, "--",
+        ] + PythonInterpreters.debian311().command([fixture, "2"])).requireSuccess()
         if !options.isEmpty {
             XCTAssertTrue(result.standardError.contains("user registers from the kernel stack"), "the summary should name the path\n\(result.report)")
         }
@@ -65,8 +65,7 @@ final class KernelStackTests: IntegrationTestCase {
         let output = scratchFile("python-only.folded")
         try runPyBPFProf([
             "record", "--python-only", "--rate", "499", "-o", output, "--",
-            try PythonInterpreters.debian311().path, fixture, "1",
-        ]).requireSuccess()
+        ] + PythonInterpreters.debian311().command([fixture, "1"])).requireSuccess()
         let stacks = try FoldedFile.stacks(at: output)
         XCTAssertGreaterThan(stacks.reduce(0) { $0 + $1.count }, 200)
         XCTAssertFalse(stacks.contains { $0.frames.contains(where: isKernel) }, "--python-only wrote kernel frames")

@@ -24,20 +24,18 @@ final class MixedStackTests: IntegrationTestCase {
 
     private func checkExtensionCallingBackIntoPython(options: [String] = []) throws {
         let workload = try Workload.load("native/callback_workload.py")
-        let source = Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path
         let callerLine = try workload.line("caller-outer")
         let callbackLine = try workload.line("callback-inner")
         let expected = ["caller", "ext_outer_native", "callback", "ext_inner_native"]
 
         for (index, interpreter) in try PythonInterpreters.supported().enumerated() {
-            let extensionDirectory = scratchFile("ext-\(index)")
-            _ = try NativeFixtures.buildCallbackExtension(python: interpreter.path, source: source, into: extensionDirectory)
+            // Built in the interpreter's root with its own compiler and headers, when it has one.
+            let extensionDirectory = try buildCallbackExtension(for: interpreter, into: "ext-\(index)")
+            try stage([workload.path], for: interpreter)
             let output = scratchFile("callback-\(index).folded")
             // 2 s, longer on a slow machine: the tables of the files it maps are compiled while it runs.
-            let result = try runPyBPFProf(["record"] + options + [
-                "--rate", "499", "-o", output, "--", interpreter.path, workload.path, extensionDirectory,
-                "\(2 * Slowdown.factor)",
-            ]).requireSuccess()
+            let result = try runPyBPFProf(["record"] + options + ["--rate", "499", "-o", output, "--"]
+                + interpreter.command([workload.path, extensionDirectory, "\(2 * Slowdown.factor)"])).requireSuccess()
             if !options.isEmpty {
                 XCTAssertTrue(result.standardError.contains("tail-call walk"), "\(interpreter.label): the summary should name the path\n\(result.report)")
             }
@@ -80,15 +78,11 @@ final class MixedStackTests: IntegrationTestCase {
     func testInterpreterFramesFlagShowsTheEvalLoop() throws {
         let interpreter = try PythonInterpreters.pyenv("3.12")
         let workload = try Workload.load("native/callback_workload.py")
-        let extensionDirectory = scratchFile("ext")
-        _ = try NativeFixtures.buildCallbackExtension(
-            python: interpreter.path, source: Checkout.fixtures.appendingPathComponent("native/callback_ext.c").path,
-            into: extensionDirectory)
+        let extensionDirectory = try buildCallbackExtension(for: interpreter, into: "ext")
+        try stage([workload.path], for: interpreter)
         let output = scratchFile("internals.folded")
-        try runPyBPFProf([
-            "record", "--interpreter-frames", "--rate", "499", "-o", output, "--",
-            interpreter.path, workload.path, extensionDirectory, "2",
-        ]).requireSuccess()
+        try runPyBPFProf(["record", "--interpreter-frames", "--rate", "499", "-o", output, "--"]
+            + interpreter.command([workload.path, extensionDirectory, "2"])).requireSuccess()
         let stacks = try FoldedFile.stacks(at: output).filter { $0.frames.contains { $0.name == "ext_inner_native" } }
         let samples = stacks.reduce(0) { $0 + $1.count }
         var evalBelowCallback = 0

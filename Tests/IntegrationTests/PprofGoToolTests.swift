@@ -10,8 +10,7 @@ final class PprofGoToolTests: IntegrationTestCase {
         let foldedPath = scratchFile("run.folded"), savedPath = scratchFile("run.pybpfprof"), pprofPath = scratchFile("run.pb.gz")
         let recording = try runPyBPFProf([
             "record", "--rate", "499", "-o", foldedPath, "--save", savedPath, "--",
-            interpreter.path, workload.path, "shape", "--seconds", "2",
-        ]).requireSuccess()
+        ] + interpreter.command([workload.path, "shape", "--seconds", "2"])).requireSuccess()
         try runPyBPFProf(["report", savedPath, "-o", pprofPath]).requireSuccess()
 
         let go = try GoTool(test: self, scratch: scratch)

@@ -9,10 +9,10 @@ final class RecordingLifecycleTests: IntegrationTestCase {
     func testThreadStartedDuringRecordingHasPythonStack() throws {
         let workload = try Workload.load()
         for interpreter in try PythonInterpreters.supported() {
-            let output = scratchFile("late-\(interpreter.minorVersion).speedscope.json")
-            let result = try runPyBPFProf([
-                "record", "--rate", "499", "-o", output, "--", interpreter.path, workload.path, "late-thread",
-            ])
+            try stage([workload.path], for: interpreter)
+            let output = scratchFile("late-\(interpreter.name).speedscope.json")
+            let result = try runPyBPFProf(["record", "--rate", "499", "-o", output, "--"]
+                + interpreter.command([workload.path, "late-thread"]))
             try result.requireSuccess()
             let lateTid = try printedThreadID("late-tid", in: result.standardOutput)
             let threads = try SpeedscopeFile.threads(at: output)
@@ -44,7 +44,7 @@ final class RecordingLifecycleTests: IntegrationTestCase {
     private func checkStopsOnSignal(_ signalNumber: Int32, name: String) throws {
         let workload = try Workload.load()
         let interpreter = try PythonInterpreters.debian311()
-        let running = try start(interpreter.path, [workload.path, "shape"])
+        let running = try start(interpreter.command([workload.path, "shape"]))
         try running.waitForLine("ready", timeout: 30)
         let output = scratchFile("signal.folded")
         let recorder = try start(try PyBPFProfBinary.path(), [

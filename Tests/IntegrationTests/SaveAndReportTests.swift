@@ -9,8 +9,7 @@ final class SaveAndReportTests: IntegrationTestCase {
         let folded = scratchFile("run.folded"), saved = scratchFile("run.pybpfprof")
         let result = try runPyBPFProf([
             "record", "--rate", "499", "-o", folded, "--save", saved, "--",
-            try PythonInterpreters.pyenv("3.12").path, workload.path, "shape", "--seconds", "2",
-        ]).requireSuccess()
+        ] + PythonInterpreters.pyenv("3.12").command([workload.path, "shape", "--seconds", "2"])).requireSuccess()
         return (folded, saved, try printedThreadID("main-tid", in: result.standardOutput),
                 try printedThreadID("worker-tid", in: result.standardOutput))
     }

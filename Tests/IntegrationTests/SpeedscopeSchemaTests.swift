@@ -10,8 +10,8 @@ final class SpeedscopeSchemaTests: IntegrationTestCase {
         let interpreter = try PythonInterpreters.debian311()
         let output = scratchFile("recorded.speedscope.json")
         try runPyBPFProf([
-            "record", "--rate", "499", "-o", output, "--", interpreter.path, workload.path, "shape", "--seconds", "1",
-        ]).requireSuccess()
+            "record", "--rate", "499", "-o", output, "--",
+        ] + interpreter.command([workload.path, "shape", "--seconds", "1"])).requireSuccess()
         let threads = try SpeedscopeFile.threads(at: output)
         XCTAssertGreaterThanOrEqual(threads.count, 2, "the recording should have the main thread and the worker")
 

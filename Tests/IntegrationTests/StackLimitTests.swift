@@ -26,10 +26,11 @@ final class StackLimitTests: IntegrationTestCase {
             + [ProfileFrame(name: "deep_recurse", file: workload.path, line: bottomLine)]
 
         for interpreter in try PythonInterpreters.supported() {
-            let running = try start(interpreter.path, [workload.path, "deep", "--depth", "400"])
+            try stage([workload.path], for: interpreter)
+            let running = try start(interpreter.command([workload.path, "deep", "--depth", "400"]))
             // "ready" comes from the bottom of the recursion: every sample from then on is 400 calls deep.
             try running.waitForLine("ready", timeout: 30)
-            let output = scratchFile("deep-\(interpreter.minorVersion).folded")
+            let output = scratchFile("deep-\(interpreter.name).folded")
             let result = try runPyBPFProf(["record"] + options + [
                 "--pid", "\(running.pid)", "--rate", "499", "--duration", "1.5", "-o", output,
             ])

@@ -14,12 +14,41 @@ final class TopTests: IntegrationTestCase {
         try super.tearDownWithError()
     }
 
-    /// The shape workload, running for up to a minute: its main thread's pid and its worker's thread id.
-    private func startWorkload() throws -> (pid: Int32, workerTid: Int32) {
+    /// The shape workload, running for up to a minute on `interpreter` (default pyenv's 3.12): its main thread's pid and
+    /// its worker's thread id, and the process, to be killed when done with.
+    private func startWorkload(on interpreter: PythonInterpreter? = nil) throws -> (pid: Int32, workerTid: Int32, process: RunningProcess) {
+        let interpreter = try interpreter ?? PythonInterpreters.pyenv("3.12")
         let workload = try Workload.load()
-        let running = try start(try PythonInterpreters.pyenv("3.12").path, [workload.path, "shape", "--seconds", "60"])
+        try stage([workload.path], for: interpreter)
+        let running = try start(interpreter.command([workload.path, "shape", "--seconds", "60"]))
         try running.waitForLine("ready", timeout: 30)
-        return (running.pid, try printedThreadID("worker-tid", in: running.standardOutput))
+        return (running.pid, try printedThreadID("worker-tid", in: running.standardOutput), running)
+    }
+
+    // MARK: Every interpreter
+
+    /// top on every supported interpreter: one short plain run each (one refresh, at 499 Hz for enough samples in its
+    /// second), which shows the workload's process, spin on top, and the shape's other functions of both threads.
+    func testShowsTheWorkloadOnEveryInterpreter() throws {
+        let expected = ["spin", "heavy", "light", "caller", "run_shape", "worker_loop", "worker_compute"].map { "\($0) (workload.py)" }
+        for interpreter in try PythonInterpreters.supported() {
+            let workload = try startWorkload(on: interpreter)
+            let result = try runPyBPFProf([
+                "top", "--pid", String(workload.pid), "--rate", "499", "--iterations", "1",
+            ]).requireSuccess()
+            workload.process.killIfRunning()
+            let refresh = try XCTUnwrap(TopRefresh.parse(result.standardOutput).last, "\(interpreter): \(result.report)")
+            XCTAssertTrue(refresh.header.contains { $0.hasPrefix("pid \(workload.pid): ") }, "\(interpreter):\n\(refresh.text)")
+            XCTAssertTrue(refresh.header.contains { $0.hasPrefix("1 process, 2 threads, ") }, "\(interpreter):\n\(refresh.text)")
+            XCTAssertEqual(refresh.rows.first?.function, "spin (workload.py)", "\(interpreter):\n\(refresh.text)")
+            let shown = Set(refresh.rows.map(\.function))
+            let missing = expected.filter { !shown.contains($0) }
+            XCTAssertEqual(missing, [], "\(interpreter): functions missing from top's table:\n\(refresh.text)")
+            let spin = refresh.rows.first { $0.function == "spin (workload.py)" }
+            print("  \(interpreter): \(refresh.samples.map(String.init) ?? "?") samples; spin own \(spin?.own ?? 0)%; "
+                + "\(expected.count - missing.count) of \(expected.count) shape functions shown"
+                + (missing.isEmpty ? "" : " (missing: \(missing.joined(separator: ", ")))"))
+        }
     }
 
     // MARK: Plain refreshes
@@ -84,9 +113,8 @@ final class TopTests: IntegrationTestCase {
     func testCommandExitEndsTopWithItsStatus() throws {
         let workload = try Workload.load()
         let result = try runPyBPFProf([
-            "top", "--", try PythonInterpreters.pyenv("3.12").path, workload.path, "shape", "--seconds", "3",
-            "--exit-status", "3",
-        ])
+            "top", "--",
+        ] + PythonInterpreters.pyenv("3.12").command([workload.path, "shape", "--seconds", "3", "--exit-status", "3"]))
         XCTAssertTrue(result.exitedNormally && result.status == 3, "expected exit status 3: \(result.report)")
         XCTAssertTrue(result.standardError.contains("pybpfprof: the command exited"), result.report)
         let last = try XCTUnwrap(TopRefresh.parse(result.standardOutput).last, result.report)

@@ -20,6 +20,11 @@ final class WorkloadShapeTests: IntegrationTestCase {
     func testCPython3_12() throws { try checkShape(PythonInterpreters.pyenv("3.12")) }
     func testCPython3_13() throws { try checkShape(PythonInterpreters.pyenv("3.13")) }
     func testDebianCPython3_11() throws { try checkShape(PythonInterpreters.debian311()) }
+    // Debian's own builds, in the roots Scripts/setup --tests makes.
+    func testDebianTrixieCPython3_13() throws { try checkShape(PythonInterpreters.debianRoot("trixie", "3.13")) }
+    func testDebianSidCPython3_13() throws { try checkShape(PythonInterpreters.debianRoot("sid", "3.13")) }
+    func testDebianSidCPython3_14() throws { try checkShape(PythonInterpreters.debianRoot("sid", "3.14")) }
+    func testDebianSidCPython3_15() throws { try checkShape(PythonInterpreters.debianRoot("sid", "3.15")) }
 
     /// pybpfprof passes the launched command's exit status through, after writing the profile.
     func testCommandExitStatusIsPassedThrough() throws {
@@ -28,8 +33,7 @@ final class WorkloadShapeTests: IntegrationTestCase {
         let output = scratchFile("exit-status.folded")
         let result = try runPyBPFProf([
             "record", "--rate", "\(Self.rate)", "-o", output, "--",
-            interpreter.path, workload.path, "shape", "--seconds", "0.5", "--exit-status", "3",
-        ])
+        ] + interpreter.command([workload.path, "shape", "--seconds", "0.5", "--exit-status", "3"]))
         XCTAssertTrue(result.exitedNormally, result.report)
         XCTAssertEqual(result.status, 3, "pybpfprof should exit with the command's status 3: \(result.report)")
         let samples = try FoldedFile.stacks(at: output).reduce(0) { $0 + $1.count }
@@ -41,8 +45,10 @@ final class WorkloadShapeTests: IntegrationTestCase {
         let workload = try Workload.load()
         let expectations = try ShapeExpectations(workload: workload)
 
-        // --pid: attach once the workload has started its worker and printed "ready".
-        let running = try start(interpreter.path, [workload.path, "shape"])
+        try stage([workload.path], for: interpreter)
+        // --pid: attach once the workload has started its worker and printed "ready". (In a Debian root the process
+        // started is chroot, which execs the interpreter: its pid is the interpreter's.)
+        let running = try start(interpreter.command([workload.path, "shape"]))
         try running.waitForLine("ready", timeout: 30)
         let byPidOutput = scratchFile("by-pid.speedscope.json")
         let byPid = try runPyBPFProf([
@@ -61,8 +67,7 @@ final class WorkloadShapeTests: IntegrationTestCase {
         let byCommandOutput = scratchFile("by-command.speedscope.json")
         let byCommand = try runPyBPFProf([
             "record", "--rate", "\(Self.rate)", "-o", byCommandOutput, "--",
-            interpreter.path, workload.path, "shape", "--seconds", "\(Self.recordingSeconds)",
-        ])
+        ] + interpreter.command([workload.path, "shape", "--seconds", "\(Self.recordingSeconds)"]))
         try byCommand.requireSuccess()
         // The launched command's stdout is pybpfprof's, and its main thread's id is its pid.
         let byCommandMain = try printedThreadID("main-tid", in: byCommand.standardOutput)

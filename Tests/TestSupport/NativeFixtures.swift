@@ -1,7 +1,7 @@
 import Foundation
 
 /// Builds the native fixtures of the mixed Python/native stack tests (Tests/IntegrationTests/Fixtures/native)
-/// with the machine's `cc`.
+/// with the machine's `cc`, or for an interpreter in another root (a Debian root run with chroot) with that root's compiler.
 ///
 /// Both are compiled with `-O2 -fomit-frame-pointer`, so their frames keep no frame pointer and a stack through
 /// them unwinds only with .eh_frame. Checked once by hand with gcc 12.2 (Debian 12) and binutils 2.40: no
@@ -35,6 +35,16 @@ public enum NativeFixtures {
     /// the interpreter itself (sysconfig.get_paths()['include'] or 'platinclude'; sysconfig.get_config_var('EXT_SUFFIX')).
     /// Throws an error with the compiler's stderr if the build fails. Returns the built module's path.
     public static func buildCallbackExtension(python: String, source: String, into directory: String) throws -> String {
+        try buildCallbackExtension(python: [python], source: source, into: directory)
+    }
+
+    /// The same for an interpreter run by a command (`chroot ROOT /usr/bin/python3.14`), compiled with `compiler`
+    /// (`chroot ROOT /usr/bin/gcc`), the two seeing the filesystem under `root` (nil: the host's). `source` and
+    /// `directory` are paths as they see them, and so is the path returned: the caller makes the source visible there
+    /// (the integration tests copy it to the same path under the root). The interpreter's include directories are
+    /// checked for Python.h under `root`, and `directory` is made there.
+    public static func buildCallbackExtension(python: [String], compiler: [String] = ["cc"], root: String? = nil,
+                                              source: String, into directory: String) throws -> String {
         // Isolated mode (-I): no PYTHONPATH, user site or current directory can change what sysconfig says.
         let script = """
             import sysconfig
@@ -43,7 +53,7 @@ public enum NativeFixtures {
             print(paths.get('platinclude') or '')
             print(sysconfig.get_config_var('EXT_SUFFIX') or '')
             """
-        let query = [python, "-I", "-c", script]
+        let query = python + ["-I", "-c", script]
         let answer = try run(query)
         guard answer.status == 0 else {
             throw BuildError(command: query, status: answer.status, standardError: answer.standardError)
@@ -55,23 +65,25 @@ public enum NativeFixtures {
                              standardError: "no EXT_SUFFIX in the interpreter's answer: \(answer.standardOutput)")
         }
         let suffix = lines[2]
+        // Where the host finds a path the interpreter and the compiler name.
+        func onHost(_ path: String) -> String { (root ?? "") + path }
         // 'include' holds Python.h; 'platinclude' may differ and hold pyconfig.h. Both, in that order, without
         // repeats; none that is not a directory.
         var includes: [String] = []
         for candidate in lines[0...1] where !candidate.isEmpty && !includes.contains(candidate) {
             var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: candidate, isDirectory: &isDirectory), isDirectory.boolValue {
+            if FileManager.default.fileExists(atPath: onHost(candidate), isDirectory: &isDirectory), isDirectory.boolValue {
                 includes.append(candidate)
             }
         }
-        guard includes.contains(where: { FileManager.default.fileExists(atPath: $0 + "/Python.h") }) else {
+        guard includes.contains(where: { FileManager.default.fileExists(atPath: onHost($0) + "/Python.h") }) else {
             throw BuildError(command: query, status: answer.status, standardError: "no Python.h in the interpreter's "
-                + "include directories (\(lines[0...1].joined(separator: ", "))): install its headers (on Debian, "
-                + "the python3.X-dev package)")
+                + "include directories (\(lines[0...1].joined(separator: ", "))\(root.map { " in \($0)" } ?? "")): install its "
+                + "headers (on Debian, the python3.X-dev package)")
         }
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: onHost(directory), withIntermediateDirectories: true)
         let output = (directory as NSString).appendingPathComponent("callback_ext" + suffix)
-        try compile(["-O2", "-fomit-frame-pointer", "-shared", "-fPIC"] + includes.map { "-I" + $0 }
+        try compile(compiler + ["-O2", "-fomit-frame-pointer", "-shared", "-fPIC"] + includes.map { "-I" + $0 }
             + ["-o", output, source])
         return output
     }
@@ -82,12 +94,12 @@ public enum NativeFixtures {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let name = ((source as NSString).lastPathComponent as NSString).deletingPathExtension
         let output = (directory as NSString).appendingPathComponent(name)
-        try compile(["-O2", "-fomit-frame-pointer", "-pthread", "-o", output, source])
+        try compile(["cc", "-O2", "-fomit-frame-pointer", "-pthread", "-o", output, source])
         return output
     }
 
-    private static func compile(_ arguments: [String]) throws {
-        let command = ["cc"] + arguments
+    /// Runs a compiler command (`cc ARGUMENTS...`).
+    private static func compile(_ command: [String]) throws {
         let result = try run(command)
         guard result.status == 0 else {
             throw BuildError(command: command, status: result.status, standardError: result.standardError)
