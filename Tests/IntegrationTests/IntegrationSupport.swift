@@ -428,9 +428,12 @@ struct PythonInterpreter: CustomStringConvertible {
 
 enum PythonInterpreters {
     /// The CPythons pybpfprof supports, by their names in PYBPFPROF_TEST_INTERPRETERS, in the order the tests run
-    /// them: pyenv's 3.8 to 3.13, Debian's /usr/bin/python3.11, and Debian's own builds in the roots Scripts/setup
-    /// --tests makes (trixie's 3.13, sid's 3.13 to 3.15). Adding an interpreter is adding its line.
+    /// them: pyenv's 2.7 and 3.6 to 3.13, Debian's /usr/bin/python3.11, and Debian's own builds in the roots
+    /// Scripts/setup --tests makes (trixie's 3.13, sid's 3.13 to 3.15): 14. Adding an interpreter is adding its line.
     static let catalog: [(name: String, find: () throws -> PythonInterpreter)] = [
+        ("2.7", { try pyenv("2.7", program: "python2.7") }),
+        ("3.6", { try pyenv("3.6") }),
+        ("3.7", { try pyenv("3.7") }),
         ("3.8", { try pyenv("3.8") }),
         ("3.9", { try pyenv("3.9") }),
         ("3.10", { try pyenv("3.10") }),
@@ -446,7 +449,7 @@ enum PythonInterpreters {
 
     /// Every interpreter of the catalog, each found or thrown for (a missing one fails the test, never skips it).
     ///
-    /// PYBPFPROF_TEST_INTERPRETERS (comma-separated names from the catalog: `3.8` ... `3.13` for pyenv's, `debian` for
+    /// PYBPFPROF_TEST_INTERPRETERS (comma-separated names from the catalog: `2.7`, `3.6` ... `3.13` for pyenv's, `debian` for
     /// Debian's 3.11, `trixie-3.13`, `sid-3.13`, `sid-3.14`, `sid-3.15` for the roots' builds) restricts the tests that
     /// loop over every interpreter to those listed, for runs where each interpreter costs minutes (Scripts/test-kernels,
     /// under emulation, whose guests see the host's files read-only and so are given no root's interpreter). Unset or

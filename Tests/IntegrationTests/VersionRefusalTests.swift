@@ -18,6 +18,18 @@ final class VersionRefusalTests: IntegrationTestCase {
         assertCleanError(result, keywords: ["\(python.pid)", "Python 3.16.0", "does not support", "upgrade pybpfprof"])
     }
 
+    /// A launched command running a version pybpfprof does not know runs to its end, then the version is named.
+    func testCommandRunningNewerVersionRunsToItsEndThenNamesIt() throws {
+        let binary = scratchFile("python3.16")
+        try FileManager.default.copyItem(atPath: try PythonInterpreters.debian311().path, toPath: binary)
+        try BinaryPatch.write([0xf0, 0x00, 0x10, 0x03], atSymbol: "Py_Version", in: binary)
+        let marker = scratchFile("ran-to-its-end")
+        let result = try runPyBPFProf(["record", "-o", scratchFile("out.folded"), "--", binary, "-c",
+                                       "open('\(marker)', 'w').write('done')"])
+        assertCleanError(result, keywords: ["Python 3.16.0", "does not support"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: marker), "the command should have run to its end: \(result.report)")
+    }
+
     /// Debian sid's 3.14 whose `_Py_DebugOffsets.free_threaded` is set: refused in one line that says why.
     func testFreeThreadedBuildIsRefusedInOneLine() throws {
         let result = try recordPatchedSid314 { offsets in offsets.freeThreaded = 1 }
@@ -41,7 +53,7 @@ final class VersionRefusalTests: IntegrationTestCase {
     /// Records `--pid` of sid's python3.14, copied into the root with its `_Py_DebugOffsets` (every copy in the
     /// file: the `.PyRuntime` section and the initializer the runtime may copy from) changed by `change`.
     private func recordPatchedSid314(_ change: (inout DebugOffsetsPatch) -> Void) throws -> ProcessResult {
-        let root = try DebianRoot.sid()
+        let root = try XCTUnwrap(try PythonInterpreters.debianRoot("sid", "3.14").root)
         let name = "python3.14-patched-\(getpid())-\(UUID().uuidString.prefix(8))"
         let binary = root + "/tmp/" + name
         try FileManager.default.copyItem(atPath: root + "/usr/bin/python3.14", toPath: binary)

@@ -13,6 +13,9 @@ final class WorkloadShapeTests: IntegrationTestCase {
     /// Longer on a slow machine (emulation): the ratio test needs enough samples under heavy() and light().
     static var recordingSeconds: Double { Double(seconds) * Slowdown.factor }
 
+    func testCPython2_7() throws { try checkShape(PythonInterpreters.pyenv("2.7", program: "python2.7")) }
+    func testCPython3_6() throws { try checkShape(PythonInterpreters.pyenv("3.6")) }
+    func testCPython3_7() throws { try checkShape(PythonInterpreters.pyenv("3.7")) }
     func testCPython3_8() throws { try checkShape(PythonInterpreters.pyenv("3.8")) }
     func testCPython3_9() throws { try checkShape(PythonInterpreters.pyenv("3.9")) }
     func testCPython3_10() throws { try checkShape(PythonInterpreters.pyenv("3.10")) }

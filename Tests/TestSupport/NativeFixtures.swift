@@ -51,7 +51,7 @@ public enum NativeFixtures {
             paths = sysconfig.get_paths()
             print(paths.get('include') or '')
             print(paths.get('platinclude') or '')
-            print(sysconfig.get_config_var('EXT_SUFFIX') or '')
+            print(sysconfig.get_config_var('EXT_SUFFIX') or sysconfig.get_config_var('SO') or '')
             """
         let query = python + ["-I", "-c", script]
         let answer = try run(query)
