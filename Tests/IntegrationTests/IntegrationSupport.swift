@@ -419,6 +419,12 @@ struct PythonInterpreter: CustomStringConvertible {
         return [DebianRoots.chroot, root, path] + arguments
     }
 
+    /// Debian sid's 3.15 is built with frame pointers (PEP 831 made them upstream's default in 3.15), and the code under
+    /// its time.sleep finds its caller's frame through rbp. A thread asleep there unwinds from the registers of
+    /// /proc/PID/task/TID/syscall, which show sp and pc but not rbp, as far as libc and no further: the userspace thread
+    /// reader (kernels before 5.18) stops there and says why, its Python frames whole. The BPF task iterator reads rbp.
+    var sleepUnwindNeedsRBP: Bool { name == "sid-3.15" }
+
     /// The C compiler that builds extensions for it: the host's cc, or its root's own gcc (with the root's headers).
     var compilerCommand: [String] {
         guard let root else { return ["cc"] }

@@ -45,7 +45,7 @@ public enum NativeFixtures {
     /// checked for Python.h under `root`, and `directory` is made there.
     public static func buildCallbackExtension(python: [String], compiler: [String] = ["cc"], root: String? = nil,
                                               source: String, into directory: String) throws -> String {
-        // Isolated mode (-I): no PYTHONPATH, user site or current directory can change what sysconfig says.
+        // No PYTHONPATH or user site can change what sysconfig says (-E -s: 2.7 has no -I).
         let script = """
             import sysconfig
             paths = sysconfig.get_paths()
@@ -53,7 +53,7 @@ public enum NativeFixtures {
             print(paths.get('platinclude') or '')
             print(sysconfig.get_config_var('EXT_SUFFIX') or sysconfig.get_config_var('SO') or '')
             """
-        let query = python + ["-I", "-c", script]
+        let query = python + ["-E", "-s", "-c", script]
         let answer = try run(query)
         guard answer.status == 0 else {
             throw BuildError(command: query, status: answer.status, standardError: answer.standardError)
