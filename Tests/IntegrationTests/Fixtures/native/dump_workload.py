@@ -45,8 +45,12 @@ def callback():
     return callback_ext.inner_native(INNER_ITERATIONS)  # LINE:callback-inner
 
 
-def busy(native_ids, deadline):
+def busy(native_ids, go, seconds):
     native_ids["busy"] = native_thread_id()
+    # Busy only once main has printed "ready": 2.7's GIL would rarely let main run again before then, the busy thread
+    # taking it back each time it lets go.
+    go.wait()
+    deadline = monotonic() + seconds
     while monotonic() < deadline:
         callback_ext.outer_native(callback, 1000)  # LINE:busy-outer
 
@@ -62,13 +66,15 @@ def main(seconds):
     sleeper = threading.Thread(target=sleeping_function, args=(native_ids,), name="sleeper")
     sleeper.daemon = True  # 2.7's Thread takes no daemon argument
     sleeper.start()
-    worker = threading.Thread(target=busy, args=(native_ids, monotonic() + seconds), name="busy")
+    go = threading.Event()
+    worker = threading.Thread(target=busy, args=(native_ids, go, seconds), name="busy")
     worker.start()
     while len(native_ids) < 2:
         time.sleep(0.01)
     print("busy-tid", native_ids["busy"])
     print("sleeper-tid", native_ids["sleeper"])
     say("ready")
+    go.set()
     worker.join()  # LINE:main-join
     return 0
 
