@@ -7,7 +7,7 @@ A thread named "busy" keeps a CPU busy for SECONDS, almost all of it in C:
     busy() -> ext_outer_native (C) -> callback() -> ext_inner_native (C)
 so whenever it is looked at, ext_outer_native sits between busy and callback, and most of the time
 ext_inner_native is the innermost frame. A thread named "sleeper" blocks in time.sleep inside
-sleeping_function(); the main thread waits for the busy one. Prints "busy-tid N" and "sleeper-tid N" (native
+sleeping_function(); the main thread waits for the busy one, which prints "busy-tid N" and "sleeper-tid N" (native
 thread ids), then "ready".
 
 The tests find expected line numbers from the `# LINE:name` markers below, never from fixed numbers.
@@ -45,12 +45,17 @@ def callback():
     return callback_ext.inner_native(INNER_ITERATIONS)  # LINE:callback-inner
 
 
-def busy(native_ids, go, seconds):
+def busy(native_ids, seconds):
     native_ids["busy"] = native_thread_id()
-    # Busy only once main has printed "ready": 2.7's GIL would rarely let main run again before then, the busy thread
-    # taking it back each time it lets go.
-    go.wait()
+    while "sleeper" not in native_ids:
+        time.sleep(0.01)
     deadline = monotonic() + seconds
+    # The busy thread says "ready" itself, once its loop has run a while: 2.7's GIL would rarely let the main thread
+    # run again once this thread is busy, taking the GIL back each time it lets go.
+    callback_ext.outer_native(callback, 100)
+    print("busy-tid", native_ids["busy"])
+    print("sleeper-tid", native_ids["sleeper"])
+    say("ready")
     while monotonic() < deadline:
         callback_ext.outer_native(callback, 1000)  # LINE:busy-outer
 
@@ -66,15 +71,8 @@ def main(seconds):
     sleeper = threading.Thread(target=sleeping_function, args=(native_ids,), name="sleeper")
     sleeper.daemon = True  # 2.7's Thread takes no daemon argument
     sleeper.start()
-    go = threading.Event()
-    worker = threading.Thread(target=busy, args=(native_ids, go, seconds), name="busy")
+    worker = threading.Thread(target=busy, args=(native_ids, seconds), name="busy")
     worker.start()
-    while len(native_ids) < 2:
-        time.sleep(0.01)
-    print("busy-tid", native_ids["busy"])
-    print("sleeper-tid", native_ids["sleeper"])
-    say("ready")
-    go.set()
     worker.join()  # LINE:main-join
     return 0
 
