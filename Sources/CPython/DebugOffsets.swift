@@ -19,7 +19,6 @@ enum DebugOffsets {
             throw InterpreterError.unreadable(pid: pid, reason: "reading _Py_DebugOffsets: \(error)")
         } catch let error as DebugOffsetsError {
             switch error.kind {
-            case .unreadable: throw InterpreterError.unreadable(pid: pid, reason: error.description)
             case .freeThreaded: throw InterpreterError.freeThreaded(pid: pid, version: version)
             case .unknownLayout: throw InterpreterError.unknownLayout(pid: pid, version: version, detail: error.description)
             }
@@ -27,8 +26,8 @@ enum DebugOffsets {
     }
 
     struct DebugOffsetsError: Error, CustomStringConvertible {
-        enum Kind { case unreadable, freeThreaded, unknownLayout }
-        var kind: Kind = .unreadable
+        enum Kind { case freeThreaded, unknownLayout }
+        var kind: Kind
         var description: String
     }
 

@@ -48,7 +48,8 @@ enum StackSplicer {
         if native.isEmpty {
             return (pythonRuns.flatMap { $0 }.reversed(), .pythonOnly)
         }
-        let native = native.indices.map { index -> (frame: Frame, role: NativeRole) in
+        // Only a tail-calling interpreter has handler frames: other stacks are used as they are, not copied per sample.
+        let native = !native.contains(where: { $0.role == .evalLoopHandler }) ? native : native.indices.map { index -> (frame: Frame, role: NativeRole) in
             guard native[index].role == .evalLoopHandler else { return native[index] }
             let outward = index + 1 < native.count ? native[index + 1].role : nil
             let partOfOutwardCall = outward == .evalLoop || outward == .evalLoopHandler
