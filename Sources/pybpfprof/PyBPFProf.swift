@@ -9,14 +9,32 @@ struct PyBPFProf: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pybpfprof",
         abstract: "A sampling profiler for CPython that reads Python stacks in the kernel with BPF, never pausing the target.",
-        subcommands: [Record.self, Report.self, Top.self, Dump.self]
+        subcommands: [Record.self, Report.self, Top.self, Dump.self],
+        // `sudo pybpfprof --all`, `--pid N` and `-- python app.py` are the common case: they record.
+        defaultSubcommand: Record.self
     )
 
     @Flag(name: .long, help: "Print the version and, as root, how this kernel runs the BPF program.")
     var version = false
 
+    /// With `record` the default subcommand, ArgumentParser hands every other argument list to it: the two that
+    /// belong to the tool itself are taken first (no arguments prints the overview, not a missing-target error).
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.isEmpty { exit(withError: CleanExit.helpRequest(self)) }
+        if arguments == ["--version"] {
+            printVersion()
+            return
+        }
+        main(arguments)
+    }
+
     mutating func run() throws {
         guard version else { throw CleanExit.helpRequest(self) }
+        Self.printVersion()
+    }
+
+    private static func printVersion() {
         print("pybpfprof \(Self.version)")
         // The probes load tiny BPF programs: root only.
         if geteuid() == 0 {

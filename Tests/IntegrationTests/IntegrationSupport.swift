@@ -300,6 +300,32 @@ final class RunningProcess {
         }
     }
 
+    /// CPU time its threads have used so far, in seconds: utime + stime of /proc/PID/stat (fields 14 and 15,
+    /// counted after the parenthesised command name, which may hold spaces). 0 once it is gone.
+    var cpuSeconds: Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let nameEnd = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
+        // fields[0] is field 3 (state): utime and stime are fields 14 and 15.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Waits until the process has used `seconds` more CPU time than `cpuSeconds` said at the call: what a sampling
+    /// profiler sees of a busy process depends on the CPU it got, not on wall time, which a busy machine stretches.
+    /// Throws if it exits first or takes longer than `timeout` seconds (times PYBPFPROF_TEST_SLOWDOWN).
+    func waitForCPU(seconds: Double, timeout unscaledTimeout: TimeInterval) throws {
+        let target = cpuSeconds + seconds
+        let deadline = Date().addingTimeInterval(unscaledTimeout * Slowdown.factor)
+        while cpuSeconds < target {
+            guard process.isRunning else { throw IntegrationError("`\(commandLine)` exited while it was to use \(seconds) s of CPU") }
+            if Date() > deadline {
+                throw IntegrationError("`\(commandLine)` used less than \(seconds) s of CPU in \(unscaledTimeout * Slowdown.factor) s")
+            }
+            usleep(10_000)
+        }
+    }
+
     func send(_ signalNumber: Int32) {
         kill(pid, signalNumber)
     }
