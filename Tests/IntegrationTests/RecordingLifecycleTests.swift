@@ -32,6 +32,23 @@ final class RecordingLifecycleTests: IntegrationTestCase {
         }
     }
 
+    /// `pybpfprof -- CMD`, `pybpfprof --pid N`, `pybpfprof --all` record, as the tool's one-line usage shows them;
+    /// `pybpfprof` alone prints the overview, `pybpfprof --version` the version.
+    func testRecordIsTheDefaultSubcommand() throws {
+        let workload = try Workload.load()
+        let interpreter = try PythonInterpreters.debian311()
+        let output = scratchFile("default.folded")
+        try runPyBPFProf(["--rate", "499", "-o", output, "--"] + interpreter.command([workload.path, "shape", "--seconds", "1"]))
+            .requireSuccess()
+        let names = Set(try FoldedFile.stacks(at: output).flatMap { $0.frames.filter { $0.file == workload.path }.map(\.name) })
+        XCTAssertTrue(names.isSuperset(of: ["run_shape", "heavy", "light"]), "recorded without `record`: \(names.sorted())")
+
+        let overview = try runPyBPFProf([]).requireSuccess()
+        XCTAssertTrue(overview.standardOutput.contains("record (default)"), overview.report)
+        let version = try runPyBPFProf(["--version"]).requireSuccess()
+        XCTAssertTrue(version.standardOutput.hasPrefix("pybpfprof "), version.report)
+    }
+
     func testSIGINTWritesWhatWasCollected() throws {
         try checkStopsOnSignal(SIGINT, name: "SIGINT")
     }
