@@ -227,33 +227,53 @@ struct walk_state {
 };
 
 /* Named counters (per-CPU array `counters`), summed and reported by userspace. Samples of profiled
- * processes are COUNTER_SENT + COUNTER_RINGBUF_FULL: every sample ends in exactly one of the two. */
+ * processes are COUNTER_SENT + COUNTER_RINGBUF_FULL: every sample ends in exactly one of the two.
+ * X(enumerator, label in the recording's summary, 1 if it counts an error): the enum and the labels userspace
+ * prints (cbpf_counter_label in Sources/CBPF/shims.c) come from this one list, so a counter cannot go unnamed. */
+#define PYBPFPROF_COUNTERS(X) \
+    X(COUNTER_SENT, "sent", 0) \
+    X(COUNTER_RINGBUF_FULL, "ring buffer full", 1) \
+    /* Threads that never ran Python (a BLAS pool, a C library's workers): their native stacks are sampled. */ \
+    X(COUNTER_NO_THREAD_STATE, "samples of threads without a Python thread state", 0) \
+    /* (tgid, fsbase) cache miss: the thread list was walked. */ \
+    X(COUNTER_TSTATE_CACHE_MISS, "thread state cache misses", 0) \
+    /* A cached thread state no longer matched its thread. */ \
+    X(COUNTER_TSTATE_STALE, "stale thread state cache entries", 0) \
+    /* Interpreter not initialized yet, or finalized: no thread list. */ \
+    X(COUNTER_NO_INTERPRETER, "interpreter not running (starting or finalizing)", 0) \
+    /* Sampled in exit(), after its memory was released. */ \
+    X(COUNTER_PROCESS_EXITING, "samples of exiting processes", 0) \
+    X(COUNTER_READ_INTERP, "interpreter state unreadable", 1) \
+    X(COUNTER_READ_FRAME, "frame unreadable", 1) \
+    /* A code object's checksum bytes could not be read. */ \
+    X(COUNTER_READ_CODE, "code object unreadable", 1) \
+    /* Python stacks deeper than PY_MAX_FRAMES. */ \
+    X(COUNTER_TRUNCATED, "stacks truncated", 1) \
+    X(COUNTER_TAIL_CALL_FAILED, "tail calls failed", 1) \
+    /* Native unwinds that reached the thread's outermost frame. */ \
+    X(COUNTER_NATIVE_COMPLETE, "native unwinds complete", 0) \
+    /* Samples of a process whose executable mappings are not loaded yet. */ \
+    X(COUNTER_NATIVE_NO_MAPPINGS, "native unwinds before the tables were loaded", 0) \
+    X(COUNTER_NATIVE_UNKNOWN_MAPPING, "native unwinds stopped: address in no known mapping", 1) \
+    X(COUNTER_NATIVE_FRAME_POINTER, "native frames by frame pointer", 0) \
+    X(COUNTER_NATIVE_UNSUPPORTED, "native unwinds stopped: unsupported rule", 1) \
+    X(COUNTER_NATIVE_READ_ERROR, "native unwinds stopped: stack unreadable", 1) \
+    X(COUNTER_NATIVE_BAD_FRAME, "native unwinds stopped: frame not above its callee", 1) \
+    /* Native stacks deeper than NATIVE_MAX_FRAMES. */ \
+    X(COUNTER_NATIVE_TRUNCATED, "native stacks truncated", 1) \
+    /* A kernel thread or an exiting task. */ \
+    X(COUNTER_NATIVE_NO_REGISTERS, "native unwinds without user registers", 1) \
+    /* Process events lost: ring buffer full. */ \
+    X(COUNTER_EVENTS_LOST, "process events lost", 1) \
+    /* --cgroup / --container: the task's cgroup could not be checked. */ \
+    X(COUNTER_CGROUP_CHECK_FAILED, "cgroup checks failed", 1)
+
+#define PYBPFPROF_COUNTER_ENUMERATOR(name, label, is_error) name,
 enum counter {
-    COUNTER_SENT = 0,           /* records written to the ring buffer */
-    COUNTER_RINGBUF_FULL,       /* records lost: ring buffer full */
-    COUNTER_NO_THREAD_STATE,    /* thread not in the interpreter's thread list (not a Python thread) */
-    COUNTER_TSTATE_CACHE_MISS,  /* (tgid, fsbase) cache miss: thread list walked */
-    COUNTER_TSTATE_STALE,       /* cached thread state no longer matched its thread */
-    COUNTER_NO_INTERPRETER,     /* interpreter not initialized yet, or finalized: no thread list */
-    COUNTER_PROCESS_EXITING,    /* sampled in exit(), after its memory was released */
-    COUNTER_READ_INTERP,        /* could not read interpreter / thread list */
-    COUNTER_READ_FRAME,         /* could not read a frame */
-    COUNTER_READ_CODE,          /* could not read a code object checksum */
-    COUNTER_TRUNCATED,          /* stacks deeper than PY_MAX_FRAMES */
-    COUNTER_TAIL_CALL_FAILED,
-    COUNTER_NATIVE_COMPLETE,        /* native unwinds that reached the thread's outermost frame */
-    COUNTER_NATIVE_NO_MAPPINGS,     /* samples of a process with no executable mappings loaded yet */
-    COUNTER_NATIVE_UNKNOWN_MAPPING, /* unwinds stopped at an address in no known executable mapping */
-    COUNTER_NATIVE_FRAME_POINTER,   /* frames found by the frame-pointer fallback */
-    COUNTER_NATIVE_UNSUPPORTED,     /* unwinds stopped at a rule the unwinder cannot apply */
-    COUNTER_NATIVE_READ_ERROR,      /* unwinds stopped on an unreadable stack slot */
-    COUNTER_NATIVE_BAD_FRAME,       /* unwinds stopped on a frame that did not move up the stack */
-    COUNTER_NATIVE_TRUNCATED,       /* native stacks deeper than NATIVE_MAX_FRAMES */
-    COUNTER_NATIVE_NO_REGISTERS,    /* user registers unavailable (kernel thread, exiting task) */
-    COUNTER_EVENTS_LOST,            /* process events lost: ring buffer full */
-    COUNTER_CGROUP_CHECK_FAILED,    /* --cgroup / --container: the task's cgroup could not be checked */
+    PYBPFPROF_COUNTERS(PYBPFPROF_COUNTER_ENUMERATOR)
     COUNTER_COUNT,
 };
+#undef PYBPFPROF_COUNTER_ENUMERATOR
 
 /* dump */
 

@@ -159,3 +159,17 @@ int cbpf_probe_ring_buffer(void)
 {
     return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL);
 }
+
+#define PYBPFPROF_COUNTER_LABEL(name, label, is_error) [name] = {label, is_error},
+static const struct {
+    const char *label;
+    int is_error;
+} counter_labels[COUNTER_COUNT] = {PYBPFPROF_COUNTERS(PYBPFPROF_COUNTER_LABEL)};
+#undef PYBPFPROF_COUNTER_LABEL
+
+const char *cbpf_counter_label(unsigned int counter, int *is_error)
+{
+    if (counter >= COUNTER_COUNT) return NULL;
+    *is_error = counter_labels[counter].is_error;
+    return counter_labels[counter].label;
+}

@@ -273,7 +273,8 @@ public enum Dumper {
         /// What the userspace reader could not read of the thread; never set by the iterator.
         var notes: [String] = []
 
-        var header: sample_header { sample.withUnsafeBytes { $0.loadUnaligned(as: sample_header.self) } }
+        /// `sample` holds at least a header: `parse` and the userspace reader make sure of it.
+        var header: sample_header { sample.withUnsafeBytes { SampleRecord.header(of: $0)! } }
         var tid: UInt32 { header.tid }
         var isOnCPU: Bool { thread.flags & DUMP_THREAD_ON_CPU.rawValue != 0 }
         /// Not on a CPU, yet it ran while being read, or its Python walk hit memory that changed under it (a frame
@@ -354,10 +355,9 @@ public enum Dumper {
         let reader: RingBufferReader
         do {
             reader = try RingBufferReader(mapFD: ringBuffer) { record in
-                guard record.count >= MemoryLayout<sample_header>.size else { return }
-                let header = record.loadUnaligned(as: sample_header.self)
-                guard header.record_type == UInt16(RECORD_SAMPLE.rawValue), events[header.tid] != nil, samples[header.tid] == nil
-                else { return }
+                guard let sample = SampleRecord(record), sample.isSample, events[sample.header.tid] != nil,
+                      samples[sample.header.tid] == nil else { return }
+                let header = sample.header
                 samples[header.tid] = Array(record)
             }
         } catch {

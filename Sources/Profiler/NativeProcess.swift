@@ -39,6 +39,12 @@ struct NativeProcess {
         try refresh(interpreterFile: interpreterFile, store: store)
     }
 
+    /// Mappings as given, not read from the process (tests).
+    init(pid: Int32, mappings: [ExecutableMapping]) {
+        self.pid = pid
+        self.mappings = mappings
+    }
+
     /// Re-reads the maps; returns false when nothing changed.
     @discardableResult
     mutating func refresh(interpreterFile: String?, store: UnwindTableStore) throws -> Bool {

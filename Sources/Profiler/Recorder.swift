@@ -5,174 +5,39 @@ import Foundation
 import Glibc
 import Native
 
-/// What to profile.
-public enum Target: Sendable, Equatable {
-    /// These processes, until they exit.
-    case pids([Int32])
-    /// Every Python process running when recording starts.
-    case all
-    /// Launch this command, profile it until it exits.
-    case command([String])
-    /// Every Python process in this cgroup or below it (`--cgroup`, `--container`): those running when recording
-    /// starts and those that start later, as `.all` but restricted to the cgroup in the BPF program and when locating.
-    case cgroup(CgroupDirectory)
-}
-
-public struct RecordOptions: Sendable {
-    public var target: Target
-    /// Samples per second of CPU time on each CPU.
-    public var rate: Int
-    /// Seconds; nil records until a signal or the targets' exit.
-    public var duration: Double?
-    public var ringBufferBytes: UInt32
-    /// Switch on the kernel's BPF run-time statistics to report the program's cost per sample.
-    public var bpfStatistics: Bool
-    /// Only Python frames: no native or kernel frames (and none are collected).
-    public var pythonOnly: Bool
-    /// Also show the interpreter's own native frames (libpython), which the default view leaves out.
-    public var showInterpreterFrames: Bool
-    /// Kernel memory for the native unwind rows of every file the targets map.
-    public var unwindTableBytes: Int
-    /// Accept `--pid` processes that do not run Python: their native and kernel stacks are recorded.
-    public var allowNonPython = false
-    /// Also profile the targets' children and their children (`--subprocesses`, with `--pid` or a command).
-    public var subprocesses = false
-    /// Load the BPF program as on the oldest supported kernel (`KernelFeatures.asOldestSupported`).
-    public var oldestKernelMode = false
-
-    /// Whether the recording follows processes as they start: `--all`, `--cgroup` and `--subprocesses`.
-    var followsProcesses: Bool { takesEveryNewProgram || subprocesses }
-
-    /// `--all` and `--cgroup`: every program that starts (in the cgroup) is a target, whoever started it.
-    var takesEveryNewProgram: Bool { target == .all || cgroup != nil }
-
-    /// The cgroup the recording is restricted to, if any.
-    var cgroup: CgroupDirectory? {
-        if case .cgroup(let directory) = target { return directory }
-        return nil
-    }
-
-    public init(target: Target, rate: Int = 100, duration: Double? = nil,
-                ringBufferBytes: UInt32 = 8 << 20, bpfStatistics: Bool = false, pythonOnly: Bool = false,
-                showInterpreterFrames: Bool = false, unwindTableBytes: Int = 16 << 20) {
-        self.target = target
-        self.rate = rate
-        self.duration = duration
-        self.ringBufferBytes = ringBufferBytes
-        self.bpfStatistics = bpfStatistics
-        self.pythonOnly = pythonOnly
-        self.showInterpreterFrames = showInterpreterFrames
-        self.unwindTableBytes = unwindTableBytes
-    }
-}
-
-/// How a recording went, beside the profile itself.
-public struct RecordingStatistics: Sendable {
-    /// Python frames whose code object could not be resolved, by reason.
-    public var unresolvedFrames: [String: Int] = [:]
-    /// The BPF program's named counters, all of them.
-    public var counters: [String: UInt64] = [:]
-    /// The counters that count errors (not normal events such as cache misses), where not zero.
-    public var errorCounters: [String: UInt64] = [:]
-    /// Records the kernel could not write: ring buffer full.
-    public var lostRecords: UInt64 = 0
-    /// BPF run time per sample of a profiled process, when statistics were on.
-    public var bpfNanosecondsPerSample: Double?
-    /// Times the BPF program ran, on any process's tick.
-    public var bpfInvocations: UInt64?
-    /// Exit status of a launched command.
-    public var commandExitStatus: Int32?
-    /// Processes whose interpreter was located, with the reason for those that were not.
-    public var skippedProcesses: [String] = []
-    /// The interpreters profiled (their `debugOffsetsMismatch` is reported in the summary).
-    public var interpreters: [PythonInterpreter] = []
-    /// Samples by how their Python frames were spliced into the native stack.
-    public var splicing: [String: Int] = [:]
-    /// Processes forgotten after they exited (or exec'ed another program) during the recording.
-    public var exitedProcesses = 0
-    /// Samples with a native stack, and those whose native unwind reached the thread's entry.
-    public var nativeStacks = 0
-    public var nativeStacksComplete = 0
-    /// Native unwind tables: files loaded, rows, bytes used of the bound, and files left without one.
-    public var unwindTables: UnwindTableReport?
-    /// How this kernel runs the BPF program (`KernelFeatures.summary`).
-    public var kernel = ""
-    /// Instructions the verifier processed per loaded BPF program (its limit is 1,000,000 per program).
-    public var verifiedInstructions: [String: Int] = [:]
-}
-
-/// Where a recording stands, for a progress line.
-public struct RecordingProgress: Sendable {
-    public var seconds: Double
-    public var samples: Int
-    public var processes: Int
-}
-
-public struct UnwindTableReport: Sendable {
-    public var files: Int
-    public var rows: Int
-    public var bytes: Int
-    public var capacityBytes: Int
-    /// Rows whose rule the unwinder cannot apply.
-    public var unsupportedRows: Int
-    /// Path -> reason.
-    public var filesWithoutTable: [String: String]
-}
-
-public enum RecordError: Error, CustomStringConvertible {
-    case noTargets(String)
-    case launchFailed(String)
-    case neverPython(command: String)
-
-    public var description: String {
-        switch self {
-        case .noTargets(let reason): return reason
-        case .launchFailed(let reason): return reason
-        case .neverPython(let command):
-            return "'\(command)' exited without ever running a supported CPython interpreter"
-        }
-    }
-}
-
 /// One recording: finds the targets' interpreters, runs the sampler, and turns records into a Profile.
+///
+/// Three threads share it. The recording loop (the caller of `run`) registers processes: those running at the start,
+/// then those that start later (`ProcessFollowing`). The drain thread receives the records: samples, decoded into the
+/// profile, and process events (exec, fork, exit), which update the process table. The `NativeTableLoader`'s queue
+/// compiles unwind tables. `lock` guards the process table, process following and the registration statistics;
+/// `profileLock` the profile. The drain thread holds neither while it decodes a sample (which reads the target's code
+/// objects), so a slow target never holds up registration, `top` or the progress line.
 public final class Recorder {
     private let options: RecordOptions
     private let sampler: Sampler
-    /// Guards `profile`, `decoders`, `statistics` and the per-process state, shared by the drain thread and the
-    /// caller.
     private let lock = NSLock()
+    /// Every registered process, one state each (under `lock`).
+    private var table = ProcessTable()
+    /// Process following (--all, --subprocesses), fed by the BPF program's exec/fork/exit events on the drain
+    /// thread and worked off by the recording loop (under `lock`).
+    private var followed = ProcessFollowing()
+    /// What registration and following learned (under `lock`); the drain thread's own counts are in `intake`.
+    private var statistics = RecordingStatistics()
+    private let profileLock = NSLock()
+    /// What was recorded (under `profileLock`).
     private var profile: Profile
-    /// The process instance (index into `profile.processes`) each registered pid's samples belong to. A pid is
-    /// forgotten when its process exits or execs, so a pid the kernel reuses starts another instance.
-    private var instances: [Int32: Int32] = [:]
-    /// Each profiled process's record decoder: its symbols and frame caches, interning into `profile`.
-    private var decoders: [Int32: StackDecoder<Int32>] = [:]
-    /// Executable mappings of each process (native recordings only), read by the drain thread.
-    private var nativeProcesses: [Int32: NativeProcess] = [:]
-    /// The file holding each process's interpreter, as its maps name it.
-    private var interpreterFiles: [Int32: String] = [:]
-    /// Processes that mapped code the unwinder does not know yet; refreshed by the recording loop.
-    private var staleMappings: Set<Int32> = []
-    private var lastRefresh: [Int32: UInt64] = [:]
+    /// The drain thread's counts; read once sampling has stopped.
+    private var intake = IntakeStatistics()
     /// Signalled by the drain thread when the recording loop has work: a process to locate or register, or one
     /// whose maps to re-read. The loop waits on it, so a library loaded later (dlopen) or a new process is
     /// handled at once rather than at the loop's next poll.
     private let loopWakeup = DispatchSemaphore(value: 0)
-    /// Native tables are compiled and maps re-read here, one job at a time, while the recording loop goes on
-    /// registering new processes' Python stacks: compiling the tables of a new binary takes long enough to miss a
-    /// short process queued behind it. The only thread that uses `unwindTables` once sampling has started.
-    private let nativeQueue = DispatchQueue(label: "pybpfprof-native-tables")
-    /// Process following (--all, --subprocesses), fed by the BPF program's exec/fork/exit events on the drain
-    /// thread and worked off by the recording loop.
-    private var followed = ProcessFollowing()
     /// What locating interpreters learned of each file: new processes mostly run binaries seen before.
     private let locatorCache = InterpreterLocator.FileCache()
-    /// The interpreter of each registered Python process: a fork's child has the same one.
-    private var interpreters: [Int32: PythonInterpreter] = [:]
-    /// On `nativeQueue` only (tables are built there, never on the drain thread).
-    private let unwindTables: UnwindTableStore?
+    /// nil when native stacks are not collected.
+    private let nativeTables: NativeTableLoader?
     private let kernelSymbols: KernelSymbols?
-    private var statistics = RecordingStatistics()
     /// When sampling started; sample times count from here.
     private var startMonotonic: UInt64 = 0
     private let stopRequested = StopFlag()
@@ -185,6 +50,20 @@ public final class Recorder {
     /// What the running kernel offers, probed at start; it decided how the BPF program was loaded.
     public let kernelFeatures: KernelFeatures
 
+    /// Counted by the drain thread, one sample at a time.
+    private struct IntakeStatistics {
+        var splicing: [SpliceOutcome: Int] = [:]
+        var nativeTablesNotLoaded = 0
+        var nativeStacks = 0
+        var nativeStacksComplete = 0
+        /// Python frames whose code object could not be resolved, by reason, of the processes forgotten so far.
+        var unresolvedFrames: [String: Int] = [:]
+
+        mutating func collectUnresolved(_ decoder: StackDecoder<Int32>) {
+            for (reason, count) in decoder.unresolvedFrames { unresolvedFrames[reason, default: 0] += count }
+        }
+    }
+
     public init(options: RecordOptions) throws {
         let probed = try Preflight.check()
         let features = options.oldestKernelMode ? probed.asOldestSupported : probed
@@ -196,7 +75,8 @@ public final class Recorder {
             features: features, ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
             followProcesses: options.followsProcesses, cgroupFD: options.cgroup?.fd)
-        unwindTables = options.pythonOnly ? nil : UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity)
+        nativeTables = options.pythonOnly ? nil
+            : NativeTableLoader(store: UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity))
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         profile = Profile(sampleRate: options.rate, startDate: 0)
     }
@@ -211,7 +91,7 @@ public final class Recorder {
         profile.startDate = Date().timeIntervalSince1970
         try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
         defer { sampler.stop() }
-        onStarted?(withProfile { $0.processes.count })
+        onStarted?(locked { table.count })
 
         let deadline = options.duration.map { Self.monotonicNow() + UInt64($0 * 1e9) }
         func timeToStop() -> Bool {
@@ -223,9 +103,7 @@ public final class Recorder {
             func targetsLeft() -> Bool {
                 // --all and --cgroup run until stopped: processes may start at any time.
                 if options.takesEveryNewProgram { return true }
-                lock.lock()
-                let tracked = followed.tree
-                lock.unlock()
+                let tracked = locked { followed.tree }
                 return (runningTargets + tracked).contains { kill($0, 0) == 0 || errno != ESRCH }
             }
             while !timeToStop() && targetsLeft() {
@@ -254,19 +132,19 @@ public final class Recorder {
                 } catch InterpreterError.notPython where options.subprocesses {
                     // A launcher (a shell, a supervisor): its Python children are what --subprocesses is for.
                 }
-                if options.subprocesses { followed.tree.insert(pid) }
+                if options.subprocesses { locked { _ = followed.tree.insert(pid) } }
             }
             return pids
         case .all:
             // Those running now; the ones that start later come through exec events.
             let (found, skipped) = ProcessScanner.pythonProcesses(cache: locatorCache)
-            statistics.skippedProcesses = skipped
+            locked { skipped.forEach { statistics.skip($0) } }
             for interpreter in found { try register(interpreter) }
             return found.map(\.pid)
         case .cgroup(let directory):
             // As --all, among the processes of the cgroup (checked before their files are read).
             let (found, skipped) = ProcessScanner.pythonProcesses(cache: locatorCache) { Containers.isProcess($0, under: directory) }
-            statistics.skippedProcesses = skipped
+            locked { skipped.forEach { statistics.skip($0) } }
             for interpreter in found { try register(interpreter) }
             return found.map(\.pid)
         case .command:
@@ -278,18 +156,15 @@ public final class Recorder {
     /// as soon as the dynamic loader has mapped it, polled every 2 ms until then.
     private func recordCommand(_ arguments: [String], until timeToStop: () -> Bool) throws {
         let child = try LaunchedCommand(arguments: arguments)
-        if options.subprocesses {
-            lock.lock()
-            followed.tree.insert(child.pid)
-            lock.unlock()
-        }
+        if options.subprocesses { locked { _ = followed.tree.insert(child.pid) } }
         var located = false
         var unusable: Error?
+        var exitStatus: Int32?
         while !timeToStop() {
             if !located && unusable == nil {
                 do {
                     let interpreter = try InterpreterLocator.locate(pid: child.pid, cache: locatorCache)
-                    if let instance = try registerPython(interpreter) { loadNativeStacksLater(of: interpreter, instance: instance) }
+                    if let registration = try registerPython(interpreter) { loadNativeStacksLater(of: interpreter, registration: registration) }
                     located = true
                 } catch let error as InterpreterError {
                     switch error {
@@ -303,7 +178,7 @@ public final class Recorder {
                 }
             }
             if let status = child.poll() {
-                statistics.commandExitStatus = status
+                exitStatus = status
                 break
             }
             refreshStaleMappings()
@@ -311,65 +186,92 @@ public final class Recorder {
             reportProgressIfDue()
             if located || unusable != nil { waitForWork() } else { usleep(2_000) }
         }
+        let registeredPython = locked {
+            statistics.commandExitStatus = exitStatus
+            return statistics.registeredPythonProcesses > 0
+        }
         // With --subprocesses the command may be a launcher whose children ran Python.
-        if !located, statistics.commandExitStatus != nil, statistics.interpreters.isEmpty {
+        if !located, exitStatus != nil, !registeredPython {
             throw unusable ?? RecordError.neverPython(command: arguments.joined(separator: " "))
         }
     }
 
     /// Registers a process found before sampling starts, native tables included: its first samples are whole.
     private func register(_ interpreter: PythonInterpreter) throws {
-        guard let instance = try registerPython(interpreter) else { return }
-        nativeQueue.sync { loadNativeStacks(of: interpreter, instance: instance) }
-    }
-
-    /// For a process registered while sampling: its native tables load on `nativeQueue`, its samples are marked until
-    /// then.
-    private func loadNativeStacksLater(of interpreter: PythonInterpreter, instance: Int32) {
-        guard unwindTables != nil else { return }
-        nativeQueue.async { [self] in loadNativeStacks(of: interpreter, instance: instance) }
-    }
-
-    /// Makes the interpreter's process a target: its Python stacks are sampled from here on. Returns its process
-    /// instance, or nil when `isCurrent` (asked under the lock, which the exec and exit events take too) says the
-    /// registration is stale: a forked child that exec'ed another program before it was registered.
-    private func registerPython(_ interpreter: PythonInterpreter, isCurrent: () -> Bool = { true }) throws -> Int32? {
-        let pid = interpreter.pid
-        let commandLine = ProcessScanner.commandLine(pid: pid)
-        let containerID = Containers.containerID(pid: pid) ?? ""
-        lock.lock()
-        defer { lock.unlock() }
-        guard isCurrent() else { return nil }
-        try sampler.add(interpreter)
-        interpreters[pid] = interpreter
-        decoders[pid] = makeDecoder(interpreter: interpreter)
-        statistics.interpreters.append(interpreter)
-        let instance = profile.add(ProfiledProcess(
-            pid: pid, commandLine: commandLine, pythonVersion: interpreter.version.description, containerID: containerID))
-        instances[pid] = instance
-        return instance
-    }
-
-    /// Native stacks for a registered process, once the unwind tables of its files are loaded (compiling them takes
-    /// a while for a large library): until then its samples carry Python and kernel frames only. Kept only if the
-    /// process is still that instance (it may have exited or exec'ed meanwhile).
-    private func loadNativeStacks(of interpreter: PythonInterpreter, instance: Int32) {
-        guard let unwindTables else { return }
-        let pid = interpreter.pid
+        guard let registration = try registerPython(interpreter), let nativeTables else { return }
         do {
-            let native = try NativeProcess(pid: pid, interpreterFile: interpreter.binaryPath, store: unwindTables)
-            lock.lock()
-            defer { lock.unlock() }
-            guard instances[pid] == instance else { return }
-            try sampler.setMappings(pid: pid, native.bpfValue())
-            nativeProcesses[pid] = native
-            interpreterFiles[pid] = interpreter.binaryPath
-            decoders[pid]?.native = native
+            let native = try nativeTables.load(pid: interpreter.pid, interpreterFile: interpreter.binaryPath)
+            try giveMappings(native, pid: interpreter.pid, registration: registration)
         } catch {
             // Exited meanwhile, or its maps are unreadable: its samples keep their Python and kernel frames.
-            lock.lock()
-            statistics.skippedProcesses.append("native stacks of process \(pid): \(error)")
-            lock.unlock()
+            locked { statistics.skip("native stacks of process \(interpreter.pid): \(error)") }
+        }
+    }
+
+    /// For a process registered while sampling: its native tables load in the background, its samples are marked until
+    /// then.
+    private func loadNativeStacksLater(of interpreter: PythonInterpreter, registration: UInt64) {
+        let pid = interpreter.pid
+        nativeTables?.loadLater(pid: pid, interpreterFile: interpreter.binaryPath) { [self] result in
+            do {
+                try giveMappings(try result.get(), pid: pid, registration: registration)
+            } catch {
+                locked { statistics.skip("native stacks of process \(pid): \(error)") }
+            }
+        }
+    }
+
+    /// Native stacks for a registered process, once the unwind tables of its files are loaded. Kept only if the process
+    /// is still that registration (it may have exited or exec'ed meanwhile).
+    private func giveMappings(_ native: NativeProcess, pid: Int32, registration: UInt64) throws {
+        try locked {
+            guard table[pid]?.registration == registration else { return }
+            try sampler.setMappings(pid: pid, native.bpfValue())
+            _ = table.setNative(native, pid: pid, registration: registration)
+        }
+    }
+
+    /// Makes the interpreter's process a target: its Python stacks are sampled from here on. Returns its registration,
+    /// or nil when `isCurrent` (asked under the lock, which the exec and exit events take too) says the registration
+    /// is stale: a forked child that exec'ed another program before it was registered.
+    private func registerPython(_ interpreter: PythonInterpreter, isCurrent: () -> Bool = { true }) throws -> UInt64? {
+        let pid = interpreter.pid
+        let description = ProfiledProcess(
+            pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: interpreter.version.description,
+            containerID: Containers.containerID(pid: pid) ?? "")
+        let decoder = makeDecoder(interpreter: interpreter)
+        return try locked {
+            guard isCurrent() else { return nil }
+            try sampler.add(interpreter)
+            statistics.registeredPythonProcesses += 1
+            if !interpreter.debugOffsetsMismatch.isEmpty {
+                statistics.debugOffsetsMismatches[interpreter.binaryPath] = interpreter.debugOffsetsMismatch
+            }
+            return table.register(pid: pid, description: description, interpreter: interpreter, decoder: decoder)
+        }
+    }
+
+    /// A process that does not run Python: native and kernel stacks only.
+    private func registerNative(pid: Int32) throws {
+        guard let nativeTables else { return }
+        let native = try nativeTables.load(pid: pid, interpreterFile: nil)
+        let description = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "",
+                                          containerID: Containers.containerID(pid: pid) ?? "")
+        try locked {
+            try sampler.setMappings(pid: pid, native.bpfValue())
+            let registration = table.register(pid: pid, description: description, interpreter: nil,
+                                              decoder: makeDecoder(interpreter: nil))
+            _ = table.setNative(native, pid: pid, registration: registration)
+        }
+        try sampler.addNative(pid: pid)
+    }
+
+    private func makeDecoder(interpreter: PythonInterpreter?) -> StackDecoder<Int32> {
+        StackDecoder(interpreter: interpreter, native: nil, kernelSymbols: kernelSymbols,
+                     showInterpreterFrames: options.showInterpreterFrames) { [unowned self] frame in
+            profileLock.lock()
+            defer { profileLock.unlock() }
+            return profile.intern(frame)
         }
     }
 
@@ -378,19 +280,19 @@ public final class Recorder {
         stopRequested.set()
     }
 
-    /// Reads the profile recorded so far, under the lock the drain thread takes: for live views, which must not
-    /// keep it long.
+    /// Reads the profile recorded so far, under the lock the drain thread takes to add a sample: for live views, which
+    /// must not keep it long.
     public func withProfile<T>(_ body: (Profile) -> T) -> T {
-        lock.lock()
-        defer { lock.unlock() }
+        profileLock.lock()
+        defer { profileLock.unlock() }
         return body(profile)
     }
 
     /// Like `withProfile`, then forgets the samples `body` was given: a live view that keeps its own counts takes
     /// them a refresh at a time, so that a long session does not keep every sample. `run()` returns those not taken.
     public func withProfileTakingSamples<T>(_ body: (Profile) -> T) -> T {
-        lock.lock()
-        defer { lock.unlock() }
+        profileLock.lock()
+        defer { profileLock.unlock() }
         let result = body(profile)
         profile.samples.removeAll(keepingCapacity: true)
         return result
@@ -401,33 +303,10 @@ public final class Recorder {
         let now = Self.monotonicNow()
         guard now - lastProgress >= 1_000_000_000 else { return }
         lastProgress = now
-        lock.lock()
-        let progress = RecordingProgress(
-            seconds: Double(now - startMonotonic) / 1e9, samples: profile.samples.count, processes: profile.processes.count)
-        lock.unlock()
+        let progress = withProfile {
+            RecordingProgress(seconds: Double(now - startMonotonic) / 1e9, samples: $0.samples.count, processes: $0.processes.count)
+        }
         onProgress(progress)
-    }
-
-    /// Under the lock.
-    private func makeDecoder(interpreter: PythonInterpreter?) -> StackDecoder<Int32> {
-        StackDecoder(interpreter: interpreter, native: nil, kernelSymbols: kernelSymbols,
-                     showInterpreterFrames: options.showInterpreterFrames) { [unowned self] in self.profile.intern($0) }
-    }
-
-    /// A process that does not run Python: native and kernel stacks only.
-    private func registerNative(pid: Int32) throws {
-        guard let unwindTables else { return }
-        let native = try nativeQueue.sync { try NativeProcess(pid: pid, interpreterFile: nil, store: unwindTables) }
-        try sampler.setMappings(pid: pid, native.bpfValue())
-        let process = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "",
-                                      containerID: Containers.containerID(pid: pid) ?? "")
-        lock.lock()
-        nativeProcesses[pid] = native
-        decoders[pid] = makeDecoder(interpreter: nil)
-        decoders[pid]?.native = native
-        instances[pid] = profile.add(process)
-        lock.unlock()
-        try sampler.addNative(pid: pid)
     }
 
     /// Drain thread, under the lock: a process event, in ring-buffer order with the samples.
@@ -449,7 +328,7 @@ public final class Recorder {
             if options.subprocesses && followed.tree.contains(pid) { followed.tree.insert(child) }
             // A forked Python process runs the same interpreter at the same addresses: register it as is. A
             // process forked before its parent was located (it forked at once) is located itself.
-            if let interpreter = interpreters[pid], options.followsProcesses {
+            if let interpreter = table[pid]?.interpreter, options.followsProcesses {
                 followed.forks.append((interpreter, child))
                 loopWakeup.signal()
             } else if followed.tree.contains(child) || followed.pending[pid] != nil {
@@ -465,17 +344,12 @@ public final class Recorder {
         }
     }
 
-    /// Drops an exited (or exec'ed) process from the BPF maps and the per-process state; its samples stay.
-    /// Under the lock.
+    /// Drops an exited (or exec'ed) process from the BPF maps and the process table; its samples stay.
+    /// On the drain thread, under the lock.
     private func forget(_ pid: Int32) {
-        guard instances.removeValue(forKey: pid) != nil else { return }
+        guard let state = table.forget(pid) else { return }
         try? sampler.remove(pid: pid)
-        if let decoder = decoders.removeValue(forKey: pid) { collectUnresolved(decoder) }
-        interpreters[pid] = nil
-        nativeProcesses[pid] = nil
-        interpreterFiles[pid] = nil
-        staleMappings.remove(pid)
-        statistics.exitedProcesses += 1
+        intake.collectUnresolved(state.decoder)
     }
 
     /// Recording loop: registers forked Python children, and locates the interpreter of processes that exec'ed,
@@ -483,56 +357,48 @@ public final class Recorder {
     /// for something else than Python).
     private func followNewProcesses() {
         guard options.followsProcesses else { return }
-        lock.lock()
         let now = Self.monotonicNow()
         // Left queued: an exec event removes its child, and registering takes it (both under the lock).
-        let forks = followed.forks
-        let due = followed.due(now: now)
-        lock.unlock()
+        let (forks, due) = locked { (followed.forks, followed.due(now: now)) }
 
         for (parent, child) in forks {
             var interpreter = parent
             interpreter.pid = child
             let inCgroup = isInTargetCgroup(child)
-            if let instance = try? registerPython(interpreter, isCurrent: { followed.takeFork(child) && inCgroup }) {
-                loadNativeStacksLater(of: interpreter, instance: instance)
+            if let registration = try? registerPython(interpreter, isCurrent: { followed.takeFork(child) && inCgroup }) {
+                loadNativeStacksLater(of: interpreter, registration: registration)
             }
         }
         for pid in due {
             guard isInTargetCgroup(pid) else {
                 // Moved out of the cgroup since its exec (the BPF program reports only those inside), or gone.
-                lock.lock()
-                followed.pending[pid] = nil
-                lock.unlock()
+                locked { followed.pending[pid] = nil }
                 continue
             }
             do {
                 let interpreter = try InterpreterLocator.locate(pid: pid, cache: locatorCache)
-                if let instance = try registerPython(interpreter) { loadNativeStacksLater(of: interpreter, instance: instance) }
-                lock.lock()
-                followed.pending[pid] = nil
-                lock.unlock()
+                if let registration = try registerPython(interpreter) { loadNativeStacksLater(of: interpreter, registration: registration) }
+                locked { followed.pending[pid] = nil }
             } catch let error as InterpreterError {
-                lock.lock()
-                switch error {
-                case .notPython:
-                    followed.retry(pid, now: now)
-                case .processGone:
-                    followed.pending[pid] = nil
-                case .unsupportedVersion, .unknownVersion, .freeThreaded, .unknownLayout, .unreadable:
-                    followed.pending[pid] = nil
-                    statistics.skippedProcesses.append("\(error)")
+                locked {
+                    switch error {
+                    case .notPython:
+                        followed.retry(pid, now: now)
+                    case .processGone:
+                        followed.pending[pid] = nil
+                    case .unsupportedVersion, .unknownVersion, .freeThreaded, .unknownLayout, .unreadable:
+                        followed.pending[pid] = nil
+                        statistics.skip("\(error)")
+                    }
                 }
-                lock.unlock()
             } catch {
-                lock.lock()
-                followed.pending[pid] = nil
-                statistics.skippedProcesses.append("process \(pid): \(error)")
-                lock.unlock()
+                locked {
+                    followed.pending[pid] = nil
+                    statistics.skip("process \(pid): \(error)")
+                }
             }
         }
     }
-
 
     /// Whether `pid` is in the cgroup the recording is restricted to; true without one.
     private func isInTargetCgroup(_ pid: Int32) -> Bool {
@@ -543,11 +409,9 @@ public final class Recorder {
     /// of stale maps is due, or 50 ms (the progress line, the duration and the targets' exit are checked then).
     private func waitForWork() {
         let now = Self.monotonicNow()
-        lock.lock()
-        var wakeAt = now + 50_000_000
-        if let due = followed.nextAttempt { wakeAt = min(wakeAt, due) }
-        for pid in staleMappings { wakeAt = min(wakeAt, (lastRefresh[pid] ?? 0) + Self.refreshInterval) }
-        lock.unlock()
+        let wakeAt = locked {
+            [now + 50_000_000, followed.nextAttempt, table.nextRefresh(interval: Self.refreshInterval)].compactMap { $0 }.min()!
+        }
         guard wakeAt > now else { return }
         _ = loopWakeup.wait(timeout: .now() + .nanoseconds(Int(wakeAt - now)))
     }
@@ -556,99 +420,70 @@ public final class Recorder {
     static let refreshInterval: UInt64 = 200_000_000
 
     /// Re-reads the maps of processes whose samples reached code in no known mapping (a library loaded after
-    /// registration), at most every 200 ms per process, and gives the unwinder the new tables (on `nativeQueue`).
+    /// registration), at most every 200 ms per process, and gives the unwinder the new tables (in the background).
     private func refreshStaleMappings() {
-        guard let unwindTables else { return }
-        lock.lock()
-        let now = Self.monotonicNow()
-        let due = staleMappings.filter { now - (lastRefresh[$0] ?? 0) >= Self.refreshInterval }
-        staleMappings.subtract(due)
-        let current = due.compactMap { pid in nativeProcesses[pid].map { (pid, $0, interpreterFiles[pid]) } }
-        for pid in due { lastRefresh[pid] = now }
-        lock.unlock()
-        guard !current.isEmpty else { return }
-        nativeQueue.async { [self] in refresh(current, store: unwindTables) }
-    }
-
-    private func refresh(_ processes: [(Int32, NativeProcess, String?)], store unwindTables: UnwindTableStore) {
-        for (pid, var native, interpreterFile) in processes {
-            guard (try? native.refresh(interpreterFile: interpreterFile, store: unwindTables)) == true else { continue }
-            lock.lock()
+        guard let nativeTables else { return }
+        let due = locked { table.takeDueRefreshes(now: Self.monotonicNow(), interval: Self.refreshInterval) }
+        guard !due.isEmpty else { return }
+        nativeTables.refreshLater(due) { [self] pid, registration, native in
             // Unless it exited or exec'ed meanwhile (its pid may be another process's by now).
-            guard nativeProcesses[pid] != nil else {
-                lock.unlock()
-                continue
-            }
-            try? sampler.setMappings(pid: pid, native.bpfValue())
-            nativeProcesses[pid] = native
-            // Addresses may now belong to other files: the decoder resolves them again.
-            decoders[pid]?.native = native
-            lock.unlock()
+            try? giveMappings(native, pid: pid, registration: registration)
         }
     }
 
-    /// Runs on the drain thread for every ring buffer record: header, kernel return addresses, Python
-    /// frames (see struct sample in bpf/pybpfprof.h).
-    private func handle(_ record: UnsafeRawBufferPointer) {
-        guard record.count >= MemoryLayout<sample_header>.size else { return }
-        let header = record.loadUnaligned(as: sample_header.self)
-        let pid = Int32(bitPattern: header.pid)
-
-        lock.lock()
-        defer { lock.unlock() }
-        if header.record_type != UInt16(RECORD_SAMPLE.rawValue) {
-            handleProcessEvent(header)
+    /// Runs on the drain thread for every ring buffer record: a sample (see struct sample in bpf/pybpfprof.h) or a
+    /// process event.
+    private func handle(_ bytes: UnsafeRawBufferPointer) {
+        guard let record = SampleRecord(bytes) else { return }
+        let pid = Int32(bitPattern: record.header.pid)
+        guard record.isSample else {
+            locked { handleProcessEvent(record.header) }
             return
         }
-        guard let process = instances[pid], let decoder = decoders[pid], let decoded = decoder.decode(record) else { return }
-        if decoded.reachedUnknownMapping, staleMappings.insert(pid).inserted { loopWakeup.signal() }
-        let flags = UInt32(header.flags)
-        if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 { statistics.splicing["native tables not loaded yet", default: 0] += 1 }
+        guard let state = locked({ table.stateForDecoding(pid) }) else { return }
+        // Without a lock: only this thread uses the decoder, and it interns new frames under `profileLock` itself.
+        let decoded = state.decoder.decode(record)
+        if decoded.reachedUnknownMapping, locked({ table.markStale(pid) }) { loopWakeup.signal() }
+        if record.has(SAMPLE_NATIVE_NOT_LOADED) { intake.nativeTablesNotLoaded += 1 }
         if let outcome = decoded.outcome {
-            statistics.splicing[Self.describe(outcome), default: 0] += 1
-            statistics.nativeStacks += 1
-            if flags & SAMPLE_NATIVE_COMPLETE.rawValue != 0 { statistics.nativeStacksComplete += 1 }
+            intake.splicing[outcome, default: 0] += 1
+            intake.nativeStacks += 1
+            if record.has(SAMPLE_NATIVE_COMPLETE) { intake.nativeStacksComplete += 1 }
         }
+        profileLock.lock()
+        let instance = state.instance ?? profile.add(state.description)
         profile.samples.append(Sample(
-            time: header.time_ns >= startMonotonic ? header.time_ns - startMonotonic : 0,
-            cpu: header.cpu, process: process, tid: Int32(bitPattern: header.tid),
+            time: record.header.time_ns >= startMonotonic ? record.header.time_ns - startMonotonic : 0,
+            cpu: record.header.cpu, process: instance, tid: Int32(bitPattern: record.header.tid),
             threadName: profile.intern(threadName: decoded.threadName), stack: profile.intern(stack: decoded.frames)
         ))
-    }
-
-    /// Adds a decoder's unresolved code objects to the statistics (when its process is forgotten, and at the end).
-    private func collectUnresolved(_ decoder: StackDecoder<Int32>) {
-        for (reason, count) in decoder.unresolvedFrames { statistics.unresolvedFrames[reason, default: 0] += count }
-    }
-
-    static func describe(_ outcome: StackSplicer.Outcome) -> String {
-        switch outcome {
-        case .spliced: return "spliced"
-        case .pythonOnly: return "no native frames"
-        case .nativeIncomplete: return "native unwind incomplete"
-        case .mismatch: return "python/native mismatch"
-        }
+        profileLock.unlock()
+        if state.instance == nil { locked { table.setInstance(instance, pid: pid, registration: state.registration) } }
     }
 
     private func finish() -> (Profile, RecordingStatistics) {
         // Tables still compiling: their files count in the report.
-        nativeQueue.sync {}
+        let unwindTables = nativeTables?.report()
         let counters = sampler.readCounters()
-        lock.lock()
-        defer { lock.unlock() }
-        decoders.values.forEach(collectUnresolved)
-        for (counter, value) in counters {
-            let (name, isError) = Self.describe(counter)
-            statistics.counters[name] = value
-            if isError && value > 0 { statistics.errorCounters[name] = value }
+        // The drain thread has stopped: its counts are final.
+        var statistics = locked {
+            table.states.forEach { intake.collectUnresolved($0.decoder) }
+            var statistics = self.statistics
+            statistics.exitedProcesses = table.forgotten
+            return statistics
+        }
+        statistics.unresolvedFrames = intake.unresolvedFrames
+        statistics.splicing = intake.splicing
+        statistics.nativeTablesNotLoaded = intake.nativeTablesNotLoaded
+        statistics.nativeStacks = intake.nativeStacks
+        statistics.nativeStacksComplete = intake.nativeStacksComplete
+        statistics.unwindTables = unwindTables
+        for entry in CounterCatalog.entries {
+            let value = counters[entry.counter] ?? 0
+            statistics.counters[entry.name] = value
+            if entry.isError && value > 0 { statistics.errorCounters[entry.name] = value }
         }
         statistics.lostRecords = counters[COUNTER_RINGBUF_FULL] ?? 0
-        if let unwindTables {
-            statistics.unwindTables = UnwindTableReport(
-                files: unwindTables.filesLoaded, rows: unwindTables.usedRows, bytes: unwindTables.usedBytes,
-                capacityBytes: unwindTables.capacityBytes, unsupportedRows: unwindTables.unsupportedRows,
-                filesWithoutTable: unwindTables.filesWithoutTable)
-        }
         // Tail calls run inside the invocation that started them and are accounted to on_sample. Divided by
         // profiled samples, so the figure includes the cheap early exits on every other process's ticks.
         let profiledSamples = (counters[COUNTER_SENT] ?? 0) + statistics.lostRecords
@@ -658,40 +493,17 @@ public final class Recorder {
         }
         statistics.kernel = kernelFeatures.summary
         statistics.verifiedInstructions = sampler.verifiedInstructions
+        profileLock.lock()
+        defer { profileLock.unlock() }
         profile.duration = Self.monotonicNow() - startMonotonic
         profile.samples.sort { $0.time < $1.time }
         return (profile, statistics)
     }
 
-    /// A counter's name in the summary, and whether it counts errors rather than normal events.
-    static func describe(_ counter: counter) -> (name: String, isError: Bool) {
-        switch counter {
-        case COUNTER_SENT: return ("sent", false)
-        case COUNTER_RINGBUF_FULL: return ("ring buffer full", true)
-        // Threads that never ran Python (a BLAS pool, a C library's workers): their native stacks are sampled.
-        case COUNTER_NO_THREAD_STATE: return ("samples of threads without a Python thread state", false)
-        case COUNTER_TSTATE_CACHE_MISS: return ("thread state cache misses", false)
-        case COUNTER_TSTATE_STALE: return ("stale thread state cache entries", false)
-        case COUNTER_NO_INTERPRETER: return ("interpreter not running (starting or finalizing)", false)
-        case COUNTER_PROCESS_EXITING: return ("samples of exiting processes", false)
-        case COUNTER_READ_INTERP: return ("interpreter state unreadable", true)
-        case COUNTER_READ_FRAME: return ("frame unreadable", true)
-        case COUNTER_READ_CODE: return ("code object unreadable", true)
-        case COUNTER_TRUNCATED: return ("stacks truncated", true)
-        case COUNTER_TAIL_CALL_FAILED: return ("tail calls failed", true)
-        case COUNTER_NATIVE_COMPLETE: return ("native unwinds complete", false)
-        case COUNTER_NATIVE_NO_MAPPINGS: return ("native unwinds before the tables were loaded", false)
-        case COUNTER_NATIVE_UNKNOWN_MAPPING: return ("native unwinds stopped: address in no known mapping", true)
-        case COUNTER_NATIVE_FRAME_POINTER: return ("native frames by frame pointer", false)
-        case COUNTER_NATIVE_UNSUPPORTED: return ("native unwinds stopped: unsupported rule", true)
-        case COUNTER_NATIVE_READ_ERROR: return ("native unwinds stopped: stack unreadable", true)
-        case COUNTER_NATIVE_BAD_FRAME: return ("native unwinds stopped: frame not above its callee", true)
-        case COUNTER_NATIVE_TRUNCATED: return ("native stacks truncated", true)
-        case COUNTER_NATIVE_NO_REGISTERS: return ("native unwinds without user registers", true)
-        case COUNTER_EVENTS_LOST: return ("process events lost", true)
-        case COUNTER_CGROUP_CHECK_FAILED: return ("cgroup checks failed", true)
-        default: return ("counter \(counter.rawValue)", true)
-        }
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
     }
 
     private static func installSignalHandlers(setting flag: StopFlag) -> [DispatchSourceSignal] {
@@ -737,48 +549,5 @@ public final class StopFlag: @unchecked Sendable {
         let was = value
         value = false
         return was
-    }
-}
-
-/// What process following knows: the tree under `--subprocesses` roots, forked Python children to register, and
-/// exec'ed processes whose interpreter is still to be located. (The registered processes are the Recorder's
-/// `instances`.)
-struct ProcessFollowing {
-    var tree: Set<Int32> = []
-    /// Forked children of registered Python processes, to register with their parent's interpreter.
-    var forks: [(parent: PythonInterpreter, child: Int32)] = []
-    /// pid -> (next attempt, delay before the one after), in nanoseconds.
-    var pending: [Int32: (next: UInt64, delay: UInt64)] = [:]
-
-    static let firstDelay: UInt64 = 1_000_000
-    static let lastDelay: UInt64 = 512_000_000
-
-    mutating func schedule(_ pid: Int32, now: UInt64) {
-        pending[pid] = (now, Self.firstDelay)
-    }
-
-    /// Removes a queued fork; false if it is no longer queued (it exec'ed, or was taken already).
-    mutating func takeFork(_ child: Int32) -> Bool {
-        guard let index = forks.firstIndex(where: { $0.child == child }) else { return false }
-        forks.remove(at: index)
-        return true
-    }
-
-    /// When the next attempt is due, if any process is waiting for one.
-    var nextAttempt: UInt64? { pending.values.map(\.next).min() }
-
-    /// The processes whose next attempt is due, the longest due first (a backlog is worked off in order).
-    func due(now: UInt64) -> [Int32] {
-        pending.filter { $0.value.next <= now }.sorted { $0.value.next < $1.value.next }.map(\.key)
-    }
-
-    /// Not Python yet: the loader may still be mapping libpython. Tries again later, doubling the delay; gives up
-    /// after the last one.
-    mutating func retry(_ pid: Int32, now: UInt64) {
-        guard let (_, delay) = pending[pid], delay <= Self.lastDelay else {
-            pending[pid] = nil
-            return
-        }
-        pending[pid] = (now + delay, delay * 2)
     }
 }

@@ -64,23 +64,17 @@ final class StackDecoder<FrameID: Hashable> {
     }
 
     /// The stack of one record; nil when the record is too short to hold a header.
-    func decode(_ record: UnsafeRawBufferPointer) -> Stack? {
-        let headerSize = MemoryLayout<sample_header>.size
-        let frameSize = MemoryLayout<py_frame>.size
-        guard record.count >= headerSize else { return nil }
-        let header = record.loadUnaligned(as: sample_header.self)
-        let kernelCount = min(Int(header.kernel_frame_count), (record.count - headerSize) / 8)
-        let nativeStart = headerSize + kernelCount * 8
-        let nativeCount = min(Int(header.native_frame_count), (record.count - nativeStart) / 8)
-        let pythonStart = nativeStart + nativeCount * 8
-        let frameCount = min(Int(header.py_frame_count), (record.count - pythonStart) / frameSize)
-        let flags = UInt32(header.flags)
+    func decode(_ bytes: UnsafeRawBufferPointer) -> Stack? {
+        guard let record = SampleRecord(bytes) else { return nil }
+        return decode(record)
+    }
 
+    func decode(_ record: SampleRecord) -> Stack {
         // Python frames, leaf first; nil stands for a boundary between eval-loop calls.
         var python: [FrameID?] = []
-        python.reserveCapacity(frameCount)
-        for index in 0..<frameCount {
-            let frame = record.loadUnaligned(fromByteOffset: pythonStart + index * frameSize, as: py_frame.self)
+        python.reserveCapacity(record.pythonCount)
+        for index in 0..<record.pythonCount {
+            let frame = record.pythonFrame(index)
             if frame.code == 0 && frame.instr == PY_FRAME_BOUNDARY {
                 python.append(nil)
             } else {
@@ -89,35 +83,31 @@ final class StackDecoder<FrameID: Hashable> {
         }
         var runs = StackSplicer.runs(python, everyFrameIsARun: evalLoopCallPerFrame)
         // The walk stopped before the outermost Python frames: the marker stands where they are missing.
-        if flags & SAMPLE_TRUNCATED.rawValue != 0, !runs.isEmpty { runs[runs.count - 1].append(markers.truncated) }
+        if record.has(SAMPLE_TRUNCATED), !runs.isEmpty { runs[runs.count - 1].append(markers.truncated) }
 
         var nativeStack: [(frame: FrameID, role: StackSplicer.NativeRole)] = []
-        nativeStack.reserveCapacity(nativeCount)
-        var reachedUnknownMapping = flags & SAMPLE_NATIVE_UNKNOWN_MAPPING.rawValue != 0
-        for index in 0..<nativeCount {
-            let raw = record.loadUnaligned(fromByteOffset: nativeStart + index * 8, as: UInt64.self)
-            let resolved = nativeFrame(raw: raw, isLeaf: index == 0)
+        nativeStack.reserveCapacity(record.nativeCount)
+        var reachedUnknownMapping = record.has(SAMPLE_NATIVE_UNKNOWN_MAPPING)
+        for index in 0..<record.nativeCount {
+            let resolved = nativeFrame(raw: record.nativeAddress(index), isLeaf: index == 0)
             nativeStack.append((resolved.frame, resolved.role))
             if !resolved.known { reachedUnknownMapping = true }
         }
 
         var (stack, outcome) = StackSplicer.splice(
-            native: nativeStack, pythonRuns: runs, nativeComplete: flags & SAMPLE_NATIVE_COMPLETE.rawValue != 0,
+            native: nativeStack, pythonRuns: runs, nativeComplete: record.has(SAMPLE_NATIVE_COMPLETE),
             showInterpreterFrames: showInterpreterFrames,
             markers: .init(nativeIncomplete: markers.nativeIncomplete, mismatch: markers.mismatch))
         // Sampled while the process's tables were being compiled: say why this stack has no native frames
         // rather than let it pass for a complete one.
-        if flags & SAMPLE_NATIVE_NOT_LOADED.rawValue != 0 { stack.insert(markers.notLoaded, at: 0) }
+        if record.has(SAMPLE_NATIVE_NOT_LOADED) { stack.insert(markers.notLoaded, at: 0) }
         if stack.isEmpty { stack.append(markers.noPython) }
         // The kernel was running on the thread's behalf below its innermost user frame.
-        for index in stride(from: kernelCount - 1, through: 0, by: -1) {
-            stack.append(kernelFrame(record.loadUnaligned(fromByteOffset: headerSize + index * 8, as: UInt64.self)))
+        for index in stride(from: record.kernelCount - 1, through: 0, by: -1) {
+            stack.append(kernelFrame(record.kernelAddress(index)))
         }
-        let threadName = withUnsafeBytes(of: header.comm) { bytes in
-            String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
-        }
-        return Stack(header: header, frames: stack, outcome: nativeCount > 0 ? outcome : nil, threadName: threadName,
-                     reachedUnknownMapping: reachedUnknownMapping)
+        return Stack(header: record.header, frames: stack, outcome: record.nativeCount > 0 ? outcome : nil,
+                     threadName: record.threadName, reachedUnknownMapping: reachedUnknownMapping)
     }
 
     private func pythonFrame(_ sampled: py_frame) -> FrameID {

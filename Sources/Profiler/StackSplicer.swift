@@ -19,17 +19,7 @@ enum StackSplicer {
         case other
     }
 
-    enum Outcome: Equatable {
-        /// Every eval-loop frame got its run of Python frames.
-        case spliced
-        /// No native frames to splice into (Python-only recording, or no native stack).
-        case pythonOnly
-        /// The native unwind stopped before the thread's entry: the Python runs it did not reach are placed
-        /// above an incomplete-unwind marker.
-        case nativeIncomplete
-        /// Eval-loop frames and Python runs disagree in number: nothing interleaved, marked.
-        case mismatch
-    }
+    typealias Outcome = SpliceOutcome
 
     struct Markers<Frame> {
         var nativeIncomplete: Frame
@@ -102,5 +92,28 @@ enum StackSplicer {
         }
         if !current.isEmpty { runs.append(current) }
         return runs
+    }
+}
+
+/// How a sample's Python frames went into its native stack (`StackSplicer.splice`), counted in the recording's
+/// statistics.
+public enum SpliceOutcome: Hashable, Sendable, CustomStringConvertible {
+    /// Every eval-loop frame got its run of Python frames.
+    case spliced
+    /// No native frames to splice into (Python-only recording, or no native stack).
+    case pythonOnly
+    /// The native unwind stopped before the thread's entry: the Python runs it did not reach are placed
+    /// above an incomplete-unwind marker.
+    case nativeIncomplete
+    /// Eval-loop frames and Python runs disagree in number: nothing interleaved, marked.
+    case mismatch
+
+    public var description: String {
+        switch self {
+        case .spliced: return "spliced"
+        case .pythonOnly: return "no native frames"
+        case .nativeIncomplete: return "native unwind incomplete"
+        case .mismatch: return "python/native mismatch"
+        }
     }
 }

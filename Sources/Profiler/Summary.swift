@@ -61,9 +61,11 @@ public struct Summary {
                     .map { "\($0.key) \($0.value)" }.joined(separator: ", ") + " instructions processed (limit 1000000 each)")
             }
         }
-        if !statistics.splicing.isEmpty {
-            let total = statistics.splicing.values.reduce(0, +)
-            lines.append("mixed stacks: " + statistics.splicing.sorted { $0.key < $1.key }
+        var splicing = Dictionary(uniqueKeysWithValues: statistics.splicing.map { ("\($0.key)", $0.value) })
+        if statistics.nativeTablesNotLoaded > 0 { splicing["native tables not loaded yet"] = statistics.nativeTablesNotLoaded }
+        if !splicing.isEmpty {
+            let total = splicing.values.reduce(0, +)
+            lines.append("mixed stacks: " + splicing.sorted { $0.key < $1.key }
                 .map { String(format: "%@ %d (%.1f%%)", $0.key, $0.value, 100 * Double($0.value) / Double(max(total, 1))) }
                 .joined(separator: ", "))
         }
@@ -81,9 +83,10 @@ public struct Summary {
             }
         }
         for skipped in statistics.skippedProcesses { lines.append("skipped: \(skipped)") }
-        for interpreter in statistics.interpreters where !interpreter.debugOffsetsMismatch.isEmpty {
-            lines.append("note: process \(interpreter.pid)'s _Py_DebugOffsets differ from pybpfprof's table, its own "
-                + "values were used: " + interpreter.debugOffsetsMismatch.joined(separator: "; "))
+        if statistics.moreSkippedProcesses > 0 { lines.append("skipped: \(statistics.moreSkippedProcesses) more processes") }
+        for (file, fields) in statistics.debugOffsetsMismatches.sorted(by: { $0.key < $1.key }) {
+            lines.append("note: \(file)'s _Py_DebugOffsets differ from pybpfprof's table, its processes' own values were "
+                + "used: " + fields.joined(separator: "; "))
         }
         guard samples > 0 else { return lines.joined(separator: "\n") }
         var count = topCount

@@ -28,4 +28,8 @@ int cbpf_probe_perf_event_non_preallocated_hash(void);
 int cbpf_probe_perf_event_helper(int helper);
 int cbpf_probe_ring_buffer(void);
 
+/* A counter's label in the recording's summary and whether it counts an error, from PYBPFPROF_COUNTERS in
+ * pybpfprof.h; NULL for a value past COUNTER_COUNT. */
+const char *cbpf_counter_label(unsigned int counter, int *is_error);
+
 #endif

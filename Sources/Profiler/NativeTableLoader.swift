@@ -1,0 +1,48 @@
+import Dispatch
+import Foundation
+
+/// Reads processes' executable mappings and compiles the unwind tables of their files into the BPF program's
+/// array, one job at a time on a queue of its own: compiling the tables of a large library takes long enough that the
+/// recording loop, which registers new processes' Python stacks meanwhile, must not wait for it. The only user of the
+/// `UnwindTableStore` once sampling has started.
+final class NativeTableLoader {
+    private let store: UnwindTableStore
+    private let queue = DispatchQueue(label: "pybpfprof-native-tables")
+
+    init(store: UnwindTableStore) {
+        self.store = store
+    }
+
+    /// A process's mappings, its files' tables loaded; waits for the jobs before it.
+    func load(pid: Int32, interpreterFile: String?) throws -> NativeProcess {
+        try queue.sync { try NativeProcess(pid: pid, interpreterFile: interpreterFile, store: store) }
+    }
+
+    /// As `load`, in the background: `done` runs on the loader's queue.
+    func loadLater(pid: Int32, interpreterFile: String?, done: @escaping (Result<NativeProcess, Error>) -> Void) {
+        queue.async { [store] in
+            done(Result { try NativeProcess(pid: pid, interpreterFile: interpreterFile, store: store) })
+        }
+    }
+
+    /// Reads the maps of processes again in the background, and hands each one whose mappings changed to `changed`
+    /// (on the loader's queue).
+    func refreshLater(_ processes: [(pid: Int32, registration: UInt64, native: NativeProcess, interpreterFile: String?)],
+                      changed: @escaping (_ pid: Int32, _ registration: UInt64, NativeProcess) -> Void) {
+        queue.async { [store] in
+            for var process in processes {
+                guard (try? process.native.refresh(interpreterFile: process.interpreterFile, store: store)) == true else { continue }
+                changed(process.pid, process.registration, process.native)
+            }
+        }
+    }
+
+    /// What the tables hold, once the jobs queued so far are done.
+    func report() -> UnwindTableReport {
+        queue.sync {
+            UnwindTableReport(
+                files: store.filesLoaded, rows: store.usedRows, bytes: store.usedBytes, capacityBytes: store.capacityBytes,
+                unsupportedRows: store.unsupportedRows, filesWithoutTable: store.filesWithoutTable)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import CPython
+
+/// What process following knows: the tree under `--subprocesses` roots, forked Python children to register, and
+/// exec'ed processes whose interpreter is still to be located. (The registered processes are the Recorder's
+/// `ProcessTable`.)
+struct ProcessFollowing {
+    var tree: Set<Int32> = []
+    /// Forked children of registered Python processes, to register with their parent's interpreter.
+    var forks: [(parent: PythonInterpreter, child: Int32)] = []
+    /// pid -> (next attempt, delay before the one after), in nanoseconds.
+    var pending: [Int32: (next: UInt64, delay: UInt64)] = [:]
+
+    static let firstDelay: UInt64 = 1_000_000
+    static let lastDelay: UInt64 = 512_000_000
+
+    mutating func schedule(_ pid: Int32, now: UInt64) {
+        pending[pid] = (now, Self.firstDelay)
+    }
+
+    /// Removes a queued fork; false if it is no longer queued (it exec'ed, or was taken already).
+    mutating func takeFork(_ child: Int32) -> Bool {
+        guard let index = forks.firstIndex(where: { $0.child == child }) else { return false }
+        forks.remove(at: index)
+        return true
+    }
+
+    /// When the next attempt is due, if any process is waiting for one.
+    var nextAttempt: UInt64? { pending.values.map(\.next).min() }
+
+    /// The processes whose next attempt is due, the longest due first (a backlog is worked off in order).
+    func due(now: UInt64) -> [Int32] {
+        pending.filter { $0.value.next <= now }.sorted { $0.value.next < $1.value.next }.map(\.key)
+    }
+
+    /// Not Python yet: the loader may still be mapping libpython. Tries again later, doubling the delay; gives up
+    /// after the last one.
+    mutating func retry(_ pid: Int32, now: UInt64) {
+        guard let (_, delay) = pending[pid], delay <= Self.lastDelay else {
+            pending[pid] = nil
+            return
+        }
+        pending[pid] = (now + delay, delay * 2)
+    }
+}
