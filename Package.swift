@@ -30,7 +30,16 @@ let package = Package(
         ),
         // zlib's gzip encoder (pprof files are gzip-compressed).
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
-        .target(name: "Exporters", dependencies: ["Profiler", "CZlib"]),
+        // The flame graph page's files, compiled into the binary as byte arrays (no bundle to ship beside it).
+        .target(
+            name: "Exporters",
+            dependencies: ["Profiler", "CZlib"],
+            resources: [
+                .embedInCode("Resources/flamegraph.html"),
+                .embedInCode("Resources/flamegraph.css"),
+                .embedInCode("Resources/flamegraph.js"),
+            ]
+        ),
         .executableTarget(
             name: "pybpfprof",
             dependencies: [
@@ -42,7 +51,7 @@ let package = Package(
         .testTarget(name: "NativeTests", dependencies: ["Native"]),
         .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native", "TestSupport"], exclude: ["Fixtures"]),
         // Helpers shared by test targets (one test target cannot import another).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", path: "Tests/TestSupport", resources: [.embedInCode("flamegraph-selftest.js")]),
         .testTarget(name: "ProfilerTests", dependencies: ["Profiler", "Native", "BPFKit"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["Profiler", "Exporters", "TestSupport"], exclude: ["Fixtures"]),

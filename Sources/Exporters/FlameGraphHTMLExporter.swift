@@ -37,11 +37,11 @@ public struct FlameGraphHTMLExporter: Sendable {
         let tree = FlameGraphTree(profile)
         let data = Self.data(profile, tree: tree)
         var page: [UInt8] = []
-        page.reserveCapacity(FlameGraphPage.beforeData.utf8.count + data.count + data.count / 64
-            + FlameGraphPage.afterData.utf8.count)
-        page.append(contentsOf: FlameGraphPage.beforeData.utf8)
+        page.reserveCapacity(FlameGraphPage.beforeData.count + data.count + data.count / 64
+            + FlameGraphPage.afterData.count)
+        page.append(contentsOf: FlameGraphPage.beforeData)
         Self.appendForScriptElement(data, to: &page)
-        page.append(contentsOf: FlameGraphPage.afterData.utf8)
+        page.append(contentsOf: FlameGraphPage.afterData)
         return page
     }
 

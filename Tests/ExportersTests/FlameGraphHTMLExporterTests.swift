@@ -150,6 +150,33 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
         }
     }
 
+    /// The page is flamegraph.html with flamegraph.css and flamegraph.js in place of their markers: every
+    /// marker is filled, neither file ends its element early (the data's element is the other script), and
+    /// the Content-Security-Policy comes before anything it governs.
+    func testPageIsTheTemplateWithItsStyleAndScriptInline() throws {
+        let html = page(Fixture.profile)
+        XCTAssertFalse(html.contains("{{"), "a marker of flamegraph.html is left in the page")
+        let count = { (text: String) in html.components(separatedBy: text).count - 1 }
+        XCTAssertEqual(count("<style>"), 1)
+        XCTAssertEqual(count("</style"), 1)
+        XCTAssertEqual(count("<script"), 2)
+        XCTAssertEqual(count("</script"), 2)
+        let policy = try XCTUnwrap(html.range(of: """
+            <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; \
+            style-src 'unsafe-inline'">
+            """), "the page lost its Content-Security-Policy")
+        XCTAssertLessThan(policy.upperBound, try XCTUnwrap(html.range(of: "<style>")).lowerBound)
+    }
+
+    /// The self-test is the tests' (Tests/TestSupport/flamegraph-selftest.js): users' pages do without it.
+    func testPageHoldsNoSelfTest() {
+        for profile in [Fixture.profile, Profile(sampleRate: 100, startDate: 0)] {
+            let html = page(profile)
+            XCTAssertNil(html.range(of: "selftest", options: .caseInsensitive))
+            XCTAssertNil(html.range(of: "self-test", options: .caseInsensitive))
+        }
+    }
+
     func testEmptyProfileHasOnlyTheRoot() throws {
         let graph = try embedded(Profile(sampleRate: 100, startDate: 0))
         XCTAssertEqual(graph.nodeCount, 1)
@@ -167,7 +194,7 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
         let graph = try EmbeddedFlameGraph.read(html: String(contentsOfFile: path, encoding: .utf8))
         XCTAssertEqual(graph.matchedSamples(containing: "main"), 5)
 
-        let load = try HeadlessChromium.load(page: path, fragment: "selftest=main")
+        let load = try HeadlessChromium.selfTest(page: path, term: "main")
         let report = try load.selfTestReport()
         Self.assertSelfTest(report, load: load, term: "main", expectedSamples: 5, totalSamples: 9)
     }
@@ -177,7 +204,7 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
         let directory = try temporaryDirectory()
         let path = directory.appendingPathComponent("hostile.html").path
         try Data(FlameGraphHTMLExporter().render(Self.hostileProfile())).write(to: URL(fileURLWithPath: path))
-        let load = try HeadlessChromium.load(page: path, fragment: "selftest=img")
+        let load = try HeadlessChromium.selfTest(page: path, term: "img")
         let report = try load.selfTestReport()
         XCTAssertEqual(report["errors"] as? [String], [], "the page caught errors")
         XCTAssertEqual(load.consoleErrors, [], "console errors:\n\(load.consoleMessages.joined(separator: "\n"))")
@@ -193,7 +220,7 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
         let path = directory.appendingPathComponent("empty.html").path
         try Data(FlameGraphHTMLExporter().render(Profile(sampleRate: 100, startDate: 0)))
             .write(to: URL(fileURLWithPath: path))
-        let load = try HeadlessChromium.load(page: path, fragment: "selftest")
+        let load = try HeadlessChromium.selfTest(page: path)
         let report = try load.selfTestReport()
         XCTAssertEqual(report["errors"] as? [String], [])
         XCTAssertEqual(load.consoleErrors, [], "console errors:\n\(load.consoleMessages.joined(separator: "\n"))")
@@ -231,8 +258,7 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
         let term = "handler_17"
         let expected = graph.matchedSamples(containing: term)
         XCTAssertGreaterThan(expected, 0)
-        let load = try HeadlessChromium.load(page: path, fragment: "selftest=\(term)", virtualTimeBudget: 30_000,
-                                             timeout: 300)
+        let load = try HeadlessChromium.selfTest(page: path, term: term, virtualTimeBudget: 30_000, timeout: 300)
         let report = try load.selfTestReport()
         let timings = report["timings"] as? [String: Double] ?? [:]
         let click = report["click"] as? [String: Any] ?? [:]

@@ -3,10 +3,10 @@ import TestSupport
 import XCTest
 
 /// The flame graph page of a real recording, in a real browser: pybpfprof records the workload's `shape`
-/// mode on CPython 3.12 straight to `--format html`, and Debian's headless Chromium loads the file with the
-/// page's self-test (`#selftest=heavy`, see Sources/Exporters/FlameGraphPage.swift), which draws, hovers
-/// and clicks a `heavy` frame, searches for `heavy`, switches to icicle and resets the zoom through the
-/// page's own event handlers.
+/// mode on CPython 3.12 straight to `--format html`, and Debian's headless Chromium loads a copy of the file
+/// with the tests' self-test in it (`HeadlessChromium.selfTest`, term `heavy`), which draws, hovers and clicks
+/// a `heavy` frame, searches for `heavy`, switches to icicle and resets the zoom through the page's own event
+/// handlers.
 ///
 /// The search's matched samples are checked exactly against the data embedded in the same file (read here
 /// with Foundation: this target cannot import the exporter), and loosely against what the workload is known
@@ -47,7 +47,7 @@ final class FlameGraphBrowserTests: IntegrationTestCase {
         XCTAssertTrue((0.6...0.9).contains(heavyShare),
                       "heavy() should have about 3/4 of heavy()+light()'s samples, has \(heavyShare)")
 
-        let load = try HeadlessChromium.load(page: output, fragment: "selftest=heavy")
+        let load = try HeadlessChromium.selfTest(page: output, term: "heavy")
         print("`\(load.commandLine.joined(separator: " "))` took \(String(format: "%.1f", load.seconds)) s")
         print("Chromium console (\(load.consoleMessages.count) messages):"
             + load.consoleMessages.map { "\n  " + $0 }.joined())

@@ -1,8 +1,8 @@
 import Foundation
 
 /// Debian's Chromium, run headless on a flame graph page pybpfprof wrote, to check the page in a real browser
-/// without npm or a WebDriver: the page's own self-test (the `#selftest` URL fragment, see
-/// Sources/Exporters/FlameGraphPage.swift) drives it through its event handlers and writes a JSON report into
+/// without npm or a WebDriver: `selfTest` loads a copy of the page with the tests' self-test in it
+/// (flamegraph-selftest.js), which drives the page through its event handlers and writes a JSON report into
 /// `<pre id="selftest">`, which `--dump-dom` prints once the page has settled.
 public enum HeadlessChromium {
     /// Debian's launcher script: it adds Debian's default flags, which the page must live with too.
@@ -38,10 +38,11 @@ public enum HeadlessChromium {
             }
         }
 
-        /// The JSON object the page's self-test wrote into `<pre id="selftest">`.
+        /// The JSON object the self-test wrote into `<pre id="selftest">`: the last one in the DOM, since the
+        /// self-test's own text, in the page's script, names it too.
         public func selfTestReport() throws -> [String: Any] {
             let opening = "<pre id=\"selftest\">"
-            guard let start = dom.range(of: opening),
+            guard let start = dom.range(of: opening, options: .backwards),
                   let end = dom.range(of: "</pre>", range: start.upperBound..<dom.endIndex)
             else {
                 throw Failure("the dumped DOM has no <pre id=\"selftest\"> element; Chromium's stderr:\n"
@@ -49,7 +50,7 @@ public enum HeadlessChromium {
             }
             let text = Self.unescapeText(String(dom[start.upperBound..<end.lowerBound]))
             guard !text.isEmpty else {
-                throw Failure("the page's self-test wrote nothing (did the page's script fail?); console:\n"
+                throw Failure("the self-test wrote nothing (does the page's script parse?); console:\n"
                     + consoleMessages.joined(separator: "\n"))
             }
             guard let report = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
@@ -73,6 +74,41 @@ public enum HeadlessChromium {
             throw Failure("Debian's Chromium is missing at \(executable): apt-get install chromium "
                 + "(Scripts/setup installs it); the flame graph page is tested in it")
         }
+    }
+
+    /// Loads a copy of the flame graph page at `page` with the self-test injected, which searches for `term`
+    /// (a regular expression, or text) and writes the report `PageLoad.selfTestReport()` reads.
+    public static func selfTest(
+        page: String, term: String = "", virtualTimeBudget: Int = 10_000, timeout: TimeInterval = 120
+    ) throws -> PageLoad {
+        let html = try String(contentsOfFile: page, encoding: .utf8)
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("pybpfprof-selftest-\(UUID().uuidString)", isDirectory: true)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let copy = directory.appendingPathComponent(URL(fileURLWithPath: page).lastPathComponent)
+        try Data(withSelfTest(html).utf8).write(to: copy)
+        return try load(page: copy.path, fragment: term.addingPercentEncoding(withAllowedCharacters: .urlFragmentAllowed)
+            ?? term, virtualTimeBudget: virtualTimeBudget, timeout: timeout)
+    }
+
+    /// The page with flamegraph-selftest.js as the first statements of its script's function, where it sees
+    /// the page's state: the page itself ships without it.
+    private static func withSelfTest(_ html: String) throws -> String {
+        let code = String(decoding: PackageResources.flamegraph_selftest_js, as: UTF8.self)
+        // Raw text in the page's <script> element: it must neither end the element nor open a comment in it.
+        guard code.range(of: "</script", options: .caseInsensitive) == nil, !code.contains("<!--") else {
+            throw Failure("flamegraph-selftest.js holds </script or <!--")
+        }
+        // The page's script is its last <script> element (the data's `<` are escaped).
+        guard let script = html.range(of: "<script>", options: .backwards),
+              let function = html.range(of: "\n(function () {\n", range: script.upperBound..<html.endIndex)
+        else {
+            throw Failure("the page has no <script> that starts with `(function () {` to inject the self-test into")
+        }
+        var injected = html
+        injected.insert(contentsOf: code, at: function.upperBound)
+        return injected
     }
 
     /// Loads `page` with `#fragment` and returns the DOM once the page settled: Chromium runs the page's
