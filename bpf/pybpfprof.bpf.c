@@ -19,35 +19,16 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* Tunables, set by userspace before load. */
-
-/* Unread ring buffer bytes past which a record wakes the reader. Below it records are written without a
- * wakeup and the reader finds them on its next timed poll: a wakeup is an irq_work, which costs ~5 us per
- * record in a VM (a self-IPI), more than the whole rest of the sample. */
-const volatile __u64 wakeup_bytes = 1 << 20;
-
-/* 0 for a Python-only recording: skips the kernel unwinder's cost. */
-const volatile __u8 collect_kernel_stacks = 1;
-
-/* 0 for a Python-only recording: skips the native unwinder. */
-const volatile __u8 collect_native_stacks = 1;
-
-/* 1 when userspace follows new processes (--all, --subprocesses): every exec and fork is reported; else only
- * the exits of profiled processes. */
-const volatile __u8 report_process_events = 0;
-
-/* 1 for --cgroup / --container: only tasks in the cgroup v2 directory held in `target_cgroup`, or below it, are
- * sampled and reported. */
-const volatile __u8 restrict_to_cgroup = 0;
-
-/* 1 where the kernel has bpf_get_current_task_btf and bpf_task_pt_regs (5.15+): the user registers of a thread
- * sampled in kernel mode come from them. 0 (5.10): from the top of the task's kernel stack, where x86_64 keeps
- * them (task_pt_regs: task->stack + THREAD_SIZE - sizeof(struct pt_regs)). With 0 the verifier never sees the
- * newer helpers: a branch on a constant is dead code to it. */
-const volatile __u8 have_task_pt_regs = 1;
+/* Tunables (struct pybpfprof_config in pybpfprof.h), set by userspace before load; these defaults are never used. */
+const volatile struct pybpfprof_config config = {
+    .wakeup_bytes = 1 << 20,
+    .collect_kernel_stacks = 1,
+    .collect_native_stacks = 1,
+    .have_task_pt_regs = 1,
+};
 
 /* THREAD_SIZE of x86_64 kernels without KASAN (with it, 32 KiB: the registers read there fail the user-mode check and
- * are counted), for have_task_pt_regs = 0. */
+ * are counted), for config.have_task_pt_regs = 0. */
 #define KERNEL_THREAD_SIZE 16384
 
 /* The kernel types we read, with CO-RE relocations against the running kernel's BTF: only the field we
@@ -225,7 +206,7 @@ static __always_inline __u32 record_size(const struct sample_header *header)
 static __always_inline void emit(struct walk_state *state)
 {
     __u64 size = record_size(&state->sample.header);
-    __u64 flags = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+    __u64 flags = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) >= config.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
                                                                                 : BPF_RB_NO_WAKEUP;
     if (bpf_ringbuf_output(&samples, &state->sample, size, flags) == 0)
         count(COUNTER_SENT);
@@ -420,10 +401,10 @@ static __always_inline __u64 context_load_u64(struct bpf_perf_event_data *ctx, c
     return value;
 }
 
-/* Where the current task's user registers were saved when it entered the kernel (see have_task_pt_regs). */
+/* Where the current task's user registers were saved when it entered the kernel (see config.have_task_pt_regs). */
 static __always_inline const void *current_saved_registers(void)
 {
-    if (have_task_pt_regs)
+    if (config.have_task_pt_regs)
         return (const void *)bpf_task_pt_regs(bpf_get_current_task_btf());
     struct task_struct___pybpfprof *task = (void *)bpf_get_current_task();
     __u64 stack = (__u64)BPF_CORE_READ(task, stack);
@@ -806,7 +787,7 @@ static __always_inline void send_process_event(enum record_type type, __u32 pid,
  * failed check (no cgroup in the map) counts the task as outside, and is counted. */
 static __always_inline bool current_task_in_target(void)
 {
-    if (!restrict_to_cgroup)
+    if (!config.restrict_to_cgroup)
         return true;
     long under = bpf_current_task_under_cgroup(&target_cgroup, 0);
     if (under < 0)
@@ -821,7 +802,7 @@ static __always_inline bool current_task_in_target(void)
 static __always_inline void report_replaced_process(enum record_type type, __u32 tgid)
 {
     bool was_profiled = bpf_map_delete_elem(&processes, &tgid) == 0;
-    if (was_profiled || (report_process_events && current_task_in_target()))
+    if (was_profiled || (config.report_process_events && current_task_in_target()))
         send_process_event(type, tgid, 0);
 }
 
@@ -838,7 +819,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
     struct task_struct___pybpfprof *forked = (void *)child;
     int pid = BPF_CORE_READ(forked, pid), tgid = BPF_CORE_READ(forked, tgid);
     /* A new thread is no new process. The child is in its parent's cgroup, the current task's. */
-    if (pid != tgid || !report_process_events || !current_task_in_target())
+    if (pid != tgid || !config.report_process_events || !current_task_in_target())
         return 0;
     send_process_event(RECORD_FORK, bpf_get_current_pid_tgid() >> 32, (__u32)pid);
     return 0;
@@ -885,7 +866,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
     header->tstate = 0;
     bpf_get_current_comm(header->comm, sizeof(header->comm));
     /* The kernel's own unwinder; empty (0 bytes) when the tick interrupted user mode. */
-    long kernel_bytes = collect_kernel_stacks ? bpf_get_stack(ctx, state->sample.body, KERNEL_MAX_FRAMES * 8, 0) : 0;
+    long kernel_bytes = config.collect_kernel_stacks ? bpf_get_stack(ctx, state->sample.body, KERNEL_MAX_FRAMES * 8, 0) : 0;
     header->kernel_frame_count = kernel_bytes > 0 ? kernel_bytes / 8 : 0;
     header->native_frame_count = 0;
     state->offsets = process->offsets;
@@ -900,7 +881,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
         state->frame = frame;
     else
         header->flags |= SAMPLE_NO_PYTHON;
-    if (collect_native_stacks) {
+    if (config.collect_native_stacks) {
         bpf_tail_call(ctx, &programs, PROG_NATIVE_UNWIND);
         send_after_failed_tail_call(state);
         return 0;
@@ -1063,9 +1044,9 @@ int dump_threads(struct bpf_iter__task *ctx)
     if (bpf_core_field_exists(thread->on_cpu) && BPF_CORE_READ(thread, on_cpu)) {
         out.flags |= DUMP_THREAD_ON_CPU;
     } else {
-        long kernel_bytes = collect_kernel_stacks ? bpf_get_task_stack(task, state->sample.body, KERNEL_MAX_FRAMES * 8, 0) : 0;
+        long kernel_bytes = config.collect_kernel_stacks ? bpf_get_task_stack(task, state->sample.body, KERNEL_MAX_FRAMES * 8, 0) : 0;
         header->kernel_frame_count = kernel_bytes > 0 ? kernel_bytes / 8 : 0;
-        if (collect_native_stacks)
+        if (config.collect_native_stacks)
             dump_unwind_native(state, task, tgid);
     }
 

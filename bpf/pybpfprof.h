@@ -226,6 +226,32 @@ struct walk_state {
     struct sample sample;
 };
 
+/* Tunables: the BPF program's one `const volatile` global, `config` (in .rodata), which userspace fills in before load
+ * (SamplerProgram in Sources/Profiler): a field renamed here fails to compile there. The verifier sees the values as
+ * constants, so a branch on a field that is 0 is dead code to it. */
+struct pybpfprof_config {
+    /* Unread ring buffer bytes past which a record wakes the reader. Below it records are written without a wakeup
+     * and the reader finds them on its next timed poll: a wakeup is an irq_work, which costs ~5 us per record in a VM
+     * (a self-IPI), more than the whole rest of the sample. */
+    __u64 wakeup_bytes;
+    /* 0 for a Python-only recording: skips the kernel unwinder's cost. */
+    __u8 collect_kernel_stacks;
+    /* 0 for a Python-only recording: skips the native unwinder. */
+    __u8 collect_native_stacks;
+    /* 1 when userspace follows new processes (--all, --subprocesses): every exec and fork is reported; else only the
+     * exits of profiled processes. */
+    __u8 report_process_events;
+    /* 1 for --cgroup / --container: only tasks in the cgroup v2 directory held in `target_cgroup`, or below it, are
+     * sampled and reported. */
+    __u8 restrict_to_cgroup;
+    /* 1 where the kernel has bpf_get_current_task_btf and bpf_task_pt_regs (5.15+): the user registers of a thread
+     * sampled in kernel mode come from them. 0 (5.10): from the top of the task's kernel stack, where x86_64 keeps
+     * them (task_pt_regs: task->stack + THREAD_SIZE - sizeof(struct pt_regs)). With 0 the verifier never sees the
+     * newer helpers. */
+    __u8 have_task_pt_regs;
+    __u8 _pad[3];
+};
+
 /* Named counters (per-CPU array `counters`), summed and reported by userspace. Samples of profiled
  * processes are COUNTER_SENT + COUNTER_RINGBUF_FULL: every sample ends in exactly one of the two.
  * X(enumerator, label in the recording's summary, 1 if it counts an error): the enum and the labels userspace

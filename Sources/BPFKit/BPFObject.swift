@@ -45,7 +45,7 @@ public final class BPFObject {
     }
 
     /// The names of the object's programs, loaded or not.
-    public var programNames: [String] {
+    var programNames: [String] {
         var names: [String] = []
         var program = bpf_object__next_program(handle, nil)
         while let current = program {
@@ -57,18 +57,18 @@ public final class BPFObject {
 
     /// Whether `load()` loads program `name`; only before `load()`. Programs whose section starts with `?` are not
     /// loaded unless switched on here, and a program nobody attaches need not cost its verification.
-    public func setAutoload(program name: String, _ load: Bool) throws {
-        try check(bpf_program__set_autoload(try program(named: name), load), "choosing whether to load BPF program \(name)")
+    public func setAutoload(_ program: BPFProgramName, _ load: Bool) throws {
+        try check(bpf_program__set_autoload(try self.program(program), load), "choosing whether to load BPF program \(program)")
     }
 
-    public func willLoad(program name: String) -> Bool {
+    func willLoad(program name: String) -> Bool {
         (try? program(named: name)).map { bpf_program__autoload($0) } ?? false
     }
 
     /// Clears BPF_F_NO_PREALLOC from a map: kernels before 6.1 let perf_event programs use preallocated hash maps only.
-    public func preallocate(map name: String) throws {
-        let map = try map(named: name)
-        try check(bpf_map__set_map_flags(map, bpf_map__map_flags(map) & ~UInt32(BPF_F_NO_PREALLOC)), "preallocating map \(name)")
+    public func preallocate(_ map: BPFMapName) throws {
+        let handle = try self.map(named: map.rawValue)
+        try check(bpf_map__set_map_flags(handle, bpf_map__map_flags(handle) & ~UInt32(BPF_F_NO_PREALLOC)), "preallocating map \(map)")
     }
 
     /// Has the verifier report, for each program `load()` loads, how many instructions it processed (its log at level
@@ -103,14 +103,15 @@ public final class BPFObject {
         statisticsLogs[name].map { String(cString: $0.baseAddress!) } ?? ""
     }
 
-    public func setMaxEntries(map name: String, _ entries: UInt32) throws {
-        try check(bpf_map__set_max_entries(try map(named: name), entries), "sizing map \(name)")
+    public func setMaxEntries(map: BPFMapName, _ entries: UInt32) throws {
+        try check(bpf_map__set_max_entries(try self.map(named: map.rawValue), entries), "sizing map \(map)")
     }
 
-    /// Sets a `const volatile` tunable of the program; only before `load()`.
-    public func setConstant<Value>(_ name: String, _ value: Value) throws {
-        let result = withUnsafeBytes(of: value) { cbpf_set_constant(handle, name, $0.baseAddress, $0.count) }
-        try check(result, "setting BPF constant \(name)")
+    /// Sets the program's tunables (`struct pybpfprof_config` in bpf/pybpfprof.h, its one `const volatile` global);
+    /// only before `load()`.
+    public func setConfiguration(_ configuration: pybpfprof_config) throws {
+        let result = withUnsafeBytes(of: configuration) { cbpf_set_constant(handle, "config", $0.baseAddress, $0.count) }
+        try check(result, "setting the BPF program's configuration")
     }
 
     /// Loads every program and map; a verifier rejection throws a `BPFLoadError` naming the program.
@@ -132,15 +133,19 @@ public final class BPFObject {
         return nil
     }
 
-    public func program(named name: String) throws -> OpaquePointer {
+    public func program(_ name: BPFProgramName) throws -> OpaquePointer {
+        try program(named: name.rawValue)
+    }
+
+    func program(named name: String) throws -> OpaquePointer {
         guard let program = bpf_object__find_program_by_name(handle, name) else {
             throw BPFError("finding BPF program \(name)", errno: ENOENT)
         }
         return program
     }
 
-    public func mapFD(named name: String) throws -> Int32 {
-        try check(bpf_map__fd(try map(named: name)), "finding map \(name)")
+    public func mapFD(_ map: BPFMapName) throws -> Int32 {
+        try check(bpf_map__fd(try self.map(named: map.rawValue)), "finding map \(map)")
     }
 
     private func map(named name: String) throws -> OpaquePointer {

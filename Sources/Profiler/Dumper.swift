@@ -113,19 +113,19 @@ public enum Dumper {
             features: features, nativeStacks: nativeStacks, unwindRowCapacity: unwindRowCapacity, threadReader: options.threadReader)
         defer { withExtendedLifetime(object) {} }
 
-        try BPFMap(fd: try object.mapFD(named: "processes")).update(UInt32(bitPattern: pid), py_process(interpreter))
+        try BPFMap(fd: try object.mapFD(.processes)).update(UInt32(bitPattern: pid), py_process(interpreter))
         var warnings: [String] = []
         var native: NativeProcess?
         var nativeUnwind: NativeUnwind?
         var kernelSymbols: KernelSymbols?
         if nativeStacks {
             let rows = try MappedArrayMap(
-                fd: try object.mapFD(named: "unwind_rows"), valueSize: MemoryLayout<unwind_row>.stride, entries: unwindRowCapacity)
+                fd: try object.mapFD(.unwind_rows), valueSize: MemoryLayout<unwind_row>.stride, entries: unwindRowCapacity)
             let store = UnwindTableStore(rows: rows.base, capacity: unwindRowCapacity)
             do {
                 let process = try NativeProcess(pid: pid, interpreterFile: interpreter.binaryPath, store: store)
                 try process.bpfValue().withUnsafeBytes {
-                    try BPFMap(fd: try object.mapFD(named: "process_mappings")).update(UInt32(bitPattern: pid), bytes: $0)
+                    try BPFMap(fd: try object.mapFD(.process_mappings)).update(UInt32(bitPattern: pid), bytes: $0)
                 }
                 native = process
                 // The rows stay mapped as long as the unwinder reads them.
@@ -145,7 +145,7 @@ public enum Dumper {
         var limits: [String] = []
         switch threadReader {
         case .kernelIterator:
-            let iterator = try object.program(named: "dump_threads")
+            let iterator = try object.program(.dump_threads)
             readEveryThread = { try parse(try TaskIterator.run(program: iterator, process: pid)) }
         case .userspace:
             let reader = UserspaceThreadReader(
@@ -162,7 +162,7 @@ public enum Dumper {
         let running = records.filter(\.isOnCPU).map(\.tid)
         if !running.isEmpty {
             let sampling = sampleRunning(
-                threads: running, program: try object.program(named: "on_sample"), ringBuffer: try object.mapFD(named: "samples"))
+                threads: running, program: try object.program(.on_sample), ringBuffer: try object.mapFD(.samples))
             samples = sampling.samples
             warnings += sampling.warnings
             // Not sampled: it stopped running meanwhile (its registers are saved now), or is gone. Read once more.
@@ -195,16 +195,17 @@ public enum Dumper {
         func load(withIterator: Bool) throws -> BPFObject {
             // on_sample samples the running threads; no process is followed. A refused iterator is expected on older
             // kernels: no verifier log file for it.
-            try SamplerProgram(
-                features: features, processEvents: false, extraPrograms: withIterator ? ["dump_threads"] : [],
-                explainRejections: !withIterator
+            var configuration = pybpfprof_config()
+            configuration.collect_native_stacks = nativeStacks ? 1 : 0
+            configuration.collect_kernel_stacks = nativeStacks ? 1 : 0
+            // Each sample wakes the reader: it stops sampling a thread as soon as it has one.
+            configuration.wakeup_bytes = 0
+            return try SamplerProgram(
+                features: features, processEvents: false, extraPrograms: withIterator ? [.dump_threads] : [],
+                explainRejections: !withIterator, configuration: configuration
             ) { object in
-                try object.setMaxEntries(map: "samples", sampleBufferBytes)
-                // Each sample wakes the reader: it stops sampling a thread as soon as it has one.
-                try object.setConstant("wakeup_bytes", UInt64(0))
-                try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
-                try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
-                try object.setConstant("collect_kernel_stacks", UInt8(nativeStacks ? 1 : 0))
+                try object.setMaxEntries(map: .samples, sampleBufferBytes)
+                try object.setMaxEntries(map: .unwind_rows, UInt32(unwindRowCapacity))
             }.object
         }
         return try choose(threadReader, load: load(withIterator:))

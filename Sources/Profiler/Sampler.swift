@@ -42,30 +42,31 @@ final class Sampler {
         // A Python-only recording keeps a one-row array: nothing to preallocate.
         let unwindRowCapacity = nativeStacks ? max(1, unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
         self.unwindRowCapacity = unwindRowCapacity
-        program = try SamplerProgram(features: features) { object in
-            try object.setMaxEntries(map: "samples", ringBufferBytes)
-            try object.setMaxEntries(map: "unwind_rows", UInt32(unwindRowCapacity))
-            try object.setConstant("collect_native_stacks", UInt8(nativeStacks ? 1 : 0))
-            try object.setConstant("report_process_events", UInt8(followProcesses ? 1 : 0))
-            // Records wake the drain thread only past a quarter of the buffer; otherwise its timed poll
-            // (pollInterval) collects them. See wakeup_bytes in the BPF program.
-            try object.setConstant("wakeup_bytes", UInt64(ringBufferBytes / 4))
-            try object.setConstant("collect_kernel_stacks", UInt8(kernelStacks ? 1 : 0))
-            try object.setConstant("restrict_to_cgroup", UInt8(cgroupFD != nil ? 1 : 0))
+        var configuration = pybpfprof_config()
+        configuration.collect_native_stacks = nativeStacks ? 1 : 0
+        configuration.collect_kernel_stacks = kernelStacks ? 1 : 0
+        configuration.report_process_events = followProcesses ? 1 : 0
+        configuration.restrict_to_cgroup = cgroupFD != nil ? 1 : 0
+        // Records wake the drain thread only past a quarter of the buffer; otherwise its timed poll (pollInterval)
+        // collects them. See wakeup_bytes in bpf/pybpfprof.h.
+        configuration.wakeup_bytes = UInt64(ringBufferBytes / 4)
+        program = try SamplerProgram(features: features, configuration: configuration) { object in
+            try object.setMaxEntries(map: .samples, ringBufferBytes)
+            try object.setMaxEntries(map: .unwind_rows, UInt32(unwindRowCapacity))
         }
         let object = program.object
         if let cgroupFD {
             // Before any program is attached: with the restriction on and no cgroup, nothing would be sampled.
-            try BPFMap(fd: try object.mapFD(named: "target_cgroup")).update(UInt32(0), UInt32(bitPattern: cgroupFD))
+            try BPFMap(fd: try object.mapFD(.target_cgroup)).update(UInt32(0), UInt32(bitPattern: cgroupFD))
         }
-        processes = BPFMap(fd: try object.mapFD(named: "processes"))
-        processMappings = BPFMap(fd: try object.mapFD(named: "process_mappings"))
+        processes = BPFMap(fd: try object.mapFD(.processes))
+        processMappings = BPFMap(fd: try object.mapFD(.process_mappings))
         unwindRows = try MappedArrayMap(
-            fd: try object.mapFD(named: "unwind_rows"), valueSize: MemoryLayout<unwind_row>.stride, entries: unwindRowCapacity)
-        counters = BPFMap(fd: try object.mapFD(named: "counters"))
-        ringBufferFD = try object.mapFD(named: "samples")
-        sampleProgram = try object.program(named: "on_sample")
-        eventPrograms = try SamplerProgram.processEventPrograms.map { ($0, try object.program(named: $0)) }
+            fd: try object.mapFD(.unwind_rows), valueSize: MemoryLayout<unwind_row>.stride, entries: unwindRowCapacity)
+        counters = BPFMap(fd: try object.mapFD(.counters))
+        ringBufferFD = try object.mapFD(.samples)
+        sampleProgram = try object.program(.on_sample)
+        eventPrograms = try SamplerProgram.processEventPrograms.map { ($0.rawValue, try object.program($0)) }
         if collectStatistics { statistics = try BPFStatistics() }
     }
 

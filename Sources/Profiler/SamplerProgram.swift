@@ -121,25 +121,32 @@ final class SamplerProgram {
     private(set) var verifiedInstructions: [String: Int] = [:]
 
     /// The programs of each stage, per walk (enum prog_slot order).
-    static func stages(_ walk: KernelFeatures.Walk) -> [(slot: prog_slot, program: String)] {
+    static func stages(_ walk: KernelFeatures.Walk) -> [(slot: prog_slot, program: BPFProgramName)] {
         switch walk {
-        case .loop: return [(PROG_NATIVE_UNWIND, "unwind_native_loop"), (PROG_PY_WALK, "walk_python_loop")]
-        case .tailCalls: return [(PROG_NATIVE_UNWIND, "unwind_native_bounded"), (PROG_PY_WALK, "walk_python_bounded")]
+        case .loop: return [(PROG_NATIVE_UNWIND, .unwind_native_loop), (PROG_PY_WALK, .walk_python_loop)]
+        case .tailCalls: return [(PROG_NATIVE_UNWIND, .unwind_native_bounded), (PROG_PY_WALK, .walk_python_bounded)]
         }
     }
 
-    static let processEventPrograms = ["on_exec", "on_fork", "on_exit"]
+    static let processEventPrograms: [BPFProgramName] = [.on_exec, .on_fork, .on_exit]
 
     /// - Parameters:
     ///   - processEvents: load the exec/fork/exit programs.
     ///   - extraPrograms: programs loaded only when asked for (`?` sections), such as the dump iterator.
     ///   - explainRejections: a verifier rejection becomes a `VerifierRejection` (one line, the log in a file); else
     ///     the `BPFLoadError` is thrown as it is (for a caller that expects it and has another way).
-    ///   - configure: sizes and tunables of the caller, applied before load.
-    init(features: KernelFeatures, processEvents: Bool = true, extraPrograms: [String] = [], explainRejections: Bool = true,
-         configure: (BPFObject) throws -> Void) throws {
+    ///   - configuration: the caller's tunables; `have_task_pt_regs` is set here, from `features`.
+    ///   - configure: the caller's map sizes, applied before load.
+    init(features: KernelFeatures, processEvents: Bool = true, extraPrograms: [BPFProgramName] = [], explainRejections: Bool = true,
+         configuration: pybpfprof_config, configure: (BPFObject) throws -> Void) throws {
         self.features = features
-        object = try Self.open(features: features, processEvents: processEvents, extraPrograms: extraPrograms, configure: configure)
+        var configuration = configuration
+        configuration.have_task_pt_regs = features.hasTaskPtRegs ? 1 : 0
+        func open() throws -> BPFObject {
+            try Self.open(features: features, processEvents: processEvents, extraPrograms: extraPrograms,
+                          configuration: configuration, configure: configure)
+        }
+        object = try open()
         try object.collectVerifierStatistics()
         do {
             try object.load()
@@ -147,26 +154,26 @@ final class SamplerProgram {
             guard explainRejections, let program = error.program else { throw error }
             throw Self.rejection(
                 program: program, statisticsLog: object.verifierLog(program: program), features: features,
-                reload: { try Self.open(features: features, processEvents: processEvents, extraPrograms: extraPrograms, configure: configure) })
+                reload: open)
         }
         verifiedInstructions = object.verifiedInstructions()
-        let table = BPFMap(fd: try object.mapFD(named: "programs"))
-        for (slot, name) in Self.stages(features.walk) {
-            let fd = bpf_program__fd(try object.program(named: name))
+        let table = BPFMap(fd: try object.mapFD(.programs))
+        for (slot, program) in Self.stages(features.walk) {
+            let fd = bpf_program__fd(try object.program(program))
             try table.update(UInt32(slot.rawValue), UInt32(bitPattern: fd))
         }
     }
 
-    private static func open(features: KernelFeatures, processEvents: Bool, extraPrograms: [String],
-                             configure: (BPFObject) throws -> Void) throws -> BPFObject {
+    private static func open(features: KernelFeatures, processEvents: Bool, extraPrograms: [BPFProgramName],
+                             configuration: pybpfprof_config, configure: (BPFObject) throws -> Void) throws -> BPFObject {
         let object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
-        let wanted = Set(["on_sample"] + stages(features.walk).map(\.program) + (processEvents ? processEventPrograms : [])
+        let wanted = Set([.on_sample] + stages(features.walk).map(\.program) + (processEvents ? processEventPrograms : [])
             + extraPrograms)
-        for name in object.programNames { try object.setAutoload(program: name, wanted.contains(name)) }
-        try object.setConstant("have_task_pt_regs", UInt8(features.hasTaskPtRegs ? 1 : 0))
+        for program in BPFProgramName.allCases { try object.setAutoload(program, wanted.contains(program)) }
+        try object.setConfiguration(configuration)
         if !features.allowsNonPreallocatedHash {
-            try object.preallocate(map: "process_mappings")
-            try object.setMaxEntries(map: "process_mappings", KernelFeatures.preallocatedMappingProcesses)
+            try object.preallocate(.process_mappings)
+            try object.setMaxEntries(map: .process_mappings, KernelFeatures.preallocatedMappingProcesses)
         }
         try configure(object)
         return object

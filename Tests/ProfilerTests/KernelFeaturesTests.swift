@@ -11,7 +11,7 @@ final class KernelFeaturesTests: XCTestCase {
     func testNewKernelGetsTheLoopWalk() {
         XCTAssertEqual(newest.walk, .loop)
         XCTAssertEqual(newest.summary, "kernel 6.18.44: bpf_loop walk, 256 native and 256 Python frames")
-        XCTAssertEqual(SamplerProgram.stages(.loop).map(\.program), ["unwind_native_loop", "walk_python_loop"])
+        XCTAssertEqual(SamplerProgram.stages(.loop).map(\.program), [.unwind_native_loop, .walk_python_loop])
         XCTAssertNil(newest.missing)
     }
 
@@ -24,7 +24,7 @@ final class KernelFeaturesTests: XCTestCase {
             "kernel 6.18.44: tail-call walk, 16 native and 32 Python frames per call, 256 and 256 at most; "
                 + "user registers from the kernel stack; native stacks for 512 processes at most")
         XCTAssertEqual(SamplerProgram.stages(.tailCalls).map(\.slot), [PROG_NATIVE_UNWIND, PROG_PY_WALK])
-        XCTAssertEqual(SamplerProgram.stages(.tailCalls).map(\.program), ["unwind_native_bounded", "walk_python_bounded"])
+        XCTAssertEqual(SamplerProgram.stages(.tailCalls).map(\.program), [.unwind_native_bounded, .walk_python_bounded])
     }
 
     /// The kernel allows 32 tail calls per sample on 5.10 (33 later): the tail-call walk's chain must fit.
