@@ -186,7 +186,7 @@ struct ELFLayout {
                 throw ELFError("\(what) links to section \(table.link), which is not a string table")
             }
             let names = sections[Int(table.link)]
-            for (section, what) in [(table, what), (names, "its string table \(names.index) '\(names.name)'")]
+            for (section, what) in [(table, what), (names, "string table \(names.index) '\(names.name)' of \(what)")]
             where section.size > UInt64(maximumSize) {
                 throw ELFError("\(what) is \(section.size) bytes, more than the \(maximumSize) read per section")
             }
