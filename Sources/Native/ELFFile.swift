@@ -10,11 +10,11 @@
 /// The file stays open until this object is released, rather than being read eagerly and closed at init: what is
 /// needed depends on the caller (finding the interpreter scans symbols of every mapped file and needs no call frame
 /// information; only old interpreters need `.rodata`; split function parts need one function's code), and reading
-/// all of it for every file would read much that is not used. Instances are short-lived: the profiler opens one file
-/// at a time, keeps what it derives (`ELFLoadLayout`, symbol and unwind tables) and releases the file, so `--all`
-/// over thousands of libraries holds one descriptor at a time, not one per library. Holding the descriptor also
-/// means every read sees the inode validated at init, even if the path is replaced since; a file truncated since
-/// fails the read (an error, or nil), never a crash, as it would be with `mmap` (SIGBUS).
+/// all of it for every file would read much that is not used. Instances are short-lived: the profiler keeps what it
+/// derives from a file (`ELFLoadLayout`, symbol and unwind tables) and releases the file, so `--all` over thousands
+/// of libraries holds descriptors only for the files being read at the moment, not one per library. Holding one also
+/// means every read sees the inode validated at init, even if its path is replaced afterwards; a file truncated
+/// afterwards fails the reads past its new end (an error, or nil), never the process (with `mmap`, SIGBUS).
 ///
 /// Thread-safe: `pread` has no shared file position, the kept sections are lock-protected (in `ELFContents`), and
 /// so is the lazily built symbol index, so instances can be shared between threads.

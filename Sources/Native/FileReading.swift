@@ -23,35 +23,37 @@ struct FileReadError: Error, CustomStringConvertible {
 
 /// A file opened for reading, closed when released.
 final class OpenFile: @unchecked Sendable {
-    let descriptor: Int32
+    private let descriptor: Int32
     /// Names the file in errors.
     let path: String
     /// The size `fstat` reported at open; 0 for procfs files, which have no size until read.
     let size: Int
-    let isRegularFile: Bool
+    private let isRegularFile: Bool
 
-    /// Takes ownership of `descriptor`. With `regularFileOnly`, anything that is not a regular file is refused: a
-    /// hostile container could put a FIFO (which would block forever) or a device such as `/dev/zero` (which never
-    /// ends) where a binary is expected. Files larger than `maximumSize` bytes (e.g. a huge sparse file) are refused.
-    fileprivate init(descriptor: Int32, path: String, regularFileOnly: Bool, maximumSize: Int) throws {
+    private init(descriptor: Int32, path: String, size: Int, isRegularFile: Bool) {
         self.descriptor = descriptor
         self.path = path
+        self.size = size
+        self.isRegularFile = isRegularFile
+    }
+
+    /// Takes ownership of `descriptor`: it is closed when the file is released, also when it is refused here. With
+    /// `regularFileOnly`, anything that is not a regular file is refused: a hostile container could put a FIFO (which
+    /// would block forever) or a device such as `/dev/zero` (which never ends) where a binary is expected. Files larger
+    /// than `maximumSize` bytes (e.g. a huge sparse file) are refused.
+    fileprivate static func adopting(_ descriptor: Int32, path: String, regularFileOnly: Bool, maximumSize: Int) throws -> OpenFile {
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
-            let error = errno
+            let error = FileReadError(path: path, operation: "fstat", errorNumber: errno)
             close(descriptor)
-            throw FileReadError(path: path, operation: "fstat", errorNumber: error)
+            throw error
         }
-        isRegularFile = status.st_mode & S_IFMT == S_IFREG
-        size = Int(status.st_size)
-        if regularFileOnly && !isRegularFile {
-            close(descriptor)
+        let file = OpenFile(descriptor: descriptor, path: path, size: Int(status.st_size), isRegularFile: status.st_mode & S_IFMT == S_IFREG)
+        if regularFileOnly && !file.isRegularFile {
             throw FileReadError(refusing: path, because: "not a regular file")
         }
-        if isRegularFile && size > maximumSize {
-            close(descriptor)
-            throw Self.tooLarge(path, maximumSize)
-        }
+        if file.isRegularFile && file.size > maximumSize { throw tooLarge(path, maximumSize) }
+        return file
     }
 
     deinit {
@@ -112,7 +114,7 @@ enum FileReading {
     static func openFile(_ path: String, regularFileOnly: Bool, maximumSize: Int = Int.max) throws -> OpenFile {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw FileReadError(path: path, operation: "open", errorNumber: errno) }
-        return try OpenFile(descriptor: descriptor, path: path, regularFileOnly: regularFileOnly, maximumSize: maximumSize)
+        return try OpenFile.adopting(descriptor, path: path, regularFileOnly: regularFileOnly, maximumSize: maximumSize)
     }
 
     /// Like `openFile(_:regularFileOnly:maximumSize:)` for `path` inside `root` (see `openInRoot`).
@@ -123,8 +125,8 @@ enum FileReading {
         } catch let error as OpenInRootError {
             throw FileReadError(path: pathInRoot(path, root: root), operation: "open", errorNumber: error.errorNumber)
         }
-        return try OpenFile(descriptor: descriptor, path: pathInRoot(path, root: root), regularFileOnly: regularFileOnly,
-                            maximumSize: maximumSize)
+        return try OpenFile.adopting(descriptor, path: pathInRoot(path, root: root), regularFileOnly: regularFileOnly,
+                                     maximumSize: maximumSize)
     }
 
     /// Reads a whole file (see `OpenFile.readToEnd`).
