@@ -76,7 +76,11 @@ extension ArraySlice where Element == UInt8 {
 
     /// A little-endian unsigned integer of `width` bytes at index `index`; the caller has checked the bounds.
     func littleEndianValue(at index: Int, width: Int) -> UInt64 {
-        (0..<width).reduce(0) { $0 | UInt64(self[index + $1]) << (8 * UInt64($1)) }
+        var value: UInt64 = 0
+        for byteIndex in 0..<width {
+            value |= UInt64(self[index + byteIndex]) << (8 * byteIndex)
+        }
+        return value
     }
 
     /// The little-endian `UInt32` starting `offset` bytes into the slice, or nil if it does not fit.
