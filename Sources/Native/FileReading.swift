@@ -109,7 +109,7 @@ final class OpenFile: @unchecked Sendable {
 }
 
 enum FileReading {
-    /// Opens `path` for reading, non-blocking so that checking what it is cannot hang on a FIFO; see `OpenFile.init`
+    /// Opens `path` for reading, non-blocking so that checking what it is cannot hang on a FIFO; see `OpenFile.adopting`
     /// for `regularFileOnly` and `maximumSize`.
     static func openFile(_ path: String, regularFileOnly: Bool, maximumSize: Int = Int.max) throws -> OpenFile {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
@@ -132,11 +132,6 @@ enum FileReading {
     /// Reads a whole file (see `OpenFile.readToEnd`).
     static func contents(of path: String, regularFileOnly: Bool, maximumSize: Int = Int.max) throws -> [UInt8] {
         try openFile(path, regularFileOnly: regularFileOnly, maximumSize: maximumSize).readToEnd(maximumSize: maximumSize)
-    }
-
-    /// Like `contents(of:regularFileOnly:maximumSize:)` for `path` inside `root` (see `openInRoot`).
-    static func contents(of path: String, inRoot root: String, regularFileOnly: Bool, maximumSize: Int = Int.max) throws -> [UInt8] {
-        try openFile(path, inRoot: root, regularFileOnly: regularFileOnly, maximumSize: maximumSize).readToEnd(maximumSize: maximumSize)
     }
 }
 
