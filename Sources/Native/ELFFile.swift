@@ -33,12 +33,12 @@ public final class ELFFile: @unchecked Sendable {
     let symbolIndex = LazySymbolIndex()
 
     /// The largest file accepted: far above any real interpreter or library (the largest CUDA libraries are ~2 GB).
-    /// It no longer bounds memory (see `maximumBytesRead`), but a debug file found by `.gnu_debuglink` is read whole
-    /// for its CRC.
+    /// Memory is bounded by `maximumSectionSize` and `maximumBytesRead`; this bounds the reading of a debug file found
+    /// by `.gnu_debuglink`, which is read through for its CRC.
     public static let maximumFileSize = 4 << 30
 
     /// The most bytes read for one section or other piece of a file. The largest real ones are string tables and
-    /// `.eh_frame` of big C++ libraries, tens of MB (LLVM's `.strtab` 30 MB); a symbol table of 1 GB is hostile.
+    /// `.eh_frame` of big C++ libraries, tens of MB (liblldb's `.strtab` is 30 MB); a symbol table of 1 GB is hostile.
     public static let maximumSectionSize = 256 << 20
     /// The most bytes read from one file in all: a hostile file may declare many sections over the same bytes.
     public static let maximumBytesRead = 1 << 30
