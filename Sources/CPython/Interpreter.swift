@@ -205,7 +205,7 @@ public enum InterpreterLocator {
            let hex = bytes.uint32(at: 0), hex >> 24 >= 2 {
             return PythonVersion(hex: hex)
         }
-        if let rodata = elf.section(named: ".rodata"), let data = elf.data(of: rodata) {
+        if let rodata = elf.section(named: ".rodata"), let data = try? elf.data(of: rodata) {
             return VersionString.mostCommon(in: data, requireTerminator: true)
         }
         return nil
@@ -291,7 +291,7 @@ public enum InterpreterLocator {
            let hex = bytes.uint32(at: 0), hex >> 24 >= 2 {
             return PythonVersion(hex: hex)
         }
-        if let rodata = elf.section(named: ".rodata"), let data = elf.data(of: rodata),
+        if let rodata = elf.section(named: ".rodata"), let data = try? elf.data(of: rodata),
            let version = VersionString.mostCommon(in: data, requireTerminator: true) {
             return version
         }

@@ -23,26 +23,26 @@ enum Bounds {
 /// A fixed-size little-endian record whose bounds were checked once at creation, so reading its fields at
 /// constant offsets cannot go out of range.
 struct ELFRecord {
-    private let bytes: [UInt8]
-    private let base: Int
-    let size: Int
+    /// Exactly the record's bytes.
+    private let bytes: ArraySlice<UInt8>
 
-    /// Nil if `[offset, offset + size)` is not inside `bytes`.
-    init?(_ bytes: [UInt8], offset: UInt64, size: Int) {
-        guard let range = Bounds.range(offset: offset, count: UInt64(size), within: bytes.count) else { return nil }
-        self.init(bytes, base: range.lowerBound, size: size)
+    var size: Int { bytes.count }
+
+    /// Nil if the `size` bytes `offset` bytes into `bytes` are not all inside it.
+    init?(_ bytes: ArraySlice<UInt8>, offset: UInt64, size: Int) {
+        guard let record = bytes.slice(offset: offset, count: UInt64(size)) else { return nil }
+        self.init(record: record)
     }
 
-    private init(_ bytes: [UInt8], base: Int, size: Int) {
-        self.bytes = bytes
-        self.base = base
-        self.size = size
+    private init(record: ArraySlice<UInt8>) {
+        bytes = record
     }
 
-    /// The `count` consecutive records of `size` bytes at `offset`, or nil if the table is not inside `bytes`.
-    static func table(_ bytes: [UInt8], offset: UInt64, count: UInt64, size: Int) -> [ELFRecord]? {
-        guard let range = Bounds.range(offset: offset, count: count, recordSize: size, within: bytes.count) else { return nil }
-        return stride(from: range.lowerBound, to: range.upperBound, by: size).map { ELFRecord(bytes, base: $0, size: size) }
+    /// The `count` consecutive records of `size` bytes at the start of `bytes`, or nil if they are not all inside it.
+    static func table(_ bytes: ArraySlice<UInt8>, count: UInt64, size: Int) -> [ELFRecord]? {
+        guard let range = Bounds.range(offset: 0, count: count, recordSize: size, within: bytes.count) else { return nil }
+        let base = bytes.startIndex
+        return stride(from: range.lowerBound, to: range.upperBound, by: size).map { ELFRecord(record: bytes[(base + $0)..<(base + $0 + size)]) }
     }
 
     func u8(_ field: Int) -> UInt8 { UInt8(truncatingIfNeeded: load(field, width: 1)) }
@@ -52,11 +52,7 @@ struct ELFRecord {
 
     private func load(_ field: Int, width: Int) -> UInt64 {
         precondition(field >= 0 && field + width <= size, "field \(field)+\(width) outside a \(size)-byte record")
-        var value: UInt64 = 0
-        for byteIndex in 0..<width {
-            value |= UInt64(bytes[base + field + byteIndex]) << (8 * byteIndex)
-        }
-        return value
+        return bytes.littleEndianValue(at: bytes.startIndex + field, width: width)
     }
 }
 
@@ -76,6 +72,15 @@ extension ArraySlice where Element == UInt8 {
     func slice(offset: UInt64, count byteCount: UInt64) -> ArraySlice<UInt8>? {
         guard let range = Bounds.range(offset: offset, count: byteCount, within: count) else { return nil }
         return self[(startIndex + range.lowerBound)..<(startIndex + range.upperBound)]
+    }
+
+    /// A little-endian unsigned integer of `width` bytes at index `index`; the caller has checked the bounds.
+    func littleEndianValue(at index: Int, width: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for byteIndex in 0..<width {
+            value |= UInt64(self[index + byteIndex]) << (8 * byteIndex)
+        }
+        return value
     }
 
     /// The little-endian `UInt32` starting `offset` bytes into the slice, or nil if it does not fit.

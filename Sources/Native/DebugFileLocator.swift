@@ -25,7 +25,7 @@ public enum DebugFileLocator {
         let file: ELFFile
     }
 
-    /// Like `debugFile(for:path:root:)`, also returning the debug file as read (it was read whole anyway, to check it).
+    /// Like `debugFile(for:path:root:)`, also returning the debug file (opened anyway, to check it).
     static func locate(for elf: ELFFile, path: String, root: String) -> Found? {
         if let buildID = elf.buildID, let found = locate(buildID: buildID, root: root) { return found }
         if let link = elf.debugLink { return locate(link: link, besides: path, root: root) }
@@ -39,10 +39,8 @@ public enum DebugFileLocator {
         guard buildID.count >= 2 else { return nil }
         let hex = buildID.map { byte in String(byte, radix: 16).leftPadded(to: 2) }
         let candidate = "\(debugDirectory)/.build-id/\(hex[0])/\(hex.dropFirst().joined()).debug"
-        guard let (resolved, bytes) = read(candidate, root: root),
-              let file = try? ELFFile(bytes: bytes), file.buildID == buildID
-        else { return nil }
-        return Found(path: resolved, file: file)
+        guard let file = try? ELFFile(path: candidate, inRoot: root), file.buildID == buildID else { return nil }
+        return Found(path: pathInRoot(candidate, root: root), file: file)
     }
 
     private static func locate(link: (name: String, crc: UInt32), besides path: String, root: String) -> Found? {
@@ -57,20 +55,15 @@ public enum DebugFileLocator {
             join(debugDirectory + (directory.hasPrefix("/") ? "" : "/") + directory, link.name),
         ]
         for candidate in candidates where candidate != path {
-            guard let (resolved, bytes) = read(candidate, root: root), CRC32.checksum(bytes) == link.crc,
-                  let file = try? ELFFile(bytes: bytes)
+            // The file whose CRC is checked is the one read: a file replaced in between is never taken for it.
+            guard let opened = try? FileReading.openFile(
+                      candidate, inRoot: root, regularFileOnly: true, maximumSize: ELFFile.maximumFileSize),
+                  (try? CRC32.checksum(of: opened)) == link.crc,
+                  let file = try? ELFFile(file: opened)
             else { continue }
-            return Found(path: resolved, file: file)
+            return Found(path: opened.path, file: file)
         }
         return nil
-    }
-
-    /// The contents of `path` inside `root` and where they were read (root + path), or nil if it is missing, not a
-    /// regular file or too large.
-    private static func read(_ path: String, root: String) -> (String, [UInt8])? {
-        guard let bytes = try? FileReading.contents(of: path, inRoot: root, regularFileOnly: true, maximumSize: ELFFile.maximumFileSize)
-        else { return nil }
-        return (pathInRoot(path, root: root), bytes)
     }
 
     /// The directory part of a path: `/a/b` for `/a/b/c`, `/` for `/c`, `.` for `c`.
@@ -90,16 +83,27 @@ enum CRC32 {
         (0..<8).reduce(UInt32(index)) { crc, _ in crc & 1 != 0 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
     }
 
-    static func checksum(_ bytes: [UInt8]) -> UInt32 {
+    /// The CRC of `bytes`; with `previous`, the CRC of the bytes that gave `previous` followed by `bytes`.
+    static func checksum(_ bytes: [UInt8], continuing previous: UInt32 = 0) -> UInt32 {
         table.withUnsafeBufferPointer { table in
             bytes.withUnsafeBufferPointer { bytes in
-                var crc: UInt32 = 0xFFFF_FFFF
+                var crc = ~previous
                 for byte in bytes {
                     crc = table[Int((crc ^ UInt32(byte)) & 0xff)] ^ (crc >> 8)
                 }
                 return ~crc
             }
         }
+    }
+
+    /// The CRC of a whole file, read a chunk at a time.
+    static func checksum(of file: OpenFile) throws -> UInt32 {
+        let chunkSize = 1 << 20
+        var crc: UInt32 = 0
+        for offset in stride(from: 0, to: file.size, by: chunkSize) {
+            crc = checksum(try file.bytes(count: min(chunkSize, file.size - offset), at: offset), continuing: crc)
+        }
+        return crc
     }
 }
 

@@ -4,13 +4,13 @@ extension ELFFile {
     /// the section headers were stripped.
     public var buildID: [UInt8]? {
         for section in sections where section.type == ELFSection.typeNote {
-            if let data = data(of: section), let id = Self.gnuBuildID(in: data, alignment: section.addressAlignment) {
+            if let data = try? data(of: section), let id = Self.gnuBuildID(in: data, alignment: section.addressAlignment) {
                 return id
             }
         }
-        for segment in programHeaders where segment.type == ELFProgramHeader.typeNote {
-            if let range = Bounds.range(offset: segment.offset, count: segment.fileSize, within: fileBytes.count),
-               let id = Self.gnuBuildID(in: fileBytes[range], alignment: segment.align) {
+        for (index, segment) in programHeaders.enumerated() where segment.type == ELFProgramHeader.typeNote {
+            if let data = try? contents.read(offset: segment.offset, count: segment.fileSize, what: "note segment \(index)"),
+               let id = Self.gnuBuildID(in: data, alignment: segment.align) {
                 return id
             }
         }
@@ -21,7 +21,7 @@ extension ELFFile {
     /// binaries (e.g. Debian's `/usr/bin/python3.11`) are stripped and point at their symbols this way.
     /// The name comes from the file as is: check it for `/` and `..` before building a path from it.
     public var debugLink: (name: String, crc: UInt32)? {
-        guard let section = section(named: ".gnu_debuglink"), let data = data(of: section),
+        guard let section = section(named: ".gnu_debuglink"), let data = try? data(of: section),
               let nameEnd = data.firstIndex(of: 0), nameEnd > data.startIndex
         else { return nil }
         // The CRC follows the name's NUL, padded to a 4-byte boundary.

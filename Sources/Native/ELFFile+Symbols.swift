@@ -25,19 +25,16 @@ extension ELFFile {
         let wanted = Array(name.utf8)
         let tables = sections.filter { $0.type == ELFSection.typeDynamicSymbolTable } + sections.filter { $0.type == ELFSection.typeSymbolTable }
         for table in tables {
-            guard let names = data(of: sections[Int(table.link)]),
-                  let range = Bounds.range(offset: table.offset, count: table.size / UInt64(ELFLayout.symbolSize),
-                                           recordSize: ELFLayout.symbolSize, within: fileBytes.count)
-            else { continue }
-            var recordStart = range.lowerBound
-            while recordStart + ELFLayout.symbolSize <= range.upperBound {
+            guard let names = try? data(of: sections[Int(table.link)]), let symbols = try? data(of: table) else { continue }
+            var recordStart = symbols.startIndex
+            while recordStart + ELFLayout.symbolSize <= symbols.endIndex {
                 defer { recordStart += ELFLayout.symbolSize }
-                let nameOffset = Int(fileBytes.littleEndianValue(at: recordStart + SymbolField.name, width: 4))
+                let nameOffset = Int(symbols.littleEndianValue(at: recordStart + SymbolField.name, width: 4))
                 let nameStart = names.startIndex + nameOffset
                 guard nameOffset >= 0, nameOffset + wanted.count < names.count,
-                      names[nameStart + wanted.count] == 0, names[nameStart..<(nameStart + wanted.count)].elementsEqual(wanted)
+                      names[nameStart + wanted.count] == 0, names[nameStart..<(nameStart + wanted.count)].elementsEqual(wanted),
+                      let record = ELFRecord(symbols, offset: UInt64(recordStart - symbols.startIndex), size: ELFLayout.symbolSize)
                 else { continue }
-                let record = ELFRecord.table(fileBytes, offset: UInt64(recordStart), count: 1, size: ELFLayout.symbolSize)![0]
                 let info = record.u8(SymbolField.info)
                 let sectionIndex = record.u16(SymbolField.sectionIndex)
                 guard sectionIndex != ELFSymbol.sectionIndexUndefined else { continue }
@@ -56,10 +53,8 @@ extension ELFFile {
     /// The defined, named symbols of one table. The table's shape and its string table link were validated at
     /// init; a symbol whose name offset is outside the string table is skipped rather than failing the whole table.
     private func definedSymbols(in table: ELFSection) -> [ELFSymbol] {
-        guard let names = data(of: sections[Int(table.link)]),
-              let records = ELFRecord.table(
-                  fileBytes, offset: table.offset, count: table.size / UInt64(ELFLayout.symbolSize), size: ELFLayout.symbolSize
-              )
+        guard let names = try? data(of: sections[Int(table.link)]), let symbols = try? data(of: table),
+              let records = ELFRecord.table(symbols, count: table.size / UInt64(ELFLayout.symbolSize), size: ELFLayout.symbolSize)
         else { return [] }
         return records.compactMap { record in
             let info = record.u8(SymbolField.info)
@@ -118,12 +113,5 @@ final class LazySymbolIndex: @unchecked Sendable {
         let index = build()
         built = index
         return index
-    }
-}
-
-extension Array where Element == UInt8 {
-    /// A little-endian unsigned integer of `width` bytes at `offset`; the caller has checked the bounds.
-    func littleEndianValue(at offset: Int, width: Int) -> UInt64 {
-        (0..<width).reduce(0) { $0 | UInt64(self[offset + $1]) << (8 * UInt64($1)) }
     }
 }

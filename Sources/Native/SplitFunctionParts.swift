@@ -23,7 +23,7 @@ public enum SplitFunctionParts {
     /// Parts found from parts count too (a body that jumps to its own cold part).
     public static func find(in elf: ELFFile, entry: UInt64) -> [Range<UInt64>] {
         guard let section = elf.section(named: ".eh_frame"), section.flags & ELFSection.flagCompressed == 0,
-              let data = elf.data(of: section)
+              let data = try? elf.data(of: section)
         else { return [] }
         let bases = PointerEncoding.Bases(
             sectionAddress: section.address, text: elf.section(named: ".text")?.address, data: elf.section(named: ".got")?.address)

@@ -131,8 +131,8 @@ public struct UnwindTable: Sendable {
     /// Reads the file's `.eh_frame` and its `.debug_frame`, either or both: where both describe an address,
     /// `.eh_frame` wins (it is what the program's own unwinder uses); `.debug_frame` fills the addresses `.eh_frame`
     /// leaves out (code built with `-fno-asynchronous-unwind-tables -g`). Throws `ELFError` if the file has neither,
-    /// if a section is compressed, or if an entry's length runs past its section; individual malformed FDEs are
-    /// skipped instead (see `skippedFrameDescriptions`).
+    /// if a section is compressed or cannot be read, or if an entry's length runs past its section; individual
+    /// malformed FDEs are skipped instead (see `skippedFrameDescriptions`).
     public init(elf: ELFFile) throws {
         let sections = [(CallFrameSectionKind.ehFrame, ".eh_frame"), (.debugFrame, ".debug_frame")]
             .compactMap { kind, name in elf.section(named: name).map { (kind, $0) } }
@@ -142,7 +142,7 @@ public struct UnwindTable: Sendable {
         var tables: [UnwindTable] = []
         for (kind, section) in sections {
             guard section.flags & ELFSection.flagCompressed == 0 else { throw ELFError("\(section.name) is compressed") }
-            guard let data = elf.data(of: section) else { throw ELFError("\(section.name) has no data in the file") }
+            guard let data = try elf.data(of: section) else { throw ELFError("\(section.name) has no data in the file") }
             let bases = PointerEncoding.Bases(
                 sectionAddress: section.address, text: elf.section(named: ".text")?.address, data: elf.section(named: ".got")?.address
             )

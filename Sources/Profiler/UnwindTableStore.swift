@@ -41,9 +41,9 @@ final class UnwindTableStore {
     }
 
     /// The load layout and symbols of each file read, so that a rescan or another process mapping the same file
-    /// does not read it again. Files are read whole, so only these small parts of them are kept. A file that could
-    /// not be opened is not remembered: the next process mapping it may be readable (a short-lived process can
-    /// exit between mapping it and our reading it).
+    /// does not read it again. Only these small parts are kept: the `ELFFile`, with its open descriptor and the
+    /// sections it read, is released once they are built. A file that could not be opened is not remembered: the next
+    /// process mapping it may be readable (a short-lived process can exit between mapping it and our reading it).
     private var layouts: [FileKey: ELFLoadLayout] = [:]
     private var symbolizers: [FileKey: NativeFileSymbolizer] = [:]
 

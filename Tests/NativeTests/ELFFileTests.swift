@@ -85,7 +85,7 @@ final class ELFFileTests: XCTestCase {
     func testBytesOfUninitializedDataAreNotFileBacked() throws {
         let file = try libpython()
         let bss = try XCTUnwrap(file.section(named: ".bss"))
-        XCTAssertNil(file.data(of: bss))
+        XCTAssertNil(try file.data(of: bss))
         XCTAssertNil(file.bytes(atVirtualAddress: bss.address, count: 1))
         // A read that starts in file-backed data but runs into .bss is not file-backed either.
         let lastDataSegment = try XCTUnwrap(file.loadSegments.last)

@@ -168,7 +168,7 @@ final class MalformedELFTests: XCTestCase {
         _ = file.buildID
         _ = file.debugLink
         for section in file.sections {
-            _ = file.data(of: section)
+            _ = try? file.data(of: section)
             _ = file.bytes(atVirtualAddress: section.address, count: 16)
         }
         for symbol in file.symbols() {

@@ -34,7 +34,8 @@ final class OpenInRootTests: XCTestCase {
     /// The file's text, or the errno that stopped the open.
     private func read(_ path: String) -> String {
         do {
-            return String(decoding: try FileReading.contents(of: path, inRoot: root, regularFileOnly: true), as: UTF8.self)
+            let file = try FileReading.openFile(path, inRoot: root, regularFileOnly: true)
+            return String(decoding: try file.readToEnd(maximumSize: .max), as: UTF8.self)
         } catch let error as FileReadError {
             return "errno \(error.errorNumber ?? 0)"
         } catch {
