@@ -1,4 +1,4 @@
-import Profiler
+import ProfileModel
 
 /// Folded ("collapsed") stacks: one line per distinct stack, `frame;frame;...;frame count`, root first,
 /// lines sorted by their UTF-8 bytes (the order of `LC_ALL=C sort`), each ending in "\n".

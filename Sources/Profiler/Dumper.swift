@@ -4,6 +4,7 @@ import CPython
 import Foundation
 import Glibc
 import Native
+import ProfileModel
 
 public struct DumpOptions: Sendable {
     /// The process (a thread id stands for its process).

@@ -4,6 +4,7 @@ import CPython
 import Foundation
 import Glibc
 import Native
+import ProfileModel
 
 /// What to profile.
 public enum Target: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import Foundation
+import ProfileModel
 
 /// The one-screen report printed at the end of `record`.
 public struct Summary {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ProfileModel
 import Profiler
 
 struct Dump: ParsableCommand {

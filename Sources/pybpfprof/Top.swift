@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import ProfileModel
 import Profiler
 
 /// `pybpfprof top`: what `record` samples, shown as it arrives rather than written to a file at the end, for
