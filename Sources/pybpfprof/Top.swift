@@ -349,7 +349,7 @@ private final class LiveProfileWindow {
 
     private func addTables(frames: [Frame], stacks: [[Int32]], threadNames newNames: [String]) {
         for frame in frames {
-            let label = Self.label(frame)
+            let label = frame.label(.function)
             if let known = labelIDs[label] {
                 frameLabels.append(known)
             } else {
@@ -376,9 +376,6 @@ private final class LiveProfileWindow {
             }
         }
     }
-
-    /// A function without its line, as the end-of-recording summary names it.
-    private static func label(_ frame: Frame) -> String { Summary.label(frame) }
 
     /// The lines before the function rows in `report`'s output: everything up to the column titles.
     static func headerLineCount(_ lines: [String]) -> Int {
