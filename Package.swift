@@ -49,6 +49,7 @@ let package = Package(
         .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native", "TestSupport"], exclude: ["Fixtures"]),
         // Helpers shared by test targets (one test target cannot import another).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ProfileModelTests", dependencies: ["ProfileModel"]),
         .testTarget(name: "ProfilerTests", dependencies: ["Profiler", "Native", "BPFKit"]),
         .testTarget(name: "ExportersTests", dependencies: ["Exporters", "ProfileModel", "TestSupport"]),
         .testTarget(
