@@ -1,7 +1,6 @@
 import ArgumentParser
 import Exporters
 import Foundation
-import ProfileModel
 import Profiler
 
 extension OutputFormat: ExpressibleByArgument {}
