@@ -24,16 +24,22 @@ let package = Package(
         .target(name: "CSystem", linkerSettings: [.linkedLibrary("stdc++")]),
         .target(name: "Native", dependencies: ["CSystem"]),
         .target(name: "CPython", dependencies: ["Native"]),
+        // The recording and what is computed from it alone (function tables, the live window, frame labels): what
+        // the formats and the tests need without libbpf, BPF programs or CPython.
+        .target(name: "ProfileModel"),
         .target(
             name: "Profiler",
-            dependencies: ["BPFKit", "CBPF", "CPython", "CSystem", "Native", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "ProfileModel", "BPFKit", "CBPF", "CPython", "CSystem", "Native",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // zlib's gzip encoder (pprof files are gzip-compressed).
         .target(name: "CZlib", linkerSettings: [.linkedLibrary("z")]),
         // The flame graph page's files, compiled into the binary as byte arrays (no bundle to ship beside it).
         .target(
             name: "Exporters",
-            dependencies: ["Profiler", "CZlib"],
+            dependencies: ["ProfileModel", "CZlib"],
             resources: [
                 .embedInCode("Resources/flamegraph.html"),
                 .embedInCode("Resources/flamegraph.css"),
@@ -43,7 +49,7 @@ let package = Package(
         .executableTarget(
             name: "pybpfprof",
             dependencies: [
-                "Profiler", "Exporters",
+                "ProfileModel", "Profiler", "Exporters",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -52,8 +58,11 @@ let package = Package(
         .testTarget(name: "CPythonTests", dependencies: ["CPython", "Native", "TestSupport"], exclude: ["Fixtures"]),
         // Helpers shared by test targets (one test target cannot import another).
         .target(name: "TestSupport", path: "Tests/TestSupport", resources: [.embedInCode("flamegraph-selftest.js")]),
-        .testTarget(name: "ProfilerTests", dependencies: ["Profiler", "Native", "BPFKit"]),
-        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "Profiler", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Profiler", "Exporters", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "ProfileModelTests", dependencies: ["ProfileModel"]),
+        .testTarget(name: "ProfilerTests", dependencies: ["Profiler", "ProfileModel", "Native", "BPFKit"]),
+        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "ProfileModel", "TestSupport"]),
+        .testTarget(
+            name: "IntegrationTests", dependencies: ["Profiler", "ProfileModel", "Exporters", "TestSupport"], exclude: ["Fixtures"]
+        ),
     ]
 )

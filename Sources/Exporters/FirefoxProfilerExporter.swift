@@ -1,4 +1,4 @@
-import Profiler
+import ProfileModel
 
 /// The Firefox Profiler's (https://profiler.firefox.com) processed profile format, pinned at
 /// `meta.preprocessedProfileVersion` 57. The profiler upgrades older processed profiles to its current

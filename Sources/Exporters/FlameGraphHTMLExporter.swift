@@ -1,4 +1,4 @@
-import Profiler
+import ProfileModel
 
 /// A self-contained interactive flame graph: one HTML file with its script, style and data inline, so that it
 /// opens offline, from a mail attachment or a CI artifact, with nothing fetched from anywhere.

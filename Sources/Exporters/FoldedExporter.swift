@@ -1,4 +1,4 @@
-import Profiler
+import ProfileModel
 
 /// Folded ("collapsed") stacks: one line per distinct stack, `frame;frame;...;frame count`, root first,
 /// lines sorted by their UTF-8 bytes (the order of `LC_ALL=C sort`), each ending in "\n".
@@ -89,20 +89,9 @@ public struct FoldedExporter: Sendable {
             .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
-    /// One frame as it appears between the `;`s of a line.
-    public static func render(_ frame: Frame) -> String {
-        let name = sanitize(frame.name)
-        switch frame.kind {
-        case .python, .native:
-            if frame.file.isEmpty { return name }
-            let file = sanitize(frame.file)
-            return frame.line == 0 ? "\(name) (\(file))" : "\(name) (\(file):\(frame.line))"
-        case .kernel:
-            return name + "_[k]"
-        case .marker:
-            return name
-        }
-    }
+    /// One frame as it appears between the `;`s of a line: its folded label, sanitized whole (what the label adds
+    /// to the name and the file has nothing to replace).
+    public static func render(_ frame: Frame) -> String { sanitize(frame.label(.folded)) }
 
     /// Replaces the characters that would split a frame or a line, as the type's documentation describes.
     private static func sanitize(_ text: String) -> String {

@@ -1,4 +1,4 @@
-import Profiler
+import ProfileModel
 
 /// The file formats a profile can be written in.
 public enum OutputFormat: String, CaseIterable, Sendable {

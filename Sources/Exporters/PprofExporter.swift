@@ -1,5 +1,5 @@
 import CZlib
-import Profiler
+import ProfileModel
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,4 +1,4 @@
-import Profiler
+import ProfileModel
 
 /// pybpfprof's own file for a whole recording (`record --save`), read back by `report` to render any format
 /// later. It keeps everything the Profile holds: every sample with its time, CPU, process, thread and stack.

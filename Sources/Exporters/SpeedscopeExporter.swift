@@ -1,5 +1,5 @@
 import Foundation
-import Profiler
+import ProfileModel
 
 /// speedscope's file format (https://www.speedscope.app/file-format-schema.json): the profile's frames as
 /// the shared frame list, and one `sampled` profile per thread, in (process, tid) order, whose samples are that

@@ -1,4 +1,5 @@
 import CPython
+import ProfileModel
 
 /// One registered process: everything the recording keeps of it, in one value, dropped at once when the process
 /// exits or execs another program.

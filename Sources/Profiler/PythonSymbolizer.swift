@@ -1,5 +1,6 @@
 import CBPF
 import CPython
+import ProfileModel
 
 /// Turns one process's sampled Python frames into profile frames, through its code object cache.
 final class PythonSymbolizer {

@@ -4,6 +4,7 @@ import CPython
 import Foundation
 import Glibc
 import Native
+import ProfileModel
 
 /// One recording: finds the targets' interpreters, runs the sampler, and turns records into a Profile.
 ///

@@ -2,6 +2,7 @@ import CBPF
 import CPython
 import Foundation
 import Native
+import ProfileModel
 
 /// Turns the BPF program's records of one process (`struct sample`: header, kernel return addresses, native
 /// addresses, Python frames) into stacks, symbolized and spliced: Python frames in place of the eval loop's native

@@ -1,3 +1,5 @@
+import ProfileModel
+
 /// Splices a sample's Python frames into its native stack: each native frame of the interpreter's eval loop
 /// (`_PyEval_EvalFrameDefault`, its `.cold` part included) is replaced by the Python frames that call was running.
 ///

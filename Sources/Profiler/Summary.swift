@@ -1,4 +1,5 @@
 import Foundation
+import ProfileModel
 
 /// The one-screen report printed at the end of `record`.
 public struct Summary {
@@ -12,31 +13,6 @@ public struct Summary {
     public init(profile: Profile, statistics: RecordingStatistics) {
         self.profile = profile
         self.statistics = statistics
-    }
-
-    /// Functions by own samples (leaf) with their total (anywhere on the stack) share.
-    public func topFunctions() -> [(name: String, own: Int, total: Int)] {
-        var own: [String: Int] = [:]
-        var total: [String: Int] = [:]
-        var stackCounts = [Int](repeating: 0, count: profile.stacks.count)
-        for sample in profile.samples { stackCounts[Int(sample.stack)] += 1 }
-        for (stackIndex, count) in stackCounts.enumerated() where count > 0 {
-            let names = profile.stacks[stackIndex].map { Self.label(profile.frames[Int($0)]) }
-            if let leaf = names.last { own[leaf, default: 0] += count }
-            for name in Set(names) { total[name, default: 0] += count }
-        }
-        return total.keys
-            .map { (name: $0, own: own[$0] ?? 0, total: total[$0]!) }
-            .sorted { ($0.own, $0.total, $1.name) > ($1.own, $1.total, $0.name) }
-    }
-
-    /// A function without its line (own time adds up over the lines of one function), with where it
-    /// lives: a Python file, or the kernel.
-    public static func label(_ frame: Frame) -> String {
-        switch frame.kind {
-        case .kernel: return frame.file.isEmpty ? "\(frame.name) [kernel]" : "\(frame.name) [kernel \(frame.file)]"
-        default: return frame.file.isEmpty ? frame.name : "\(frame.name) (\((frame.file as NSString).lastPathComponent))"
-        }
     }
 
     public var text: String {
@@ -93,7 +69,7 @@ public struct Summary {
         // The header lines, the column titles and the "wrote" line after the summary stay on screen too.
         if let terminal { count = max(3, min(topCount, terminal.rows - lines.count - 3)) }
         lines.append("   own   total  function")
-        for entry in topFunctions().prefix(count) {
+        for entry in profile.functionCounts().prefix(count) {
             var name = entry.name
             if let terminal, name.count > terminal.columns - 16 {
                 name = String(name.prefix(max(10, terminal.columns - 17))) + "…"

@@ -1,5 +1,7 @@
 import ArgumentParser
+import Exporters
 import Foundation
+import ProfileModel
 import Profiler
 
 struct Dump: ParsableCommand {
@@ -50,85 +52,6 @@ struct Dump: ParsableCommand {
         for warning in dump.warnings { printToStandardError("pybpfprof: warning: \(warning)") }
         let text = json ? DumpRendering.json(dump) : DumpRendering.text(dump)
         FileHandle.standardOutput.write(Data(text.utf8))
-    }
-}
-
-/// The two ways `dump` prints a ProcessDump.
-enum DumpRendering {
-    /// Like py-spy dump: a process line, `Note: ` lines of the dump's limits if it has any, then per thread
-    /// `Thread TID (name): state` (`running (on CPU N, sampled)` when the stack is a sample) and its frames, innermost
-    /// first.
-    static func text(_ dump: ProcessDump) -> String {
-        var lines = ["Process \(dump.pid): \(dump.commandLine)", "Python \(dump.pythonVersion) (\(dump.interpreterPath))"]
-        lines += dump.limits.map { "Note: \($0)" }
-        for thread in dump.threads {
-            lines.append("")
-            let sampled = thread.sampledOnCPU.map { " (on CPU \($0), sampled)" } ?? ""
-            lines.append("Thread \(thread.tid) (\(thread.name)): \(thread.state)\(sampled)")
-            for note in thread.notes { lines.append("    [\(note)]") }
-            for frame in thread.frames { lines.append("    " + text(frame)) }
-        }
-        return lines.joined(separator: "\n") + "\n"
-    }
-
-    /// `name (file:line)` for Python, `name (library)` for native code, `name [kernel]` for the kernel's frames.
-    static func text(_ frame: Frame) -> String {
-        switch frame.kind {
-        case .python:
-            if frame.file.isEmpty { return frame.name }
-            return frame.line > 0 ? "\(frame.name) (\(frame.file):\(frame.line))" : "\(frame.name) (\(frame.file))"
-        case .native:
-            return frame.file.isEmpty ? frame.name : "\(frame.name) (\(frame.file))"
-        case .kernel:
-            return frame.file.isEmpty ? "\(frame.name) [kernel]" : "\(frame.name) [kernel: \(frame.file)]"
-        case .marker:
-            return frame.name
-        }
-    }
-
-    /// One JSON object, keys in a fixed order; frames innermost first.
-    static func json(_ dump: ProcessDump) -> String {
-        var out = "{\"pid\":\(dump.pid),\"command\":\(string(dump.commandLine)),\"python\":\(string(dump.pythonVersion)),"
-        out += "\"interpreter\":\(string(dump.interpreterPath)),\"reader\":\(string(dump.threadReader.rawValue)),"
-        out += "\"limits\":[\(dump.limits.map(string).joined(separator: ","))],\"threads\":["
-        out += dump.threads.map { thread in
-            "{\"tid\":\(thread.tid),\"name\":\(string(thread.name)),\"state\":\(string(thread.state)),"
-                + "\"sampled\":\(thread.sampledOnCPU != nil),"
-                + "\"notes\":[\(thread.notes.map(string).joined(separator: ","))],"
-                + "\"frames\":[\(thread.frames.map(json).joined(separator: ","))]}"
-        }.joined(separator: ",")
-        return out + "]}\n"
-    }
-
-    static func json(_ frame: Frame) -> String {
-        switch frame.kind {
-        case .python:
-            return "{\"kind\":\"python\",\"name\":\(string(frame.name)),\"file\":\(string(frame.file)),\"line\":\(frame.line)}"
-        case .native:
-            return "{\"kind\":\"native\",\"name\":\(string(frame.name)),\"library\":\(string(frame.file))}"
-        case .kernel:
-            let module = frame.file.isEmpty ? "" : ",\"module\":\(string(frame.file))"
-            return "{\"kind\":\"kernel\",\"name\":\(string(frame.name))\(module)}"
-        case .marker:
-            return "{\"kind\":\"marker\",\"name\":\(string(frame.name))}"
-        }
-    }
-
-    /// A JSON string literal: `"`, `\` and control characters escaped, everything else as is (UTF-8).
-    static func string(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Exporters
 import Foundation
+import ProfileModel
 import Profiler
 
 struct Report: ParsableCommand {

@@ -1,4 +1,4 @@
-import Profiler
+import ProfileModel
 
 /// A recording of two processes and three threads at 100 Hz (a 10 ms period), with every kind of frame,
 /// samples out of time order, and one stack shared by two threads.

@@ -1,5 +1,5 @@
 import Exporters
-import Profiler
+import ProfileModel
 import XCTest
 
 final class FoldedExporterTests: XCTestCase {

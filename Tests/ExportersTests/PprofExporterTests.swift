@@ -1,6 +1,6 @@
 @testable import Exporters
 import Foundation
-import Profiler
+import ProfileModel
 import XCTest
 
 final class PprofExporterTests: XCTestCase {

@@ -1,5 +1,5 @@
 import Exporters
-import Profiler
+import ProfileModel
 import XCTest
 
 /// `record --save` files: everything round-trips, and bad files are refused with a message saying what to do.

@@ -1,6 +1,6 @@
 import Exporters
 import Foundation
-import Profiler
+import ProfileModel
 import TestSupport
 import XCTest
 

@@ -2,6 +2,7 @@ import CBPF
 import CPython
 import Foundation
 import Native
+import ProfileModel
 @testable import Profiler
 import TestSupport
 import XCTest

@@ -1,5 +1,6 @@
 @testable import Profiler
 import CBPF
+import ProfileModel
 import XCTest
 
 /// The process table keeps one state per process and forgets all of it at once; work begun for one registration is

@@ -1,0 +1,83 @@
+/// One function's share of some samples.
+public struct FunctionCount: Equatable, Sendable {
+    /// The function's label (`Frame.LabelStyle.function`): own and total add up over its lines.
+    public var name: String
+    /// Samples whose leaf frame is the function.
+    public var own: Int
+    /// Samples with the function anywhere on the stack, once per sample however often recursion repeats it.
+    public var total: Int
+
+    public init(name: String, own: Int, total: Int) {
+        self.name = name
+        self.own = own
+        self.total = total
+    }
+}
+
+/// The functions of a profile's stacks, worked out once per frame and per stack so that own and total samples can be
+/// counted as often as needed (`top` counts at every refresh). A Profile's frames and stacks only ever grow, so a
+/// table follows a growing profile by adding what came after the part it knows.
+public struct FunctionTable: Sendable {
+    /// Function labels, interned: frames on different lines of one function are one function.
+    private var names: [String] = []
+    private var nameIDs: [String: Int32] = [:]
+    /// Per profile frame: its function.
+    private var frameFunctions: [Int32] = []
+    /// Per profile stack: its leaf's function (nil for an empty stack) and every function on it once.
+    private var stackFunctions: [(leaf: Int32?, distinct: [Int32])] = []
+
+    public init() {}
+
+    public init(_ profile: Profile) {
+        add(frames: profile.frames, stacks: profile.stacks)
+    }
+
+    /// How many of the profile's frames the table knows: the profile's first `knownFrames`.
+    public var knownFrames: Int { frameFunctions.count }
+    /// How many of the profile's stacks the table knows: the profile's first `knownStacks`.
+    public var knownStacks: Int { stackFunctions.count }
+
+    /// Adds the profile's frames and stacks that follow those known, in the profile's order.
+    public mutating func add(frames: some Sequence<Frame>, stacks: some Sequence<[Int32]>) {
+        for frame in frames {
+            let name = frame.label(.function)
+            if let known = nameIDs[name] {
+                frameFunctions.append(known)
+            } else {
+                let id = Int32(names.count)
+                names.append(name)
+                nameIDs[name] = id
+                frameFunctions.append(id)
+            }
+        }
+        for stack in stacks {
+            let functions = stack.map { frameFunctions[Int($0)] }
+            var seen = Set<Int32>()
+            stackFunctions.append((leaf: functions.last, distinct: functions.filter { seen.insert($0).inserted }))
+        }
+    }
+
+    /// Every function of the counted stacks with its own and total samples: most own samples first, then most total,
+    /// then by name. `samplesPerStack[i]`: how many samples have the profile's stack `i`.
+    public func count(samplesPerStack: [Int]) -> [FunctionCount] {
+        var own = [Int](repeating: 0, count: names.count)
+        var total = [Int](repeating: 0, count: names.count)
+        for (stack, samples) in samplesPerStack.enumerated() where samples > 0 {
+            let functions = stackFunctions[stack]
+            if let leaf = functions.leaf { own[Int(leaf)] += samples }
+            for function in functions.distinct { total[Int(function)] += samples }
+        }
+        return names.indices.filter { total[$0] > 0 }
+            .map { FunctionCount(name: names[$0], own: own[$0], total: total[$0]) }
+            .sorted { ($0.own, $0.total, $1.name) > ($1.own, $1.total, $0.name) }
+    }
+}
+
+extension Profile {
+    /// Every function of the profile's samples with its own and total samples, ordered as `FunctionTable.count` does.
+    public func functionCounts() -> [FunctionCount] {
+        var samplesPerStack = [Int](repeating: 0, count: stacks.count)
+        for sample in samples { samplesPerStack[Int(sample.stack)] += 1 }
+        return FunctionTable(self).count(samplesPerStack: samplesPerStack)
+    }
+}

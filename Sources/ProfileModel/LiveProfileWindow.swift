@@ -1,0 +1,120 @@
+/// The samples of the last `window` nanoseconds of a profile that is still being recorded (or their counts since the
+/// start), taken from it a refresh at a time, and the table of functions they make (`top`). Frames, stacks and thread
+/// names only ever grow in a Profile, so each is copied and labelled once; samples are taken (the recorder forgets
+/// them), so a session of hours keeps no more than its window's samples.
+public final class LiveProfileWindow {
+    /// Sampling frequency in Hz.
+    public let rate: Int
+    /// Nanoseconds; nil: since the start.
+    public let window: UInt64?
+    public let filter: SampleFilter
+    /// The profile's processes as of the last increment.
+    public private(set) var processes: [ProfiledProcess] = []
+
+    private var functions = FunctionTable()
+    private var threadNames: [String] = []
+    /// Windowed: the samples not older than the window. Cumulative: counts by (thread, stack) instead.
+    private var recent: [Sample] = []
+    private var counts: [SampleKey: Int] = [:]
+
+    private struct SampleKey: Hashable {
+        /// Index into the profile's processes.
+        var process: Int32
+        var tid: Int32
+        var threadName: Int32
+        var stack: Int32
+
+        init(_ sample: Sample) {
+            process = sample.process
+            tid = sample.tid
+            threadName = sample.threadName
+            stack = sample.stack
+        }
+    }
+
+    public init(rate: Int, window: UInt64?, filter: SampleFilter) {
+        self.rate = rate
+        self.window = window
+        self.filter = filter
+    }
+
+    /// What a profile gained since the window last took from it.
+    public struct Increment: Sendable {
+        public var frames: [Frame]
+        public var stacks: [[Int32]]
+        public var threadNames: [String]
+        /// All of them (a handful), not only the new ones.
+        public var processes: [ProfiledProcess]
+        /// All of them: whoever hands the profile over takes its samples, so each comes once.
+        public var samples: [Sample]
+    }
+
+    /// Copies what the window lacks of `profile`; only copies, so that it can run under the recorder's lock.
+    public func increment(of profile: Profile) -> Increment {
+        Increment(
+            frames: Array(profile.frames[min(functions.knownFrames, profile.frames.count)...]),
+            stacks: Array(profile.stacks[min(functions.knownStacks, profile.stacks.count)...]),
+            threadNames: Array(profile.threadNames[min(threadNames.count, profile.threadNames.count)...]),
+            processes: profile.processes,
+            samples: profile.samples)
+    }
+
+    public func add(_ increment: Increment) {
+        functions.add(frames: increment.frames, stacks: increment.stacks)
+        threadNames.append(contentsOf: increment.threadNames)
+        processes = increment.processes
+        if window != nil {
+            recent.append(contentsOf: increment.samples)
+        } else {
+            for sample in increment.samples { counts[SampleKey(sample), default: 0] += 1 }
+        }
+    }
+
+    /// What the window holds at one moment.
+    public struct Contents: Sendable {
+        /// Samples in the window, before the filter.
+        public var allSamples: Int
+        /// Those the filter keeps: what the rest counts.
+        public var samples: Int
+        public var threads: Int
+        public var processes: Int
+        /// Every function of the kept samples, as `FunctionTable.count` orders them.
+        public var functions: [FunctionCount]
+    }
+
+    /// The window's contents `elapsed` seconds after sampling started, which places the window; samples older than it
+    /// are forgotten.
+    public func contents(elapsed: Double) -> Contents {
+        let elapsedNanoseconds = UInt64(max(0, elapsed) * 1e9)
+        var kept: [SampleKey: Int] = [:]
+        if let window {
+            let cutoff = elapsedNanoseconds > window ? elapsedNanoseconds - window : 0
+            recent.removeAll { $0.time < cutoff }
+            for sample in recent { kept[SampleKey(sample), default: 0] += 1 }
+        } else {
+            kept = counts
+        }
+
+        var all = 0, shown = 0
+        var shownThreads = Set<ThreadKey>(), shownProcesses = Set<Int32>()
+        var samplesPerStack = [Int](repeating: 0, count: functions.knownStacks)
+        for (key, count) in kept {
+            all += count
+            guard matches(key) else { continue }
+            shown += count
+            shownThreads.insert(ThreadKey(process: key.process, tid: key.tid))
+            shownProcesses.insert(key.process)
+            samplesPerStack[Int(key.stack)] += count
+        }
+        return Contents(
+            allSamples: all, samples: shown, threads: shownThreads.count, processes: shownProcesses.count,
+            functions: functions.count(samplesPerStack: samplesPerStack))
+    }
+
+    private func matches(_ key: SampleKey) -> Bool {
+        if !filter.pids.isEmpty && !filter.pids.contains(processes[Int(key.process)].pid) { return false }
+        if !filter.tids.isEmpty && !filter.tids.contains(key.tid) { return false }
+        if !filter.threadNames.isEmpty && !filter.threadNames.contains(threadNames[Int(key.threadName)]) { return false }
+        return true
+    }
+}

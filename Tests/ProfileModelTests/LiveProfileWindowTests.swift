@@ -1,0 +1,127 @@
+import ProfileModel
+import XCTest
+
+final class LiveProfileWindowTests: XCTestCase {
+    private static let second: UInt64 = 1_000_000_000
+    private static let main = Frame(kind: .python, name: "main", file: "app.py", line: 1)
+    private static let spin = Frame(kind: .python, name: "spin", file: "app.py", line: 5)
+    private static let work = Frame(kind: .python, name: "work", file: "worker.py", line: 9)
+
+    /// A recording's profile as a recorder holds it: the window takes its samples a refresh at a time.
+    private struct Recording {
+        var profile = Profile(sampleRate: 100, startDate: 1)
+
+        mutating func sample(at time: UInt64, pid: Int32 = 10, tid: Int32 = 10, threadName: String = "MainThread", _ stack: [Frame]) {
+            profile.append(time: time, pid: pid, tid: tid, threadName: threadName, stack: stack)
+        }
+
+        /// What the session does at a refresh: the window copies what is new, the recorder forgets the samples.
+        mutating func handOver(to window: LiveProfileWindow) {
+            window.add(window.increment(of: profile))
+            profile.samples.removeAll()
+        }
+    }
+
+    func testWindowKeepsOnlyItsLastSecondsAndCumulativeKeepsEverything() {
+        let windowed = LiveProfileWindow(rate: 100, window: 2 * Self.second, filter: SampleFilter())
+        let cumulative = LiveProfileWindow(rate: 100, window: nil, filter: SampleFilter())
+        var recording = Recording()
+        for time in [0, 1, 2, 3] { recording.sample(at: UInt64(time) * Self.second + 1, [Self.main, Self.spin]) }
+        var copy = recording
+        recording.handOver(to: windowed)
+        copy.handOver(to: cumulative)
+
+        // At 4 s a 2 s window holds the samples of 2 s and 3 s.
+        let recent = windowed.contents(elapsed: 4)
+        XCTAssertEqual(recent.allSamples, 2)
+        XCTAssertEqual(recent.functions, [
+            FunctionCount(name: "spin (app.py)", own: 2, total: 2),
+            FunctionCount(name: "main (app.py)", own: 0, total: 2),
+        ])
+        XCTAssertEqual(cumulative.contents(elapsed: 4).allSamples, 4)
+
+        // Samples arriving later join those still in the window; the older ones are gone for good.
+        recording.sample(at: 5 * Self.second, [Self.main])
+        copy.sample(at: 5 * Self.second, [Self.main])
+        recording.handOver(to: windowed)
+        copy.handOver(to: cumulative)
+        XCTAssertEqual(windowed.contents(elapsed: 5).functions, [
+            FunctionCount(name: "main (app.py)", own: 1, total: 2),
+            FunctionCount(name: "spin (app.py)", own: 1, total: 1),
+        ])
+        XCTAssertEqual(windowed.contents(elapsed: 1).allSamples, 2, "forgotten samples came back")
+        XCTAssertEqual(cumulative.contents(elapsed: 5.5).functions, [
+            FunctionCount(name: "spin (app.py)", own: 4, total: 4),
+            FunctionCount(name: "main (app.py)", own: 1, total: 5),
+        ])
+    }
+
+    /// Tables grow between refreshes: a stack first seen late is counted with the frames it shares with earlier ones.
+    func testFramesAndStacksAddedBetweenRefreshes() {
+        let window = LiveProfileWindow(rate: 100, window: nil, filter: SampleFilter())
+        var recording = Recording()
+        recording.sample(at: 0, [Self.main, Self.spin])
+        recording.handOver(to: window)
+        XCTAssertTrue(window.increment(of: recording.profile).frames.isEmpty, "frames copied twice")
+
+        recording.sample(at: 1, pid: 20, tid: 21, threadName: "worker", [Self.main, Self.work])
+        let increment = window.increment(of: recording.profile)
+        XCTAssertEqual(increment.frames, [Self.work])
+        XCTAssertEqual(increment.stacks.count, 1)
+        XCTAssertEqual(increment.threadNames, ["worker"])
+        recording.handOver(to: window)
+
+        let contents = window.contents(elapsed: 1)
+        XCTAssertEqual(window.processes.map(\.pid), [10, 20])
+        XCTAssertEqual(contents.processes, 2)
+        XCTAssertEqual(contents.threads, 2)
+        XCTAssertEqual(contents.functions, [
+            FunctionCount(name: "spin (app.py)", own: 1, total: 1),
+            FunctionCount(name: "work (worker.py)", own: 1, total: 1),
+            FunctionCount(name: "main (app.py)", own: 0, total: 2),
+        ])
+    }
+
+    /// The filter keeps a process's, a thread's or a thread name's samples; every sample still counts in `allSamples`.
+    func testFilterRestrictsTheCountsButNotAllSamples() {
+        var recording = Recording()
+        recording.sample(at: 0, [Self.main, Self.spin])
+        recording.sample(at: 1, [Self.main, Self.spin])
+        recording.sample(at: 2, tid: 11, threadName: "worker", [Self.main, Self.work])
+        recording.sample(at: 3, pid: 20, tid: 20, threadName: "MainThread", [Self.work])
+
+        func contents(_ filter: SampleFilter) -> LiveProfileWindow.Contents {
+            let window = LiveProfileWindow(rate: 100, window: 10 * Self.second, filter: filter)
+            var copy = recording
+            copy.handOver(to: window)
+            return window.contents(elapsed: 1)
+        }
+
+        let worker = contents(SampleFilter(tids: [11]))
+        XCTAssertEqual(worker.allSamples, 4)
+        XCTAssertEqual(worker.samples, 1)
+        XCTAssertEqual(worker.threads, 1)
+        XCTAssertEqual(worker.functions.map(\.name), ["work (worker.py)", "main (app.py)"])
+
+        let firstProcess = contents(SampleFilter(pids: [10]))
+        XCTAssertEqual(firstProcess.samples, 3)
+        XCTAssertEqual(firstProcess.processes, 1)
+        XCTAssertEqual(firstProcess.threads, 2)
+
+        let mainThreads = contents(SampleFilter(threadNames: ["MainThread"]))
+        XCTAssertEqual(mainThreads.samples, 3)
+        XCTAssertEqual(mainThreads.processes, 2)
+        XCTAssertEqual(mainThreads.functions, [
+            FunctionCount(name: "spin (app.py)", own: 2, total: 2),
+            FunctionCount(name: "work (worker.py)", own: 1, total: 1),
+            FunctionCount(name: "main (app.py)", own: 0, total: 2),
+        ])
+
+        let nobody = contents(SampleFilter(threadNames: ["no-such-thread"]))
+        XCTAssertEqual(nobody.allSamples, 4)
+        XCTAssertEqual(nobody.samples, 0)
+        XCTAssertEqual(nobody.threads, 0)
+        XCTAssertEqual(nobody.processes, 0)
+        XCTAssertEqual(nobody.functions, [])
+    }
+}
