@@ -169,7 +169,7 @@ final class TopTests: IntegrationTestCase {
                             outputFile: scratchFile("tmux.out"))
         self.pane = pane
         let script = "\(try PyBPFProfBinary.path()) top --pid \(workload.pid); echo top-exited-$?; "
-            + "stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)'; sleep 600"
+            + "stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)'; echo terminal-checked; sleep 600"
         try pane.tmux(["new-session", "-d", "-s", pane.session, "-x", String(columns), "-y", String(rows), script])
         return pane
     }
@@ -188,7 +188,8 @@ final class TopTests: IntegrationTestCase {
 
     /// top exited with status 0 and left the terminal as the shell had it.
     private func checkTerminalRestored(_ pane: TmuxPane, line: UInt = #line) throws {
-        let screen = try pane.waitForScreen(containing: "top-exited-")
+        // The shell prints top's exit status, then the terminal's modes, then this line.
+        let screen = try pane.waitForScreen(containing: "terminal-checked")
         let text = screen.joined(separator: "\n")
         print("  the pane after top exited:\n" + screen.map { "  | \($0)" }.joined(separator: "\n"))
         XCTAssertTrue(screen.contains("top-exited-0"), "top's exit status:\n\(text)", line: line)
