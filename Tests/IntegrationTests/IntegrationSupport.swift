@@ -77,6 +77,19 @@ class IntegrationTestCase: XCTestCase {
         try run(try PyBPFProfBinary.path(), arguments, timeout: timeout)
     }
 
+    /// Runs `pybpfprof ARGUMENTS` (a recording of the running process `pid`) to its end, and reads the CPU time `pid`
+    /// used from the line that says sampling has started to pybpfprof's exit: what a recording of a busy process holds
+    /// follows from that (about rate x CPU seconds samples), which a loaded machine shrinks, not from the duration asked.
+    func recordMeasuringCPU(of pid: Int32, _ arguments: [String], timeout: TimeInterval = 120) throws
+        -> (result: ProcessResult, cpuSeconds: Double)
+    {
+        let recorder = try start(try PyBPFProfBinary.path(), arguments)
+        try recorder.waitForLine("pybpfprof: sampling", timeout: timeout, onStandardError: true)
+        let before = processCPUSeconds(pid)
+        let result = try recorder.wait(timeout: timeout)
+        return (result, processCPUSeconds(pid) - before)
+    }
+
     func scratchFile(_ name: String) -> String {
         scratch.appendingPathComponent(name).path
     }
@@ -227,6 +240,17 @@ struct ProcessResult {
     }
 }
 
+/// CPU time the threads of process `pid` have used so far, in seconds: utime + stime of /proc/PID/stat (fields 14
+/// and 15, counted after the parenthesised command name, which may hold spaces). 0 once it is gone.
+func processCPUSeconds(_ pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let nameEnd = stat.lastIndex(of: ")") else { return 0 }
+    let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
+    // fields[0] is field 3 (state): utime and stime are fields 14 and 15.
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 /// A child process whose stdout and stderr go to files, so that the test can read what it printed so far
 /// while it runs, and no pipe can fill up and stall it.
 final class RunningProcess {
@@ -300,16 +324,8 @@ final class RunningProcess {
         }
     }
 
-    /// CPU time its threads have used so far, in seconds: utime + stime of /proc/PID/stat (fields 14 and 15,
-    /// counted after the parenthesised command name, which may hold spaces). 0 once it is gone.
-    var cpuSeconds: Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let nameEnd = stat.lastIndex(of: ")") else { return 0 }
-        let fields = stat[stat.index(after: nameEnd)...].split(separator: " ")
-        // fields[0] is field 3 (state): utime and stime are fields 14 and 15.
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
+    /// CPU time its threads have used so far, in seconds (`processCPUSeconds`).
+    var cpuSeconds: Double { processCPUSeconds(pid) }
 
     /// Waits until the process has used `seconds` more CPU time than `cpuSeconds` said at the call: what a sampling
     /// profiler sees of a busy process depends on the CPU it got, not on wall time, which a busy machine stretches.
