@@ -69,9 +69,9 @@ final class MixedStackTests: IntegrationTestCase {
                          interpreter.label, innerSamples, marked, exact, 100 * share))
             print("    \(result.recordingSummary)")
             // 3 s of CPU time at 499 Hz is about 1500 samples on any machine (1480-1510 measured, in 3.1 to 8.4 s of wall
-            // time), 940-1310 of them in ext_inner_native: at least 600 are left to judge the chains by (a share of 99%
-            // of 600 tells one wrong chain in a hundred).
-            XCTAssertGreaterThan(innerSamples, 600, "\(interpreter.label): too few samples in ext_inner_native\n\(result.report)")
+            // time), 600-1310 of them in ext_inner_native (the fewest with 3.15 on a loaded machine): more than 300 are
+            // left to judge the chains by (a share of 99% of 300 tells one wrong chain in a hundred).
+            XCTAssertGreaterThan(innerSamples, 300, "\(interpreter.label): too few samples in ext_inner_native\n\(result.report)")
             XCTAssertLessThanOrEqual(Double(marked) / Double(innerSamples), 0.1, "\(interpreter.label): too many incomplete unwinds")
             XCTAssertGreaterThanOrEqual(share, 0.99, "\(interpreter.label): other shapes: \(other.sorted { $0.value > $1.value }.prefix(5))")
         }
@@ -104,11 +104,14 @@ final class MixedStackTests: IntegrationTestCase {
     func testTenDeepChainWithoutFramePointersUnwindsToTheThreadEntry() throws {
         let program = try NativeFixtures.buildProgram(
             source: Checkout.fixtures.appendingPathComponent("native/chain10.c").path, into: scratchFile("chain"))
-        let target = try start(program, ["6"])
+        // It runs until killed: a loaded machine can take seconds to start the recording.
+        let target = try start(program, ["600"])
         let output = scratchFile("chain.folded")
-        let result = try runPyBPFProf([
+        let (recording, cpuSeconds) = try recordMeasuringCPU(of: target.pid, [
             "record", "--pid", String(target.pid), "--allow-non-python", "--rate", "499", "--duration", "3", "-o", output,
-        ]).requireSuccess()
+        ])
+        target.killIfRunning()
+        let result = try recording.requireSuccess()
         let chain = (1...10).map { String(format: "chain_%02d", $0) }
         var total = 0, complete = 0
         var incomplete: [String: Int] = [:]
@@ -128,7 +131,9 @@ final class MixedStackTests: IntegrationTestCase {
         let share = Double(complete) / Double(max(total, 1))
         print(String(format: "  %d samples in the chain, %d (%.2f%%) with the whole chain down to the thread entry", total, complete, 100 * share))
         print("    \(result.recordingSummary)")
-        XCTAssertGreaterThan(total, 1200, result.report)  // two busy threads on 2 CPUs, 3 s at 499 Hz: up to 3000
+        // Two busy threads, about 499 samples a second of the CPU they got while sampled (6 s on 2 idle CPUs).
+        XCTAssertGreaterThan(Double(total), 0.5 * 499 * cpuSeconds, "\(cpuSeconds) s of CPU\n\(result.report)")
+        XCTAssertGreaterThan(total, 300, result.report)
         XCTAssertGreaterThanOrEqual(share, 0.99, "incomplete: \(incomplete.sorted { $0.value > $1.value }.prefix(5))")
     }
 
