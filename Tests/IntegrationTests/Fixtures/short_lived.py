@@ -1,9 +1,11 @@
 """A short Python process for the process-following tests.
 
-Usage: short_lived.py SECONDS [fork N]
+Usage: short_lived.py SECONDS [fork N | linger PATH]
   Busy in short_lived_work() for SECONDS and exits; with `fork N` it first forks N children (os.fork, no
   exec: the children run the same interpreter image) that each do the same, and waits for them.
   Prints "pid N" for itself and each child, so the tests know whose samples to look for.
+  With `linger PATH` it prints "done" after its work and stays, idle, until PATH exists: its code objects stay
+  readable until the profiler has named its frames, however far a CPU-starved profiler lags behind.
 """
 import os
 import sys
@@ -21,6 +23,7 @@ def short_lived_work(seconds):
 def main():
     seconds = float(sys.argv[1])
     children = int(sys.argv[3]) if len(sys.argv) == 4 and sys.argv[2] == "fork" else 0
+    linger = sys.argv[3] if len(sys.argv) == 4 and sys.argv[2] == "linger" else None
     pids = []
     for _ in range(children):
         pid = os.fork()
@@ -34,6 +37,10 @@ def main():
     short_lived_work(seconds)
     for pid in pids:
         os.waitpid(pid, 0)
+    if linger:
+        print("done", flush=True)
+        while not os.path.exists(linger):
+            time.sleep(0.05)
     return 0
 
 
