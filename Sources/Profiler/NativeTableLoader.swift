@@ -15,14 +15,24 @@ final class NativeTableLoader {
 
     /// A process's mappings, its files' tables loaded; waits for the jobs before it.
     func load(pid: Int32, interpreterFile: String?) throws -> NativeProcess {
-        try queue.sync { try NativeProcess(pid: pid, interpreterFile: interpreterFile, store: store) }
+        try queue.sync { try Self.read(pid: pid, interpreterFile: interpreterFile, store: store) }
     }
 
     /// As `load`, in the background: `done` runs on the loader's queue.
     func loadLater(pid: Int32, interpreterFile: String?, done: @escaping (Result<NativeProcess, Error>) -> Void) {
         queue.async { [store] in
-            done(Result { try NativeProcess(pid: pid, interpreterFile: interpreterFile, store: store) })
+            done(Result { try Self.read(pid: pid, interpreterFile: interpreterFile, store: store) })
         }
+    }
+
+    /// A process registered at its exec (its interpreter is in the executable) is read before the dynamic loader has
+    /// mapped its libraries. They are mapped long before its first tables are compiled: the maps are read again then,
+    /// so the unwinder gets libc's table with the rest, and the samples taken meanwhile are marked "not loaded yet",
+    /// not cut short at an address in no known mapping until a refresh.
+    private static func read(pid: Int32, interpreterFile: String?, store: UnwindTableStore) throws -> NativeProcess {
+        var process = try NativeProcess(pid: pid, interpreterFile: interpreterFile, store: store)
+        _ = try? process.refresh(interpreterFile: interpreterFile, store: store)
+        return process
     }
 
     /// Reads the maps of processes again in the background, and hands each one whose mappings changed to `changed`
