@@ -1,6 +1,10 @@
 // swift-tools-version:5.9
 import PackageDescription
 
+// The commit `pybpfprof --version` names: PYBPFPROF_COMMIT from the environment of `swift build` (Scripts/package and
+// Scripts/demo set it from git), empty otherwise. A C string define, so a new commit recompiles one file.
+let commit = (Context.environment["PYBPFPROF_COMMIT"] ?? "").filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
+
 let package = Package(
     name: "pybpfprof",
     platforms: [.macOS(.v13)],
@@ -23,6 +27,8 @@ let package = Package(
         // System calls behind _GNU_SOURCE (process_vm_readv).
         .target(name: "CSystem", linkerSettings: [.linkedLibrary("stdc++")]),
         .target(name: "Native", dependencies: ["CSystem"]),
+        // What the binary carries of its build: the commit, and the glibc floor of the static release build.
+        .target(name: "CBuildSupport", cSettings: [.define("PYBPFPROF_COMMIT", to: "\"\(commit)\"")]),
         .target(name: "CPython", dependencies: ["Native"]),
         // The recording and what is computed from it alone (function tables, the live window, frame labels): what
         // the formats and the tests need without libbpf, BPF programs or CPython.
@@ -49,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "pybpfprof",
             dependencies: [
-                "ProfileModel", "Profiler", "Exporters",
+                "ProfileModel", "Profiler", "Exporters", "CBuildSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

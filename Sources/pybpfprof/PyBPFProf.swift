@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBuildSupport
 import Glibc
 import Profiler
 
@@ -35,7 +36,8 @@ struct PyBPFProf: ParsableCommand {
     }
 
     private static func printVersion() {
-        print("pybpfprof \(Self.version)")
+        let commit = String(cString: pybpfprof_build_commit())
+        print("pybpfprof \(Self.version) (commit \(commit.isEmpty ? "unknown: built without PYBPFPROF_COMMIT" : commit))")
         // The probes load tiny BPF programs: root only.
         if geteuid() == 0 {
             let features = KernelFeatures.probe()
