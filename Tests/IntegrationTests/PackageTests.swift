@@ -96,6 +96,21 @@ final class PackageTests: IntegrationTestCase {
         let commit = try run("/usr/bin/git", ["-C", Checkout.root.path, "rev-parse", "--short=12", "HEAD"]).requireSuccess()
             .standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertTrue(first.hasPrefix("pybpfprof 0.") && first.contains("(commit \(commit)"), "\(first), HEAD \(commit)")
+
+        // Stripped, its debug information in the .debug file beside it, which the build ID matches (what debuginfod
+        // serves by) and the binary's debuglink names.
+        let debug = try artifact("pybpfprof-", ".debug")
+        func buildID(_ file: String) throws -> String {
+            let notes = try run("/usr/bin/readelf", ["-n", file]).requireSuccess().standardOutput
+            return notes.split(separator: "\n").first { $0.contains("Build ID:") }.map { String($0.split(separator: " ").last!) } ?? ""
+        }
+        XCTAssertFalse(try buildID(path).isEmpty)
+        XCTAssertEqual(try buildID(path), try buildID(debug))
+        let sections = try run("/usr/bin/readelf", ["-S", "-W", path]).requireSuccess().standardOutput
+        XCTAssertFalse(sections.contains(".debug_info") || sections.contains(".symtab"), "not stripped")
+        XCTAssertTrue(sections.contains(".gnu_debuglink"))
+        let debugSections = try run("/usr/bin/readelf", ["-S", "-W", debug]).requireSuccess().standardOutput
+        XCTAssertTrue(debugSections.contains(".debug_info") && debugSections.contains(".symtab"), debugSections)
     }
 
     /// `pip install` of the wheel into a venv puts `pybpfprof` on the venv's PATH, and it profiles a process of the root.
