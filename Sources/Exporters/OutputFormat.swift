@@ -13,19 +13,33 @@ public enum OutputFormat: String, CaseIterable, Sendable {
     /// pprof's gzip-compressed profile.proto, for `go tool pprof`, Pyroscope and Parca.
     case pprof
 
+    /// The extensions that name a format, each before any that ends it (`.firefox.json` before `.json`).
+    private static let extensions: [(suffix: String, format: OutputFormat)] = [
+        (".folded", .folded), (".collapsed", .folded), (".txt", .folded),
+        (".html", .html), (".htm", .html),
+        (".firefox.json", .firefox),
+        (".pb.gz", .pprof), (".pprof", .pprof), (".pb", .pprof),
+        // `.speedscope.json` is the conventional name; any other JSON file means speedscope too.
+        (".speedscope.json", .speedscope), (".json", .speedscope),
+    ]
+
     /// Chooses the format from the output path's extension, case-insensitively; nil when it names none.
     public init?(path: String) {
-        let fileName = path.split(separator: "/").last.map { $0.lowercased() } ?? ""
-        let extensions: [(suffix: String, format: OutputFormat)] = [
-            (".folded", .folded), (".collapsed", .folded), (".txt", .folded),
-            (".html", .html), (".htm", .html),
-            (".firefox.json", .firefox),
-            (".pb.gz", .pprof), (".pprof", .pprof), (".pb", .pprof),
-            // `.speedscope.json` is the conventional name; any other JSON file means speedscope too.
-            (".json", .speedscope),
-        ]
-        guard let match = extensions.first(where: { fileName.hasSuffix($0.suffix) }) else { return nil }
+        guard let match = Self.match(path) else { return nil }
         self = match.format
+    }
+
+    /// The whole extension of the path's file name that names a format, as the path spells it, with its dot:
+    /// `.speedscope.json` for `run.speedscope.json`, `.pb.gz` for `cpu.PB.GZ` (`.PB.GZ`); nil when it names none.
+    public static func knownExtension(of path: String) -> String? {
+        guard let match = match(path) else { return nil }
+        let fileName = path.split(separator: "/").last ?? ""
+        return String(fileName.suffix(match.suffix.count))
+    }
+
+    private static func match(_ path: String) -> (suffix: String, format: OutputFormat)? {
+        let fileName = path.split(separator: "/").last.map { $0.lowercased() } ?? ""
+        return extensions.first { fileName.hasSuffix($0.suffix) }
     }
 
     /// The extension, without the leading dot, to give a file of this format when the user names none.

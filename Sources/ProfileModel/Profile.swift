@@ -244,3 +244,46 @@ extension Profile {
         return result
     }
 }
+
+extension Profile {
+    /// One period of a recording as a profile of its own (`record --rotate` writes one per period): `samples`, which
+    /// are this profile's (their indices point into its tables), over freshly interned tables holding only what they
+    /// use. Frames, stacks and thread names come in the order the samples first use them; processes keep this
+    /// profile's order, so that the instances of a reused pid keep their ordinals (`processLabels`).
+    ///
+    /// The samples come out in time order, their times counted from `offset` (nanoseconds on this profile's clock),
+    /// which becomes the new `startDate`; `duration` is the period's length. A sample outside `offset...offset +
+    /// duration` is placed at the nearer end: the recorder may deliver a sample after the period it was taken in was
+    /// cut, and it then belongs to the next period rather than to none.
+    public func compacted(samples: [Sample], startingAt offset: UInt64, duration: UInt64) -> Profile {
+        var result = Profile(sampleRate: sampleRate, startDate: startDate + Double(offset) / 1e9)
+        result.duration = duration
+        let ordered = samples.sorted { $0.time < $1.time }
+        var sampled = [Bool](repeating: false, count: processes.count)
+        for sample in ordered { sampled[Int(sample.process)] = true }
+        var processMap = [Int32](repeating: -1, count: processes.count)
+        for index in processes.indices where sampled[index] { processMap[index] = result.add(processes[index]) }
+        var stackMap: [Int32: Int32] = [:]
+        var threadNameMap: [Int32: Int32] = [:]
+        result.samples.reserveCapacity(ordered.count)
+        for sample in ordered {
+            var kept = sample
+            kept.time = min(sample.time >= offset ? sample.time - offset : 0, duration)
+            kept.process = processMap[Int(sample.process)]
+            if let known = stackMap[sample.stack] {
+                kept.stack = known
+            } else {
+                kept.stack = result.intern(stack: stacks[Int(sample.stack)].map { result.intern(frames[Int($0)]) })
+                stackMap[sample.stack] = kept.stack
+            }
+            if let known = threadNameMap[sample.threadName] {
+                kept.threadName = known
+            } else {
+                kept.threadName = result.intern(threadName: threadNames[Int(sample.threadName)])
+                threadNameMap[sample.threadName] = kept.threadName
+            }
+            result.samples.append(kept)
+        }
+        return result
+    }
+}

@@ -13,7 +13,8 @@ import ProfileModel
 /// profile, and process events (exec, fork, exit), which update the process table. The `NativeTableLoader`'s queue
 /// compiles unwind tables. `lock` guards the process table, process following and the registration statistics;
 /// `profileLock` the profile. The drain thread holds neither while it decodes a sample (which reads the target's code
-/// objects), so a slow target never holds up registration, `top` or the progress line.
+/// objects), so a slow target never holds up registration, `top` or the progress line. A live view (`top`) or a rotating
+/// recording (`record --rotate`) takes samples from yet another thread, under `profileLock`.
 public final class Recorder {
     private let options: RecordOptions
     private let sampler: Sampler
@@ -28,6 +29,12 @@ public final class Recorder {
     private let profileLock = NSLock()
     /// What was recorded (under `profileLock`).
     private var profile: Profile
+    /// Set by `finish()` (under `profileLock`): the samples not taken are in the profile `run()` returns, and
+    /// `takeSamples` hands out no more.
+    private var finished = false
+    /// How many samples `takeSamples` and `withProfileTakingSamples` handed out (under `profileLock`): the progress line
+    /// counts the whole recording.
+    private var samplesTaken = 0
     /// The drain thread's counts; read once sampling has stopped.
     private var intake = IntakeStatistics()
     /// Signalled by the drain thread when the recording loop has work: a process to locate or register, or one
@@ -295,8 +302,32 @@ public final class Recorder {
         profileLock.lock()
         defer { profileLock.unlock() }
         let result = body(profile)
+        samplesTaken += profile.samples.count
         profile.samples.removeAll(keepingCapacity: true)
         return result
+    }
+
+    /// Nanoseconds since sampling started, the clock of `Sample.time`; 0 before `onStarted`.
+    public var elapsed: UInt64 {
+        startMonotonic == 0 ? 0 : Self.monotonicNow() - startMonotonic
+    }
+
+    /// For a recording written a period at a time (`record --rotate`): hands `body` the profile holding only the
+    /// samples recorded before `end` (nanoseconds since sampling started), then forgets them; later ones stay for the
+    /// next call or for `run()`. Returns nil, and gives nothing, once `run()` has collected the samples left: those are
+    /// in the profile it returns, so each sample is taken exactly once whichever comes first.
+    ///
+    /// Only the samples are taken: frames, stacks, thread names and processes stay, and keep growing for the whole
+    /// recording, so that the indices of samples taken earlier still hold.
+    public func takeSamples<T>(recordedBefore end: UInt64, _ body: (Profile) -> T) -> T? {
+        profileLock.lock()
+        defer { profileLock.unlock() }
+        guard !finished else { return nil }
+        var taken = profile
+        taken.samples = profile.samples.filter { $0.time < end }
+        profile.samples.removeAll { $0.time < end }
+        samplesTaken += taken.samples.count
+        return body(taken)
     }
 
     private func reportProgressIfDue() {
@@ -305,7 +336,8 @@ public final class Recorder {
         guard now - lastProgress >= 1_000_000_000 else { return }
         lastProgress = now
         let progress = withProfile {
-            RecordingProgress(seconds: Double(now - startMonotonic) / 1e9, samples: $0.samples.count, processes: $0.processes.count)
+            RecordingProgress(seconds: Double(now - startMonotonic) / 1e9, samples: samplesTaken + $0.samples.count,
+                              processes: $0.processes.count)
         }
         onProgress(progress)
     }
@@ -496,6 +528,7 @@ public final class Recorder {
         statistics.verifiedInstructions = sampler.verifiedInstructions
         profileLock.lock()
         defer { profileLock.unlock() }
+        finished = true
         profile.duration = Self.monotonicNow() - startMonotonic
         profile.samples.sort { $0.time < $1.time }
         return (profile, statistics)

@@ -5,6 +5,9 @@ import ProfileModel
 public struct Summary {
     public var profile: Profile
     public var statistics: RecordingStatistics
+    /// The samples counted: the profile's, unless set to those of every period of a recording written a period at a
+    /// time (`record --rotate`), whose profile holds only its last period's samples on the whole recording's tables.
+    public var tally: SampleTally
     public var topCount = 15
     /// The terminal's size when the summary goes to one: the function list is cut to fit the screen and its
     /// names to fit a line. nil: no limits (a file or a pipe).
@@ -13,11 +16,12 @@ public struct Summary {
     public init(profile: Profile, statistics: RecordingStatistics) {
         self.profile = profile
         self.statistics = statistics
+        tally = SampleTally(profile.samples)
     }
 
     public var text: String {
-        let samples = profile.samples.count
-        let threads = profile.threads.count
+        let samples = tally.count
+        let threads = tally.threads.count
         let seconds = Double(profile.duration) / 1e9
         var lines: [String] = []
         lines.append(String(
@@ -69,7 +73,7 @@ public struct Summary {
         // The header lines, the column titles and the "wrote" line after the summary stay on screen too.
         if let terminal { count = max(3, min(topCount, terminal.rows - lines.count - 3)) }
         lines.append("   own   total  function")
-        for entry in profile.functionCounts().prefix(count) {
+        for entry in FunctionTable(profile).count(samplesPerStack: tally.samplesPerStack).prefix(count) {
             var name = entry.name
             if let terminal, name.count > terminal.columns - 16 {
                 name = String(name.prefix(max(10, terminal.columns - 17))) + "…"

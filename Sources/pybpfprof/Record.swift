@@ -1,6 +1,7 @@
 import ArgumentParser
 import Exporters
 import Foundation
+import ProfileModel
 import Profiler
 
 extension OutputFormat: ExpressibleByArgument {}
@@ -16,6 +17,7 @@ struct Record: ParsableCommand {
               sudo pybpfprof record --cgroup /system.slice/myapp.service -o myapp.html
               sudo pybpfprof record --subprocesses -o build.html -- make test
               sudo pybpfprof record -o app.folded -- python3 app.py --its-flags
+              sudo pybpfprof record --all --rotate 60 --keep 1440 -o /var/lib/pybpfprof/host.pb.gz
             """
     )
 
@@ -36,6 +38,20 @@ struct Record: ParsableCommand {
     @Option(name: .long, help: "Also save the whole recording to this file, to render it later in any format with `pybpfprof report`.")
     var save: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Write the recording every this many seconds, each period to files of its own, and forget it.",
+        discussion: "The -o and --save names with the period's start (local time) inserted before the extension: "
+            + "-o host.folded gives host-20261206-170000.folded, host-20261206-170100.folded ... The last, partial period "
+            + "is written when the recording ends.",
+        valueName: "seconds"))
+    var rotate: Double?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "With --rotate: after each period, delete the oldest rotated files beyond the newest N, for -o and --save each.",
+        discussion: "Only files named as that output's periods are (its name, a time, its extension), in its directory.",
+        valueName: "n"))
+    var keep: Int?
+
     @Flag(name: .long, help: "Accept --pid processes that do not run Python: record their native and kernel stacks.")
     var allowNonPython = false
 
@@ -55,6 +71,16 @@ struct Record: ParsableCommand {
         if sampling.pythonOnly && allowNonPython {
             throw ValidationError("--python-only records no native frames: drop --allow-non-python")
         }
+        if let rotate {
+            guard rotate >= 1 else {
+                throw ValidationError("--rotate must be at least 1 second (file names carry a period's start to the second)")
+            }
+            guard rotate <= 31_536_000 else { throw ValidationError("--rotate must be at most 31536000 seconds (a year)") }
+        }
+        if let keep {
+            guard rotate != nil else { throw ValidationError("--keep applies to rotated files: add --rotate SECONDS, or drop --keep") }
+            guard keep >= 1 else { throw ValidationError("--keep must be at least 1: the newest file of each output is kept") }
+        }
         if let output, format == nil, OutputFormat(path: output) == nil {
             throw ValidationError("cannot tell the format of '\(output)' from its extension: add --format \(OutputFormat.allCases.map(\.rawValue).joined(separator: "|"))")
         }
@@ -62,8 +88,9 @@ struct Record: ParsableCommand {
         if let save, let problem = OutputPath.problem(save) { throw ValidationError(problem) }
     }
 
+    /// The profile file asked for; with --rotate, the name each period's start is inserted into.
     var outputPath: String {
-        output ?? "pybpfprof-\(OutputPath.timestamp()).\((format ?? .html).fileExtension)"
+        output ?? "pybpfprof\(rotate == nil ? "-" + OutputPath.timestamp() : "").\((format ?? .html).fileExtension)"
     }
 
     func run() throws {
@@ -76,14 +103,26 @@ struct Record: ParsableCommand {
         options.oldestKernelMode = sampling.oldestKernelMode
         options.subprocesses = subprocesses
         let terminal = Terminal.standardError
-        let (profile, statistics) = try failing {
+        let path = outputPath
+        let chosen = format ?? OutputFormat(path: path) ?? .html
+        let (profile, statistics, rotation) = try failing { () throws -> (Profile, RecordingStatistics, RotatingWriter?) in
             let recorder = try Recorder(options: options)
-            // Attaching to running processes gives no other sign of life (a launched command has its own output).
-            if sampling.command.isEmpty {
-                let scope = options.target.cgroupDescription.map { " of cgroup \($0)" } ?? ""
-                recorder.onStarted = { processes in
-                    printToStandardError("pybpfprof: sampling \(processes) process\(processes == 1 ? "" : "es")\(scope) at \(rate) Hz (Ctrl-C to stop and write the profile)")
+            let rotation = rotate.map { seconds in
+                var outputs = [RotatingWriter.Output(name: RotatedFileName(path), render: chosen.render)]
+                if let save { outputs.append(RotatingWriter.Output(name: RotatedFileName(save), render: RecordingFile.encode)) }
+                return RotatingWriter(recorder: recorder, periodSeconds: seconds, keep: keep, outputs: outputs) { line in
+                    // On its own line, not after the progress line.
+                    if terminal != nil { Terminal.replaceLine("") }
+                    printToStandardError(line)
                 }
+            }
+            // Attaching to running processes gives no other sign of life (a launched command has its own output).
+            let announcesStart = sampling.command.isEmpty
+            let scope = options.target.cgroupDescription.map { " of cgroup \($0)" } ?? ""
+            recorder.onStarted = { processes in
+                rotation?.start()
+                guard announcesStart else { return }
+                printToStandardError("pybpfprof: sampling \(processes) process\(processes == 1 ? "" : "es")\(scope) at \(rate) Hz (Ctrl-C to stop and write the profile)")
             }
             if terminal != nil {
                 recorder.onProgress = { progress in
@@ -93,17 +132,44 @@ struct Record: ParsableCommand {
                 }
             }
             defer { if terminal != nil { Terminal.replaceLine("") } }
-            return try recorder.run()
+            do {
+                let (profile, statistics) = try recorder.run()
+                return (profile, statistics, rotation)
+            } catch {
+                // The periods written so far stay; none is being written as the error is reported.
+                rotation?.stop()
+                throw error
+            }
         }
-        let path = outputPath
-        let chosen = format ?? OutputFormat(path: path) ?? .html
-        try failing { try writeAtomically(chosen.render(profile), to: path) }
-        if let save { try failing { try writeAtomically(RecordingFile.encode(profile), to: save) } }
         var summary = Summary(profile: profile, statistics: statistics)
         summary.terminal = terminal
-        printToStandardError(summary.text)
-        printToStandardError("wrote \(path) (\(chosen.rawValue))" + (save.map { ", saved the recording to \($0)" } ?? ""))
+        if let rotation, let period = rotate {
+            let written = try failing { try rotation.finish(recorded: profile) }
+            summary.tally = written.tally
+            printToStandardError(summary.text)
+            printToStandardError(rotatedSummary(written, period: period, format: chosen))
+        } else {
+            try failing { try writeAtomically(chosen.render(profile), to: path) }
+            if let save { try failing { try writeAtomically(RecordingFile.encode(profile), to: save) } }
+            printToStandardError(summary.text)
+            printToStandardError("wrote \(path) (\(chosen.rawValue))" + (save.map { ", saved the recording to \($0)" } ?? ""))
+        }
         if let status = statistics.commandExitStatus, status != 0 { throw ExitCode(status) }
+    }
+}
+
+extension Record {
+    /// The line after the summary of a rotated recording: how many periods were written, and the last one's files.
+    fileprivate func rotatedSummary(_ written: RotatingWriter.Outcome, period: Double, format: OutputFormat) -> String {
+        var line = "wrote \(written.periods) period\(written.periods == 1 ? "" : "s") of \(String(format: "%g", period)) s, "
+            + "the last to \(written.lastPaths[0]) (\(format.rawValue))"
+        if written.lastPaths.count > 1 { line += ", its recording saved to \(written.lastPaths[1])" }
+        if let keep { line += "; kept the newest \(keep)" + (written.lastPaths.count > 1 ? " of each" : "") }
+        if written.failedWrites > 0 {
+            line += "; \(written.failedWrites) write\(written.failedWrites == 1 ? "" : "s") failed, "
+                + "\(written.failedWrites == 1 ? "its samples" : "their samples") written with the next period"
+        }
+        return line
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Exporters
 import Foundation
 import Glibc
 
@@ -45,10 +46,9 @@ enum OutputPath {
         return nil
     }
 
+    /// Now, local time, as `yyyyMMdd-HHmmss`: the format of `record --rotate`'s file names too.
     static func timestamp() -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        return formatter.string(from: Date())
+        RotatedFileName.timestamp(of: Date().timeIntervalSince1970)
     }
 }
 

@@ -35,3 +35,21 @@ final class OutputFormatTests: XCTestCase {
         XCTAssertEqual(OutputFormat.speedscope.render(profile), SpeedscopeExporter().render(profile))
     }
 }
+
+extension OutputFormatTests {
+    func testKnownExtensionIsTheWholeOneAsSpelled() {
+        let expectations: [(path: String, fileExtension: String?)] = [
+            ("out.folded", ".folded"),
+            ("run.speedscope.json", ".speedscope.json"),
+            ("results/run.json", ".json"),
+            ("run.firefox.json", ".firefox.json"),
+            ("cpu.PB.GZ", ".PB.GZ"),
+            ("cpu.pb", ".pb"),
+            ("flame.svg", nil),
+            ("out", nil),
+        ]
+        for (path, fileExtension) in expectations {
+            XCTAssertEqual(OutputFormat.knownExtension(of: path), fileExtension, path)
+        }
+    }
+}

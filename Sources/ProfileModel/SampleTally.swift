@@ -1,0 +1,28 @@
+/// What a recording's end-of-run summary counts of its samples, kept without the samples: a recording written a period
+/// at a time (`record --rotate`) forgets each period's samples once they are written, and its summary still covers
+/// every period. Its size follows the profile's tables (one count per stack), not the length of the recording.
+public struct SampleTally: Sendable {
+    /// How many samples were added.
+    public private(set) var count = 0
+    /// Per stack of the profile the samples index into: how many samples have it. Ends at the last stack counted.
+    public private(set) var samplesPerStack: [Int] = []
+    /// The threads the samples came from.
+    public private(set) var threads: Set<ThreadKey> = []
+
+    public init() {}
+
+    public init(_ samples: some Sequence<Sample>) {
+        add(samples)
+    }
+
+    /// Counts `samples`, which index into the same profile's tables as those counted before.
+    public mutating func add(_ samples: some Sequence<Sample>) {
+        for sample in samples {
+            count += 1
+            let stack = Int(sample.stack)
+            if stack >= samplesPerStack.count { samplesPerStack += [Int](repeating: 0, count: stack + 1 - samplesPerStack.count) }
+            samplesPerStack[stack] += 1
+            threads.insert(ThreadKey(process: sample.process, tid: sample.tid))
+        }
+    }
+}
