@@ -171,4 +171,71 @@ final class PackageTests: IntegrationTestCase {
         let written = (try? FileManager.default.contentsOfDirectory(atPath: root + "/var/lib/pybpfprof")) ?? []
         XCTAssertTrue(written.contains { $0.hasPrefix("host-") && $0.hasSuffix(".pybpfprof") }, "\(written)\n\(service.report)")
     }
+
+    /// The unit runs under systemd as the package installs it, with all its sandboxing: the clean root with the .deb,
+    /// PYBPFPROF_ENABLED=yes and one-second periods, booted with systemd-nspawn. The BPF program loads, a rotated
+    /// recording (mode 0600) appears each period in the state directory, and at shutdown SIGTERM writes the last one and
+    /// the service ends cleanly. nspawn gives the container its own PID namespace, whose pids the kernel's samples do
+    /// not carry, so what the periods hold is not checked here (the tests above profile from the host's namespace).
+    func testServiceRecordsUnderSystemdWithItsSandbox() throws {
+        let package = try artifact("pybpfprof_", "_amd64.deb")
+        let name = (package as NSString).lastPathComponent
+        let nspawn = "/usr/bin/systemd-nspawn"
+        guard FileManager.default.isExecutableFile(atPath: nspawn) else {
+            throw IntegrationError("\(nspawn) is missing (systemd-container): run Scripts/setup --tests")
+        }
+        let root = try cleanRoot()
+        try FileManager.default.copyItem(atPath: package, toPath: root + "/tmp/" + name)
+        try inRoot(root, ["dpkg", "-i", "/tmp/" + name]).requireSuccess()
+        let settings = root + "/etc/default/pybpfprof"
+        let defaults = try String(contentsOfFile: settings, encoding: .utf8)
+        XCTAssertTrue(defaults.contains("PYBPFPROF_ENABLED=no\n") && defaults.contains("--rotate 600"), defaults)
+        try defaults.replacingOccurrences(of: "PYBPFPROF_ENABLED=no", with: "PYBPFPROF_ENABLED=yes")
+            .replacingOccurrences(of: "--rotate 600", with: "--rotate 1")
+            .write(toFile: settings, atomically: true, encoding: .utf8)
+        try inRoot(root, ["systemctl", "enable", "pybpfprof.service"]).requireSuccess()
+        // The overlay's mounts of /proc, /sys and /dev are for chroot; nspawn makes its own.
+        for mount in ["/proc", "/sys", "/dev"] { try run("/usr/bin/umount", ["-R", root + mount]).requireSuccess() }
+        let machine = "pybpfprof-\(getpid())"
+        // nspawn's own system call filter refuses bpf(2) and perf_event_open(2), as a container runtime's default does;
+        // a host's systemd has no such filter, so they are allowed here.
+        let container = try start(nspawn, ["-D", root, "--boot", "--register=no", "--keep-unit", "--capability=all",
+                                           "--system-call-filter=bpf perf_event_open", "--console=pipe", "--machine", machine])
+        let state = root + "/var/lib/pybpfprof"
+        let deadline = Date().addingTimeInterval(90 * Slowdown.factor)
+        func recordings() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: state)) ?? []).filter { $0.hasSuffix(".pybpfprof") }.sorted()
+        }
+        while recordings().count < 2 {
+            guard container.isRunning, Date() < deadline else {
+                throw IntegrationError("no two rotated recordings in \(state) (\(recordings())): "
+                    + (try journal(root)) + "\n--- nspawn ---\n\(container.standardOutput.suffix(3000))")
+            }
+            usleep(50_000)
+        }
+        let before = recordings()
+        // nspawn asks the container's systemd to shut down, which stops the service with SIGTERM.
+        container.send(SIGTERM)
+        _ = try container.wait(timeout: 60)
+        let log = try journal(root)
+        XCTAssertTrue(log.contains("pybpfprof: sampling "), log)
+        XCTAssertTrue(log.contains("pybpfprof.service: Deactivated successfully"), log)
+        XCTAssertNotNil(log.range(of: #"wrote [0-9]+ periods of 1 s, the last to /var/lib/pybpfprof/host-"#, options: .regularExpression), log)
+        let after = recordings()
+        XCTAssertGreaterThan(after.count, before.count, "the period in progress at the stop was written: \(before) then \(after)")
+        for file in after {
+            var status = stat()
+            XCTAssertEqual(stat(state + "/" + file, &status), 0)
+            XCTAssertEqual(status.st_mode & 0o777, 0o600, "\(file): UMask=0077")
+            XCTAssertNotNil(file.range(of: #"^host-[0-9]{8}-[0-9]{6}\.pybpfprof$"#, options: .regularExpression), file)
+        }
+        let rendered = try runPyBPFProf(["report", state + "/" + after.last!, "-o", scratchFile("last.folded")])
+        try rendered.requireSuccess()
+    }
+
+    /// The container's journal: the service's lines and systemd's about it.
+    private func journal(_ root: String) throws -> String {
+        let result = try run("/usr/bin/journalctl", ["--root", root, "--no-pager", "-o", "cat", "--unit", "pybpfprof.service"])
+        return "--- journal ---\n" + result.standardOutput.suffix(4000) + result.standardError.suffix(1000)
+    }
 }
