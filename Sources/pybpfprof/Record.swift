@@ -1,6 +1,5 @@
 import ArgumentParser
 import Exporters
-import Foundation
 import Profiler
 
 extension OutputFormat: ExpressibleByArgument {}
@@ -87,9 +86,9 @@ struct Record: ParsableCommand {
             }
             if terminal != nil {
                 recorder.onProgress = { progress in
-                    Terminal.replaceLine(String(
-                        format: "recording: %.0f s, %d samples, %d process%@ (Ctrl-C to stop)", progress.seconds,
-                        progress.samples, progress.processes, progress.processes == 1 ? "" : "es"))
+                    let processes = progress.processes
+                    Terminal.replaceLine("recording: \(String(cFormat: "%.0f", progress.seconds)) s, \(progress.samples) samples, "
+                        + "\(processes) process\(processes == 1 ? "" : "es") (Ctrl-C to stop)")
                 }
             }
             defer { if terminal != nil { Terminal.replaceLine("") } }

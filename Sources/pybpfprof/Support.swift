@@ -1,9 +1,21 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 
 func printToStandardError(_ text: String) {
-    FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    writeAll(text.hasSuffix("\n") ? text : text + "\n", to: STDERR_FILENO)
+}
+
+/// Writes `text` to `descriptor` unbuffered, so that what goes to standard output and standard error interleaves as
+/// written. Never traps: a closed terminal or pipe loses the text, not the process.
+func writeAll(_ text: String, to descriptor: Int32) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return }
+        bytes = bytes.dropFirst(written)
+    }
 }
 
 /// Runs a step whose errors are the user's to fix: prints the error as one line and exits 1, instead of
@@ -23,12 +35,12 @@ enum OutputPath {
     /// Why a profile could not be written at `path`, checked before recording so that a long recording
     /// is not lost to a typo; the final write reports anything that changed meanwhile.
     static func problem(_ path: String) -> String? {
-        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        var isDirectory: ObjCBool = false
+        let directory = directory(of: path)
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
             return "cannot write \(path): directory \(directory) does not exist"
         }
-        guard isDirectory.boolValue else { return "cannot write \(path): \(directory) is not a directory" }
+        guard isDirectory else { return "cannot write \(path): \(directory) is not a directory" }
         // Create and remove a file, as the final write will: access(2) says yes to root even where the
         // file system refuses (sysfs, read-only mounts).
         var probe = Array("\(directory)/.pybpfprof-probe-XXXXXX".utf8CString)
@@ -38,17 +50,31 @@ enum OutputPath {
         }
         close(fd)
         unlink(probe)
-        var targetIsDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &targetIsDirectory), targetIsDirectory.boolValue {
+        var targetIsDirectory = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &targetIsDirectory), targetIsDirectory {
             return "cannot write \(path): it is a directory"
         }
         return nil
     }
 
+    /// The directory `path` names a file in, as NSString's deletingLastPathComponent gave it, "." for a bare name:
+    /// "/tmp" for "/tmp/profile.html" and "/tmp//profile.html", "/" for "/profile.html", "out" for "out/profile.html/".
+    static func directory(of path: String) -> String {
+        guard let lastNonSlash = path.lastIndex(where: { $0 != "/" }) else { return path.isEmpty ? "." : "/" }
+        guard let slash = path[...lastNonSlash].lastIndex(of: "/") else { return "." }
+        guard let directoryEnd = path[..<slash].lastIndex(where: { $0 != "/" }) else { return "/" }
+        return String(path[...directoryEnd])
+    }
+
+    /// Now in the local time zone, "20240501-120000": the default file name's time.
     static func timestamp() -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        return formatter.string(from: Date())
+        var now = time(nil)
+        var local = tm()
+        tzset()
+        localtime_r(&now, &local)
+        var text = [CChar](repeating: 0, count: 32)
+        let count = strftime(&text, text.count, "%Y%m%d-%H%M%S", &local)
+        return String(decoding: text.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 
@@ -64,6 +90,6 @@ enum Terminal {
 
     /// Rewrites the current line: carriage return, the text, erase to the end of the line.
     static func replaceLine(_ text: String) {
-        FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
+        writeAll("\r" + text + "\u{1B}[K", to: STDERR_FILENO)
     }
 }
