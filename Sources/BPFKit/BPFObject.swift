@@ -1,5 +1,6 @@
 import CBPF
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The compiled BPF program embedded in this binary by the EmbedBPF build plugin.
 public enum EmbeddedBPF {
@@ -90,7 +91,7 @@ public final class BPFObject {
         var result: [String: Int] = [:]
         for (name, buffer) in statisticsLogs {
             let log = String(cString: buffer.baseAddress!)
-            guard let range = log.range(of: "processed ") else { continue }
+            guard let range = log.firstRange(of: "processed ") else { continue }
             let digits = log[range.upperBound...].prefix { $0.isNumber }
             if let count = Int(digits) { result[name] = count }
         }
@@ -127,7 +128,7 @@ public final class BPFObject {
     /// The program libbpf names in "prog 'NAME': failed to load" (or "BPF program load failed"), if any.
     public static func failedProgram(in log: String) -> String? {
         for line in log.split(separator: "\n") where line.contains("failed to load") || line.contains("load failed") {
-            guard let start = line.range(of: "prog '"), let end = line[start.upperBound...].firstIndex(of: "'") else { continue }
+            guard let start = line.firstRange(of: "prog '"), let end = line[start.upperBound...].firstIndex(of: "'") else { continue }
             return String(line[start.upperBound..<end])
         }
         return nil

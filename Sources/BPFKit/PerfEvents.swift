@@ -1,5 +1,6 @@
 import CBPF
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A BPF program attached to one cpu-clock perf_event per online CPU. Detaches and closes on deinit.
 public final class CPUClockAttachment {
@@ -42,7 +43,8 @@ public final class CPUClockAttachment {
     }
 
     static func parseCPUList(_ text: String) -> [Int] {
-        text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").flatMap { part -> [Int] in
+        // Split at whitespace too: the file ends with a newline.
+        text.split { $0 == "," || $0.isWhitespace }.flatMap { part -> [Int] in
             let bounds = part.split(separator: "-").compactMap { Int($0) }
             if bounds.count == 2, bounds[0] <= bounds[1] { return Array(bounds[0]...bounds[1]) }
             return bounds.count == 1 ? bounds : []

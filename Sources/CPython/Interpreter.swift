@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Native
 
 /// A CPython version as the binary reports it.
@@ -104,7 +105,7 @@ public enum InterpreterLocator {
             var version: PythonVersion?
         }
 
-        private let lock = NSLock()
+        private let lock = Lock()
         private var facts: [String: Facts] = [:]
 
         public init() {}
@@ -263,7 +264,8 @@ public enum InterpreterLocator {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
         func rank(_ path: String) -> Int {
             if path == executable { return 0 }
-            let name = (path as NSString).lastPathComponent
+            // The file name: every path here is absolute (a mapped file's).
+            let name = path.split(separator: "/").last ?? ""
             if name.contains("python") { return 1 }
             return 2
         }

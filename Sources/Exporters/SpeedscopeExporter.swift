@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import ProfileModel
 
 /// speedscope's file format (https://www.speedscope.app/file-format-schema.json): the profile's frames as
@@ -137,7 +137,8 @@ public struct SpeedscopeExporter: Sendable {
 
     /// `python3 app.py, python3 worker.py (2024-05-01T12:00:00Z)`: what ran, then when.
     private static func recordingName(_ profile: Profile) -> String {
-        let start = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: profile.startDate))
+        // Rounded to the millisecond before the fraction is dropped, as ISO8601DateFormatter (ICU) did.
+        let start = Date(timeIntervalSince1970: (profile.startDate * 1000).rounded() / 1000).formatted(.iso8601)
         let commandLines = profile.processes.map(\.commandLine).filter { !$0.isEmpty }
         return commandLines.isEmpty ? "pybpfprof \(start)" : "\(commandLines.joined(separator: ", ")) (\(start))"
     }

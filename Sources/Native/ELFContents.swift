@@ -1,5 +1,3 @@
-import Foundation
-
 /// The bytes of an ELF file, read piece by piece as `ELFFile` needs them, each piece and their total bounded, since a
 /// hostile file can declare a section of any size, or many sections over the same bytes. Thread-safe.
 final class ELFContents: @unchecked Sendable {
@@ -14,7 +12,7 @@ final class ELFContents: @unchecked Sendable {
     let maximumReadSize: Int
     let maximumTotalRead: Int
 
-    private let lock = NSLock()
+    private let lock = Lock()
     private var totalRead = 0
     /// Sections read so far, by index: the symbol tables, `.eh_frame` and the like are asked for several times.
     private var sectionData: [Int: ArraySlice<UInt8>] = [:]

@@ -1,5 +1,3 @@
-import Foundation
-
 extension ELFFile {
     /// The function containing link-time virtual address `address` (a runtime address minus the load bias), from
     /// `.symtab` and `.dynsym`: the `STT_FUNC` symbol, or `STT_NOTYPE`/`STT_GNU_IFUNC` symbol in an executable
@@ -132,7 +130,7 @@ private final class FunctionIndexTable: @unchecked Sendable {
         }
     }
 
-    private let lock = NSLock()
+    private let lock = Lock()
     private var entries: [ObjectIdentifier: Entry] = [:]
 
     func index(of file: ELFFile) -> FunctionIndex {

@@ -1,5 +1,3 @@
-import Foundation
-
 extension ELFFile {
     /// The defined symbol called `name`, from `.symtab` (full, if not stripped) or else `.dynsym` (exported only).
     /// When several symbols share the name, a global or weak one wins over file-local statics.
@@ -103,7 +101,7 @@ struct SymbolIndex {
 
 /// Builds the symbol index on first use, once, even when several threads ask at the same time.
 final class LazySymbolIndex: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var built: SymbolIndex?
 
     func value(build: () -> SymbolIndex) -> SymbolIndex {

@@ -1,5 +1,3 @@
-import Foundation
-
 /// A function found for a native code address: its demangled name and how far into it the address is.
 public struct NativeSymbol: Hashable, Sendable {
     public let name: String
@@ -32,7 +30,7 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
     /// Code the compiler split off `splitFunctions` that no symbol names (a stripped file): `NAME.cold`, found by
     /// `SplitFunctionParts`. Consulted after the symbol tables.
     private let splitParts: [(range: Range<UInt64>, name: String)]
-    private let lock = NSLock()
+    private let lock = Lock()
     private var demangledNames: [NameKey: String] = [:]
 
     private struct NameKey: Hashable {
@@ -130,7 +128,7 @@ public final class NativeSymbolCache: @unchecked Sendable {
         var lastUse: UInt64
     }
 
-    private let lock = NSLock()
+    private let lock = Lock()
     private var entries: [Key: Entry] = [:]
     private var useCounter: UInt64 = 0
 

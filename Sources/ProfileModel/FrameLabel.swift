@@ -1,5 +1,3 @@
-import Foundation
-
 extension Frame {
     /// How a frame is written as text. The styles differ by design: each is what its readers expect.
     public enum LabelStyle: Sendable, CaseIterable {
@@ -22,7 +20,7 @@ extension Frame {
         case (.function, .kernel):
             return file.isEmpty ? "\(name) [kernel]" : "\(name) [kernel \(file)]"
         case (.function, _):
-            return file.isEmpty ? name : "\(name) (\((file as NSString).lastPathComponent))"
+            return file.isEmpty ? name : "\(name) (\(lastPathComponent(file)))"
         case (.location, .python):
             if file.isEmpty { return name }
             return line > 0 ? "\(name) (\(file):\(line))" : "\(name) (\(file))"

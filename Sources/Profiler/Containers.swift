@@ -1,5 +1,5 @@
 import CSystem
-import Foundation
+import FoundationEssentials
 import Glibc
 import Native
 
@@ -216,8 +216,8 @@ public enum Containers {
         let fd = open(hostPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
-            var isDirectory: ObjCBool = false
-            if path.hasPrefix("/"), FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            var isDirectory = false
+            if path.hasPrefix("/"), FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory {
                 throw ContainerError("--cgroup \(path) is not in the cgroup v2 hierarchy (mounted at \(mountPrefix)), the only "
                     + "one the kernel can restrict sampling to: give the path of /proc/PID/cgroup's 0:: line")
             }

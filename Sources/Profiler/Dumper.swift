@@ -1,7 +1,6 @@
 import BPFKit
 import CBPF
 import CPython
-import Foundation
 import Glibc
 import Native
 import ProfileModel

@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 
 /// A command pybpfprof started (`record -- CMD ARGS...`), with the default signal dispositions restored

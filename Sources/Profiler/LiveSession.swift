@@ -1,5 +1,7 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
+import Native
 import ProfileModel
 
 /// How a live session ended.
@@ -46,7 +48,12 @@ public final class LiveSession {
     }
 
     public func run(display: LiveSessionDisplay) -> LiveSessionEnding {
-        let recording = RecordingThread(recorder: recorder)
+        let recording: RecordingThread
+        do {
+            recording = try RecordingThread(recorder: recorder)
+        } catch {
+            return .failed(error)
+        }
         display.begin()
         var refreshes = 0
         var samplingStart: UInt64?
@@ -105,20 +112,19 @@ public final class LiveSession {
 
 /// `Recorder.run()` on its own thread, with its result once it returns.
 private final class RecordingThread: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var result: Result<(Profile, RecordingStatistics), Error>?
     private let finished = DispatchSemaphore(value: 0)
 
-    init(recorder: Recorder) {
-        let thread = Thread { [self] in
+    init(recorder: Recorder) throws {
+        // Not joined: released here, the thread is detached; `wait()` waits for its result instead.
+        _ = try DedicatedThread(name: "pybpfprof-recorder") { [self] in
             let outcome = Result { try recorder.run() }
             lock.lock()
             result = outcome
             lock.unlock()
             finished.signal()
         }
-        thread.name = "pybpfprof-recorder"
-        thread.start()
     }
 
     var isFinished: Bool {

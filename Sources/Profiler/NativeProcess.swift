@@ -1,7 +1,7 @@
 import BPFKit
 import CBPF
 import CPython
-import Foundation
+import FoundationEssentials
 import Native
 
 /// One executable mapping of a profiled process, as the unwinder and the symbolizer need it.

@@ -1,5 +1,4 @@
 import Dispatch
-import Foundation
 
 /// Reads processes' executable mappings and compiles the unwind tables of their files into the BPF program's
 /// array, one job at a time on a queue of its own: compiling the tables of a large library takes long enough that the

@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 
 /// What the machine must offer before anything is loaded, each failure a one-line fix.

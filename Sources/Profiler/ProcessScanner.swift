@@ -1,5 +1,6 @@
 import CPython
-import Foundation
+import FoundationEssentials
+import Glibc
 import Native
 
 /// Python processes as /proc shows them.
@@ -38,7 +39,7 @@ public enum ProcessScanner {
     public static func threadGroup(of id: Int32) -> Int32 {
         guard let status = try? KernelFile.text("/proc/\(id)/status") else { return id }
         for line in status.split(separator: "\n") where line.hasPrefix("Tgid:") {
-            return Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)) ?? id
+            return Int32(line.dropFirst(5).trimming(while: \.isWhitespace)) ?? id
         }
         return id
     }
@@ -51,6 +52,6 @@ public enum ProcessScanner {
             return bounded.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ")
         }
         let comm = (try? KernelFile.text("/proc/\(pid)/comm")) ?? "?"
-        return comm.trimmingCharacters(in: .whitespacesAndNewlines)
+        return String(comm.trimming(while: \.isWhitespace))
     }
 }

@@ -1,7 +1,8 @@
 import BPFKit
 import CBPF
 import CPython
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import Native
 import ProfileModel
@@ -18,7 +19,7 @@ import ProfileModel
 public final class Recorder {
     private let options: RecordOptions
     private let sampler: Sampler
-    private let lock = NSLock()
+    private let lock = Lock()
     /// Every registered process, one state each (under `lock`).
     private var table = ProcessTable()
     /// Process following (--all, --subprocesses), fed by the BPF program's exec/fork/exit events on the drain
@@ -26,7 +27,7 @@ public final class Recorder {
     private var followed = ProcessFollowing()
     /// What registration and following learned (under `lock`); the drain thread's own counts are in `intake`.
     private var statistics = RecordingStatistics()
-    private let profileLock = NSLock()
+    private let profileLock = Lock()
     /// What was recorded (under `profileLock`).
     private var profile: Profile
     /// Set by `finish()` (under `profileLock`): the samples not taken are in the profile `run()` returns, and
@@ -559,7 +560,7 @@ public final class Recorder {
 
 /// A flag set from a signal handler's queue and read by a loop (the recording's, top's refreshes).
 public final class StopFlag: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var value = false
 
     public init() {}

@@ -1,4 +1,3 @@
-import Foundation
 
 /// What to profile.
 public enum Target: Sendable, Equatable {

@@ -1,7 +1,7 @@
 import BPFKit
 import CBPF
 import CPython
-import Foundation
+import Native
 
 /// The kernel side of a recording: the loaded BPF program, its maps, its perf events, and the ring
 /// buffer drained on a thread of its own. One cleanup path: `stop()` (also run by deinit).
@@ -17,8 +17,9 @@ final class Sampler {
     private let ringBufferFD: Int32
     private var attachment: CPUClockAttachment?
     private var reader: RingBufferReader?
-    private var drainThread: Thread?
-    private let stopDraining = NSCondition()
+    private var drainThread: DedicatedThread?
+    /// Guards `draining`.
+    private let drainingLock = Lock()
     private var draining = false
     private var statistics: BPFStatistics?
     private let sampleProgram: OpaquePointer
@@ -100,20 +101,17 @@ final class Sampler {
         let reader = try RingBufferReader(mapFD: ringBufferFD, handler: handler)
         self.reader = reader
         draining = true
-        let thread = Thread { [stopDraining, pollIntervalMilliseconds] in
+        drainThread = try DedicatedThread(name: "pybpfprof-drain") { [drainingLock, pollIntervalMilliseconds] in
             while true {
-                stopDraining.lock()
+                drainingLock.lock()
                 let keepGoing = self.draining
-                stopDraining.unlock()
+                drainingLock.unlock()
                 guard keepGoing else { break }
                 // poll() only reads after a wakeup; records written without one are consumed here.
                 _ = try? reader.poll(timeoutMilliseconds: pollIntervalMilliseconds)
                 _ = try? reader.drain()
             }
         }
-        thread.name = "pybpfprof-drain"
-        thread.start()
-        drainThread = thread
         eventLinks = try eventPrograms.map { try ProgramLink(program: $1, name: $0) }
         attachment = try CPUClockAttachment(program: sampleProgram, frequency: frequency)
     }
@@ -125,10 +123,10 @@ final class Sampler {
         eventLinks.forEach { $0.detach() }
         eventLinks = []
         guard let reader else { return }
-        stopDraining.lock()
+        drainingLock.lock()
         draining = false
-        stopDraining.unlock()
-        while let thread = drainThread, !thread.isFinished { usleep(5_000) }
+        drainingLock.unlock()
+        drainThread?.join()
         drainThread = nil
         _ = try? reader.drain()
         self.reader = nil

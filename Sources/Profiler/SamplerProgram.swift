@@ -1,6 +1,6 @@
 import BPFKit
 import CBPF
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// What the running kernel offers the BPF program, probed by loading minimal programs and maps, never inferred from
@@ -186,7 +186,7 @@ final class SamplerProgram {
                                   reload: () throws -> BPFObject) -> VerifierRejection {
         let lines = statisticsLog.split(separator: "\n").map(String.init)
         let statistics = lines.firstIndex { $0.hasPrefix("verification time") || $0.hasPrefix("processed ") } ?? lines.count
-        let reason = lines[..<statistics].last { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        let reason = lines[..<statistics].last { $0.contains { !$0.isWhitespace } }
             ?? "no reason given"
         var fullLog = "pybpfprof: kernel \(features.release), \(features.summary)\nBPF program \(program), verifier statistics log:\n"
             + statisticsLog + "\n"

@@ -1,6 +1,5 @@
 import CBPF
 import CPython
-import Foundation
 import Native
 import ProfileModel
 
@@ -146,7 +145,7 @@ final class StackDecoder<FrameID: Hashable> {
                 let name = mapping.symbolizer?.symbol(at: linkTimeAddress).map { NativeNames.withoutSymbolVersion($0.name) }
                     ?? unknownNativeFrameName(path: mapping.path, address: linkTimeAddress)
                 frame.name = name + byFramePointer
-                frame.file = (mapping.path as NSString).lastPathComponent
+                frame.file = lastPathComponent(mapping.path)
                 if mapping.isInterpreter {
                     switch evalLoop.part(symbol: name) {
                     case .call: role = .evalLoop

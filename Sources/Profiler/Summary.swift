@@ -1,4 +1,3 @@
-import Foundation
 import ProfileModel
 
 /// The one-screen report printed at the end of `record`.
@@ -24,10 +23,9 @@ public struct Summary {
         let threads = tally.threads.count
         let seconds = Double(profile.duration) / 1e9
         var lines: [String] = []
-        lines.append(String(
-            format: "%d samples from %d process%@ (%d thread%@) in %.1f s at %d Hz; %llu records lost",
-            samples, profile.processes.count, profile.processes.count == 1 ? "" : "es", threads,
-            threads == 1 ? "" : "s", seconds, profile.sampleRate, statistics.lostRecords))
+        let processes = profile.processes.count
+        lines.append("\(samples) samples from \(processes) process\(processes == 1 ? "" : "es") (\(threads) thread\(threads == 1 ? "" : "s")) "
+            + "in \(String(cFormat: "%.1f", seconds)) s at \(profile.sampleRate) Hz; \(statistics.lostRecords) records lost")
         let errors = statistics.errorCounters
             .sorted { $0.key < $1.key }
             .map { "\($0.key) \($0.value)" }
@@ -35,7 +33,8 @@ public struct Summary {
         lines.append("errors: " + (errors.isEmpty ? "none" : errors.joined(separator: ", ")))
         if !statistics.kernel.isEmpty { lines.append(statistics.kernel) }
         if let cost = statistics.bpfNanosecondsPerSample {
-            lines.append(String(format: "BPF cost: %.0f ns per sample (%llu program runs)", cost, statistics.bpfInvocations ?? 0))
+            lines.append(
+                "BPF cost: \(String(cFormat: "%.0f", cost)) ns per sample (\(statistics.bpfInvocations ?? 0) program runs)")
             if !statistics.verifiedInstructions.isEmpty {
                 lines.append("BPF verifier: " + statistics.verifiedInstructions.sorted { $0.key < $1.key }
                     .map { "\($0.key) \($0.value)" }.joined(separator: ", ") + " instructions processed (limit 1000000 each)")
@@ -46,18 +45,17 @@ public struct Summary {
         if !splicing.isEmpty {
             let total = splicing.values.reduce(0, +)
             lines.append("mixed stacks: " + splicing.sorted { $0.key < $1.key }
-                .map { String(format: "%@ %d (%.1f%%)", $0.key, $0.value, 100 * Double($0.value) / Double(max(total, 1))) }
+                .map { outcome, count in "\(outcome) \(count) (\(String(cFormat: "%.1f", 100 * Double(count) / Double(max(total, 1))))%)" }
                 .joined(separator: ", "))
         }
         if statistics.nativeStacks > 0 {
-            lines.append(String(
-                format: "native stacks: %d of %d (%.2f%%) unwound to the thread's entry", statistics.nativeStacksComplete,
-                statistics.nativeStacks, 100 * Double(statistics.nativeStacksComplete) / Double(statistics.nativeStacks)))
+            let percent = 100 * Double(statistics.nativeStacksComplete) / Double(statistics.nativeStacks)
+            lines.append("native stacks: \(statistics.nativeStacksComplete) of \(statistics.nativeStacks) "
+                + "(\(String(cFormat: "%.2f", percent))%) unwound to the thread's entry")
         }
         if let tables = statistics.unwindTables {
-            lines.append(String(
-                format: "unwind tables: %d files, %d rows, %.1f of %.1f MiB", tables.files, tables.rows,
-                Double(tables.bytes) / 1048576, Double(tables.capacityBytes) / 1048576))
+            lines.append("unwind tables: \(tables.files) files, \(tables.rows) rows, "
+                + String(cFormat: "%.1f of %.1f MiB", Double(tables.bytes) / 1048576, Double(tables.capacityBytes) / 1048576))
             for (path, reason) in tables.filesWithoutTable.sorted(by: { $0.key < $1.key }) {
                 lines.append("  no unwind table for \(path): \(reason)")
             }
@@ -79,8 +77,8 @@ public struct Summary {
                 name = String(name.prefix(max(10, terminal.columns - 17))) + "…"
             }
             lines.append(String(
-                format: "%5.1f%%  %5.1f%%  %@", 100 * Double(entry.own) / Double(samples),
-                100 * Double(entry.total) / Double(samples), name))
+                cFormat: "%5.1f%%  %5.1f%%  ", 100 * Double(entry.own) / Double(samples),
+                100 * Double(entry.total) / Double(samples)) + name)
         }
         return lines.joined(separator: "\n")
     }

@@ -1,7 +1,7 @@
 import CBPF
 import CPython
 import CSystem
-import Foundation
+import FoundationEssentials
 import Glibc
 import Native
 
@@ -70,7 +70,7 @@ final class UserspaceThreadReader {
         header.tid = UInt32(bitPattern: tid)
         header.cpu = scheduler.cpu
         header.record_type = UInt16(RECORD_SAMPLE.rawValue)
-        let name = ((try? KernelFile.text(files + "comm")) ?? "").trimmingCharacters(in: .newlines)
+        let name = ((try? KernelFile.text(files + "comm")) ?? "").trimming(while: \.isNewline)
         withUnsafeMutableBytes(of: &header.comm) { comm in
             for (index, byte) in name.utf8.prefix(Int(TASK_COMM_LEN) - 1).enumerated() { comm[index] = byte }
         }
@@ -537,7 +537,7 @@ enum ThreadProcFiles {
         for line in status.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1)
             guard parts.count == 2 else { continue }
-            let value = UInt64(parts[1].trimmingCharacters(in: .whitespaces))
+            let value = UInt64(parts[1].trimming(while: \.isWhitespace))
             if parts[0] == "voluntary_ctxt_switches" { voluntary = value }
             if parts[0] == "nonvoluntary_ctxt_switches" { involuntary = value }
         }
@@ -564,7 +564,7 @@ enum ThreadProcFiles {
     /// The frames of `stack`, innermost first; lines that are not a frame are skipped.
     static func kernelFrames(stack: String) -> [KernelFrame] {
         stack.split(separator: "\n").compactMap { line in
-            guard line.hasPrefix("[<"), let close = line.range(of: ">] ") else { return nil }
+            guard line.hasPrefix("[<"), let close = line.firstRange(of: ">] ") else { return nil }
             let shown = hexadecimal(line[line.index(line.startIndex, offsetBy: 2)..<close.lowerBound]) ?? 0
             let words = line[close.upperBound...].split(separator: " ")
             guard let symbol = words.first, let plus = symbol.lastIndex(of: "+"), let slash = symbol.lastIndex(of: "/"),

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Exporters
-import Foundation
+import Glibc
 import ProfileModel
 import Profiler
 
@@ -51,7 +51,7 @@ struct Dump: ParsableCommand {
         }
         for warning in dump.warnings { printToStandardError("pybpfprof: warning: \(warning)") }
         let text = json ? DumpRendering.json(dump) : DumpRendering.text(dump)
-        FileHandle.standardOutput.write(Data(text.utf8))
+        writeAll(text, to: STDOUT_FILENO)
     }
 }
 

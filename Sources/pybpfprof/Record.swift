@@ -1,6 +1,6 @@
 import ArgumentParser
 import Exporters
-import Foundation
+import FoundationEssentials
 import ProfileModel
 import Profiler
 
@@ -126,9 +126,9 @@ struct Record: ParsableCommand {
             }
             if terminal != nil {
                 recorder.onProgress = { progress in
-                    Terminal.replaceLine(String(
-                        format: "recording: %.0f s, %d samples, %d process%@ (Ctrl-C to stop)", progress.seconds,
-                        progress.samples, progress.processes, progress.processes == 1 ? "" : "es"))
+                    let processes = progress.processes
+                    Terminal.replaceLine("recording: \(String(cFormat: "%.0f", progress.seconds)) s, \(progress.samples) samples, "
+                        + "\(processes) process\(processes == 1 ? "" : "es") (Ctrl-C to stop)")
                 }
             }
             defer { if terminal != nil { Terminal.replaceLine("") } }
@@ -161,7 +161,7 @@ struct Record: ParsableCommand {
 extension Record {
     /// The line after the summary of a rotated recording: how many periods were written, and the last one's files.
     fileprivate func rotatedSummary(_ written: RotatingWriter.Outcome, period: Double, format: OutputFormat) -> String {
-        var line = "wrote \(written.periods) period\(written.periods == 1 ? "" : "s") of \(String(format: "%g", period)) s, "
+        var line = "wrote \(written.periods) period\(written.periods == 1 ? "" : "s") of \(String(cFormat: "%g", period)) s, "
             + "the last to \(written.lastPaths[0]) (\(format.rawValue))"
         if written.lastPaths.count > 1 { line += ", its recording saved to \(written.lastPaths[1])" }
         if let keep { line += "; kept the newest \(keep)" + (written.lastPaths.count > 1 ? " of each" : "") }

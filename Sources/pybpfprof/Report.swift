@@ -1,6 +1,6 @@
 import ArgumentParser
 import Exporters
-import Foundation
+import FoundationEssentials
 import ProfileModel
 import Profiler
 
@@ -52,7 +52,7 @@ struct Report: ParsableCommand {
 
     var outputPath: String {
         if let output { return output }
-        let name = (recording as NSString).lastPathComponent
+        let name = lastPathComponent(recording)
         let stem = name.hasSuffix(".pybpfprof") ? String(name.dropLast(".pybpfprof".count)) : name
         return stem + "." + chosenFormat.fileExtension
     }
@@ -79,7 +79,7 @@ struct Report: ParsableCommand {
             let threads = profile.threads.map { "\($0.name) (\($0.key.tid))" }.joined(separator: ", ")
             let seconds = Double(profile.samples.map(\.time).max() ?? 0) / 1e9
             printToStandardError("pybpfprof: error: no sample of \(recording) matches the filters; it has processes \(pids), "
-                + "threads \(threads), samples from 0 to \(String(format: "%.1f", seconds)) s")
+                + "threads \(threads), samples from 0 to \(String(cFormat: "%.1f", seconds)) s")
             throw ExitCode.failure
         }
         let path = outputPath

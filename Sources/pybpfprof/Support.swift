@@ -1,10 +1,22 @@
 import ArgumentParser
 import Exporters
-import Foundation
+import FoundationEssentials
 import Glibc
 
 func printToStandardError(_ text: String) {
-    FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    writeAll(text.hasSuffix("\n") ? text : text + "\n", to: STDERR_FILENO)
+}
+
+/// Writes `text` to `descriptor` unbuffered, so that what goes to standard output and standard error interleaves as
+/// written. Never traps: a closed terminal or pipe loses the text, not the process.
+func writeAll(_ text: String, to descriptor: Int32) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return }
+        bytes = bytes.dropFirst(written)
+    }
 }
 
 /// Runs a step whose errors are the user's to fix: prints the error as one line and exits 1, instead of
@@ -24,12 +36,12 @@ enum OutputPath {
     /// Why a profile could not be written at `path`, checked before recording so that a long recording
     /// is not lost to a typo; the final write reports anything that changed meanwhile.
     static func problem(_ path: String) -> String? {
-        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        var isDirectory: ObjCBool = false
+        let directory = directory(of: path)
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
             return "cannot write \(path): directory \(directory) does not exist"
         }
-        guard isDirectory.boolValue else { return "cannot write \(path): \(directory) is not a directory" }
+        guard isDirectory else { return "cannot write \(path): \(directory) is not a directory" }
         // Create and remove a file, as the final write will: access(2) says yes to root even where the
         // file system refuses (sysfs, read-only mounts).
         var probe = Array("\(directory)/.pybpfprof-probe-XXXXXX".utf8CString)
@@ -39,11 +51,20 @@ enum OutputPath {
         }
         close(fd)
         unlink(probe)
-        var targetIsDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &targetIsDirectory), targetIsDirectory.boolValue {
+        var targetIsDirectory = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &targetIsDirectory), targetIsDirectory {
             return "cannot write \(path): it is a directory"
         }
         return nil
+    }
+
+    /// The directory `path` names a file in, as NSString's deletingLastPathComponent gave it, "." for a bare name:
+    /// "/tmp" for "/tmp/profile.html" and "/tmp//profile.html", "/" for "/profile.html", "out" for "out/profile.html/".
+    static func directory(of path: String) -> String {
+        guard let lastNonSlash = path.lastIndex(where: { $0 != "/" }) else { return path.isEmpty ? "." : "/" }
+        guard let slash = path[...lastNonSlash].lastIndex(of: "/") else { return "." }
+        guard let directoryEnd = path[..<slash].lastIndex(where: { $0 != "/" }) else { return "/" }
+        return String(path[...directoryEnd])
     }
 
     /// Now, local time, as `yyyyMMdd-HHmmss`: the format of `record --rotate`'s file names too.
@@ -64,6 +85,6 @@ enum Terminal {
 
     /// Rewrites the current line: carriage return, the text, erase to the end of the line.
     static func replaceLine(_ text: String) {
-        FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
+        writeAll("\r" + text + "\u{1B}[K", to: STDERR_FILENO)
     }
 }

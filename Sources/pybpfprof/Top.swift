@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import Dispatch
 import Glibc
 import ProfileModel
 import Profiler
@@ -203,15 +203,16 @@ private final class TopView: LiveSessionDisplay {
     private func lines(_ window: LiveProfileWindow, elapsed: Double, hint: String?) -> [String] {
         let contents = window.contents(elapsed: elapsed)
         let rate = window.rate
-        let span = window.window.map { elapsed * 1e9 > Double($0) ? String(format: "in the last %g s", Double($0) / 1e9) : "since the start" }
-            ?? "since the start"
+        let span = window.window.map {
+            elapsed * 1e9 > Double($0) ? "in the last \(String(cFormat: "%g", Double($0) / 1e9)) s" : "since the start"
+        } ?? "since the start"
+        let cpuSeconds = Double(contents.samples) / Double(rate)
         // What a narrow terminal cuts comes last on each line: the target's command line most of all.
         var lines = [
             "pybpfprof top   elapsed \(Self.duration(elapsed))   \(rate) Hz" + (hint.map { "   \($0)" } ?? ""),
             describe(target, processes: window.processes),
-            String(format: "%d process%@, %d thread%@, %d samples (%.2f s of CPU) %@", contents.processes,
-                   contents.processes == 1 ? "" : "es", contents.threads, contents.threads == 1 ? "" : "s", contents.samples,
-                   Double(contents.samples) / Double(rate), span),
+            "\(contents.processes) process\(contents.processes == 1 ? "" : "es"), \(contents.threads) thread\(contents.threads == 1 ? "" : "s"), "
+                + "\(contents.samples) samples (\(String(cFormat: "%.2f", cpuSeconds)) s of CPU) \(span)",
         ]
         if let filterDescription { lines.append("filter: \(filterDescription): \(contents.samples) of \(contents.allSamples) samples") }
         lines.append("")
@@ -222,7 +223,7 @@ private final class TopView: LiveSessionDisplay {
         }
         let seconds = Double(rate), shown = Double(contents.samples)
         for function in contents.functions {
-            lines.append(String(format: "%6.1f  %6.1f  %7.2f  %8.2f  ", 100 * Double(function.own) / shown,
+            lines.append(String(cFormat: "%6.1f  %6.1f  %7.2f  %8.2f  ", 100 * Double(function.own) / shown,
                                 100 * Double(function.total) / shown, Double(function.own) / seconds,
                                 Double(function.total) / seconds) + function.name)
         }
@@ -248,7 +249,7 @@ private final class TopView: LiveSessionDisplay {
 
     private static func duration(_ seconds: Double) -> String {
         let whole = Int(seconds)
-        return whole < 60 ? "\(whole) s" : String(format: "%d:%02d", whole / 60, whole % 60)
+        return whole < 60 ? "\(whole) s" : String(cFormat: "%ld:%02ld", whole / 60, whole % 60)
     }
 }
 
@@ -268,13 +269,7 @@ private enum StandardOutput {
     }
 
     static func write(_ text: String) {
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { Glibc.write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { return }
-            bytes = bytes.dropFirst(written)
-        }
+        writeAll(text, to: STDOUT_FILENO)
     }
 }
 

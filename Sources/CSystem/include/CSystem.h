@@ -25,6 +25,10 @@ int csystem_open_directory_path(const char *path);
 /* fstatfs(2)'s f_type of the file system holding `fd` (sys/vfs.h is not in Swift's Glibc module), or -errno. */
 long csystem_file_system_type(int fd);
 
+/* prctl(PR_SET_NAME): names the calling thread (its comm), cut to 15 bytes by the kernel. prctl is variadic, which
+ * Swift cannot call. 0, or -errno. */
+int csystem_set_thread_name(const char *name);
+
 /* C++ (Itanium ABI) demangling through libstdc++'s __cxa_demangle, which is C++ and so not importable into
  * Swift directly. Returns a malloc'd NUL-terminated name (release it with free) or NULL when `mangled` is not a
  * valid mangled name or memory ran out. */

@@ -1,0 +1,56 @@
+import CSystem
+import Glibc
+
+/// A thread of its own (a pthread) that runs one closure, for work that blocks for the whole recording (the drain
+/// loop, the recording loop) and so must not take a Dispatch worker: what Foundation's Thread gave, without
+/// Foundation. Released before `join()`, the thread is detached and runs on.
+final class DedicatedThread {
+    private let thread: pthread_t
+    private var joined = false
+
+    /// What the new thread runs, passed through pthread_create's context pointer.
+    private final class Start {
+        let name: String
+        let body: () -> Void
+
+        init(name: String, body: @escaping () -> Void) {
+            self.name = name
+            self.body = body
+        }
+    }
+
+    /// Starts the thread. `name` becomes its comm (ps -L, top -H, /proc/PID/task/TID/comm): 15 bytes of it.
+    init(name: String, body: @escaping () -> Void) throws {
+        let start = Unmanaged.passRetained(Start(name: name, body: body))
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { context in
+            let start = Unmanaged<Start>.fromOpaque(context!).takeRetainedValue()
+            _ = csystem_set_thread_name(start.name)
+            start.body()
+            return nil
+        }, start.toOpaque())
+        guard result == 0 else {
+            start.release()
+            throw ThreadStartError(name: name, errorNumber: result)
+        }
+        self.thread = thread
+    }
+
+    /// Waits until the closure has returned.
+    func join() {
+        guard !joined else { return }
+        pthread_join(thread, nil)
+        joined = true
+    }
+
+    deinit {
+        if !joined { pthread_detach(thread) }
+    }
+}
+
+struct ThreadStartError: Error, CustomStringConvertible {
+    let name: String
+    let errorNumber: Int32
+
+    var description: String { "cannot start thread \(name): \(String(cString: strerror(errorNumber)))" }
+}
