@@ -160,6 +160,15 @@ int cbpf_probe_ring_buffer(void)
     return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL);
 }
 
+int cbpf_probe_bpf_refusal(void)
+{
+    /* An array map: every kernel with bpf(2) has it, so a failure is a refusal. */
+    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, NULL, 4, 4, 1, NULL);
+    if (fd < 0) return errno ? errno : EPERM;
+    close(fd);
+    return 0;
+}
+
 #define PYBPFPROF_COUNTER_LABEL(name, label, is_error) [name] = {label, is_error},
 static const struct {
     const char *label;

@@ -18,7 +18,16 @@ public struct KernelSymbols: Sendable {
         public var description: String {
             switch self {
             case .unreadable(let reason): return "cannot read /proc/kallsyms: \(reason)"
-            case .hidden: return "/proc/kallsyms shows no addresses (kernel.kptr_restrict): run as root"
+            case .hidden:
+                // Shown to root with CAP_SYSLOG unless kptr_restrict is 2; a sandbox may also drop CAP_SYSLOG or hide
+                // the file (systemd's ProtectKernelLogs and ProtectKernelTunables).
+                let restrict = (try? KernelFile.text("/proc/sys/kernel/kptr_restrict"))?.filter(\.isNumber) ?? "?"
+                if restrict == "2" {
+                    return "/proc/kallsyms shows no addresses (kernel.kptr_restrict=2 hides them from root too): "
+                        + "sysctl kernel.kptr_restrict=1"
+                }
+                return "/proc/kallsyms shows no addresses (kernel.kptr_restrict=\(restrict)): run as root with CAP_SYSLOG "
+                    + "(sudo; a service must keep CAP_SYSLOG and /proc/kallsyms: no ProtectKernelLogs or ProtectKernelTunables)"
             }
         }
     }

@@ -5,6 +5,7 @@ public enum PreflightError: Error, CustomStringConvertible {
     case notRoot
     case noBTF(release: String)
     case kernelTooOld(release: String, missing: String)
+    case bpfRefused(errno: Int32)
 
     public var description: String {
         switch self {
@@ -13,6 +14,10 @@ public enum PreflightError: Error, CustomStringConvertible {
         case .noBTF(let release):
             return "kernel \(release) has no BTF (/sys/kernel/btf/vmlinux is missing): pybpfprof needs a kernel built with "
                 + "CONFIG_DEBUG_INFO_BTF=y (every major distribution's kernel since 2021): install one"
+        case .bpfRefused(let errno):
+            return "the kernel refused to create a BPF map (\(String(cString: strerror(errno)))): pybpfprof needs root with "
+                + "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), outside any seccomp filter that blocks bpf(2) (a container "
+                + "runtime's default one does): run it on the host, or allow bpf and perf_event_open"
         case .kernelTooOld(let release, let missing):
             return "kernel \(release) lacks \(missing): pybpfprof needs Linux 5.10 or newer: upgrade the kernel"
         }

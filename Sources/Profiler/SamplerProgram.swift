@@ -20,31 +20,37 @@ public struct KernelFeatures: Sendable, Equatable {
     /// A perf_event program may use a hash map that is not preallocated (6.1); without it `process_mappings` is
     /// preallocated, for at most `preallocatedMappingProcesses` processes.
     public var allowsNonPreallocatedHash: Bool
+    /// The errno bpf(2) refused a plain map with (EPERM: no CAP_BPF, or a seccomp filter), nil when permitted: then
+    /// every probe above says "no" for a reason that is not the kernel's age.
+    public var bpfRefusal: Int32?
 
     /// Processes whose native unwind mappings fit where `process_mappings` must be preallocated: 32 KiB of kernel
     /// memory each, 16 MiB in all. Others get Python and kernel stacks only (counted in the summary).
     public static let preallocatedMappingProcesses: UInt32 = 512
 
     public init(release: String, hasBTF: Bool, hasRingBuffer: Bool, hasBPFLoop: Bool, hasTaskPtRegs: Bool,
-                allowsNonPreallocatedHash: Bool) {
+                allowsNonPreallocatedHash: Bool, bpfRefusal: Int32? = nil) {
         self.release = release
         self.hasBTF = hasBTF
         self.hasRingBuffer = hasRingBuffer
         self.hasBPFLoop = hasBPFLoop
         self.hasTaskPtRegs = hasTaskPtRegs
         self.allowsNonPreallocatedHash = allowsNonPreallocatedHash
+        self.bpfRefusal = bpfRefusal
     }
 
     /// Probes the running kernel (needs root: the probes load BPF programs).
     public static func probe() -> KernelFeatures {
         func yes(_ result: Int32) -> Bool { result == 1 }
+        let refusal = cbpf_probe_bpf_refusal()
         return KernelFeatures(
             release: kernelRelease(), hasBTF: FileManager.default.fileExists(atPath: "/sys/kernel/btf/vmlinux"),
             hasRingBuffer: yes(cbpf_probe_ring_buffer()),
             hasBPFLoop: yes(cbpf_probe_perf_event_helper(Int32(BPF_FUNC_loop.rawValue))),
             hasTaskPtRegs: yes(cbpf_probe_perf_event_helper(Int32(BPF_FUNC_task_pt_regs.rawValue)))
                 && yes(cbpf_probe_perf_event_helper(Int32(BPF_FUNC_get_current_task_btf.rawValue))),
-            allowsNonPreallocatedHash: yes(cbpf_probe_perf_event_non_preallocated_hash()))
+            allowsNonPreallocatedHash: yes(cbpf_probe_perf_event_non_preallocated_hash()),
+            bpfRefusal: refusal == 0 ? nil : refusal)
     }
 
     public static func kernelRelease() -> String {
@@ -92,6 +98,7 @@ public struct KernelFeatures: Sendable, Equatable {
     /// What must hold before anything is loaded; nil if nothing is missing.
     public var missing: PreflightError? {
         if !hasBTF { return .noBTF(release: release) }
+        if let bpfRefusal { return .bpfRefused(errno: bpfRefusal) }
         if !hasRingBuffer { return .kernelTooOld(release: release, missing: "the BPF ring buffer (Linux 5.8)") }
         return nil
     }

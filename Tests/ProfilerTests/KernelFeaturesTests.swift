@@ -47,6 +47,20 @@ final class KernelFeaturesTests: XCTestCase {
         XCTAssertFalse(message.contains("\n"))
     }
 
+    /// A refused bpf(2) (no CAP_BPF, a container's seccomp filter) makes every probe say no: the error names the refusal
+    /// and its fixes, not the kernel's age.
+    func testRefusedBPFIsNotAnOldKernel() {
+        var refused = newest
+        refused.hasRingBuffer = false
+        refused.hasBPFLoop = false
+        refused.bpfRefusal = EPERM
+        let message = refused.missing.map { "\($0)" } ?? ""
+        XCTAssertEqual(message, "the kernel refused to create a BPF map (Operation not permitted): pybpfprof needs root with "
+            + "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), outside any seccomp filter that blocks bpf(2) (a container "
+            + "runtime's default one does): run it on the host, or allow bpf and perf_event_open")
+        XCTAssertNil(KernelFeatures.probe().bpfRefusal, "root on this machine may create BPF maps")
+    }
+
     func testVerifierRejectionIsOneLineNamingProgramAndLog() {
         let rejection = VerifierRejection(
             program: "unwind_native_bounded", reason: "BPF program is too large. Processed 1000001 insn", release: "5.10.0-46-amd64",

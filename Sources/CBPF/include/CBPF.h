@@ -27,6 +27,10 @@ void cbpf_clear_libbpf_log(void);
 int cbpf_probe_perf_event_non_preallocated_hash(void);
 int cbpf_probe_perf_event_helper(int helper);
 int cbpf_probe_ring_buffer(void);
+/* 0 if bpf(2) may create a map here, else the errno it refused with: EPERM without CAP_BPF (CAP_SYS_ADMIN before 5.8)
+ * or under a seccomp filter that blocks bpf(2), as container runtimes' default filters do. Tells "not permitted" from
+ * "not supported", which the probes above cannot. */
+int cbpf_probe_bpf_refusal(void);
 
 /* A counter's label in the recording's summary and whether it counts an error, from PYBPFPROF_COUNTERS in
  * pybpfprof.h; NULL for a value past COUNTER_COUNT. */
