@@ -5,6 +5,10 @@ import CPython
 /// `ProcessTable`.)
 struct ProcessFollowing {
     var tree: Set<Int32> = []
+    /// The processes the user named (`--pid`, the command `record --` launched): a target is the process, so one that
+    /// execs another program is located again, as with `--subprocesses` and `--all`. (Also a registration made between
+    /// an exec's new memory map and its exec event is then not lost: the event forgets it, the next locate restores it.)
+    var namedTargets: Set<Int32> = []
     /// Forked children of registered Python processes, to register with their parent's interpreter.
     var forks: [(parent: PythonInterpreter, child: Int32)] = []
     /// pid -> (next attempt, delay before the one after), in nanoseconds.

@@ -141,7 +141,10 @@ public final class Recorder {
                 } catch InterpreterError.notPython where options.subprocesses {
                     // A launcher (a shell, a supervisor): its Python children are what --subprocesses is for.
                 }
-                if options.subprocesses { locked { _ = followed.tree.insert(pid) } }
+                locked {
+                    followed.namedTargets.insert(pid)
+                    if options.subprocesses { followed.tree.insert(pid) }
+                }
             }
             return pids
         case .all:
@@ -165,7 +168,10 @@ public final class Recorder {
     /// as soon as the dynamic loader has mapped it, polled every 2 ms until then.
     private func recordCommand(_ arguments: [String], until timeToStop: () -> Bool) throws {
         let child = try LaunchedCommand(arguments: arguments)
-        if options.subprocesses { locked { _ = followed.tree.insert(child.pid) } }
+        locked {
+            followed.namedTargets.insert(child.pid)
+            if options.subprocesses { followed.tree.insert(child.pid) }
+        }
         var located = false
         var unusable: Error?
         var exitStatus: Int32?
@@ -353,7 +359,7 @@ public final class Recorder {
             forget(pid)
             followed.forks.removeAll { $0.child == pid }
             // With --cgroup the BPF program reports only the execs of the cgroup's tasks.
-            if options.takesEveryNewProgram || followed.tree.contains(pid) {
+            if options.takesEveryNewProgram || followed.tree.contains(pid) || followed.namedTargets.contains(pid) {
                 followed.schedule(pid, now: Self.monotonicNow())
                 loopWakeup.signal()
             }
@@ -372,6 +378,7 @@ public final class Recorder {
         case RECORD_EXIT.rawValue:
             forget(pid)
             followed.tree.remove(pid)
+            followed.namedTargets.remove(pid)
             followed.pending[pid] = nil
         default:
             break
@@ -390,7 +397,6 @@ public final class Recorder {
     /// retrying while the dynamic loader maps libpython (after 1, 2, 4 ... 512 ms, then the process is taken
     /// for something else than Python).
     private func followNewProcesses() {
-        guard options.followsProcesses else { return }
         let now = Self.monotonicNow()
         // Left queued: an exec event removes its child, and registering takes it (both under the lock).
         let (forks, due) = locked { (followed.forks, followed.due(now: now)) }

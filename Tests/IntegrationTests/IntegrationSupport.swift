@@ -234,6 +234,13 @@ struct ProcessResult {
         return lines[start..<min(start + 2, lines.count)].joined(separator: "; ")
     }
 
+    /// How many times the summary's `errors:` line counts `name` ("interpreter state unreadable"); 0 when absent.
+    func errorCount(_ name: String) -> Int {
+        guard let line = standardErrorLines.first(where: { $0.hasPrefix("errors: ") }),
+              let range = line.range(of: name + " ") else { return 0 }
+        return Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+
     /// The lines of stderr that are not empty.
     var standardErrorLines: [String] {
         standardError.split(separator: "\n").map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
