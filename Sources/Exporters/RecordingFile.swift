@@ -154,7 +154,7 @@ public enum RecordingFile {
             profile.samples.append(Sample(
                 time: time, cpu: UInt32(cpu), process: process, tid: try reader.int32("tid"),
                 threadName: Int32(try reader.index(below: nameCount, "thread name index")),
-                stack: Int32(try reader.index(below: stackCount, "stack index"))))
+                stack: Int32(try reader.index(below: stackCount, "stack index")), weight: profile.samplePeriod))
         }
         guard reader.position == bytes.count else { throw reader.corrupt("\(bytes.count - reader.position) bytes after the last sample") }
         return profile

@@ -27,6 +27,36 @@ public struct Frame: Hashable, Sendable {
 
     public static let truncated = Frame(kind: .marker, name: "[truncated]")
     public static let noPython = Frame(kind: .marker, name: "[no Python frame]")
+    /// The leaf of an off-CPU interval's stack (`--mode offcpu|wall`): what the thread was waiting for.
+    public static let offCPUSleeping = Frame(kind: .marker, name: "[off-CPU: sleeping]")
+    public static let offCPUDisk = Frame(kind: .marker, name: "[off-CPU: uninterruptible]")
+    public static let offCPURunnable = Frame(kind: .marker, name: "[off-CPU: waiting for a CPU]")
+    public static let waitingForGIL = Frame(kind: .marker, name: "[waiting for the GIL]")
+}
+
+/// What a recording's samples measure (`record --mode`), and so the unit its weights are in.
+public enum ProfileMode: String, Sendable, CaseIterable {
+    /// On-CPU samples only: each weighs one sampling period of CPU time.
+    case cpu
+    /// On-CPU samples and off-CPU intervals: every thread's wall time, whatever it did.
+    case wall
+    /// Off-CPU intervals only: where threads waited.
+    case offcpu
+    /// On-CPU samples of the thread that held the GIL at that moment.
+    case gil
+
+    /// How the weights read in a profile's header or a tooltip: "CPU time", "wall time".
+    public var timeDescription: String {
+        switch self {
+        case .cpu: return "CPU time"
+        case .wall: return "wall time"
+        case .offcpu: return "off-CPU time"
+        case .gil: return "GIL-holding time"
+        }
+    }
+
+    /// Whether samples carry weights other than one sampling period (the off-CPU intervals do).
+    public var hasIntervals: Bool { self == .wall || self == .offcpu }
 }
 
 public struct Sample: Sendable {
@@ -41,14 +71,18 @@ public struct Sample: Sendable {
     public var threadName: Int32
     /// Index into `Profile.stacks`.
     public var stack: Int32
+    /// Nanoseconds of time it stands for: the sampling period for an on-CPU sample, the interval's length (or the
+    /// period, for a short interval kept by threshold sampling) for an off-CPU one. `time` is an interval's end.
+    public var weight: UInt64
 
-    public init(time: UInt64, cpu: UInt32, process: Int32, tid: Int32, threadName: Int32, stack: Int32) {
+    public init(time: UInt64, cpu: UInt32, process: Int32, tid: Int32, threadName: Int32, stack: Int32, weight: UInt64) {
         self.time = time
         self.cpu = cpu
         self.process = process
         self.tid = tid
         self.threadName = threadName
         self.stack = stack
+        self.weight = weight
     }
 }
 
@@ -102,6 +136,8 @@ public struct Profile: Sendable {
     public var startDate: Double
     /// Length of the recording in nanoseconds.
     public var duration: UInt64 = 0
+    /// What the samples measure; their weights are nanoseconds of it.
+    public var mode: ProfileMode = .cpu
 
     private var frameIndex: [Frame: Int32] = [:]
     private var stackIndex: [[Int32]: Int32] = [:]
@@ -149,17 +185,20 @@ public struct Profile: Sendable {
     /// Convenience for tests and importers: appends a sample whose stack is given as frames, root first, to the
     /// newest process instance with this pid (added, without a command line, if there is none).
     public mutating func append(
-        time: UInt64, cpu: UInt32 = 0, pid: Int32, tid: Int32, threadName: String, stack: [Frame]
+        time: UInt64, cpu: UInt32 = 0, pid: Int32, tid: Int32, threadName: String, stack: [Frame], weight: UInt64? = nil
     ) {
         let frameIDs = stack.map { intern($0) }
         let process = processes.lastIndex { $0.pid == pid }.map(Int32.init)
             ?? add(ProfiledProcess(pid: pid, commandLine: "", pythonVersion: ""))
         let sample = Sample(
             time: time, cpu: cpu, process: process, tid: tid,
-            threadName: intern(threadName: threadName), stack: intern(stack: frameIDs)
+            threadName: intern(threadName: threadName), stack: intern(stack: frameIDs), weight: weight ?? samplePeriod
         )
         samples.append(sample)
     }
+
+    /// Nanoseconds all samples stand for: their weights summed.
+    public var totalWeight: UInt64 { samples.reduce(0) { $0 &+ $1.weight } }
 
     /// Sampling period in nanoseconds.
     public var samplePeriod: UInt64 { UInt64(1_000_000_000 / max(sampleRate, 1)) }
@@ -215,6 +254,7 @@ extension Profile {
     public func filtered(_ filter: SampleFilter) -> Profile {
         var result = Profile(sampleRate: sampleRate, startDate: startDate)
         result.duration = duration
+        result.mode = mode
         var stackMap: [Int32: Int32] = [:]
         var processMap: [Int32: Int32] = [:]
         for sample in samples {
@@ -258,6 +298,7 @@ extension Profile {
     public func compacted(samples: [Sample], startingAt offset: UInt64, duration: UInt64) -> Profile {
         var result = Profile(sampleRate: sampleRate, startDate: startDate + Double(offset) / 1e9)
         result.duration = duration
+        result.mode = mode
         let ordered = samples.sorted { $0.time < $1.time }
         var sampled = [Bool](repeating: false, count: processes.count)
         for sample in ordered { sampled[Int(sample.process)] = true }

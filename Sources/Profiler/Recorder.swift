@@ -495,7 +495,8 @@ public final class Recorder {
         profile.samples.append(Sample(
             time: record.header.time_ns >= startMonotonic ? record.header.time_ns - startMonotonic : 0,
             cpu: record.header.cpu, process: instance, tid: Int32(bitPattern: record.header.tid),
-            threadName: profile.intern(threadName: decoded.threadName), stack: profile.intern(stack: decoded.frames)
+            threadName: profile.intern(threadName: decoded.threadName), stack: profile.intern(stack: decoded.frames),
+            weight: profile.samplePeriod
         ))
         profileLock.unlock()
         if state.instance == nil { locked { table.setInstance(instance, pid: pid, registration: state.registration) } }

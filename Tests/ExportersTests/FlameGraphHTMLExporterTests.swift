@@ -347,7 +347,7 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
             let stackIndex = profile.intern(stack: stack)
             for _ in 0..<(1 + Int(random.next() % 3)) {
                 profile.samples.append(Sample(time: time, cpu: 0, process: 0, tid: 4242, threadName: threadName,
-                                              stack: stackIndex))
+                                              stack: stackIndex, weight: profile.samplePeriod))
                 time += 1_000_000
             }
         }

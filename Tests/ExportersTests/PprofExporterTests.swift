@@ -202,7 +202,7 @@ final class PprofExporterTests: XCTestCase {
         for index in 0..<200_000 {
             profile.samples.append(Sample(
                 time: UInt64(index) * 1000, cpu: 0, process: process, tid: Int32(index % 8), threadName: threadName,
-                stack: stacks[(index * 7919) % stacks.count]))
+                stack: stacks[(index * 7919) % stacks.count], weight: profile.samplePeriod))
         }
         let bytes = PprofExporter().render(profile)
         let decoded = try DecodedProfile(try PprofTestTools.gunzip(bytes))

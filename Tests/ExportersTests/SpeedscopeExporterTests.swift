@@ -145,7 +145,7 @@ final class SpeedscopeExporterTests: XCTestCase {
         for index in 0..<sampleCount {
             profile.samples.append(Sample(
                 time: UInt64(index) * 1000, cpu: 0, process: process, tid: Int32(index % 8), threadName: threadName,
-                stack: stacks[(index * 7919) % stacks.count]
+                stack: stacks[(index * 7919) % stacks.count], weight: profile.samplePeriod
             ))
         }
 
