@@ -45,11 +45,17 @@ struct signal_struct___pybpfprof {
 
 struct task_struct___pybpfprof {
     unsigned int flags;
+    unsigned int __state; /* `state` before 5.14: see scheduler_state */
     int pid;
     int tgid;
     void *stack;
     struct signal_struct___pybpfprof *signal;
     struct thread_struct___pybpfprof thread;
+} __attribute__((preserve_access_index));
+
+/* The task's scheduler state before Linux 5.14 renamed it __state (and made it an unsigned int). */
+struct task_struct___pre_5_14 {
+    long state;
 } __attribute__((preserve_access_index));
 
 /* Only for bpf_get_current_task_btf's prototype; never dereferenced here. */
@@ -119,18 +125,33 @@ struct {
     __uint(max_entries, 8 << 20);
 } samples SEC(".maps");
 
+/* --mode wall|offcpu: see struct offcpu_start. Preallocated, and not an LRU: a full map is counted
+ * (COUNTER_OFFCPU_START_LOST) rather than silently evicting another thread's start. Every entry is deleted at its
+ * thread's next switch-in, and an exiting thread stores none, so entries are the threads asleep right now. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u32);
+    __type(value, struct offcpu_start);
+} offcpu_starts SEC(".maps");
+
 /* bpf_loop passes its callbacks a pointer to the stack: this is what it points at. */
 struct loop_context {
     struct walk_state *state;
     const struct process_mappings *mappings; /* native unwinding: a pointer kept in a map value loses its type */
 };
 
-static __always_inline void count(enum counter counter)
+static __always_inline void count_by(enum counter counter, __u64 amount)
 {
     __u32 key = counter;
     __u64 *value = bpf_map_lookup_elem(&counters, &key);
     if (value)
-        *value += 1; /* per-CPU: no other CPU writes this slot (plain, for 5.10: no BPF_ATOMIC fetch ops) */
+        *value += amount; /* per-CPU: no other CPU writes this slot (plain, for 5.10: no BPF_ATOMIC fetch ops) */
+}
+
+static __always_inline void count(enum counter counter)
+{
+    count_by(counter, 1);
 }
 
 /*
@@ -208,10 +229,13 @@ static __always_inline void emit(struct walk_state *state)
     __u64 size = record_size(&state->sample.header);
     __u64 flags = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) >= config.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
                                                                                 : BPF_RB_NO_WAKEUP;
-    if (bpf_ringbuf_output(&samples, &state->sample, size, flags) == 0)
+    if (bpf_ringbuf_output(&samples, &state->sample, size, flags) == 0) {
         count(COUNTER_SENT);
-    else
-        count(COUNTER_RINGBUF_FULL);
+        return;
+    }
+    count(COUNTER_RINGBUF_FULL);
+    if (state->sample.header.record_type == RECORD_OFFCPU)
+        count_by(COUNTER_OFFCPU_LOST_NS, state->sample.header.weight_ns);
 }
 
 /*
@@ -394,7 +418,7 @@ static long unwind_native_frame(__u32 index, struct loop_context *context)
 #define CONTEXT_REGISTER(ctx, field) \
     context_load_u64(ctx, offsetof(struct bpf_perf_event_data, regs) + offsetof(struct pt_regs, field))
 
-static __always_inline __u64 context_load_u64(struct bpf_perf_event_data *ctx, const int offset)
+static __always_inline __u64 context_load_u64(void *ctx, const int offset)
 {
     __u64 value;
     asm volatile("%0 = *(u64 *)(%1 + %2)" : "=r"(value) : "r"(ctx), "i"(offset));
@@ -412,8 +436,10 @@ static __always_inline const void *current_saved_registers(void)
 }
 
 /* The thread's user registers: the sampled context's if the tick hit user mode, else those saved at
- * kernel entry (system call, fault, interrupt). */
-static __always_inline bool user_registers(struct bpf_perf_event_data *ctx, struct native_cursor *cursor)
+ * kernel entry (system call, fault, interrupt). `ctx` is a perf_event program's (struct bpf_perf_event_data, whose
+ * first member is the interrupted pt_regs) or a kprobe's (the probed kernel function's pt_regs, never user mode):
+ * the register loads are at the same offsets in both. */
+static __always_inline bool user_registers(void *ctx, struct native_cursor *cursor)
 {
     struct pt_regs regs;
     if ((CONTEXT_REGISTER(ctx, cs) & 3) == 3) {
@@ -434,7 +460,7 @@ static __always_inline bool user_registers(struct bpf_perf_event_data *ctx, stru
 /* The process's executable mappings for the native stage; NULL: no native stack to walk. On the stage's first run
  * (`first`) the missing table is flagged and counted, and the cursor starts from the thread's user registers. The
  * stage does this rather than on_sample, so a sample looks the mappings up once per program, not once more. */
-static __always_inline const struct process_mappings *native_stage_mappings(struct bpf_perf_event_data *ctx,
+static __always_inline const struct process_mappings *native_stage_mappings(void *ctx,
                                                                            struct walk_state *state, bool first)
 {
     __u32 tgid = state->sample.header.pid;
@@ -566,6 +592,14 @@ struct {
     __type(value, __u32);
 } programs SEC(".maps");
 
+/* The same stages as kprobe programs, for on_switch_in. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+    __uint(max_entries, PROG_SLOT_COUNT);
+    __type(key, __u32);
+    __type(value, __u32);
+} switch_in_programs SEC(".maps");
+
 /* The Python frames recorded so far, read and written through volatile so that it stays in memory: in a register,
  * the verifier would track its exact value along each path through the frames (a boundary or not, per frame) and
  * check each combination on its own. */
@@ -653,14 +687,15 @@ static __always_inline void send_after_failed_tail_call(struct walk_state *state
     emit(state);
 }
 
-/* After the native unwind: the Python walk if the thread has a Python frame, else the record as it is. */
-static __always_inline void after_native_unwind(struct bpf_perf_event_data *ctx, struct walk_state *state)
+/* After the native unwind: the Python walk if the thread has a Python frame, else the record as it is. `stages`: the
+ * prog array of the calling program's type (`programs` or `switch_in_programs`). */
+static __always_inline void after_native_unwind(void *ctx, void *stages, struct walk_state *state)
 {
     if (!state->frame) {
         emit(state);
         return;
     }
-    bpf_tail_call(ctx, &programs, PROG_PY_WALK);
+    bpf_tail_call(ctx, stages, PROG_PY_WALK);
     send_after_failed_tail_call(state);
 }
 
@@ -671,8 +706,7 @@ static __always_inline struct walk_state *current_walk_state(void)
 }
 
 /* The native unwind in one bpf_loop (5.17+). */
-SEC("perf_event")
-int unwind_native_loop(struct bpf_perf_event_data *ctx)
+static __always_inline int unwind_native_loop_stage(void *ctx, void *stages)
 {
     struct walk_state *state = current_walk_state();
     if (!state)
@@ -682,39 +716,38 @@ int unwind_native_loop(struct bpf_perf_event_data *ctx)
         struct loop_context context = { .state = state, .mappings = mappings };
         bpf_loop(NATIVE_MAX_FRAMES + 1, unwind_native_frame, &context, 0);
     }
-    after_native_unwind(ctx, state);
+    after_native_unwind(ctx, stages, state);
     return 0;
 }
 
 /* The native unwind in batches of NATIVE_FRAMES_PER_CALL frames, one per tail call (kernels without bpf_loop). */
-SEC("perf_event")
-int unwind_native_bounded(struct bpf_perf_event_data *ctx)
+static __always_inline int unwind_native_bounded_stage(void *ctx, void *stages)
 {
     struct walk_state *state = current_walk_state();
     if (!state)
         return 0;
     const struct process_mappings *mappings = native_stage_mappings(ctx, state, state->native_calls == 0);
     if (!mappings) {
-        after_native_unwind(ctx, state);
+        after_native_unwind(ctx, stages, state);
         return 0;
     }
     struct loop_context context = { .state = state, .mappings = mappings };
     for (__u32 i = 0; i < NATIVE_FRAMES_PER_CALL; i++) {
         if (unwind_native_step(i, &context, NULL)) {
-            after_native_unwind(ctx, state);
+            after_native_unwind(ctx, stages, state);
             return 0;
         }
     }
     state->native_calls++;
     if (state->native_calls < NATIVE_MAX_CALLS) {
-        bpf_tail_call(ctx, &programs, PROG_NATIVE_UNWIND);
+        bpf_tail_call(ctx, stages, PROG_NATIVE_UNWIND);
         send_after_failed_tail_call(state);
         return 0;
     }
     /* NATIVE_MAX_FRAMES frames recorded and the cursor holds another. */
     state->sample.header.flags |= SAMPLE_NATIVE_TRUNCATED;
     count(COUNTER_NATIVE_TRUNCATED);
-    after_native_unwind(ctx, state);
+    after_native_unwind(ctx, stages, state);
     return 0;
 }
 
@@ -730,8 +763,7 @@ static __always_inline void finish_python_walk(struct walk_state *state)
 
 /* The Python walk in one bpf_loop (5.17+). Per frame: one read of the frame struct and one 8-byte read of the code
  * object for the address-reuse checksum. */
-SEC("perf_event")
-int walk_python_loop(struct bpf_perf_event_data *ctx)
+static __always_inline int walk_python_loop_stage(void)
 {
     struct walk_state *state = current_walk_state();
     if (!state)
@@ -743,8 +775,7 @@ int walk_python_loop(struct bpf_perf_event_data *ctx)
 }
 
 /* The Python walk in batches of PY_FRAMES_PER_CALL frames, one per tail call (kernels without bpf_loop). */
-SEC("perf_event")
-int walk_python_bounded(struct bpf_perf_event_data *ctx)
+static __always_inline int walk_python_bounded_stage(void *ctx, void *stages)
 {
     struct walk_state *state = current_walk_state();
     if (!state)
@@ -755,13 +786,26 @@ int walk_python_bounded(struct bpf_perf_event_data *ctx)
     }
     state->python_calls++;
     if (state->frame && state->python_calls < PY_MAX_CALLS) {
-        bpf_tail_call(ctx, &programs, PROG_PY_WALK);
+        bpf_tail_call(ctx, stages, PROG_PY_WALK);
         send_after_failed_tail_call(state);
         return 0;
     }
     finish_python_walk(state);
     return 0;
 }
+
+/* The sampler's stages, as perf_event programs. */
+SEC("perf_event")
+int unwind_native_loop(struct bpf_perf_event_data *ctx) { return unwind_native_loop_stage(ctx, &programs); }
+
+SEC("perf_event")
+int unwind_native_bounded(struct bpf_perf_event_data *ctx) { return unwind_native_bounded_stage(ctx, &programs); }
+
+SEC("perf_event")
+int walk_python_loop(struct bpf_perf_event_data *ctx) { return walk_python_loop_stage(); }
+
+SEC("perf_event")
+int walk_python_bounded(struct bpf_perf_event_data *ctx) { return walk_python_bounded_stage(ctx, &programs); }
 
 /*
  * Process events: a program replaced by execve, a process forked, a process gone. Userspace turns them into
@@ -839,28 +883,25 @@ int BPF_PROG(on_exit, struct task_struct *task)
     return 0;
 }
 
-SEC("perf_event")
-int on_sample(struct bpf_perf_event_data *ctx)
+/* The start of a record of the current thread of a profiled process, on_sample's or on_switch_in's: its header, its
+ * kernel stack (from `ctx`), its thread state and current Python frame. Then the native unwind is tail-called through
+ * `stages` (the prog array of the caller's program type), or the Python walk; NULL if there is no walk state. */
+static __always_inline void walk_current_thread(void *ctx, void *stages, const struct py_process *process, __u64 pid_tgid,
+                                                enum record_type type, __u64 weight_ns, __u16 offcpu_state)
 {
-    /* First: on a busy host most ticks belong to tasks of other cgroups. */
-    if (!current_task_in_target())
-        return 0;
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    __u32 tgid = pid_tgid >> 32;
-    const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);
-    if (!process)
-        return 0;
-
     __u32 zero = 0;
     struct walk_state *state = bpf_map_lookup_elem(&walk_states, &zero);
     if (!state)
-        return 0;
+        return;
+    __u32 tgid = pid_tgid >> 32;
     struct sample_header *header = &state->sample.header;
     header->time_ns = bpf_ktime_get_ns();
     header->pid = tgid;
     header->tid = (__u32)pid_tgid;
     header->cpu = bpf_get_smp_processor_id();
-    header->record_type = RECORD_SAMPLE;
+    header->record_type = type;
+    header->weight_ns = weight_ns;
+    header->offcpu_state = offcpu_state;
     header->py_frame_count = 0;
     header->flags = 0;
     header->tstate = 0;
@@ -882,14 +923,119 @@ int on_sample(struct bpf_perf_event_data *ctx)
     else
         header->flags |= SAMPLE_NO_PYTHON;
     if (config.collect_native_stacks) {
-        bpf_tail_call(ctx, &programs, PROG_NATIVE_UNWIND);
+        bpf_tail_call(ctx, stages, PROG_NATIVE_UNWIND);
         send_after_failed_tail_call(state);
-        return 0;
+        return;
     }
-    after_native_unwind(ctx, state);
+    after_native_unwind(ctx, stages, state);
+}
+
+SEC("perf_event")
+int on_sample(struct bpf_perf_event_data *ctx)
+{
+    /* First: on a busy host most ticks belong to tasks of other cgroups. */
+    if (!current_task_in_target())
+        return 0;
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tgid = pid_tgid >> 32;
+    const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);
+    if (!process)
+        return 0;
+    walk_current_thread(ctx, &programs, process, pid_tgid, RECORD_SAMPLE, 0, OFFCPU_NONE);
     return 0;
 }
 
+/*
+ * Off-CPU intervals (`--mode wall|offcpu`): the time a profiled thread spends off a CPU, from the scheduler's own
+ * hooks. At switch-out (the sched_switch tracepoint, where the thread is `prev`) only the time and the reason are
+ * stored; at the thread's next switch-in (a kprobe on finish_task_switch, which runs in the incoming thread, so the
+ * sampler's walk reads its stacks as it reads a sampled thread's) the interval is weighed, kept or sampled out, and
+ * the kept ones walked and sent. A thread's stacks do not change while it is off the CPU, and its kernel stack there
+ * is still the one it blocked in, so walking at switch-in loses nothing; and only the kept intervals pay for a walk.
+ *
+ * The cost on every context switch of the host: a hash lookup at switch-out (is prev profiled?) and one at switch-in
+ * (has this thread a start?). Both hooks run with interrupts off, so the kprobe's walk shares the per-CPU walk state
+ * with on_sample: a tick cannot interrupt it.
+ */
+
+/* Why `task` leaves its CPU (the rule of the kernel's __trace_sched_switch_state): a preempted task stays runnable
+ * whatever its state says. Before 5.18 the state can race with a wakeup and read 0 (runnable) for a short sleep. */
+static __always_inline __u16 switch_out_state(bool preempt, struct task_struct___pybpfprof *task)
+{
+    if (preempt)
+        return OFFCPU_RUNNABLE;
+    long state;
+    if (bpf_core_field_exists(task->__state))
+        state = BPF_CORE_READ(task, __state);
+    else
+        state = BPF_CORE_READ((struct task_struct___pre_5_14 *)task, state);
+    if (state == 0)
+        return OFFCPU_RUNNABLE;
+    return state & 2 /* TASK_UNINTERRUPTIBLE */ ? OFFCPU_UNINTERRUPTIBLE : OFFCPU_SLEEPING;
+}
+
+/* Three arguments, which every kernel since 5.10 has (5.18 appended a fourth, prev_state; a BTF tracepoint program
+ * that names an argument its kernel lacks is rejected). */
+SEC("?tp_btf/sched_switch")
+int BPF_PROG(on_switch_out, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+    struct task_struct___pybpfprof *task = (void *)prev;
+    __u32 tgid = BPF_CORE_READ(task, tgid);
+    if (!bpf_map_lookup_elem(&processes, &tgid))
+        return 0;
+    /* An exiting thread's last switch: it never comes back. */
+    if (BPF_CORE_READ(task, flags) & PF_EXITING)
+        return 0;
+    __u32 tid = BPF_CORE_READ(task, pid);
+    struct offcpu_start start = { .time_ns = bpf_ktime_get_ns(), .state = switch_out_state(preempt, task) };
+    if (bpf_map_update_elem(&offcpu_starts, &tid, &start, BPF_ANY) != 0)
+        count(COUNTER_OFFCPU_START_LOST);
+    return 0;
+}
+
+/* Attached by userspace to finish_task_switch, or to the finish_task_switch.isra.N clone the compiler made of it. */
+SEC("?kprobe")
+int on_switch_in(struct pt_regs *ctx)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tid = (__u32)pid_tgid;
+    struct offcpu_start *start = bpf_map_lookup_elem(&offcpu_starts, &tid);
+    if (!start)
+        return 0;
+    __u64 length = bpf_ktime_get_ns() - start->time_ns;
+    __u16 state = start->state;
+    bpf_map_delete_elem(&offcpu_starts, &tid);
+
+    /* Threshold sampling (config.offcpu_period_ns): keep a short interval with probability length / period.
+     * random / 2^32 < length / period, in integers: both sides stay below 2^63 for a period under 2^31 ns. */
+    __u64 period = config.offcpu_period_ns, weight = length;
+    if (length < period) {
+        if ((__u64)bpf_get_prandom_u32() * period >= length << 32) {
+            count(COUNTER_OFFCPU_SAMPLED_OUT);
+            return 0;
+        }
+        weight = period;
+    }
+    __u32 tgid = pid_tgid >> 32;
+    const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);
+    if (!process)
+        return 0;
+    walk_current_thread(ctx, &switch_in_programs, process, pid_tgid, RECORD_OFFCPU, weight, state);
+    return 0;
+}
+
+/* The stages again, as kprobe programs, for on_switch_in (see enum prog_slot). */
+SEC("?kprobe")
+int unwind_native_loop_switch_in(struct pt_regs *ctx) { return unwind_native_loop_stage(ctx, &switch_in_programs); }
+
+SEC("?kprobe")
+int unwind_native_bounded_switch_in(struct pt_regs *ctx) { return unwind_native_bounded_stage(ctx, &switch_in_programs); }
+
+SEC("?kprobe")
+int walk_python_loop_switch_in(struct pt_regs *ctx) { return walk_python_loop_stage(); }
+
+SEC("?kprobe")
+int walk_python_bounded_switch_in(struct pt_regs *ctx) { return walk_python_bounded_stage(ctx, &switch_in_programs); }
 
 /*
  * Dump (`pybpfprof dump`): the current stack of every thread of a process, without stopping it.

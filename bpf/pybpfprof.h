@@ -55,7 +55,9 @@
 #define TASK_COMM_LEN 16
 #define PY_OFFSET_NONE 0xffff
 
-/* Slots of the `programs` prog array used for tail calls: the stages after on_sample, filled by userspace. */
+/* Slots of the `programs` prog array used for tail calls: the stages after on_sample, filled by userspace. The
+ * off-CPU path (on_switch_in, a kprobe) has its own array, `switch_in_programs`, with the same slots: a prog array
+ * holds programs of one type, so each stage is built twice, once per program type. */
 enum prog_slot {
     PROG_NATIVE_UNWIND = 0, /* unwind_native_loop or unwind_native_bounded */
     PROG_PY_WALK = 1,       /* walk_python_loop or walk_python_bounded */
@@ -162,9 +164,18 @@ enum sample_flags {
     SAMPLE_NATIVE_NOT_LOADED = 1 << 7,    /* the process's mappings and tables are not loaded yet */
 };
 
+/* What an off-CPU interval's thread was doing (RECORD_OFFCPU), as the scheduler saw it at switch-out. */
+enum offcpu_state {
+    OFFCPU_NONE = 0,            /* an on-CPU sample */
+    OFFCPU_SLEEPING = 1,        /* TASK_INTERRUPTIBLE: a futex, poll, sleep, read of a pipe or socket */
+    OFFCPU_UNINTERRUPTIBLE = 2, /* TASK_UNINTERRUPTIBLE: disk I/O, page faults, kernel locks */
+    OFFCPU_RUNNABLE = 3,        /* preempted, or yielded: waiting for a CPU */
+};
+
 struct sample_header {
-    __u64 time_ns;     /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+    __u64 time_ns;     /* CLOCK_MONOTONIC (bpf_ktime_get_ns); an off-CPU interval's end */
     __u64 tstate;      /* PyThreadState* of the sampled thread, 0 if none */
+    __u64 weight_ns;   /* RECORD_OFFCPU: nanoseconds the interval stands for (see on_switch_in); 0 for a sample */
     __u32 pid;         /* host tgid */
     __u32 tid;         /* host thread id */
     __u32 cpu;
@@ -173,7 +184,7 @@ struct sample_header {
     __u16 kernel_frame_count; /* leaf first; 0 when the sample hit user mode */
     __u16 native_frame_count; /* leaf first: the interrupted (or syscall-returning) pc, then return addresses */
     __u16 record_type;        /* enum record_type: a sample, or a process event (header only) */
-    __u16 _pad;
+    __u16 offcpu_state;       /* enum offcpu_state */
     char comm[TASK_COMM_LEN]; /* thread name */
 };
 
@@ -185,6 +196,15 @@ enum record_type {
     RECORD_EXEC = 1,   /* pid ran execve: a new program, maybe a new Python */
     RECORD_FORK = 2,   /* pid forked a new process, tid (its pid) */
     RECORD_EXIT = 3,   /* pid's last thread exited */
+    RECORD_OFFCPU = 4, /* an interval thread tid spent off a CPU, with the stacks it blocked in: a sample's body */
+};
+
+/* Map `offcpu_starts`: host tid -> when a profiled thread left its CPU and why (`--mode wall|offcpu`). Written at
+ * switch-out, deleted at the thread's next switch-in. */
+struct offcpu_start {
+    __u64 time_ns;
+    __u16 state; /* enum offcpu_state */
+    __u16 _pad[3];
 };
 
 /* Bytes of a record's body: kernel_frame_count return addresses (__u64), native_frame_count addresses
@@ -250,6 +270,11 @@ struct pybpfprof_config {
      * newer helpers. */
     __u8 have_task_pt_regs;
     __u8 _pad[3];
+    /* --mode wall|offcpu: the sampling period, in nanoseconds, off-CPU intervals are weighed against. An interval at
+     * least this long is always sent, weighing its length; a shorter one is sent with probability length / period,
+     * weighing one period (threshold sampling: its expected weight is its length, and a thread sends at most one
+     * record per period of off-CPU time however often it switches). 0: off-CPU intervals are not recorded. */
+    __u64 offcpu_period_ns;
 };
 
 /* Named counters (per-CPU array `counters`), summed and reported by userspace. Samples of profiled
@@ -292,7 +317,17 @@ struct pybpfprof_config {
     /* Process events lost: ring buffer full. */ \
     X(COUNTER_EVENTS_LOST, "process events lost", 1) \
     /* --cgroup / --container: the task's cgroup could not be checked. */ \
-    X(COUNTER_CGROUP_CHECK_FAILED, "cgroup checks failed", 1)
+    X(COUNTER_CGROUP_CHECK_FAILED, "cgroup checks failed", 1) \
+    /* --mode wall|offcpu: intervals shorter than the period that threshold sampling left out (their time is in the \
+     * weight of those it kept). */ \
+    X(COUNTER_OFFCPU_SAMPLED_OUT, "short off-CPU intervals sampled out", 0) \
+    /* A switch-in with no start: the thread was asleep when the recording began, or its start was not stored. */ \
+    X(COUNTER_OFFCPU_NO_START, "off-CPU intervals begun before the recording", 0) \
+    /* offcpu_starts was full: that interval is lost. */ \
+    X(COUNTER_OFFCPU_START_LOST, "off-CPU intervals lost: too many threads asleep", 1) \
+    /* Nanoseconds of the off-CPU intervals the ring buffer had no room for (their records are counted in "ring buffer \
+     * full"; the summary prints this as seconds). */ \
+    X(COUNTER_OFFCPU_LOST_NS, "nanoseconds of off-CPU time lost: ring buffer full", 0)
 
 #define PYBPFPROF_COUNTER_ENUMERATOR(name, label, is_error) name,
 enum counter {

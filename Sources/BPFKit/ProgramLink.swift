@@ -12,6 +12,14 @@ public final class ProgramLink {
         self.link = link
     }
 
+    /// A kprobe program attached to the entry of kernel function `function` (a name /proc/kallsyms lists).
+    public init(program: OpaquePointer, name: String, kernelFunction function: String) throws {
+        guard let link = bpf_program__attach_kprobe(program, false, function) else {
+            throw BPFError("attaching BPF program \(name) to kernel function \(function)", errno: errno)
+        }
+        self.link = link
+    }
+
     public func detach() {
         if let link { bpf_link__destroy(link) }
         link = nil

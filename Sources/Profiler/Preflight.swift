@@ -6,6 +6,10 @@ public enum PreflightError: Error, CustomStringConvertible {
     case noBTF(release: String)
     case kernelTooOld(release: String, missing: String)
     case bpfRefused(errno: Int32)
+    /// --mode wall|offcpu hooks the scheduler's switch-in at finish_task_switch, which this kernel's build inlined.
+    case noSwitchInHook(release: String)
+    /// --mode wall|offcpu needs a kprobe, and this kernel was built without them.
+    case noKprobes(release: String)
 
     public var description: String {
         switch self {
@@ -18,6 +22,12 @@ public enum PreflightError: Error, CustomStringConvertible {
             return "the kernel refused to create a BPF map (\(String(cString: strerror(errno)))): pybpfprof needs root with "
                 + "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), outside any seccomp filter that blocks bpf(2) (a container "
                 + "runtime's default one does): run it on the host, or allow bpf and perf_event_open"
+        case .noSwitchInHook(let release):
+            return "kernel \(release) has no finish_task_switch in /proc/kallsyms (its build inlined it), where --mode wall "
+                + "and --mode offcpu see a thread come back to a CPU: use --mode cpu on this kernel"
+        case .noKprobes(let release):
+            return "kernel \(release) was built without kprobes (CONFIG_KPROBES), which --mode wall and --mode offcpu use to "
+                + "see a thread come back to a CPU: use --mode cpu on this kernel, or a kernel with kprobes (every distribution's)"
         case .kernelTooOld(let release, let missing):
             return "kernel \(release) lacks \(missing): pybpfprof needs Linux 5.10 or newer: upgrade the kernel"
         }

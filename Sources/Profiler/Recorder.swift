@@ -83,11 +83,14 @@ public final class Recorder {
         sampler = try Sampler(
             features: features, ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
-            followProcesses: options.followsProcesses, cgroupFD: options.cgroup?.fd)
+            followProcesses: options.followsProcesses, cgroupFD: options.cgroup?.fd,
+            offCPUPeriod: options.mode.hasIntervals ? UInt64(1_000_000_000 / max(options.rate, 1)) : nil,
+            samplesOnCPU: options.mode != .offcpu)
         nativeTables = options.pythonOnly ? nil
             : NativeTableLoader(store: UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity))
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         profile = Profile(sampleRate: options.rate, startDate: 0)
+        profile.mode = options.mode
     }
 
     /// Records until the duration elapses, SIGINT/SIGTERM arrives or every target has exited, and
@@ -492,14 +495,26 @@ public final class Recorder {
         }
         profileLock.lock()
         let instance = state.instance ?? profile.add(state.description)
+        var frames = decoded.frames
+        if let leaf = Self.offCPULeaf(record) { frames.append(profile.intern(leaf)) }
         profile.samples.append(Sample(
             time: record.header.time_ns >= startMonotonic ? record.header.time_ns - startMonotonic : 0,
             cpu: record.header.cpu, process: instance, tid: Int32(bitPattern: record.header.tid),
-            threadName: profile.intern(threadName: decoded.threadName), stack: profile.intern(stack: decoded.frames),
-            weight: profile.samplePeriod
+            threadName: profile.intern(threadName: decoded.threadName), stack: profile.intern(stack: frames),
+            weight: record.isOffCPU ? record.header.weight_ns : profile.samplePeriod
         ))
         profileLock.unlock()
         if state.instance == nil { locked { table.setInstance(instance, pid: pid, registration: state.registration) } }
+    }
+
+    /// The marker an off-CPU interval's stack ends in: why its thread was off the CPU. nil for an on-CPU sample.
+    static func offCPULeaf(_ record: SampleRecord) -> Frame? {
+        guard record.isOffCPU else { return nil }
+        switch UInt32(record.header.offcpu_state) {
+        case OFFCPU_UNINTERRUPTIBLE.rawValue: return .offCPUDisk
+        case OFFCPU_RUNNABLE.rawValue: return .offCPURunnable
+        default: return .offCPUSleeping
+        }
     }
 
     private func finish() -> (Profile, RecordingStatistics) {
@@ -525,6 +540,8 @@ public final class Recorder {
             if entry.isError && value > 0 { statistics.errorCounters[entry.name] = value }
         }
         statistics.lostRecords = counters[COUNTER_RINGBUF_FULL] ?? 0
+        statistics.offCPUSampledOut = counters[COUNTER_OFFCPU_SAMPLED_OUT] ?? 0
+        statistics.offCPULostNanoseconds = counters[COUNTER_OFFCPU_LOST_NS] ?? 0
         // Tail calls run inside the invocation that started them and are accounted to on_sample. Divided by
         // profiled samples, so the figure includes the cheap early exits on every other process's ticks.
         let profiledSamples = (counters[COUNTER_SENT] ?? 0) + statistics.lostRecords

@@ -1,3 +1,4 @@
+import ProfileModel
 
 /// What to profile.
 public enum Target: Sendable, Equatable {
@@ -33,6 +34,8 @@ public struct RecordOptions: Sendable {
     public var subprocesses = false
     /// Load the BPF program as on the oldest supported kernel (`KernelFeatures.asOldestSupported`).
     public var oldestKernelMode = false
+    /// What the samples measure (`--mode`): on-CPU samples, off-CPU intervals, or both.
+    public var mode: ProfileMode = .cpu
 
     /// Whether the recording follows processes as they start: `--all`, `--cgroup` and `--subprocesses`.
     var followsProcesses: Bool { takesEveryNewProgram || subprocesses }
@@ -72,6 +75,10 @@ public struct RecordingStatistics: Sendable {
     public var errorCounters: [String: UInt64] = [:]
     /// Records the kernel could not write: ring buffer full.
     public var lostRecords: UInt64 = 0
+    /// --mode wall|offcpu: off-CPU intervals sent, short ones sampled out, and the nanoseconds of those lost.
+    public var offCPUIntervals: UInt64 = 0
+    public var offCPUSampledOut: UInt64 = 0
+    public var offCPULostNanoseconds: UInt64 = 0
     /// BPF run time per sample of a profiled process, when statistics were on.
     public var bpfNanosecondsPerSample: Double?
     /// Times the BPF program ran, on any process's tick.

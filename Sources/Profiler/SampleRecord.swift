@@ -34,8 +34,11 @@ struct SampleRecord {
         return bytes.loadUnaligned(as: sample_header.self)
     }
 
-    /// Whether it is a sample rather than a process event.
-    var isSample: Bool { header.record_type == UInt16(RECORD_SAMPLE.rawValue) }
+    /// Whether it carries stacks (an on-CPU sample or an off-CPU interval) rather than being a process event.
+    var isSample: Bool { header.record_type == UInt16(RECORD_SAMPLE.rawValue) || isOffCPU }
+
+    /// Whether it is an off-CPU interval (`--mode wall|offcpu`), weighing `header.weight_ns`.
+    var isOffCPU: Bool { header.record_type == UInt16(RECORD_OFFCPU.rawValue) }
 
     func has(_ flag: sample_flags) -> Bool { UInt32(header.flags) & flag.rawValue != 0 }
 

@@ -1,4 +1,5 @@
 import BPFKit
+import FoundationEssentials
 import CBPF
 import CPython
 import Native
@@ -26,6 +27,12 @@ final class Sampler {
     /// Process events (exec, fork, exit), reported into the sample ring buffer.
     private let eventPrograms: [(String, OpaquePointer)]
     private var eventLinks: [ProgramLink] = []
+    /// --mode wall|offcpu: on_switch_out, and on_switch_in with the kernel function it is attached to.
+    private let switchOutProgram: OpaquePointer?
+    private let switchIn: (program: OpaquePointer, function: String)?
+    private var switchLinks: [ProgramLink] = []
+    /// Whether the cpu-clock perf events are attached (not in --mode offcpu).
+    private let samplesOnCPU: Bool
 
     /// How long records may wait in the ring buffer before the drain thread reads them. 10 ms when following
     /// processes: a starting interpreter frees the code objects of the modules it imports right after running
@@ -37,8 +44,24 @@ final class Sampler {
     ///   - unwindTableBytes: memory for the native unwind rows of every file (preallocated by the kernel).
     ///   - cgroupFD: an open cgroup v2 directory: only its tasks and those of the cgroups below it are sampled and
     ///     reported (`--cgroup`, `--container`); nil for every task. Only read here: the caller keeps it open.
+    ///   - offCPUPeriod: records the intervals threads spend off a CPU, weighed against this period in nanoseconds
+    ///     (`offcpu_period_ns` in bpf/pybpfprof.h); nil: none.
+    ///   - samplesOnCPU: attaches the cpu-clock perf events (false: off-CPU intervals only).
     init(features: KernelFeatures, ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
-         unwindTableBytes: Int, followProcesses: Bool, cgroupFD: Int32? = nil) throws {
+         unwindTableBytes: Int, followProcesses: Bool, cgroupFD: Int32? = nil, offCPUPeriod: UInt64? = nil,
+         samplesOnCPU: Bool = true) throws {
+        self.samplesOnCPU = samplesOnCPU
+        // Before anything is loaded: a kernel without the hook is refused with its one-line reason.
+        let switchInFunction = try offCPUPeriod.map { _ in
+            // The kprobe PMU is there when the kernel was built with CONFIG_KPROBES (every distribution's kernel is).
+            guard FileManager.default.fileExists(atPath: "/sys/bus/event_source/devices/kprobe") else {
+                throw PreflightError.noKprobes(release: features.release)
+            }
+            guard let function = SamplerProgram.switchInFunction(kallsyms: (try? KernelFile.text("/proc/kallsyms")) ?? "") else {
+                throw PreflightError.noSwitchInHook(release: features.release)
+            }
+            return function
+        }
         pollIntervalMilliseconds = followProcesses ? 10 : 50
         // A Python-only recording keeps a one-row array: nothing to preallocate.
         let unwindRowCapacity = nativeStacks ? max(1, unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
@@ -51,6 +74,7 @@ final class Sampler {
         // Records wake the drain thread only past a quarter of the buffer; otherwise its timed poll (pollInterval)
         // collects them. See wakeup_bytes in bpf/pybpfprof.h.
         configuration.wakeup_bytes = UInt64(ringBufferBytes / 4)
+        configuration.offcpu_period_ns = offCPUPeriod ?? 0
         program = try SamplerProgram(features: features, configuration: configuration) { object in
             try object.setMaxEntries(map: .samples, ringBufferBytes)
             try object.setMaxEntries(map: .unwind_rows, UInt32(unwindRowCapacity))
@@ -68,6 +92,8 @@ final class Sampler {
         ringBufferFD = try object.mapFD(.samples)
         sampleProgram = try object.program(.on_sample)
         eventPrograms = try SamplerProgram.processEventPrograms.map { ($0.rawValue, try object.program($0)) }
+        switchOutProgram = offCPUPeriod == nil ? nil : try object.program(.on_switch_out)
+        switchIn = try switchInFunction.map { (try object.program(.on_switch_in), $0) }
         if collectStatistics { statistics = try BPFStatistics() }
     }
 
@@ -113,13 +139,20 @@ final class Sampler {
             }
         }
         eventLinks = try eventPrograms.map { try ProgramLink(program: $1, name: $0) }
-        attachment = try CPUClockAttachment(program: sampleProgram, frequency: frequency)
+        // Switch-in first: a start stored before it is attached would be found only at the thread's next switch-in.
+        if let switchIn {
+            switchLinks.append(try ProgramLink(program: switchIn.program, name: "on_switch_in", kernelFunction: switchIn.function))
+        }
+        if let switchOutProgram { switchLinks.append(try ProgramLink(program: switchOutProgram, name: "on_switch_out")) }
+        if samplesOnCPU { attachment = try CPUClockAttachment(program: sampleProgram, frequency: frequency) }
     }
 
     /// Detaches the perf events, waits for the drain thread and consumes what is left in the buffer.
     func stop() {
         attachment?.detach()
         attachment = nil
+        switchLinks.forEach { $0.detach() }
+        switchLinks = []
         eventLinks.forEach { $0.detach() }
         eventLinks = []
         guard let reader else { return }

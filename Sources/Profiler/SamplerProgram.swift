@@ -135,7 +135,36 @@ final class SamplerProgram {
         }
     }
 
+    /// The same stages as kprobe programs, for on_switch_in (`switch_in_programs`).
+    static func switchInStages(_ walk: KernelFeatures.Walk) -> [(slot: prog_slot, program: BPFProgramName)] {
+        switch walk {
+        case .loop: return [(PROG_NATIVE_UNWIND, .unwind_native_loop_switch_in), (PROG_PY_WALK, .walk_python_loop_switch_in)]
+        case .tailCalls:
+            return [(PROG_NATIVE_UNWIND, .unwind_native_bounded_switch_in), (PROG_PY_WALK, .walk_python_bounded_switch_in)]
+        }
+    }
+
+    /// The off-CPU hooks (`--mode wall|offcpu`) and the stages on_switch_in tail-calls.
+    static func offCPUPrograms(_ walk: KernelFeatures.Walk) -> [BPFProgramName] {
+        [.on_switch_out, .on_switch_in] + switchInStages(walk).map(\.program)
+    }
+
     static let processEventPrograms: [BPFProgramName] = [.on_exec, .on_fork, .on_exit]
+
+    /// The kernel function on_switch_in is attached to: `finish_task_switch`, or the `finish_task_switch.isra.N` clone
+    /// GCC makes of it (never a `.cold` part, which runs only on a rare path), as /proc/kallsyms (`kallsyms`) lists
+    /// them; nil if neither is there (inlined into its caller: no place to hook the switch-in).
+    static func switchInFunction(kallsyms: String) -> String? {
+        var clone: String?
+        for line in kallsyms.split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 2)
+            guard fields.count == 3, "tT".contains(fields[1]) else { continue }
+            let name = fields[2].split(separator: "\t", maxSplits: 1)[0]
+            if name == "finish_task_switch" { return String(name) }
+            if clone == nil, name.hasPrefix("finish_task_switch.isra."), !name.contains(".cold") { clone = String(name) }
+        }
+        return clone
+    }
 
     /// - Parameters:
     ///   - processEvents: load the exec/fork/exit programs.
@@ -146,6 +175,8 @@ final class SamplerProgram {
     ///   - configure: the caller's map sizes, applied before load.
     init(features: KernelFeatures, processEvents: Bool = true, extraPrograms: [BPFProgramName] = [], explainRejections: Bool = true,
          configuration: pybpfprof_config, configure: (BPFObject) throws -> Void) throws {
+        let offCPU = configuration.offcpu_period_ns != 0
+        let extraPrograms = extraPrograms + (offCPU ? Self.offCPUPrograms(features.walk) : [])
         self.features = features
         var configuration = configuration
         configuration.have_task_pt_regs = features.hasTaskPtRegs ? 1 : 0
@@ -169,6 +200,13 @@ final class SamplerProgram {
             let fd = bpf_program__fd(try object.program(program))
             try table.update(UInt32(slot.rawValue), UInt32(bitPattern: fd))
         }
+        if offCPU {
+            let switchInTable = BPFMap(fd: try object.mapFD(.switch_in_programs))
+            for (slot, program) in Self.switchInStages(features.walk) {
+                let fd = bpf_program__fd(try object.program(program))
+                try switchInTable.update(UInt32(slot.rawValue), UInt32(bitPattern: fd))
+            }
+        }
     }
 
     private static func open(features: KernelFeatures, processEvents: Bool, extraPrograms: [BPFProgramName],
@@ -178,6 +216,8 @@ final class SamplerProgram {
             + extraPrograms)
         for program in BPFProgramName.allCases { try object.setAutoload(program, wanted.contains(program)) }
         try object.setConfiguration(configuration)
+        // Preallocated: 16384 entries of kernel memory that only the off-CPU hooks use.
+        if configuration.offcpu_period_ns == 0 { try object.setMaxEntries(map: .offcpu_starts, 1) }
         if !features.allowsNonPreallocatedHash {
             try object.preallocate(.process_mappings)
             try object.setMaxEntries(map: .process_mappings, KernelFeatures.preallocatedMappingProcesses)

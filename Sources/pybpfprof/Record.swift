@@ -101,6 +101,7 @@ struct Record: ParsableCommand {
             unwindTableBytes: unwindMemory << 20)
         options.allowNonPython = allowNonPython
         options.oldestKernelMode = sampling.oldestKernelMode
+        options.mode = sampling.mode.profileMode
         options.subprocesses = subprocesses
         let terminal = Terminal.standardError
         let path = outputPath

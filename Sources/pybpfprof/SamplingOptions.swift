@@ -1,5 +1,6 @@
 import ArgumentParser
 import Profiler
+import ProfileModel
 
 /// What `record` and `top` sample: exactly one target, the rate, and which frames are kept.
 struct SamplingOptions: ParsableArguments {
@@ -23,6 +24,16 @@ struct SamplingOptions: ParsableArguments {
 
     @Option(name: .long, help: "Samples per second of CPU time, per CPU.")
     var rate = 100
+
+    @Option(name: .long, help: ArgumentHelp(
+        "What to measure: cpu (on-CPU samples), wall (on-CPU samples and the time off a CPU), offcpu (only the time off a CPU).",
+        discussion: "wall and offcpu record each interval a thread spends off a CPU with the stack it blocked in (Python, native "
+            + "and kernel frames), weighed by its length and marked [off-CPU: sleeping], [off-CPU: uninterruptible] (disk, "
+            + "kernel locks) or [off-CPU: waiting for a CPU]. Intervals shorter than one sampling period (1/rate) are sampled "
+            + "with a chance proportional to their length, so a thread that switches very often costs at most one record per "
+            + "period of off-CPU time.",
+        valueName: "mode"))
+    var mode: RecordingMode = .cpu
 
     @Flag(name: .long, help: "Python frames only: no native or kernel frames.")
     var pythonOnly = false
@@ -48,6 +59,19 @@ struct SamplingOptions: ParsableArguments {
         guard (1...20_000).contains(rate) else { throw ValidationError("--rate must be between 1 and 20000 Hz") }
         if pythonOnly && interpreterFrames {
             throw ValidationError("--python-only records no native frames: drop --interpreter-frames")
+        }
+    }
+
+    /// The modes `--mode` takes (the GIL view is still to come).
+    enum RecordingMode: String, ExpressibleByArgument, CaseIterable {
+        case cpu, wall, offcpu
+
+        var profileMode: ProfileMode {
+            switch self {
+            case .cpu: return .cpu
+            case .wall: return .wall
+            case .offcpu: return .offcpu
+            }
         }
     }
 

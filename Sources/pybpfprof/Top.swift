@@ -68,6 +68,7 @@ struct Top: ParsableCommand {
         var options = RecordOptions(
             target: target, rate: rate, pythonOnly: sampling.pythonOnly, showInterpreterFrames: sampling.interpreterFrames)
         options.oldestKernelMode = sampling.oldestKernelMode
+        options.mode = sampling.mode.profileMode
         // Loading BPF takes a moment and is where most setup errors show: before the screen is taken over.
         let recorder = try failing { try Recorder(options: options) }
         let liveWindow = LiveProfileWindow(

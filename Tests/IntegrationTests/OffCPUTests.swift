@@ -1,0 +1,127 @@
+import Exporters
+import Foundation
+import ProfileModel
+import XCTest
+
+/// `--mode wall` and `--mode offcpu`: the time threads spend off a CPU, from the scheduler's switch-out and switch-in.
+///
+/// These need kprobes (on_switch_in hooks finish_task_switch), which every distribution's kernel has; a kernel built
+/// without them (CONFIG_KPROBES unset, as some cloud VMs' are) refuses the modes with a one-line error, and these tests
+/// then fail. Scripts/test runs them in the guests of Scripts/test-kernels (Debian's and Ubuntu's kernels, 5.10 to 6.12).
+final class OffCPUTests: IntegrationTestCase {
+    private static let parts = ["compute_part", "sleep_part", "lock_part", "socket_part"]
+
+    /// What a run of Fixtures/offcpu_workload.py recorded: the main thread's weight per part, and the wall time the
+    /// workload measured for each part itself.
+    private struct PartsRun {
+        var profile: Profile
+        var mainThread: [Sample]
+        /// Weight (nanoseconds) of the main thread's samples whose stack holds the part's function.
+        var weights: [String: UInt64]
+        var measuredSeconds: [String: Double]
+        var summary: String
+
+        func share(of part: String) -> Double {
+            Double(weights[part] ?? 0) / Double(max(OffCPUTests.parts.reduce(0) { $0 + (weights[$1] ?? 0) }, 1))
+        }
+
+        func measuredShare(of part: String) -> Double {
+            (measuredSeconds[part] ?? 0) / max(OffCPUTests.parts.reduce(0) { $0 + (measuredSeconds[$1] ?? 0) }, 1e-9)
+        }
+
+        func holds(_ sample: Sample, _ name: String, kind: Frame.Kind = .python) -> Bool {
+            profile.stacks[Int(sample.stack)].contains {
+                let frame = profile.frames[Int($0)]
+                return frame.kind == kind && (kind == .python ? frame.name == name : frame.name.contains(name))
+            }
+        }
+
+        var description: String {
+            OffCPUTests.parts.map {
+                String(format: "%@ %.1f%% (measured %.1f%%)", $0, 100 * share(of: $0), 100 * measuredShare(of: $0))
+            }.joined(separator: ", ")
+        }
+    }
+
+    private func recordParts(_ interpreter: PythonInterpreter, mode: String, rounds: Int = 10) throws -> PartsRun {
+        let fixture = Checkout.fixtures.appendingPathComponent("offcpu_workload.py").path
+        try stage([fixture], for: interpreter)
+        let recording = scratchFile("\(mode)-\(interpreter.name).pybpfprof")
+        let result = try runPyBPFProf(
+            ["record", "--mode", mode, "--rate", "499", "--save", recording, "-o", scratchFile("\(mode).folded"), "--"]
+                + interpreter.command([fixture, String(rounds)]), timeout: 300).requireSuccess()
+        let mainTid = try printedThreadID("main-tid", in: result.standardOutput)
+        var measured: [String: Double] = [:]
+        for line in result.standardOutput.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if words.count == 2, Self.parts.contains(String(words[0])), let seconds = Double(words[1]) {
+                measured[String(words[0])] = seconds
+            }
+        }
+        XCTAssertEqual(Set(measured.keys), Set(Self.parts), "\(interpreter): the workload did not print its parts\n\(result.report)")
+        let profile = try RecordingFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: recording))))
+        let mainThread = profile.samples.filter { $0.tid == mainTid }
+        var run = PartsRun(profile: profile, mainThread: mainThread, weights: [:], measuredSeconds: measured,
+                           summary: result.recordingSummary)
+        for sample in mainThread {
+            for part in Self.parts where run.holds(sample, part) { run.weights[part, default: 0] += sample.weight }
+        }
+        return run
+    }
+
+    /// In wall mode each part's share of the main thread's time is its share by the workload's own clock, within 5
+    /// points; each wait is weighed whole (not one sample period per interval) and shows where it blocked: the
+    /// kernel's nanosleep (or select, which 2.7 to 3.10 sleep in), futex and recv paths, under the Python function.
+    func testWallModeWeighsEachPartByItsWallTime() throws {
+        for interpreter in try PythonInterpreters.supported() {
+            let run = try recordParts(interpreter, mode: "wall")
+            print("  \(interpreter.label): \(run.description)\n    \(run.summary)")
+            XCTAssertEqual(run.profile.mode, .wall, "\(interpreter): the recording did not keep its mode")
+            for part in Self.parts {
+                XCTAssertEqual(run.share(of: part), run.measuredShare(of: part), accuracy: 0.05, "\(interpreter): \(part): \(run.description)")
+            }
+            let waits = [("sleep_part", ["nanosleep", "select"]), ("lock_part", ["futex"]), ("socket_part", ["recv"])]
+            for (part, kernelNames) in waits {
+                let offCPU = run.mainThread.filter { run.holds($0, part) && isOffCPU($0, in: run.profile) }
+                let there = offCPU.filter { sample in kernelNames.contains { run.holds(sample, $0, kind: .kernel) } }
+                let weight = there.reduce(0) { $0 + $1.weight }, total = offCPU.reduce(0) { $0 + $1.weight }
+                XCTAssertGreaterThan(Double(weight), 0.9 * Double(total),
+                                     "\(interpreter): \(part): \(weight) of \(total) ns off-CPU in \(kernelNames) kernel frames")
+            }
+        }
+    }
+
+    /// In cpu mode the waits take no time: nearly all of the main thread's samples are in compute_part.
+    func testCPUModeLeavesTheWaitsOut() throws {
+        let interpreter = try PythonInterpreters.pyenv("3.12")
+        let run = try recordParts(interpreter, mode: "cpu")
+        print("  \(interpreter.label): \(run.description)\n    \(run.summary)")
+        XCTAssertEqual(run.profile.mode, .cpu)
+        XCTAssertGreaterThan(run.share(of: "compute_part"), 0.9, run.description)
+        XCTAssertFalse(run.mainThread.contains { isOffCPU($0, in: run.profile) }, "an off-CPU interval in cpu mode")
+    }
+
+    /// In offcpu mode only the waits are there, each marked with why the thread was off its CPU: the three waits are
+    /// sleeps ([off-CPU: sleeping]), and compute_part has at most its preemptions ([off-CPU: waiting for a CPU]).
+    func testOffCPUModeRecordsOnlyTheWaits() throws {
+        let interpreter = try PythonInterpreters.pyenv("3.12")
+        let run = try recordParts(interpreter, mode: "offcpu")
+        print("  \(interpreter.label): \(run.description)\n    \(run.summary)")
+        XCTAssertEqual(run.profile.mode, .offcpu)
+        XCTAssertTrue(run.profile.samples.allSatisfy { isOffCPU($0, in: run.profile) }, "an on-CPU sample in offcpu mode")
+        for part in ["sleep_part", "lock_part", "socket_part"] {
+            let sleeping = run.mainThread.filter { run.holds($0, part) && leaf($0, in: run.profile) == .offCPUSleeping }
+            XCTAssertGreaterThan(Double(sleeping.reduce(0) { $0 + $1.weight }), 0.9 * Double(run.weights[part] ?? 0),
+                                 "\(part) should be asleep: \(run.description)")
+        }
+        XCTAssertLessThan(run.share(of: "compute_part"), 0.1, run.description)
+    }
+
+    private func leaf(_ sample: Sample, in profile: Profile) -> Frame? {
+        profile.stacks[Int(sample.stack)].last.map { profile.frames[Int($0)] }
+    }
+
+    private func isOffCPU(_ sample: Sample, in profile: Profile) -> Bool {
+        leaf(sample, in: profile).map { [Frame.offCPUSleeping, .offCPUDisk, .offCPURunnable, .waitingForGIL].contains($0) } ?? false
+    }
+}
