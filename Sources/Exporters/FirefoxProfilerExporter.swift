@@ -24,8 +24,12 @@ import ProfileModel
 ///   when it runs in one) and `processStartupTime`, which is how the profiler groups them under one process
 ///   track; `pid` is the pid, or `pid.N` for the Nth process that had the same pid during the recording (a
 ///   reused pid is another process); `isMainThread` when tid == pid;
-/// - every sample at its own time (`samples.time`, ms after `meta.startTime`, exact to the nanosecond),
-///   in time order within its thread, each weighing one sample (`weight` null, `weightType` "samples");
+/// - every sample at its own time (`samples.time`, ms after `meta.startTime`, exact to the nanosecond), in time
+///   order within its thread. In modes cpu and gil each weighs one sample (`weight` null, `weightType` "samples"),
+///   every sample being one sampling period. In modes with off-CPU intervals (wall, offcpu) each weighs the
+///   milliseconds it stands for (`weight` exact to the nanosecond, `weightType` "tracing-ms", which the call tree
+///   shows as running time) and sits at their start, its time less its weight: the profiler draws a sample from
+///   its time to the next sample's, and an interval's time is its end;
 /// - categories Python (yellow), Native (blue), Kernel (orange) and Other (grey, the default category,
 ///   for markers such as `[truncated]`), each with the one subcategory "Other";
 /// - one frame and one function per distinct profile frame used by the thread: the function carries the
@@ -76,7 +80,11 @@ public struct FirefoxProfilerExporter: Sendable {
         }
 
         let period = profile.samplePeriod
-        let lastSampleEnd = threads.map { $0.samples.last!.time + period }.max() ?? 0
+        // A sample's time is where what it weighs starts in modes with intervals; in the others a period follows it.
+        let lastSampleEnd = threads.map { thread in
+            profile.mode.hasIntervals
+                ? thread.samples.map { $0.time + $0.weight }.max()! : thread.samples.last!.time + period
+        }.max() ?? 0
         let profilingEnd = max(profile.duration, lastSampleEnd)
         // Milliseconds since 1970 to the microsecond, as an integer number of microseconds.
         let startMicroseconds = UInt64(max(0, (profile.startDate * 1_000_000).rounded()))
@@ -193,11 +201,14 @@ public struct FirefoxProfilerExporter: Sendable {
         var samples: [Sample]
     }
 
-    /// Each thread with samples, in (process, tid) order.
+    /// Each thread with samples, in (process, tid) order; in modes with intervals, each sample's time is the start
+    /// of the time it weighs.
     private static func samplesByThread(_ profile: Profile) -> [ThreadSamples] {
         var samplesByThread: [ThreadKey: [Sample]] = [:]
         for sample in profile.samples {
-            samplesByThread[ThreadKey(process: sample.process, tid: sample.tid), default: []].append(sample)
+            var placed = sample
+            if profile.mode.hasIntervals { placed.time -= min(sample.weight, sample.time) }
+            samplesByThread[ThreadKey(process: sample.process, tid: sample.tid), default: []].append(placed)
         }
         return profile.threads.map { thread in
             let samples = samplesByThread[thread.key]!
@@ -353,9 +364,15 @@ public struct FirefoxProfilerExporter: Sendable {
         writer.key("time")
         writer.column(thread.samples) { writer, sample in writer.decimal(sample.time, fractionDigits: 6) }
         writer.key("weight")
-        writer.raw("null,")
-        writer.key("weightType")
-        writer.string("samples")
+        if profile.mode.hasIntervals {
+            writer.column(thread.samples) { writer, sample in writer.decimal(sample.weight, fractionDigits: 6) }
+            writer.key("weightType")
+            writer.string("tracing-ms")
+        } else {
+            writer.raw("null,")
+            writer.key("weightType")
+            writer.string("samples")
+        }
         writer.raw(",")
         writer.key("length")
         writer.number(thread.samples.count)

@@ -9,6 +9,7 @@ import ProfileModel
 /// ```
 /// {"format":"pybpfprof-flamegraph","version":1,
 ///  "samples":N,"sampleRate":HZ,"durationNs":NS,"startDate":SECONDS,
+///  "mode":"wall","timeDescription":"wall time","unit":"microseconds","unitNs":1000,
 ///  "processes":[{"pid":P,"command":"...","python":"3.12.1","container":"..."},...],
 ///  "strings":["all","<module>","app.py",...],
 ///  "frames":[kind,name,file,line, kind,name,file,line, ...],
@@ -22,8 +23,13 @@ import ProfileModel
 ///   frames, in its order.
 /// - `nodes` is the call tree in preorder: a node's parent is the nearest earlier node one level less deep,
 ///   children are in the order of their frames' names, files and lines (as flamegraph.pl orders them), and
-///   `total` counts the samples whose stack passes through the node. A node's self count is its total less
-///   its children's; the page derives it rather than carrying a fourth array.
+///   `total` is the time of the samples whose stack passes through the node. A node's self count is its total
+///   less its children's; the page derives it rather than carrying a fourth array.
+/// - `unit` says what `total` counts, and `unitNs` how many nanoseconds one of it stands for: `samples` of one
+///   sampling period each in modes cpu and gil; `microseconds` (1000) in modes wall and offcpu, where samples
+///   weigh what they stand for, an off-CPU interval its length (each path's weights summed in nanoseconds, then
+///   rounded to the microsecond, as the folded format does). The page shows a node's time in seconds of the
+///   mode's `timeDescription`, and its share of the root's total: either way frames are sized by time.
 ///
 /// Flat integer arrays keep the file small and parse quickly (a million-node tree is a few megabytes that
 /// `JSON.parse` reads in well under a second) and need no object per node in the page. Frames merge by
@@ -68,6 +74,18 @@ public struct FlameGraphHTMLExporter: Sendable {
         // Whole seconds are exact in a double and enough for the heading's date.
         writer.key("startDate")
         writer.number(Int(profile.startDate.rounded(.down)))
+        writer.raw(",")
+        writer.key("mode")
+        writer.string(profile.mode.rawValue)
+        writer.raw(",")
+        writer.key("timeDescription")
+        writer.string(profile.mode.timeDescription)
+        writer.raw(",")
+        writer.key("unit")
+        writer.string(profile.mode.hasIntervals ? "microseconds" : "samples")
+        writer.raw(",")
+        writer.key("unitNs")
+        writer.number(profile.mode.hasIntervals ? 1000 : profile.samplePeriod)
         writer.raw(",")
 
         writer.key("processes")
@@ -170,7 +188,8 @@ struct FlameGraphTree {
     private(set) var frameTable: [TableFrame] = []
     /// The processes that have samples, in the profile's order; one tree level each when there are several.
     private(set) var processes: [ProfiledProcess] = []
-    /// Per node, in preorder: its frame (index into `frameTable`), depth (the root's is 0), and sample count.
+    /// Per node, in preorder: its frame (index into `frameTable`), depth (the root's is 0), and total (samples, or
+    /// microseconds in modes with intervals).
     private(set) var frame: [Int32] = []
     private(set) var depth: [Int32] = []
     private(set) var total: [Int] = []
@@ -225,26 +244,30 @@ struct FlameGraphTree {
             if perProcess { levels[Int(index)].append(Int32(containers.count + position)) }
         }
 
-        // Samples per stack, or per process and stack.
-        var paths: [(keys: [Int32], count: Int)] = []
+        // Samples, or nanoseconds in modes with intervals, per stack or per process and stack; then each path's
+        // total in the unit the page reads (`unit`), microseconds rounded once per path.
+        let weighs = profile.mode.hasIntervals
+        func amount(_ sample: Sample) -> UInt64 { weighs ? sample.weight : 1 }
+        func inPageUnit(_ amount: UInt64) -> Int { Int(weighs ? (amount + 500) / 1000 : amount) }
+        var paths: [(keys: [Int32], total: Int)] = []
         if levelCount > 0 {
-            var counts: [Int: Int] = [:]
+            var counts: [Int: UInt64] = [:]
             for sample in profile.samples {
-                counts[Int(sample.process) * profile.stacks.count + Int(sample.stack), default: 0] += 1
+                counts[Int(sample.process) * profile.stacks.count + Int(sample.stack), default: 0] += amount(sample)
             }
             paths.reserveCapacity(counts.count)
-            for (key, count) in counts {
+            for (key, summed) in counts where inPageUnit(summed) > 0 {
                 let stack = profile.stacks[key % profile.stacks.count]
                 var keys = levels[key / profile.stacks.count]
                 keys.reserveCapacity(keys.count + stack.count)
                 for frameIndex in stack { keys.append(Int32(levelCount) + frameRanks[Int(frameIndex)]) }
-                paths.append((keys, count))
+                paths.append((keys, inPageUnit(summed)))
             }
         } else {
-            var counts = [Int](repeating: 0, count: profile.stacks.count)
-            for sample in profile.samples { counts[Int(sample.stack)] += 1 }
-            for (stackIndex, count) in counts.enumerated() where count > 0 {
-                paths.append((profile.stacks[stackIndex].map { frameRanks[Int($0)] }, count))
+            var counts = [UInt64](repeating: 0, count: profile.stacks.count)
+            for sample in profile.samples { counts[Int(sample.stack)] += amount(sample) }
+            for (stackIndex, summed) in counts.enumerated() where inPageUnit(summed) > 0 {
+                paths.append((profile.stacks[stackIndex].map { frameRanks[Int($0)] }, inPageUnit(summed)))
             }
         }
         paths.sort { Self.precedes($0.keys, $1.keys) }
@@ -272,7 +295,7 @@ struct FlameGraphTree {
                 depth.append(Int32(position + 1))
                 total.append(0)
             }
-            for node in openPath { total[node] += path.count }
+            for node in openPath { total[node] += path.total }
             previous = keys
         }
     }

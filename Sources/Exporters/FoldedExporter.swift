@@ -3,6 +3,11 @@ import ProfileModel
 /// Folded ("collapsed") stacks: one line per distinct stack, `frame;frame;...;frame count`, root first,
 /// lines sorted by their UTF-8 bytes (the order of `LC_ALL=C sort`), each ending in "\n".
 ///
+/// The count is the stack's samples in modes cpu and gil, where every sample weighs one sampling period. In modes
+/// with off-CPU intervals (wall, offcpu) samples weigh what they stand for, so the count is microseconds: the
+/// weights of the line's samples summed, then rounded to the nearest microsecond. Flame graph tools size frames by
+/// the count, so either way they size them by time (`unitDescription(for:)` says which).
+///
 /// Frames render as:
 /// - Python and native frames: `name (file:line)`, `name (file)` when the line is unknown (0),
 ///   `name` when the file is unknown (empty). A native frame's file is its library.
@@ -34,6 +39,12 @@ public struct FoldedExporter: Sendable {
         return bytes
     }
 
+    /// What the counts of a profile of this mode are, for the line that names the file written: "counts are
+    /// samples of CPU time", "counts are microseconds of wall time".
+    public static func unitDescription(for mode: ProfileMode) -> String {
+        "counts are \(mode.hasIntervals ? "microseconds" : "samples") of \(mode.timeDescription)"
+    }
+
     /// The lines of the file, sorted, without their line terminators.
     public func lines(_ profile: Profile) -> [String] {
         let renderedFrames = profile.frames.map(Self.render)
@@ -41,8 +52,12 @@ public struct FoldedExporter: Sendable {
             profile.stacks[Int(stack)].lazy.map { renderedFrames[Int($0)] }.joined(separator: ";")
         }
 
+        // What a sample adds to its line: nanoseconds where the count is time, else 1.
+        let weighs = profile.mode.hasIntervals
+        func amount(_ sample: Sample) -> UInt64 { weighs ? sample.weight : 1 }
+
         // Counting per interned stack first means each distinct stack is rendered once, not once per sample.
-        var countsByLine: [String: Int] = [:]
+        var countsByLine: [String: UInt64] = [:]
         let containerPrefixes = profile.processes.map { process in
             process.containerID.isEmpty ? "" : "container \(Self.sanitize(process.shortContainerID))"
         }
@@ -54,9 +69,10 @@ public struct FoldedExporter: Sendable {
                 var thread: ThreadKey
                 var stack: Int32
             }
-            var counts: [ThreadStack: Int] = [:]
+            var counts: [ThreadStack: UInt64] = [:]
             for sample in profile.samples {
-                counts[ThreadStack(thread: ThreadKey(process: sample.process, tid: sample.tid), stack: sample.stack), default: 0] += 1
+                counts[ThreadStack(thread: ThreadKey(process: sample.process, tid: sample.tid), stack: sample.stack), default: 0]
+                    += amount(sample)
             }
             let processLabels = profile.processLabels
             let prefixes = Dictionary(uniqueKeysWithValues: profile.threads.map { thread in
@@ -72,20 +88,22 @@ public struct FoldedExporter: Sendable {
                 var process: Int32
                 var stack: Int32
             }
-            var counts: [ProcessStack: Int] = [:]
-            for sample in profile.samples { counts[ProcessStack(process: sample.process, stack: sample.stack), default: 0] += 1 }
+            var counts: [ProcessStack: UInt64] = [:]
+            for sample in profile.samples {
+                counts[ProcessStack(process: sample.process, stack: sample.stack), default: 0] += amount(sample)
+            }
             for (processStack, count) in counts {
                 countsByLine[join(containerPrefixes[Int(processStack.process)], renderStack(processStack.stack)), default: 0] += count
             }
         } else {
-            var counts = [Int](repeating: 0, count: profile.stacks.count)
-            for sample in profile.samples { counts[Int(sample.stack)] += 1 }
+            var counts = [UInt64](repeating: 0, count: profile.stacks.count)
+            for sample in profile.samples { counts[Int(sample.stack)] += amount(sample) }
             for (stack, count) in counts.enumerated() where count > 0 {
                 countsByLine[renderStack(Int32(stack)), default: 0] += count
             }
         }
         return countsByLine
-            .map { "\($0.key) \($0.value)" }
+            .map { "\($0.key) \(weighs ? ($0.value + 500) / 1000 : $0.value)" }
             .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 

@@ -7,12 +7,15 @@ import Darwin
 #endif
 
 /// pprof's `profile.proto` (github.com/google/pprof/proto/profile.proto), gzip-compressed, for
-/// `go tool pprof`, Pyroscope and Parca: a CPU profile whose sample types are `samples/count` and
-/// `cpu/nanoseconds`, with `cpu` the default, period type `cpu/nanoseconds` and period the sampling period.
+/// `go tool pprof`, Pyroscope and Parca. The sample types are `samples/count` and the time the profile's mode
+/// measures, in nanoseconds: `cpu` (mode cpu), `wall` (wall), `off-cpu` (offcpu) or `gil` (gil, the CPU time of the
+/// thread holding the GIL). The time is the default sample type and the period type, and the period is the
+/// sampling period.
 ///
 /// - Samples: all samples with the same stack, process, thread and thread name are one pprof sample with
-///   values `[n, n × period]`. pprof has no per-sample time (the whole file has one start time and one
-///   duration), so keeping them apart would only make the file larger; pprof sums sample values itself.
+///   values `[n, their weights summed]`: `[n, n × period]` for on-CPU samples, the intervals' lengths for off-CPU
+///   ones. pprof has no per-sample time (the whole file has one start time and one duration), so keeping them
+///   apart would only make the file larger; pprof sums sample values itself.
 /// - Labels on each sample: `pid` and `thread_id` (numeric), `thread_name` (string; the name the thread had
 ///   at that sample, so a thread renamed during the recording shows both names; none for a thread without
 ///   a name). The keys use `_` rather than spaces because Pyroscope and Parca turn pprof labels into series
@@ -47,7 +50,7 @@ public struct PprofExporter: Sendable {
     public func encode(_ profile: Profile) -> [UInt8] {
         var strings = StringTable()
         let samplesType = ValueType(type: strings["samples"], unit: strings["count"])
-        let cpuType = ValueType(type: strings["cpu"], unit: strings["nanoseconds"])
+        let timeType = ValueType(type: strings[Self.timeTypeName(profile.mode)], unit: strings["nanoseconds"])
         let labelKeys = (pid: strings["pid"], threadID: strings["thread_id"], threadName: strings["thread_name"],
                          container: strings["container"])
         let containers = profile.processes.map { $0.containerID.isEmpty ? 0 : strings[$0.containerID] }
@@ -57,26 +60,29 @@ public struct PprofExporter: Sendable {
         var sampleIndex: [SampleKey: Int] = [:]
         var sampleKeys: [SampleKey] = []
         var sampleCounts: [Int64] = []
+        var sampleWeights: [UInt64] = []
         for sample in profile.samples {
             let key = SampleKey(stack: sample.stack, process: sample.process, tid: sample.tid, threadName: sample.threadName)
             if let index = sampleIndex[key] {
                 sampleCounts[index] += 1
+                sampleWeights[index] += sample.weight
             } else {
                 sampleIndex[key] = sampleKeys.count
                 sampleKeys.append(key)
                 sampleCounts.append(1)
+                sampleWeights.append(sample.weight)
             }
         }
 
         var samples = ProtobufWriter()
         var usedFrames = [Bool](repeating: false, count: profile.frames.count)
-        for (key, count) in zip(sampleKeys, sampleCounts) {
+        for (index, key) in sampleKeys.enumerated() {
             let stack = profile.stacks[Int(key.stack)]
             for frame in stack { usedFrames[Int(frame)] = true }
             let threadName = strings[profile.threadNames[Int(key.threadName)]]
             samples.message(Field.Profile.sample) { sample in
                 sample.packedUInt64s(Field.Sample.locationID, stack.reversed().map { Self.locationID(frame: $0) })
-                sample.packedInt64s(Field.Sample.value, [count, count &* period])
+                sample.packedInt64s(Field.Sample.value, [sampleCounts[index], Int64(clamping: sampleWeights[index])])
                 sample.message(Field.Sample.label) { label in
                     label.int64(Field.Label.key, labelKeys.pid)
                     label.int64(Field.Label.num, Int64(profile.processes[Int(key.process)].pid))
@@ -139,7 +145,7 @@ public struct PprofExporter: Sendable {
         }
 
         var message = ProtobufWriter()
-        for valueType in [samplesType, cpuType] {
+        for valueType in [samplesType, timeType] {
             message.message(Field.Profile.sampleType) { valueType.write(to: &$0) }
         }
         message.append(samples)
@@ -155,11 +161,21 @@ public struct PprofExporter: Sendable {
         for string in strings.strings { message.string(Field.Profile.stringTable, string) }
         message.int64(Field.Profile.timeNanos, Self.nanoseconds(sinceEpoch: profile.startDate))
         message.int64(Field.Profile.durationNanos, Int64(clamping: profile.duration))
-        message.message(Field.Profile.periodType) { cpuType.write(to: &$0) }
+        message.message(Field.Profile.periodType) { timeType.write(to: &$0) }
         message.int64(Field.Profile.period, period)
         message.packedInt64s(Field.Profile.comment, comments)
-        message.int64(Field.Profile.defaultSampleType, cpuType.type)
+        message.int64(Field.Profile.defaultSampleType, timeType.type)
         return message.bytes
+    }
+
+    /// The name of the sample type that holds the time the mode measures.
+    static func timeTypeName(_ mode: ProfileMode) -> String {
+        switch mode {
+        case .cpu: "cpu"
+        case .wall: "wall"
+        case .offcpu: "off-cpu"
+        case .gil: "gil"
+        }
     }
 
     private static let mappingID: UInt64 = 1

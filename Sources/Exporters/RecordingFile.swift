@@ -8,22 +8,26 @@ import ProfileModel
 ///     magic "PYBPFREC"  (8 bytes)
 ///     format version    (u32 little-endian; this writer writes `currentVersion`)
 ///     sample rate, start date (f64 bit pattern, u64 little-endian), duration ns
+///     mode (0 cpu, 1 wall, 2 offcpu, 3 gil)
 ///     processes: count, then per process: pid (zigzag), command line, Python version, container ID
 ///     frames: count, then per frame: kind (0 python, 1 native, 2 kernel, 3 marker), name, file, line
 ///     stacks: count, then per stack: length, frame indices (root first)
 ///     thread names: count, then the strings
 ///     samples: count, then per sample: time delta from the previous sample (times are sorted), cpu,
-///              process index, tid (zigzag), thread name index, stack index
+///              process index, tid (zigzag), thread name index, stack index, weight less the sampling
+///              period (zigzag, nanoseconds: 0, one byte, for every on-CPU sample, whatever the mode)
 ///
-/// Version 1 had no container ID, and a pid instead of the process index in each sample (its processes are
-/// one per pid); it is still read.
+/// Version 2 had no mode and no weights: its samples are on-CPU samples of mode cpu, each weighing one sampling
+/// period. Version 1 also had no container ID, and a pid instead of the process index in each sample (its
+/// processes are one per pid). Both are still read.
 ///
-/// A sample costs 6 to 10 bytes; the interned tables are written once. The reader treats the file as hostile:
-/// every count is bounded by the bytes left, every index is checked, and a failure names the byte where it
-/// happened.
+/// A sample costs 7 to 11 bytes, 3 to 5 more for an off-CPU interval; the interned tables are written once.
+/// The reader treats the file as hostile: every count is bounded by the bytes left, every index is checked, the
+/// weights add up to at most `Int64.max` nanoseconds (so that every exporter can sum them in 64 bits), and a
+/// failure names the byte where it happened.
 public enum RecordingFile {
     public static let magic = Array("PYBPFREC".utf8)
-    public static let currentVersion: UInt32 = 2
+    public static let currentVersion: UInt32 = 3
     /// The oldest version this build reads.
     public static let oldestReadableVersion: UInt32 = 1
 
@@ -34,6 +38,7 @@ public enum RecordingFile {
         writer.varint(UInt64(max(profile.sampleRate, 0)))
         withUnsafeBytes(of: profile.startDate.bitPattern.littleEndian) { writer.bytes += $0 }
         writer.varint(profile.duration)
+        writer.varint(modeNumbers[profile.mode]!)
 
         writer.varint(UInt64(profile.processes.count))
         for process in profile.processes {
@@ -58,6 +63,7 @@ public enum RecordingFile {
         for name in profile.threadNames { writer.string(name) }
 
         let samples = profile.samples.sorted { $0.time < $1.time }
+        let period = profile.samplePeriod
         writer.varint(UInt64(samples.count))
         var previous: UInt64 = 0
         for sample in samples {
@@ -68,6 +74,7 @@ public enum RecordingFile {
             writer.signed(Int64(sample.tid))
             writer.varint(UInt64(sample.threadName))
             writer.varint(UInt64(sample.stack))
+            writer.signed(Int64(bitPattern: sample.weight &- period))
         }
         return writer.bytes
     }
@@ -90,8 +97,16 @@ public enum RecordingFile {
 
         let rate = try reader.count(limit: 1_000_000, "sample rate")
         let startDate = Double(bitPattern: try reader.u64())
-        var profile = Profile(sampleRate: rate, startDate: startDate.isFinite ? startDate : 0)
+        // A date that is no time (not finite, or past the year 5000) reads as 0: the exporters turn it into integers.
+        var profile = Profile(sampleRate: rate, startDate: startDate.isFinite && abs(startDate) < 1e11 ? startDate : 0)
         profile.duration = try reader.varint("duration")
+        if version >= 3 {
+            let number = try reader.varint("mode")
+            guard let mode = modeNumbers.first(where: { $0.value == number })?.key else {
+                throw reader.corrupt("unknown mode \(number)")
+            }
+            profile.mode = mode
+        }
 
         // Version 1 names a sample's process by pid, one process per pid.
         var processByPID: [Int32: Int32] = [:]
@@ -134,6 +149,8 @@ public enum RecordingFile {
         let sampleCount = try reader.count("samples")
         profile.samples.reserveCapacity(sampleCount)
         var time: UInt64 = 0
+        let period = Int64(profile.samplePeriod)
+        var totalWeight: Int64 = 0
         for _ in 0..<sampleCount {
             let (sum, overflow) = time.addingReportingOverflow(try reader.varint("sample time"))
             guard !overflow else { throw reader.corrupt("sample time overflows") }
@@ -151,14 +168,29 @@ public enum RecordingFile {
             } else {
                 process = Int32(try reader.index(below: processCount, "process index"))
             }
-            profile.samples.append(Sample(
-                time: time, cpu: UInt32(cpu), process: process, tid: try reader.int32("tid"),
-                threadName: Int32(try reader.index(below: nameCount, "thread name index")),
-                stack: Int32(try reader.index(below: stackCount, "stack index")), weight: profile.samplePeriod))
+            let tid = try reader.int32("tid")
+            let threadName = Int32(try reader.index(below: nameCount, "thread name index"))
+            let stack = Int32(try reader.index(below: stackCount, "stack index"))
+            var weight = period
+            if version >= 3 {
+                let (sum, weightOverflows) = period.addingReportingOverflow(try reader.int64("sample weight"))
+                guard !weightOverflows, sum >= 0 else {
+                    throw reader.corrupt("a sample weight is negative or beyond 64 bits")
+                }
+                weight = sum
+            }
+            let (total, totalOverflows) = totalWeight.addingReportingOverflow(weight)
+            guard !totalOverflows else { throw reader.corrupt("sample weights add up to more than \(Int64.max) ns") }
+            totalWeight = total
+            profile.samples.append(Sample(time: time, cpu: UInt32(cpu), process: process, tid: tid,
+                                          threadName: threadName, stack: stack, weight: UInt64(weight)))
         }
         guard reader.position == bytes.count else { throw reader.corrupt("\(bytes.count - reader.position) bytes after the last sample") }
         return profile
     }
+
+    /// The numbers that stand for the modes in the file: never renumber them.
+    private static let modeNumbers: [ProfileMode: UInt64] = [.cpu: 0, .wall: 1, .offcpu: 2, .gil: 3]
 
     private struct Writer {
         var bytes: [UInt8] = []
@@ -231,9 +263,13 @@ public enum RecordingFile {
             return Int(value)
         }
 
-        mutating func int32(_ what: String) throws -> Int32 {
+        mutating func int64(_ what: String) throws -> Int64 {
             let raw = try varint(what)
-            let value = Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+            return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+        }
+
+        mutating func int32(_ what: String) throws -> Int32 {
+            let value = try int64(what)
             guard let result = Int32(exactly: value) else { throw corrupt("\(what) \(value) is out of range") }
             return result
         }

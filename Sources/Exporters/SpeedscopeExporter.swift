@@ -3,7 +3,10 @@ import ProfileModel
 
 /// speedscope's file format (https://www.speedscope.app/file-format-schema.json): the profile's frames as
 /// the shared frame list, and one `sampled` profile per thread, in (process, tid) order, whose samples are that
-/// thread's stacks in time order, each weighing one sampling period, in nanoseconds.
+/// thread's stacks in time order, each weighing what it stands for, in nanoseconds: one sampling period for an
+/// on-CPU sample, its length for an off-CPU interval (modes wall and offcpu). `startValue` and `endValue` span
+/// the samples' times (to one period after the last); speedscope takes the weights' sum instead when it is larger,
+/// as it is for a thread that spent most of its time off the CPU.
 public struct SpeedscopeExporter: Sendable {
     public static let schemaURL = "https://www.speedscope.app/file-format-schema.json"
 
@@ -17,19 +20,18 @@ public struct SpeedscopeExporter: Sendable {
 
     public func render(_ profile: Profile) -> [UInt8] {
         let period = profile.samplePeriod
-        // Every sample repeats an interned stack and the same weight, so each is rendered once and copied.
+        // Every sample repeats an interned stack, so each is rendered once and copied.
         let renderedStacks = profile.stacks.map { stack in
             var writer = JSONWriter()
             writer.array(stack) { $0.number(Int($1)) }
             return writer.bytes
         }
-        var periodWriter = JSONWriter()
-        periodWriter.number(period)
-        let renderedPeriod = periodWriter.bytes
 
         let averageStackBytes = renderedStacks.reduce(0) { $0 + $1.count } / max(renderedStacks.count, 1)
+        // A weight is about as long as the period, which has the digits of 10^9 / rate.
+        let weightBytes = String(period).utf8.count
         var writer = JSONWriter(
-            reservingCapacity: profile.samples.count * (averageStackBytes + renderedPeriod.count + 2)
+            reservingCapacity: profile.samples.count * (averageStackBytes + weightBytes + 2)
                 + profile.frames.count * 64 + 4096
         )
         writer.raw("{")
@@ -96,7 +98,7 @@ public struct SpeedscopeExporter: Sendable {
             writer.array(samples) { $0.raw(renderedStacks[Int($1.stack)]) }
             writer.raw(",")
             writer.key("weights")
-            writer.array(samples.indices) { writer, _ in writer.raw(renderedPeriod) }
+            writer.array(samples) { $0.number($1.weight) }
             writer.raw("}")
         }
         writer.raw("]}")

@@ -14,9 +14,27 @@ public struct FunctionCount: Equatable, Sendable {
     }
 }
 
+/// One function's share of some samples' time: what the shares of `top` and `report` are of when samples weigh
+/// unequally (modes wall and offcpu, whose off-CPU intervals weigh their length).
+public struct FunctionWeight: Equatable, Sendable {
+    /// The function's label (`Frame.LabelStyle.function`).
+    public var name: String
+    /// Nanoseconds of the samples whose leaf frame is the function.
+    public var own: UInt64
+    /// Nanoseconds of the samples with the function anywhere on the stack, once per sample however often recursion
+    /// repeats it.
+    public var total: UInt64
+
+    public init(name: String, own: UInt64, total: UInt64) {
+        self.name = name
+        self.own = own
+        self.total = total
+    }
+}
+
 /// The functions of a profile's stacks, worked out once per frame and per stack so that own and total samples can be
-/// counted as often as needed (`top` counts at every refresh). A Profile's frames and stacks only ever grow, so a
-/// table follows a growing profile by adding what came after the part it knows.
+/// counted, or weighed, as often as needed (`top` counts at every refresh). A Profile's frames and stacks only ever
+/// grow, so a table follows a growing profile by adding what came after the part it knows.
 public struct FunctionTable: Sendable {
     /// Function labels, interned: frames on different lines of one function are one function.
     private var names: [String] = []
@@ -60,16 +78,32 @@ public struct FunctionTable: Sendable {
     /// Every function of the counted stacks with its own and total samples: most own samples first, then most total,
     /// then by name. `samplesPerStack[i]`: how many samples have the profile's stack `i`.
     public func count(samplesPerStack: [Int]) -> [FunctionCount] {
-        var own = [Int](repeating: 0, count: names.count)
-        var total = [Int](repeating: 0, count: names.count)
-        for (stack, samples) in samplesPerStack.enumerated() where samples > 0 {
-            let functions = stackFunctions[stack]
-            if let leaf = functions.leaf { own[Int(leaf)] += samples }
-            for function in functions.distinct { total[Int(function)] += samples }
-        }
+        let (own, total) = sums(samplesPerStack)
         return names.indices.filter { total[$0] > 0 }
             .map { FunctionCount(name: names[$0], own: own[$0], total: total[$0]) }
             .sorted { ($0.own, $0.total, $1.name) > ($1.own, $1.total, $0.name) }
+    }
+
+    /// Every function of the weighed stacks with its own and total nanoseconds: most own time first, then most
+    /// total, then by name. `weightPerStack[i]`: the weights of the samples that have the profile's stack `i`,
+    /// summed.
+    public func weigh(weightPerStack: [UInt64]) -> [FunctionWeight] {
+        let (own, total) = sums(weightPerStack)
+        return names.indices.filter { total[$0] > 0 }
+            .map { FunctionWeight(name: names[$0], own: own[$0], total: total[$0]) }
+            .sorted { ($0.own, $0.total, $1.name) > ($1.own, $1.total, $0.name) }
+    }
+
+    /// Per function: the amounts of the stacks it is the leaf of, and of the stacks it is on.
+    private func sums<Amount: FixedWidthInteger>(_ amountPerStack: [Amount]) -> (own: [Amount], total: [Amount]) {
+        var own = [Amount](repeating: 0, count: names.count)
+        var total = [Amount](repeating: 0, count: names.count)
+        for (stack, amount) in amountPerStack.enumerated() where amount > 0 {
+            let functions = stackFunctions[stack]
+            if let leaf = functions.leaf { own[Int(leaf)] += amount }
+            for function in functions.distinct { total[Int(function)] += amount }
+        }
+        return (own, total)
     }
 }
 
@@ -79,5 +113,13 @@ extension Profile {
         var samplesPerStack = [Int](repeating: 0, count: stacks.count)
         for sample in samples { samplesPerStack[Int(sample.stack)] += 1 }
         return FunctionTable(self).count(samplesPerStack: samplesPerStack)
+    }
+
+    /// Every function of the profile's samples with its own and total nanoseconds, ordered as `FunctionTable.weigh`
+    /// does.
+    public func functionWeights() -> [FunctionWeight] {
+        var weightPerStack = [UInt64](repeating: 0, count: stacks.count)
+        for sample in samples { weightPerStack[Int(sample.stack)] += sample.weight }
+        return FunctionTable(self).weigh(weightPerStack: weightPerStack)
     }
 }

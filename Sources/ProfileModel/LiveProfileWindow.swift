@@ -1,7 +1,7 @@
-/// The samples of the last `window` nanoseconds of a profile that is still being recorded (or their counts since the
-/// start), taken from it a refresh at a time, and the table of functions they make (`top`). Frames, stacks and thread
-/// names only ever grow in a Profile, so each is copied and labelled once; samples are taken (the recorder forgets
-/// them), so a session of hours keeps no more than its window's samples.
+/// The samples of the last `window` nanoseconds of a profile that is still being recorded (or their counts and weights
+/// since the start), taken from it a refresh at a time, and the table of functions they make (`top`). Frames, stacks
+/// and thread names only ever grow in a Profile, so each is copied and labelled once; samples are taken (the recorder
+/// forgets them), so a session of hours keeps no more than its window's samples.
 public final class LiveProfileWindow {
     /// Sampling frequency in Hz.
     public let rate: Int
@@ -13,9 +13,25 @@ public final class LiveProfileWindow {
 
     private var functions = FunctionTable()
     private var threadNames: [String] = []
-    /// Windowed: the samples not older than the window. Cumulative: counts by (thread, stack) instead.
+    /// Windowed: the samples not older than the window. Cumulative: tallies by (thread, stack) instead.
     private var recent: [Sample] = []
-    private var counts: [SampleKey: Int] = [:]
+    private var tallies: [SampleKey: Tally] = [:]
+
+    /// Some samples: how many, and the nanoseconds they stand for.
+    private struct Tally {
+        var samples = 0
+        var weight: UInt64 = 0
+
+        mutating func add(_ sample: Sample) {
+            samples += 1
+            weight += sample.weight
+        }
+
+        mutating func add(_ other: Tally) {
+            samples += other.samples
+            weight += other.weight
+        }
+    }
 
     private struct SampleKey: Hashable {
         /// Index into the profile's processes.
@@ -66,7 +82,7 @@ public final class LiveProfileWindow {
         if window != nil {
             recent.append(contentsOf: increment.samples)
         } else {
-            for sample in increment.samples { counts[SampleKey(sample), default: 0] += 1 }
+            for sample in increment.samples { tallies[SampleKey(sample), default: Tally()].add(sample) }
         }
     }
 
@@ -76,39 +92,50 @@ public final class LiveProfileWindow {
         public var allSamples: Int
         /// Those the filter keeps: what the rest counts.
         public var samples: Int
+        /// Nanoseconds the samples in the window stand for, before the filter.
+        public var allWeight: UInt64
+        /// Nanoseconds the kept samples stand for: what shares of `functionWeights` are of.
+        public var weight: UInt64
         public var threads: Int
         public var processes: Int
         /// Every function of the kept samples, as `FunctionTable.count` orders them.
         public var functions: [FunctionCount]
+        /// Every function of the kept samples by the time they stand for, as `FunctionTable.weigh` orders them: the
+        /// shares to show when samples weigh unequally (modes wall and offcpu).
+        public var functionWeights: [FunctionWeight]
     }
 
     /// The window's contents `elapsed` seconds after sampling started, which places the window; samples older than it
     /// are forgotten.
     public func contents(elapsed: Double) -> Contents {
         let elapsedNanoseconds = UInt64(max(0, elapsed) * 1e9)
-        var kept: [SampleKey: Int] = [:]
+        var kept: [SampleKey: Tally] = [:]
         if let window {
             let cutoff = elapsedNanoseconds > window ? elapsedNanoseconds - window : 0
             recent.removeAll { $0.time < cutoff }
-            for sample in recent { kept[SampleKey(sample), default: 0] += 1 }
+            for sample in recent { kept[SampleKey(sample), default: Tally()].add(sample) }
         } else {
-            kept = counts
+            kept = tallies
         }
 
-        var all = 0, shown = 0
+        var all = Tally(), shown = Tally()
         var shownThreads = Set<ThreadKey>(), shownProcesses = Set<Int32>()
         var samplesPerStack = [Int](repeating: 0, count: functions.knownStacks)
-        for (key, count) in kept {
-            all += count
+        var weightPerStack = [UInt64](repeating: 0, count: functions.knownStacks)
+        for (key, tally) in kept {
+            all.add(tally)
             guard matches(key) else { continue }
-            shown += count
+            shown.add(tally)
             shownThreads.insert(ThreadKey(process: key.process, tid: key.tid))
             shownProcesses.insert(key.process)
-            samplesPerStack[Int(key.stack)] += count
+            samplesPerStack[Int(key.stack)] += tally.samples
+            weightPerStack[Int(key.stack)] += tally.weight
         }
         return Contents(
-            allSamples: all, samples: shown, threads: shownThreads.count, processes: shownProcesses.count,
-            functions: functions.count(samplesPerStack: samplesPerStack))
+            allSamples: all.samples, samples: shown.samples, allWeight: all.weight, weight: shown.weight,
+            threads: shownThreads.count, processes: shownProcesses.count,
+            functions: functions.count(samplesPerStack: samplesPerStack),
+            functionWeights: functions.weigh(weightPerStack: weightPerStack))
     }
 
     private func matches(_ key: SampleKey) -> Bool {

@@ -71,6 +71,41 @@ final class FirefoxProfilerExporterTests: XCTestCase {
 
     // MARK: - Threads, samples and frames
 
+    /// In wall and offcpu mode a sample weighs its milliseconds ("tracing-ms"), so the profiler's call tree gives
+    /// the 1 s sleep 1000 ms beside the sample's 10, and sits at their start, so the stack chart draws the sleep from
+    /// 10 ms to 1010 ms; in cpu and gil mode every sample weighs one and sits at its time, as before.
+    func testWeightsAreMillisecondsInIntervalModes() throws {
+        for mode in ProfileMode.allCases {
+            let bytes = render(IntervalFixture.profile(mode))
+            XCTAssertEqual(FirefoxProfileChecker.problems(in: bytes), [], "\(mode)")
+            let threads = try XCTUnwrap(try json(bytes)["threads"] as? [[String: Any]])
+            let samples = try XCTUnwrap(threads.first?["samples"] as? [String: Any])
+            let meta = try XCTUnwrap(try json(bytes)["meta"] as? [String: Any])
+            if mode.hasIntervals {
+                XCTAssertEqual(samples["weightType"] as? String, "tracing-ms", "\(mode)")
+                XCTAssertEqual(samples["weight"] as? [Double], [10, 1000], "\(mode)")
+                XCTAssertEqual(samples["time"] as? [Double], [0, 10], "\(mode)")
+                XCTAssertEqual(threads.first?["registerTime"] as? Double, 0, "\(mode)")
+            } else {
+                XCTAssertEqual(samples["weightType"] as? String, "samples", "\(mode)")
+                XCTAssertTrue(samples["weight"] is NSNull, "\(mode)")
+                XCTAssertEqual(samples["time"] as? [Double], [10, 1010], "\(mode)")
+                XCTAssertEqual(threads.first?["registerTime"] as? Double, 10, "\(mode)")
+            }
+            XCTAssertEqual(meta["profilingEndTime"] as? Double, 1020, "\(mode): the recording's duration")
+            // Without a duration the profile ends with its last sample: the sleep's end, or a period after its time.
+            var undated = IntervalFixture.profile(mode)
+            undated.duration = 0
+            let undatedMeta = try XCTUnwrap(try json(render(undated))["meta"] as? [String: Any])
+            XCTAssertEqual(undatedMeta["profilingEndTime"] as? Double, mode.hasIntervals ? 1010 : 1020, "\(mode)")
+        }
+        // Weights keep the nanosecond: 37 ms and 1 ns.
+        var profile = IntervalFixture.profile(.offcpu)
+        profile.samples[1].weight = 37_000_001
+        let text = String(decoding: render(profile), as: UTF8.self)
+        XCTAssertTrue(text.contains("\"weight\":[10,37.000001],\"weightType\":\"tracing-ms\""), text)
+    }
+
     func testOneThreadPerProcessAndThreadGroupedUnderItsProcess() throws {
         let threads = try FirefoxProfileChecker.read(render()).threads
         XCTAssertEqual(threads.map(\.pid), ["100", "100", "200"])

@@ -51,3 +51,25 @@ enum Fixture {
         return profile
     }
 }
+
+/// On-CPU and off-CPU time of unequal weights, as `record --mode wall` records them: the main thread runs
+/// `Server.serve` for one 10 ms sampling period, then sleeps in `wait` for 1 s, an interval whose sample is taken
+/// at its end. The sleep is 1 s of the 1.01 s the samples stand for: 99.0099%.
+enum IntervalFixture {
+    static let wait = Frame(kind: .python, name: "wait", file: "/usr/lib/python3.12/threading.py", line: 355)
+    static let runningStack = Fixture.mainThreadStacks[0]
+    static let sleepingStack = [Fixture.appModule, Fixture.main, wait, .offCPUSleeping]
+    static let second: UInt64 = 1_000_000_000
+
+    /// The profile as recorded in `mode`: the formats tell the modes apart by it, not by the samples.
+    static func profile(_ mode: ProfileMode = .wall) -> Profile {
+        var profile = Profile(sampleRate: 100, startDate: 1_714_564_800)
+        profile.mode = mode
+        _ = profile.add(ProfiledProcess(pid: 100, commandLine: "/usr/bin/python3 app.py", pythonVersion: "3.12.1"))
+        profile.append(time: 10 * Fixture.ms, pid: 100, tid: 100, threadName: "MainThread", stack: runningStack)
+        profile.append(time: 10 * Fixture.ms + second, pid: 100, tid: 100, threadName: "MainThread", stack: sleepingStack,
+                       weight: second)
+        profile.duration = 20 * Fixture.ms + second
+        return profile
+    }
+}

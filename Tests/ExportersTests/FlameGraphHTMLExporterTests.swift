@@ -118,6 +118,83 @@ final class FlameGraphHTMLExporterTests: XCTestCase {
         XCTAssertEqual(graph.matchedSamples(containing: "syscall"), 1)
     }
 
+    // MARK: - Modes and weights
+
+    /// In wall and offcpu mode totals are microseconds, so the 1 s sleep is 99% of the root beside the 10 ms sample;
+    /// in cpu and gil mode they count samples of one period each. The data says which, and the mode's time.
+    func testTotalsAreMicrosecondsInIntervalModesAndSamplesInTheOthers() throws {
+        for mode in ProfileMode.allCases {
+            let graph = try embedded(IntervalFixture.profile(mode))
+            let byPath = Self.nodesByPath(graph)
+            let running = IntervalFixture.runningStack.map(Self.key)
+            let sleeping = IntervalFixture.sleepingStack.map(Self.key)
+            XCTAssertEqual(graph.document["mode"] as? String, mode.rawValue)
+            XCTAssertEqual(graph.document["timeDescription"] as? String, mode.timeDescription)
+            XCTAssertEqual(graph.document["samples"] as? Int, 2)
+            if mode.hasIntervals {
+                XCTAssertEqual(graph.document["unit"] as? String, "microseconds", "\(mode)")
+                XCTAssertEqual(graph.document["unitNs"] as? Int, 1000, "\(mode)")
+                XCTAssertEqual(graph.nodeTotal[0], 1_010_000, "\(mode)")
+                XCTAssertEqual(byPath[sleeping]?.selfCount, 1_000_000, "\(mode)")
+                XCTAssertEqual(byPath[running]?.selfCount, 10_000, "\(mode)")
+                XCTAssertEqual(byPath[Array(sleeping.prefix(2))]?.total, 1_010_000, "\(mode): main")
+            } else {
+                XCTAssertEqual(graph.document["unit"] as? String, "samples", "\(mode)")
+                XCTAssertEqual(graph.document["unitNs"] as? Int, 10_000_000, "\(mode)")
+                XCTAssertEqual(graph.nodeTotal[0], 2, "\(mode)")
+                XCTAssertEqual(byPath[sleeping]?.selfCount, 1, "\(mode)")
+            }
+        }
+    }
+
+    /// Paths are rounded to the microsecond once, after their weights are summed; a path under half a microsecond
+    /// is left out rather than drawn zero wide.
+    func testMicrosecondsAreRoundedOncePerPath() throws {
+        var profile = Profile(sampleRate: 100, startDate: 0)
+        profile.mode = .offcpu
+        for (name, weight) in [("a", 1_400), ("a", 1_400), ("b", 499)] as [(String, UInt64)] {
+            profile.append(time: 0, pid: 1, tid: 1, threadName: "t", stack: [Frame(kind: .python, name: name)], weight: weight)
+        }
+        let graph = try embedded(profile)
+        XCTAssertEqual(graph.nodeTotal, [3, 3])
+        XCTAssertEqual(graph.frame(ofNode: 1).name, "a")
+    }
+
+    /// The wall-mode page in Chromium: its heading, tooltip and search say seconds of wall time, and the sleep's
+    /// share of it.
+    func testIntervalPageSaysSecondsOfWallTimeInChromium() throws {
+        let directory = try temporaryDirectory()
+        let path = directory.appendingPathComponent("wall.html").path
+        try Data(FlameGraphHTMLExporter().render(IntervalFixture.profile(.wall))).write(to: URL(fileURLWithPath: path))
+        let load = try HeadlessChromium.selfTest(page: path, term: "sleeping")
+        let report = try load.selfTestReport()
+        XCTAssertEqual(report["errors"] as? [String], [])
+        XCTAssertEqual(load.consoleErrors, [], "console errors:\n\(load.consoleMessages.joined(separator: "\n"))")
+        XCTAssertTrue(load.dom.contains("2 samples \u{B7} 1.01 s of wall time in 1.02 s \u{B7} 100 Hz"), load.dom)
+        let tooltip = report["tooltip"] as? [String: Any] ?? [:]
+        XCTAssertEqual(tooltip["text"] as? String,
+                       "[off-CPU: sleeping]marker1.00 s of wall time, 99.01% \u{B7} self 1.00 s of wall time, 99.01%")
+        let search = report["search"] as? [String: Any] ?? [:]
+        XCTAssertEqual(search["text"] as? String, "matched: 99.01%, 1.00 s of wall time")
+        XCTAssertEqual(search["samples"] as? Int, 1_000_000, "the matched microseconds")
+    }
+
+    /// A CPU page counts samples and says the CPU time they stand for.
+    func testCPUPageSaysSamplesAndCPUTimeInChromium() throws {
+        let directory = try temporaryDirectory()
+        let path = directory.appendingPathComponent("cpu.html").path
+        try Data(FlameGraphHTMLExporter().render(IntervalFixture.profile(.cpu))).write(to: URL(fileURLWithPath: path))
+        let load = try HeadlessChromium.selfTest(page: path, term: "serve")
+        let report = try load.selfTestReport()
+        XCTAssertEqual(report["errors"] as? [String], [])
+        XCTAssertTrue(load.dom.contains("2 samples \u{B7} 20.0 ms of CPU time in 1.02 s \u{B7} 100 Hz"), load.dom)
+        let tooltip = report["tooltip"] as? [String: Any] ?? [:]
+        XCTAssertEqual(tooltip["text"] as? String, "Server.servePython \u{B7} app.py:12"
+            + "10.0 ms of CPU time (1 sample), 50.00% \u{B7} self 10.0 ms of CPU time (1 sample), 50.00%")
+        let search = report["search"] as? [String: Any] ?? [:]
+        XCTAssertEqual(search["text"] as? String, "matched: 50.00%, 10.0 ms of CPU time (1 sample)")
+    }
+
     // MARK: - Safety
 
     /// Names come from the profiled programs: nothing in them may end the data's script element, open a

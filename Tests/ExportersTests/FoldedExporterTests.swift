@@ -80,6 +80,47 @@ final class FoldedExporterTests: XCTestCase {
         XCTAssertEqual(FoldedExporter.render(.noPython), "[no Python frame]")
     }
 
+    /// In wall and offcpu mode a line counts microseconds: the 1 s sleep outweighs the 10 ms sample 100 to 1, so a
+    /// flame graph gives it 99% of the width. In cpu and gil mode every sample counts one, as before.
+    func testIntervalModesCountMicrosecondsAndTheOthersSamples() {
+        let running = "<module> (app.py:30);main (app.py:25);Server.serve (app.py:12)"
+        let sleeping = "<module> (app.py:30);main (app.py:25);wait (/usr/lib/python3.12/threading.py:355);[off-CPU: sleeping]"
+        for mode in [ProfileMode.wall, .offcpu] {
+            XCTAssertEqual(FoldedExporter().lines(IntervalFixture.profile(mode)), [
+                "\(running) 10000",
+                "\(sleeping) 1000000",
+            ], "\(mode)")
+            XCTAssertEqual(FoldedExporter(prefixesThreads: true).lines(IntervalFixture.profile(mode)), [
+                "100;MainThread (100);\(running) 10000",
+                "100;MainThread (100);\(sleeping) 1000000",
+            ], "\(mode)")
+        }
+        for mode in [ProfileMode.cpu, .gil] {
+            XCTAssertEqual(FoldedExporter().lines(IntervalFixture.profile(mode)), ["\(running) 1", "\(sleeping) 1"], "\(mode)")
+        }
+    }
+
+    /// A line's weights are summed before they are rounded to the microsecond, halves up.
+    func testMicrosecondsAreRoundedOncePerLine() {
+        var profile = Profile(sampleRate: 100, startDate: 0)
+        profile.mode = .offcpu
+        for (name, weights) in [("a", [1_400, 1_400]), ("b", [2_500]), ("c", [2_499])] as [(String, [UInt64])] {
+            for weight in weights {
+                profile.append(time: 0, pid: 1, tid: 1, threadName: "t", stack: [Frame(kind: .python, name: name)], weight: weight)
+            }
+        }
+        XCTAssertEqual(FoldedExporter().lines(profile), ["a 3", "b 3", "c 2"])
+    }
+
+    func testUnitDescriptionNamesTheCountsAndTheTime() {
+        XCTAssertEqual(ProfileMode.allCases.map(FoldedExporter.unitDescription), [
+            "counts are samples of CPU time",
+            "counts are microseconds of wall time",
+            "counts are microseconds of off-CPU time",
+            "counts are samples of GIL-holding time",
+        ])
+    }
+
     func testEmptyProfileIsAnEmptyFile() {
         XCTAssertEqual(FoldedExporter().render(Profile(sampleRate: 100, startDate: 0)), [])
     }

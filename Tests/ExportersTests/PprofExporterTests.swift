@@ -216,6 +216,58 @@ final class PprofExporterTests: XCTestCase {
         print("  200000 samples, \(distinct) distinct (stack, thread): \(bytes.count) bytes compressed")
     }
 
+    // MARK: - Modes
+
+    /// The time sample type is named after what the mode measures; it is the default and the period type, and the
+    /// period stays the sampling period.
+    func testSampleTypesFollowTheMode() throws {
+        let expected: [ProfileMode: String] = [.cpu: "cpu", .wall: "wall", .offcpu: "off-cpu", .gil: "gil"]
+        for mode in ProfileMode.allCases {
+            let decoded = try decode(IntervalFixture.profile(mode))
+            let time = expected[mode]!
+            XCTAssertEqual(decoded.sampleTypes.map { "\($0.type)/\($0.unit)" }, ["samples/count", "\(time)/nanoseconds"], "\(mode)")
+            XCTAssertEqual(decoded.periodType.map { "\($0.type)/\($0.unit)" }, "\(time)/nanoseconds", "\(mode)")
+            XCTAssertEqual(decoded.defaultSampleType, time, "\(mode)")
+            XCTAssertEqual(decoded.period, Int64(Fixture.period), "\(mode)")
+        }
+    }
+
+    /// A sample's time value is its samples' weights summed: the sleep's 1 s beside the 10 ms sample.
+    func testTimeValuesAreTheWeights() throws {
+        let decoded = try decode(IntervalFixture.profile(.wall))
+        XCTAssertEqual(decoded.samples.map(\.values), [[1, 10_000_000], [1, 1_000_000_000]])
+        XCTAssertEqual(decoded.frames(of: decoded.samples[1]).first?.name, "[off-CPU: sleeping]")
+        // Two intervals of one stack and thread are one pprof sample.
+        var twice = IntervalFixture.profile(.offcpu)
+        twice.append(time: 2 * IntervalFixture.second, pid: 100, tid: 100, threadName: "MainThread",
+                     stack: IntervalFixture.sleepingStack, weight: 37_000_000)
+        XCTAssertEqual(try decode(twice).samples.map(\.values), [[1, 10_000_000], [2, 1_037_000_000]])
+    }
+
+    /// go tool pprof reads a wall profile as seconds of wall time: the sleep is 1 s of the 1.01 s, 99.01%.
+    func testGoToolPprofReadsWallTimeInSeconds() throws {
+        let go = try GoPprof()
+        let path = go.directory.appendingPathComponent("wall.pb.gz")
+        try Data(PprofExporter().render(IntervalFixture.profile(.wall))).write(to: path)
+        let top = try go.run(["-top", path.path])
+        print(top.text)
+        XCTAssertEqual(top.standardError, "")
+        XCTAssertTrue(top.text.contains("Type: wall"), top.text)
+        XCTAssertTrue(top.text.contains("Total samples = 1.01s"), top.text)
+        let rows = try PprofTopRow.parse(top.text)
+        XCTAssertEqual(rows.first?.name, "[off-CPU: sleeping]")
+        XCTAssertEqual(rows.first?.flat, 1)
+        XCTAssertTrue(top.text.contains("1s 99.01% 99.01%"), top.text)
+        XCTAssertEqual(try PprofTopRow.parse(try go.run(["-top", "-unit=ms", path.path]).text).map { "\($0.name) \($0.flat)" },
+                       ["[off-CPU: sleeping] 1000.0", "Server.serve 10.0", "<module> 0.0", "main 0.0", "wait 0.0"])
+
+        // The off-CPU type's name, dash and all, selects it.
+        let offCPUPath = go.directory.appendingPathComponent("offcpu.pb.gz")
+        try Data(PprofExporter().render(IntervalFixture.profile(.offcpu))).write(to: offCPUPath)
+        let offCPU = try go.run(["-top", "-sample_index=off-cpu", offCPUPath.path])
+        XCTAssertTrue(offCPU.text.contains("Type: off-cpu") && offCPU.text.contains("Total samples = 1.01s"), offCPU.text)
+    }
+
     // MARK: - The wire format
 
     func testVarintsAndNegativeIntegers() throws {

@@ -78,6 +78,21 @@ final class SpeedscopeExporterTests: XCTestCase {
         }
     }
 
+    /// Each sample weighs what it stands for in nanoseconds, so the sleep is 99% of the thread in speedscope.
+    func testWeightsAreWhatEachSampleStandsFor() throws {
+        let bytes = SpeedscopeExporter().render(IntervalFixture.profile(.wall))
+        XCTAssertEqual(try SpeedscopeSchemaValidator.violations(of: bytes), [])
+        let profiles = try XCTUnwrap(try parse(bytes)["profiles"] as? [[String: Any]])
+        XCTAssertEqual(profiles.count, 1)
+        XCTAssertEqual(profiles[0]["unit"] as? String, "nanoseconds")
+        XCTAssertEqual(profiles[0]["weights"] as? [UInt64], [10_000_000, 1_000_000_000])
+        XCTAssertEqual(profiles[0]["startValue"] as? UInt64, 10_000_000)
+        XCTAssertEqual(profiles[0]["endValue"] as? UInt64, 1_020_000_000)
+        let frames = try XCTUnwrap((try parse(bytes)["shared"] as? [String: Any])?["frames"] as? [[String: Any]])
+        let samples = try XCTUnwrap(profiles[0]["samples"] as? [[Int]])
+        XCTAssertEqual(samples.map { frames[$0.last!]["name"] as? String }, ["Server.serve", "[off-CPU: sleeping]"])
+    }
+
     func testThreadOfUnknownProcessIsNamedByIDs() throws {
         var profile = Profile(sampleRate: 1000, startDate: 0)
         profile.append(time: 7, pid: 3, tid: 4, threadName: "", stack: [Fixture.main])

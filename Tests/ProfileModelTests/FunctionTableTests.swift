@@ -58,6 +58,41 @@ final class FunctionTableTests: XCTestCase {
         ])
     }
 
+    /// Three 10 ms samples of `spin` and one 1 s sleep: by samples spin leads 3 to 1, by time the sleep has 1 s of the
+    /// 1.03 s (97%), and `main` all of it.
+    func testWeighOrdersFunctionsByTheirTime() {
+        let spin = Frame(kind: .python, name: "spin", file: "/app/main.py", line: 9)
+        var profile = Profile(sampleRate: 100, startDate: 0)
+        profile.mode = .wall
+        for time: UInt64 in 1...3 {
+            profile.append(time: time * 10_000_000, pid: 1, tid: 1, threadName: "", stack: [Self.main, spin])
+        }
+        profile.append(time: 1_030_000_000, pid: 1, tid: 1, threadName: "", stack: [Self.main, .offCPUSleeping],
+                       weight: 1_000_000_000)
+        XCTAssertEqual(profile.functionCounts().map(\.name), ["spin (main.py)", "[off-CPU: sleeping]", "main (main.py)"])
+        XCTAssertEqual(profile.functionWeights(), [
+            FunctionWeight(name: "[off-CPU: sleeping]", own: 1_000_000_000, total: 1_000_000_000),
+            FunctionWeight(name: "spin (main.py)", own: 30_000_000, total: 30_000_000),
+            FunctionWeight(name: "main (main.py)", own: 0, total: 1_030_000_000),
+        ])
+        // The tally the end-of-run summary keeps weighs the same.
+        let tally = SampleTally(profile.samples)
+        XCTAssertEqual(tally.count, 4)
+        XCTAssertEqual(tally.weight, 1_030_000_000)
+        XCTAssertEqual(tally.samplesPerStack, [3, 1])
+        XCTAssertEqual(tally.weightPerStack, [30_000_000, 1_000_000_000])
+        XCTAssertEqual(FunctionTable(profile).weigh(weightPerStack: tally.weightPerStack), profile.functionWeights())
+    }
+
+    /// A recursive function's time counts once per sample in its total, as its samples do.
+    func testWeighCountsARecursiveFunctionOncePerSample() {
+        let profile = Self.recursiveProfile()
+        let period = profile.samplePeriod
+        XCTAssertEqual(profile.functionWeights(), profile.functionCounts().map { count in
+            FunctionWeight(name: count.name, own: UInt64(count.own) * period, total: UInt64(count.total) * period)
+        })
+    }
+
     func testNoSamplesNoFunctions() {
         XCTAssertEqual(FunctionTable(Self.recursiveProfile()).count(samplesPerStack: [0, 0, 0]), [])
         XCTAssertEqual(Profile(sampleRate: 100, startDate: 0).functionCounts(), [])

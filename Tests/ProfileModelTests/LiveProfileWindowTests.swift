@@ -82,6 +82,35 @@ final class LiveProfileWindowTests: XCTestCase {
         ])
     }
 
+    /// Samples weigh what they stand for: a 1 s sleep outweighs 10 ms on the CPU, in the window and since the start,
+    /// and the filter keeps the weight of the samples it keeps.
+    func testContentsWeighTheSamples() {
+        var recording = Recording()
+        recording.profile.mode = .wall
+        recording.sample(at: Self.second, [Self.main, Self.spin])
+        recording.profile.append(time: 2 * Self.second, pid: 10, tid: 11, threadName: "worker",
+                                 stack: [Self.main, .offCPUSleeping], weight: Self.second)
+        for window in [10 * Self.second, nil] {
+            let live = LiveProfileWindow(rate: 100, window: window, filter: SampleFilter())
+            var copy = recording
+            copy.handOver(to: live)
+            let contents = live.contents(elapsed: 3)
+            XCTAssertEqual(contents.allWeight, 1_010_000_000)
+            XCTAssertEqual(contents.weight, 1_010_000_000)
+            XCTAssertEqual(contents.functionWeights, [
+                FunctionWeight(name: "[off-CPU: sleeping]", own: Self.second, total: Self.second),
+                FunctionWeight(name: "spin (app.py)", own: 10_000_000, total: 10_000_000),
+                FunctionWeight(name: "main (app.py)", own: 0, total: 1_010_000_000),
+            ])
+        }
+        let running = LiveProfileWindow(rate: 100, window: nil, filter: SampleFilter(tids: [10]))
+        recording.handOver(to: running)
+        let contents = running.contents(elapsed: 3)
+        XCTAssertEqual(contents.allWeight, 1_010_000_000)
+        XCTAssertEqual(contents.weight, 10_000_000)
+        XCTAssertEqual(contents.functionWeights.map(\.name), ["spin (app.py)", "main (app.py)"])
+    }
+
     /// The filter keeps a process's, a thread's or a thread name's samples; every sample still counts in `allSamples`.
     func testFilterRestrictsTheCountsButNotAllSamples() {
         var recording = Recording()

@@ -27,8 +27,8 @@
   // ---- Layout, once -----------------------------------------------------------------------------------
   // From the preorder and depths, in one pass: each node's parent, the end of its subtree (the index of the
   // first node after it, so that a narrow subtree is skipped in one step), its offset from the root's left
-  // edge in samples, and its self count; then, backwards, the deepest level below each node, which sizes
-  // the canvas for a zoom.
+  // edge in the totals' unit, and its self count; then, backwards, the deepest level below each node, which
+  // sizes the canvas for a zoom.
   const parent = new Int32Array(nodeCount);
   const subtreeEnd = new Int32Array(nodeCount);
   const offset = new Float64Array(nodeCount);
@@ -68,6 +68,24 @@
   performance.mark('pybpfprof: laid out');
   const rootTotal = nodeCount > 0 ? nodeTotal[0] : 0;
 
+  // ---- Units ------------------------------------------------------------------------------------------
+  // A node's total counts samples (modes cpu and gil: one sampling period each) or microseconds (modes with
+  // off-CPU intervals, whose samples weigh their length); either way one of it is data.unitNs nanoseconds, shown
+  // as time of the mode's kind: "CPU time", "wall time".
+  const countsSamples = data.unit === 'samples';
+  function formatTime(amount) {
+    const seconds = amount * data.unitNs / 1e9;
+    const text = seconds >= 1 ? seconds.toFixed(2) + ' s'
+      : seconds >= 1e-3 ? (seconds * 1e3).toFixed(1) + ' ms' : (seconds * 1e6).toFixed(0) + ' \u00b5s';
+    return text + ' of ' + data.timeDescription;
+  }
+  /** "120.0 ms of CPU time (12 samples)", or "1.23 s of wall time" where totals are microseconds. */
+  function formatAmount(amount) {
+    if (!countsSamples) return formatTime(amount);
+    const samples = amount === 1 ? '1 sample' : amount.toLocaleString('en-US') + ' samples';
+    return formatTime(amount) + ' (' + samples + ')';
+  }
+
   // ---- Heading ----------------------------------------------------------------------------------------
   const commands = data.processes.map((p) => (p.command || 'pid ' + p.pid) + ' (pid ' + p.pid + ')');
   const heading = commands.length ? commands.join(', ') : 'pybpfprof flame graph';
@@ -77,7 +95,7 @@
   const versions = Array.from(new Set(data.processes.map((p) => p.python).filter((v) => v)));
   const summaryParts = [
     data.samples.toLocaleString('en-US') + ' samples',
-    seconds.toFixed(seconds < 10 ? 2 : 1) + ' s',
+    formatTime(rootTotal) + ' in ' + seconds.toFixed(seconds < 10 ? 2 : 1) + ' s',
     data.sampleRate + ' Hz',
     'started ' + new Date(data.startDate * 1000).toISOString().replace('.000Z', 'Z'),
   ];
@@ -129,7 +147,8 @@
   let zoom = 0;             // the node spanning the full width
   let icicle = false;       // root on top instead of at the bottom
   let matchedFrames = null; // Uint8Array over frames while a search is active
-  /** The last search's result: the label shows it rounded, the browser tests read it exact. */
+  /** The last search's result: the label shows it rounded, the browser tests read it exact. `samples` is the
+   *  matched total in the unit of the nodes' totals (microseconds in modes with intervals): the tests' name. */
   const lastSearch = { samples: 0, percent: 0 };
 
   // ---- Geometry ---------------------------------------------------------------------------------------
@@ -247,7 +266,7 @@
   tooltipCounts.className = 'counts';
   tooltip.append(tooltipName, tooltipWhere, tooltipCounts);
 
-  function percentOf(samples) { return rootTotal > 0 ? 100 * samples / rootTotal : 0; }
+  function percentOf(amount) { return rootTotal > 0 ? 100 * amount / rootTotal : 0; }
   function formatPercent(value) { return value.toFixed(2) + '%'; }
 
   function describeLocation(frame) {
@@ -268,8 +287,8 @@
     const frame = nodeFrame[node];
     tooltipName.textContent = frameName(frame);
     tooltipWhere.textContent = describeLocation(frame);
-    tooltipCounts.textContent = nodeTotal[node].toLocaleString('en-US') + ' samples (' + formatPercent(percentOf(nodeTotal[node]))
-      + '), self ' + selfCount[node].toLocaleString('en-US') + ' (' + formatPercent(percentOf(selfCount[node])) + ')';
+    tooltipCounts.textContent = formatAmount(nodeTotal[node]) + ', ' + formatPercent(percentOf(nodeTotal[node]))
+      + ' \u00b7 self ' + formatAmount(selfCount[node]) + ', ' + formatPercent(percentOf(selfCount[node]));
     tooltip.style.display = 'block';
     // Beside the pointer, kept inside the window.
     const width = tooltip.offsetWidth, height = tooltip.offsetHeight;
@@ -329,8 +348,8 @@
 
   // ---- Search -----------------------------------------------------------------------------------------
   // A regular expression, case-insensitive, tried against each frame's name and file once per search (not
-  // per node); text that is not a valid expression is searched for as it is. Matched samples count each
-  // sample once: the totals of matched nodes with no matched ancestor.
+  // per node); text that is not a valid expression is searched for as it is. What matched counts each sample
+  // once: the totals of matched nodes with no matched ancestor.
   function search(term) {
     if (term === '') {
       matchedFrames = null;
@@ -351,18 +370,18 @@
       if (frameKind(frame) === KIND_ROOT) continue;
       if (pattern.test(frameName(frame)) || pattern.test(frameFile(frame))) matchedFrames[frame] = 1;
     }
-    let samples = 0;
+    let matched = 0;
     for (let i = 0; i < nodeCount;) {
       if (matchedFrames[nodeFrame[i]] === 1) {
-        samples += nodeTotal[i];
+        matched += nodeTotal[i];
         i = subtreeEnd[i];
       } else {
         i++;
       }
     }
-    lastSearch.samples = samples;
-    lastSearch.percent = percentOf(samples);
-    matchedLabel.textContent = 'matched: ' + formatPercent(lastSearch.percent) + ' (' + samples.toLocaleString('en-US') + ' samples)';
+    lastSearch.samples = matched;
+    lastSearch.percent = percentOf(matched);
+    matchedLabel.textContent = 'matched: ' + formatPercent(lastSearch.percent) + ', ' + formatAmount(matched);
     render();
   }
   searchInput.addEventListener('input', () => search(searchInput.value));
