@@ -135,6 +135,14 @@ struct {
     __type(value, struct offcpu_start);
 } offcpu_starts SEC(".maps");
 
+/* --mode wall: when this CPU's cpu-clock last ticked (see on_sample). */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} tick_times SEC(".maps");
+
 /* bpf_loop passes its callbacks a pointer to the stack: this is what it points at. */
 struct loop_context {
     struct walk_state *state;
@@ -933,6 +941,18 @@ static __always_inline void walk_current_thread(void *ctx, void *stages, const s
 SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
+    /* --mode wall weighs a tick by the time since this CPU's last one, whoever it caught: a tick the hrtimer fired late
+     * (a busy hypervisor that ran another guest meanwhile) stands for all that time, as the off-CPU intervals that
+     * share its unit are measured whole. At most 16 periods; the CPU's first tick weighs one. */
+    __u64 tick_weight = 0;
+    if (config.offcpu_period_ns) {
+        __u32 zero = 0;
+        __u64 *last = bpf_map_lookup_elem(&tick_times, &zero), now = bpf_ktime_get_ns();
+        if (last) {
+            tick_weight = *last && now - *last < 16 * config.offcpu_period_ns ? now - *last : config.offcpu_period_ns;
+            *last = now;
+        }
+    }
     /* First: on a busy host most ticks belong to tasks of other cgroups. */
     if (!current_task_in_target())
         return 0;
@@ -941,7 +961,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
     const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);
     if (!process)
         return 0;
-    walk_current_thread(ctx, &programs, process, pid_tgid, RECORD_SAMPLE, 0, OFFCPU_NONE);
+    walk_current_thread(ctx, &programs, process, pid_tgid, RECORD_SAMPLE, tick_weight, OFFCPU_NONE);
     return 0;
 }
 

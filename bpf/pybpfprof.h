@@ -175,7 +175,8 @@ enum offcpu_state {
 struct sample_header {
     __u64 time_ns;     /* CLOCK_MONOTONIC (bpf_ktime_get_ns); an off-CPU interval's end */
     __u64 tstate;      /* PyThreadState* of the sampled thread, 0 if none */
-    __u64 weight_ns;   /* RECORD_OFFCPU: nanoseconds the interval stands for (see on_switch_in); 0 for a sample */
+    __u64 weight_ns;   /* nanoseconds it stands for: an off-CPU interval's (see on_switch_in), and with off-CPU intervals
+                        * on, an on-CPU sample's (see on_sample); 0: one sampling period */
     __u32 pid;         /* host tgid */
     __u32 tid;         /* host thread id */
     __u32 cpu;

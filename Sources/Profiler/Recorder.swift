@@ -501,7 +501,7 @@ public final class Recorder {
             time: record.header.time_ns >= startMonotonic ? record.header.time_ns - startMonotonic : 0,
             cpu: record.header.cpu, process: instance, tid: Int32(bitPattern: record.header.tid),
             threadName: profile.intern(threadName: decoded.threadName), stack: profile.intern(stack: frames),
-            weight: record.isOffCPU ? record.header.weight_ns : profile.samplePeriod
+            weight: record.header.weight_ns > 0 ? record.header.weight_ns : profile.samplePeriod
         ))
         profileLock.unlock()
         if state.instance == nil { locked { table.setInstance(instance, pid: pid, registration: state.registration) } }

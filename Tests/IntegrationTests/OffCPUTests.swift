@@ -82,22 +82,28 @@ final class OffCPUTests: IntegrationTestCase {
             }
             let waits = [("sleep_part", ["nanosleep", "select"]), ("lock_part", ["futex"]), ("socket_part", ["recv"])]
             for (part, kernelNames) in waits {
-                let offCPU = run.mainThread.filter { run.holds($0, part) && isOffCPU($0, in: run.profile) }
-                let there = offCPU.filter { sample in kernelNames.contains { run.holds(sample, $0, kind: .kernel) } }
-                let weight = there.reduce(0) { $0 + $1.weight }, total = offCPU.reduce(0) { $0 + $1.weight }
-                XCTAssertGreaterThan(Double(weight), 0.9 * Double(total),
-                                     "\(interpreter): \(part): \(weight) of \(total) ns off-CPU in \(kernelNames) kernel frames")
+                // Asleep, that is: the part's Python code around the wait also gets preempted, or briefly blocks on the
+                // helper thread's event.
+                let asleep = run.mainThread.filter { run.holds($0, part) && leaf($0, in: run.profile) == .offCPUSleeping }
+                let there = asleep.filter { sample in kernelNames.contains { run.holds(sample, $0, kind: .kernel) } }
+                let weight = there.reduce(0) { $0 + $1.weight }, total = asleep.reduce(0) { $0 + $1.weight }
+                XCTAssertGreaterThan(Double(weight), 0.85 * Double(total),
+                                     "\(interpreter): \(part): \(weight) of \(total) ns asleep in \(kernelNames) kernel frames")
             }
         }
     }
 
-    /// In cpu mode the waits take no time: nearly all of the main thread's samples are in compute_part.
+    /// In cpu mode the waits weigh only the CPU they use (handing a lock or a byte over, which emulation makes slow):
+    /// most of the main thread's samples are in compute_part, and each wait has less than half its wall-time share.
     func testCPUModeLeavesTheWaitsOut() throws {
         let interpreter = try PythonInterpreters.pyenv("3.12")
         let run = try recordParts(interpreter, mode: "cpu")
         print("  \(interpreter.label): \(run.description)\n    \(run.summary)")
         XCTAssertEqual(run.profile.mode, .cpu)
-        XCTAssertGreaterThan(run.share(of: "compute_part"), 0.9, run.description)
+        XCTAssertGreaterThan(run.share(of: "compute_part"), 0.75, run.description)
+        for part in ["sleep_part", "lock_part", "socket_part"] {
+            XCTAssertLessThan(run.share(of: part), run.measuredShare(of: part) / 2, "\(part): \(run.description)")
+        }
         XCTAssertFalse(run.mainThread.contains { isOffCPU($0, in: run.profile) }, "an off-CPU interval in cpu mode")
     }
 

@@ -84,4 +84,30 @@ final class KernelFeaturesTests: XCTestCase {
         XCTAssertEqual(BPFObject.failedProgram(in: log), "unwind_native_bounded")
         XCTAssertNil(BPFObject.failedProgram(in: "libbpf: map 'samples': failed to create: Operation not permitted"))
     }
+
+    /// on_switch_in goes on finish_task_switch, or on the .isra clone GCC made of it, never on its .cold part; a
+    /// kernel that inlined it has no place for the hook.
+    func testSwitchInHookIsFinishTaskSwitchOrItsCloneNeverTheColdPart() {
+        XCTAssertEqual(SamplerProgram.switchInFunction(kallsyms: """
+            ffffffff810c1230 t finish_task_switch
+            ffffffff810c1400 T schedule
+            """), "finish_task_switch")
+        XCTAssertEqual(SamplerProgram.switchInFunction(kallsyms: """
+            ffffffff81f00010 t finish_task_switch.isra.0.cold
+            ffffffff813aec30 t __pfx_finish_task_switch.isra.0
+            ffffffff813aec40 t finish_task_switch.isra.0
+            """), "finish_task_switch.isra.0")
+        XCTAssertNil(SamplerProgram.switchInFunction(kallsyms: """
+            ffffffff81f00010 t finish_task_switch.isra.0.cold
+            ffffffff810c1400 T schedule
+            0000000000000000 t finish_task_switch_helper\t[some_module]
+            """))
+    }
+
+    func testOffCPUModesOnAKernelWithoutTheirHooksAreRefusedWithTheReason() {
+        XCTAssertEqual("\(PreflightError.noKprobes(release: "6.18.44-fc"))",
+                       "kernel 6.18.44-fc was built without kprobes (CONFIG_KPROBES), which --mode wall and --mode offcpu use "
+                        + "to see a thread come back to a CPU: use --mode cpu on this kernel, or a kernel with kprobes "
+                        + "(every distribution's)")
+    }
 }
