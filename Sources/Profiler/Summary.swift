@@ -84,15 +84,17 @@ public struct Summary {
         var count = topCount
         // The header lines, the column titles and the "wrote" line after the summary stay on screen too.
         if let terminal { count = max(3, min(topCount, terminal.rows - lines.count - 3)) }
-        lines.append("   own   total  function")
-        for entry in FunctionTable(profile).count(samplesPerStack: tally.samplesPerStack).prefix(count) {
+        // Shares of time: in wall and offcpu modes an interval weighs its length, not one sample.
+        let totalWeight = max(tally.weight, 1)
+        lines.append("   own   total  function" + (profile.mode == .cpu ? "" : " (shares of \(profile.mode.timeDescription))"))
+        for entry in FunctionTable(profile).weigh(weightPerStack: tally.weightPerStack).prefix(count) {
             var name = entry.name
             if let terminal, name.count > terminal.columns - 16 {
                 name = String(name.prefix(max(10, terminal.columns - 17))) + "…"
             }
             lines.append(String(
-                cFormat: "%5.1f%%  %5.1f%%  ", 100 * Double(entry.own) / Double(samples),
-                100 * Double(entry.total) / Double(samples)) + name)
+                cFormat: "%5.1f%%  %5.1f%%  ", 100 * Double(entry.own) / Double(totalWeight),
+                100 * Double(entry.total) / Double(totalWeight)) + name)
         }
         return lines.joined(separator: "\n")
     }
