@@ -74,6 +74,28 @@ enum DebugOffsets {
         reconcile("code_object.linetable", offsets.codeLineTable, at: layout.codeLineTable) { offsets.codeLineTable = $0 }
         reconcile("code_object.firstlineno", offsets.codeFirstLineno, at: layout.codeFirstLineno) { offsets.codeFirstLineno = $0 }
         reconcile("code_object.co_code_adaptive", offsets.codeCodeAdaptive, at: layout.codeCodeAdaptive) { offsets.codeCodeAdaptive = $0 }
+        // What the GIL tests read (GILProbe). The word holding holds_gil is published as thread_state.status in 3.13 (its
+        // bit is the table's) and thread_state.holds_gil from 3.15; 3.14 publishes it nowhere.
+        reconcile("thread_state.interp", offsets.tstateInterp, at: layout.tstateInterp) { offsets.tstateInterp = $0 }
+        reconcile("interpreter_state.ceval_gil", offsets.interpCevalGIL, at: layout.interpCevalGIL) { offsets.interpCevalGIL = $0 }
+        if let position = layout.tstateHoldsGIL {
+            reconcile(offsets.major == 3 && offsets.minor == 13 ? "thread_state.status" : "thread_state.holds_gil",
+                      offsets.tstateHoldsGIL, at: position) { offsets.tstateHoldsGIL = $0 }
+        }
+        if let position = layout.tstateGILRequested {
+            reconcile("thread_state.gil_requested", offsets.tstateGILRequested, at: position) { offsets.tstateGILRequested = $0 }
+        }
+        // The process publishes the GIL's fields as offsets in the interpreter (of its embedded `_gil`): the differences
+        // are their offsets in `struct _gil_runtime_state`, which ceval.gil points at.
+        if let gil = bytes.uint64(at: layout.interpGIL) {
+            func field(_ name: String, _ table: Int?, at position: Int, store: (Int) -> Void) {
+                guard let value = bytes.uint64(at: position), value >= gil, value - gil < 1 << 20, table != Int(value - gil) else { return }
+                differing.append("\(name): table \(table.map(String.init) ?? "none"), process \(value - gil)")
+                store(Int(value - gil))
+            }
+            field("gil_runtime_state.locked", offsets.gilLocked, at: layout.interpGILLocked) { offsets.gilLocked = $0 }
+            field("gil_runtime_state.last_holder", offsets.gilLastHolder, at: layout.interpGILHolder) { offsets.gilLastHolder = $0 }
+        }
         // The checksum window is the int before co_firstlineno, wherever that moved.
         offsets.codeChecksum = offsets.codeFirstLineno - 4
         try checkFits(offsets, layout: layout, debugOffsets: bytes)
@@ -92,11 +114,16 @@ enum DebugOffsets {
         let threadState = try size(layout.tstateSize, "thread_state")
         let frame = try size(layout.frameSize, "interpreter_frame")
         let code = try size(layout.codeSize, "code_object")
+        let interpreter = try size(layout.interpSize, "interpreter_state")
         let fields: [(String, Int?, Int, Int)] = [  // name, offset, bytes read, struct size
             ("thread_state.next", offsets.tstateNext, 8, threadState),
             ("thread_state.thread_id", offsets.tstateThreadId, 8, threadState),
             ("thread_state.native_thread_id", offsets.tstateNativeThreadId, 8, threadState),
             ("thread_state.current_frame", offsets.tstateFrame, 8, threadState),
+            ("thread_state.interp", offsets.tstateInterp, 8, threadState),
+            ("thread_state.holds_gil", offsets.tstateHoldsGIL, 4, threadState),
+            ("thread_state.gil_requested", offsets.tstateGILRequested, 4, threadState),
+            ("interpreter_state.ceval_gil", offsets.interpCevalGIL, 8, interpreter),
             ("interpreter_frame.previous", offsets.frameBack, 8, frame),
             ("interpreter_frame.executable", offsets.frameCode, 8, frame),
             ("interpreter_frame.instr_ptr", offsets.frameInstr, 8, frame),

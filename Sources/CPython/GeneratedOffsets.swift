@@ -31,6 +31,8 @@ extension PythonOffsets {
             codeCodeAdaptive: nil, codeChecksum: 24,
             unicodeLength: nil, unicodeState: nil, unicodeASCIIData: nil, unicodeCompactData: nil,
             bytesSize: 16, bytesData: 36,
+            tstateInterp: 8, runtimeTstateCurrent: nil, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
+            tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -43,6 +45,8 @@ extension PythonOffsets {
             codeCodeAdaptive: nil, codeChecksum: 32,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 48, unicodeCompactData: 72,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
+            tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -55,6 +59,8 @@ extension PythonOffsets {
             codeCodeAdaptive: nil, codeChecksum: 32,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 48, unicodeCompactData: 72,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: 1480, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
+            tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -67,6 +73,8 @@ extension PythonOffsets {
             codeCodeAdaptive: nil, codeChecksum: 36,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 48, unicodeCompactData: 72,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: 1368, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
+            tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -79,6 +87,8 @@ extension PythonOffsets {
             codeCodeAdaptive: nil, codeChecksum: 36,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 48, unicodeCompactData: 72,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: 568, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
+            tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -91,6 +101,8 @@ extension PythonOffsets {
             codeCodeAdaptive: nil, codeChecksum: 36,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 48, unicodeCompactData: 72,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: 568, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
+            tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -103,6 +115,8 @@ extension PythonOffsets {
             codeCodeAdaptive: 184, codeChecksum: 68,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 48, unicodeCompactData: 72,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: 576, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
+            tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -115,6 +129,8 @@ extension PythonOffsets {
             codeCodeAdaptive: 192, codeChecksum: 64,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 40, unicodeCompactData: 56,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: 384, gilLocked: 16, gilLastHolder: 8,
+            tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -127,13 +143,17 @@ extension PythonOffsets {
             codeCodeAdaptive: 200, codeChecksum: 64,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 40, unicodeCompactData: 56,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: 16, gilLocked: 16, gilLastHolder: 8,
+            tstateHoldsGIL: 32, tstateHoldsGILMask: 0x20, tstateGILRequested: nil,
             debugOffsets: DebugOffsetsLayout(
                 size: 584, version: 8, runtimeInterpretersHead: 40, interpThreadsHead: 72,
                 tstateNext: 168, tstateThreadId: 192, tstateNativeThreadId: 200, tstateCurrentFrame: 184,
                 framePrevious: 232, frameExecutable: 240, frameInstrPtr: 248, frameOwner: 264,
                 codeFilename: 280, codeName: 288, codeQualname: 296, codeLineTable: 304,
                 codeFirstLineno: 312, codeCodeAdaptive: 344, freeThreaded: 16, tstateSize: 152,
-                frameSize: 224, codeSize: 272
+                frameSize: 224, codeSize: 272, interpSize: 48, tstateInterp: 176,
+                interpCevalGIL: 112, interpGIL: 120, interpGILLocked: 136, interpGILHolder: 144,
+                tstateHoldsGIL: 216, tstateGILRequested: nil
             )
         ),
         PythonOffsets(
@@ -146,13 +166,17 @@ extension PythonOffsets {
             codeCodeAdaptive: 208, codeChecksum: 64,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 40, unicodeCompactData: 56,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: 16, gilLocked: 16, gilLastHolder: 8,
+            tstateHoldsGIL: 36, tstateHoldsGILMask: 0xffffffff, tstateGILRequested: nil,
             debugOffsets: DebugOffsetsLayout(
                 size: 760, version: 8, runtimeInterpretersHead: 40, interpThreadsHead: 72,
                 tstateNext: 192, tstateThreadId: 216, tstateNativeThreadId: 224, tstateCurrentFrame: 208,
                 framePrevious: 256, frameExecutable: 264, frameInstrPtr: 272, frameOwner: 288,
                 codeFilename: 320, codeName: 328, codeQualname: 336, codeLineTable: 344,
                 codeFirstLineno: 352, codeCodeAdaptive: 384, freeThreaded: 16, tstateSize: 176,
-                frameSize: 248, codeSize: 312
+                frameSize: 248, codeSize: 312, interpSize: 48, tstateInterp: 200,
+                interpCevalGIL: 120, interpGIL: 128, interpGILLocked: 144, interpGILHolder: 152,
+                tstateHoldsGIL: nil, tstateGILRequested: nil
             )
         ),
         PythonOffsets(
@@ -165,13 +189,17 @@ extension PythonOffsets {
             codeCodeAdaptive: 208, codeChecksum: 64,
             unicodeLength: 16, unicodeState: 32, unicodeASCIIData: 40, unicodeCompactData: 56,
             bytesSize: 16, bytesData: 32,
+            tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: 16, gilLocked: 16, gilLastHolder: 8,
+            tstateHoldsGIL: 36, tstateHoldsGILMask: 0xffffffff, tstateGILRequested: 40,
             debugOffsets: DebugOffsetsLayout(
                 size: 888, version: 8, runtimeInterpretersHead: 40, interpThreadsHead: 72,
                 tstateNext: 192, tstateThreadId: 240, tstateNativeThreadId: 248, tstateCurrentFrame: 208,
                 framePrevious: 320, frameExecutable: 328, frameInstrPtr: 336, frameOwner: 352,
                 codeFilename: 384, codeName: 392, codeQualname: 400, codeLineTable: 408,
                 codeFirstLineno: 416, codeCodeAdaptive: 448, freeThreaded: 16, tstateSize: 176,
-                frameSize: 312, codeSize: 376
+                frameSize: 312, codeSize: 376, interpSize: 48, tstateInterp: 200,
+                interpCevalGIL: 120, interpGIL: 128, interpGILLocked: 144, interpGILHolder: 152,
+                tstateHoldsGIL: 272, tstateGILRequested: 280
             )
         ),
     ]

@@ -76,6 +76,29 @@ public struct PythonOffsets: Equatable, Sendable {
     /// `offsetof(PyBytesObject, ob_sval)` (2.7: `PyStringObject`)
     public var bytesData: Int
 
+    // Whether a thread holds the GIL: see `GILProbe`, which is built from these.
+    /// `PyThreadState.interp`: the thread's interpreter.
+    public var tstateInterp: Int
+    /// `offsetof(_PyRuntimeState, gilstate.tstate_current)` (3.7-3.11), else nil: the `PyThreadState*` of the thread that
+    /// holds the GIL, NULL while none does. (2.7 and 3.6 keep it in the exported global `_PyThreadState_Current`; 3.12
+    /// made it a thread-local.)
+    public var runtimeTstateCurrent: Int?
+    /// `PyInterpreterState.ceval.gil` (3.12+), else nil: a pointer to the interpreter's `struct _gil_runtime_state`.
+    public var interpCevalGIL: Int?
+    /// `offsetof(struct _gil_runtime_state, locked)` (3.12+), else nil: an int, 1 while the GIL is held.
+    public var gilLocked: Int?
+    /// `offsetof(struct _gil_runtime_state, last_holder)` (3.12+), else nil: the last holder's `PyThreadState*`, left
+    /// set when it releases the GIL (so only with `locked` does it name the holder).
+    public var gilLastHolder: Int?
+    /// The 4-byte word of `PyThreadState` that says whether its thread holds the GIL (3.13+), else nil: `_status`, a word
+    /// of bit fields, in 3.13; `int holds_gil` from 3.14.
+    public var tstateHoldsGIL: Int?
+    /// The bits of the `tstateHoldsGIL` word that are `holds_gil`: the bit field's bit in 3.13 (as the compiler laid it
+    /// out), every bit of the int from 3.14; nil with `tstateHoldsGIL`.
+    public var tstateHoldsGILMask: UInt32?
+    /// `PyThreadState.gil_requested`, an int, non-zero while the thread waits for the GIL (3.15+), else nil.
+    public var tstateGILRequested: Int?
+
     /// Where this version's `_Py_DebugOffsets` keeps the values checked against this table (3.13+).
     public var debugOffsets: DebugOffsetsLayout?
 
@@ -90,6 +113,8 @@ public struct PythonOffsets: Equatable, Sendable {
         codeCodeAdaptive: Int?, codeChecksum: Int,
         unicodeLength: Int?, unicodeState: Int?, unicodeASCIIData: Int?, unicodeCompactData: Int?,
         bytesSize: Int, bytesData: Int,
+        tstateInterp: Int, runtimeTstateCurrent: Int?, interpCevalGIL: Int?, gilLocked: Int?, gilLastHolder: Int?,
+        tstateHoldsGIL: Int?, tstateHoldsGILMask: UInt32?, tstateGILRequested: Int?,
         debugOffsets: DebugOffsetsLayout?
     ) {
         self.major = major; self.minor = minor
@@ -107,6 +132,10 @@ public struct PythonOffsets: Equatable, Sendable {
         self.unicodeLength = unicodeLength; self.unicodeState = unicodeState
         self.unicodeASCIIData = unicodeASCIIData; self.unicodeCompactData = unicodeCompactData
         self.bytesSize = bytesSize; self.bytesData = bytesData
+        self.tstateInterp = tstateInterp; self.runtimeTstateCurrent = runtimeTstateCurrent
+        self.interpCevalGIL = interpCevalGIL; self.gilLocked = gilLocked; self.gilLastHolder = gilLastHolder
+        self.tstateHoldsGIL = tstateHoldsGIL; self.tstateHoldsGILMask = tstateHoldsGILMask
+        self.tstateGILRequested = tstateGILRequested
         self.debugOffsets = debugOffsets
     }
 
@@ -165,13 +194,26 @@ public struct DebugOffsetsLayout: Equatable, Sendable {
     public var tstateSize: Int               // thread_state.size: sizeof(PyThreadState)
     public var frameSize: Int                // interpreter_frame.size: sizeof(_PyInterpreterFrame)
     public var codeSize: Int                 // code_object.size: sizeof(PyCodeObject)
+    public var interpSize: Int               // interpreter_state.size: sizeof(PyInterpreterState)
+    public var tstateInterp: Int             // thread_state.interp
+    public var interpCevalGIL: Int           // interpreter_state.ceval_gil: the pointer to the interpreter's GIL
+    // The embedded GIL (`interp->_gil`, the one the main interpreter's ceval.gil points at) and two of its fields, as
+    // offsets in PyInterpreterState: the struct's own offsets of `locked` and `last_holder` are the differences.
+    public var interpGIL: Int                // interpreter_state.gil_runtime_state
+    public var interpGILLocked: Int          // interpreter_state.gil_runtime_state_locked
+    public var interpGILHolder: Int          // interpreter_state.gil_runtime_state_holder
+    /// The word holding `holds_gil`: thread_state.status in 3.13 (the bit field's word), thread_state.holds_gil in
+    /// 3.15+; nil in 3.14, whose `_Py_DebugOffsets` publishes neither. The bit is never published: the table's.
+    public var tstateHoldsGIL: Int?
+    public var tstateGILRequested: Int?      // thread_state.gil_requested (3.15+), else nil
 
     public init(
         size: Int, version: Int, runtimeInterpretersHead: Int, interpThreadsHead: Int, tstateNext: Int,
         tstateThreadId: Int, tstateNativeThreadId: Int, tstateCurrentFrame: Int, framePrevious: Int, frameExecutable: Int,
         frameInstrPtr: Int, frameOwner: Int, codeFilename: Int, codeName: Int, codeQualname: Int,
         codeLineTable: Int, codeFirstLineno: Int, codeCodeAdaptive: Int, freeThreaded: Int, tstateSize: Int, frameSize: Int,
-        codeSize: Int
+        codeSize: Int, interpSize: Int, tstateInterp: Int, interpCevalGIL: Int, interpGIL: Int, interpGILLocked: Int,
+        interpGILHolder: Int, tstateHoldsGIL: Int?, tstateGILRequested: Int?
     ) {
         self.size = size; self.version = version
         self.runtimeInterpretersHead = runtimeInterpretersHead; self.interpThreadsHead = interpThreadsHead
@@ -183,5 +225,8 @@ public struct DebugOffsetsLayout: Equatable, Sendable {
         self.codeQualname = codeQualname; self.codeLineTable = codeLineTable
         self.codeFirstLineno = codeFirstLineno; self.codeCodeAdaptive = codeCodeAdaptive
         self.freeThreaded = freeThreaded; self.tstateSize = tstateSize; self.frameSize = frameSize; self.codeSize = codeSize
+        self.interpSize = interpSize; self.tstateInterp = tstateInterp; self.interpCevalGIL = interpCevalGIL
+        self.interpGIL = interpGIL; self.interpGILLocked = interpGILLocked; self.interpGILHolder = interpGILHolder
+        self.tstateHoldsGIL = tstateHoldsGIL; self.tstateGILRequested = tstateGILRequested
     }
 }
