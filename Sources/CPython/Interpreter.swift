@@ -72,10 +72,13 @@ public struct PythonInterpreter: Sendable {
     /// Runtime address of `PyCode_Type`, when the binary names it: a sampled frame's code object is decoded only if
     /// its type is this one (from 3.12 a frame's executable may be another object).
     public var codeTypeAddress: UInt64?
+    /// Runtime address of the exported global `_PyThreadState_Current` (2.7, 3.6), the GIL holder's thread state; nil in
+    /// other versions, or when the binary does not define it (see `gilProbe`).
+    public var currentThreadStateAddress: UInt64?
 
     /// An interpreter as `InterpreterLocator` finds one; public for tests that lay out a process's memory by hand.
     public init(pid: Int32, binaryPath: String, version: PythonVersion, offsets: PythonOffsets, runtimeAddress: UInt64,
-                debugOffsetsMismatch: [String] = [], codeTypeAddress: UInt64? = nil) {
+                debugOffsetsMismatch: [String] = [], codeTypeAddress: UInt64? = nil, currentThreadStateAddress: UInt64? = nil) {
         self.pid = pid
         self.binaryPath = binaryPath
         self.version = version
@@ -83,6 +86,7 @@ public struct PythonInterpreter: Sendable {
         self.runtimeAddress = runtimeAddress
         self.debugOffsetsMismatch = debugOffsetsMismatch
         self.codeTypeAddress = codeTypeAddress
+        self.currentThreadStateAddress = currentThreadStateAddress
     }
 
     /// Address of `_PyRuntime.interpreters.head`, the slot the BPF program starts its thread search from.
@@ -99,6 +103,8 @@ public enum InterpreterLocator {
             /// `_PyRuntime` (3.7+) or `interp_head` (2.7, 3.6): where the interpreter list starts.
             var runtimeSymbol: (name: String, value: UInt64)?
             var codeTypeSymbol: UInt64?
+            /// `_PyThreadState_Current`, looked up only in a file whose list starts at `interp_head` (2.7, 3.6).
+            var currentThreadStateSymbol: UInt64?
             var hasPyInitialize: Bool
             var layout: ELFLoadLayout
             /// From the file alone (Py_Version or .rodata); nil when only the process's memory can tell.
@@ -122,6 +128,8 @@ public enum InterpreterLocator {
             let runtime = InterpreterLocator.runtimeSymbol(in: elf, scan: true)
             let result = Facts(
                 runtimeSymbol: runtime, codeTypeSymbol: runtime == nil ? nil : elf.scanForSymbol(named: "PyCode_Type")?.value,
+                currentThreadStateSymbol: runtime?.name == "interp_head"
+                    ? elf.scanForSymbol(named: InterpreterLocator.currentThreadStateSymbol)?.value : nil,
                 hasPyInitialize: runtime != nil || elf.scanForSymbol(named: "Py_Initialize") != nil,
                 layout: elf.loadLayout,
                 version: runtime == nil ? nil : InterpreterLocator.fileVersion(of: elf))
@@ -154,7 +162,8 @@ public enum InterpreterLocator {
             }
             if facts.version == nil { break }  // only the process's memory can tell: the uncached path does that
             return try interpreter(pid: pid, path: path, version: facts.version!, runtimeSymbol: runtimeSymbol, bias: bias,
-                                   codeTypeAddress: facts.codeTypeSymbol.map { bias &+ $0 })
+                                   codeTypeAddress: facts.codeTypeSymbol.map { bias &+ $0 },
+                                   currentThreadStateAddress: facts.currentThreadStateSymbol.map { bias &+ $0 })
         }
         if olderPython == nil, kill(pid, 0) != 0 && errno == ESRCH { throw InterpreterError.processGone(pid: pid) }
         if olderPython == nil && !mappings.isEmpty {
@@ -179,8 +188,13 @@ public enum InterpreterLocator {
         return nil
     }
 
+    /// The exported global that holds the GIL holder's `PyThreadState*` in 2.7 and 3.6 (`PyAPI_DATA`, so in `.dynsym` of a
+    /// stripped build too). It is looked up in the file that holds the interpreter. (An executable that used it directly
+    /// and was linked with a copy relocation would have the live copy in its own `.bss`: no CPython here does.)
+    static let currentThreadStateSymbol = "_PyThreadState_Current"
+
     static func interpreter(pid: Int32, path: String, version: PythonVersion, runtimeSymbol: (name: String, value: UInt64),
-                            bias: UInt64, codeTypeAddress: UInt64?) throws -> PythonInterpreter {
+                            bias: UInt64, codeTypeAddress: UInt64?, currentThreadStateAddress: UInt64? = nil) throws -> PythonInterpreter {
         guard var offsets = PythonOffsets.forVersion(major: version.major, minor: version.minor) else {
             throw InterpreterError.unsupportedVersion(pid: pid, version: version.description)
         }
@@ -195,7 +209,8 @@ public enum InterpreterLocator {
         }
         return PythonInterpreter(
             pid: pid, binaryPath: path, version: version, offsets: offsets,
-            runtimeAddress: runtimeAddress, debugOffsetsMismatch: mismatch, codeTypeAddress: codeTypeAddress
+            runtimeAddress: runtimeAddress, debugOffsetsMismatch: mismatch, codeTypeAddress: codeTypeAddress,
+            currentThreadStateAddress: offsets.runtimeSymbol == "interp_head" ? currentThreadStateAddress : nil
         )
     }
 
@@ -231,7 +246,8 @@ public enum InterpreterLocator {
                 throw InterpreterError.unknownVersion(pid: pid, binary: path)
             }
             return try interpreter(pid: pid, path: path, version: version, runtimeSymbol: runtime, bias: bias,
-                                   codeTypeAddress: elf.symbol(named: "PyCode_Type").map { bias &+ $0.value })
+                                   codeTypeAddress: elf.symbol(named: "PyCode_Type").map { bias &+ $0.value },
+                                   currentThreadStateAddress: elf.symbol(named: currentThreadStateSymbol).map { bias &+ $0.value })
         }
         // An interpreter whose list start no symbol names: a stripped 2.7 or 3.6 (interp_head is a local symbol), or
         // something older. Name it rather than calling it "not Python".

@@ -18,9 +18,15 @@ public enum ProcessMemoryError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// Where another process's memory is read from: `ProcessMemory`, or bytes laid out by hand in a test.
+public protocol MemoryReading {
+    /// `count` bytes at `address`, or an error (`ProcessMemoryError`) when they cannot all be read.
+    func read(_ address: UInt64, count: Int) throws -> [UInt8]
+}
+
 /// Reads another process's memory with process_vm_readv: no ptrace, no stop, never a write.
 /// Everything read is untrusted; callers bound lengths before asking.
-public struct ProcessMemory: Sendable {
+public struct ProcessMemory: MemoryReading, Sendable {
     public let pid: Int32
 
     public init(pid: Int32) { self.pid = pid }

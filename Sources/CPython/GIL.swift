@@ -1,0 +1,138 @@
+import Native
+
+/// How to tell, from a thread's `PyThreadState*`, whether that thread holds the GIL at this moment: the reads `record
+/// --mode gil` makes in the BPF program for each sample, and `holdsGIL(tstate:memory:)` makes from userspace.
+///
+/// CPython keeps this in a different place in almost every version:
+/// - 2.7-3.11 keep the holder's thread state in one pointer-sized slot, set when a thread takes the GIL and NULL while
+///   it is released (`PyEval_SaveThread` swaps it out before releasing): the exported global `_PyThreadState_Current`
+///   (2.7; 3.6, an `_Py_atomic_address` whose first member is the pointer), then `_PyRuntime.gilstate.tstate_current`.
+/// - 3.12 made that slot a thread-local, which another thread cannot read; the GIL itself (`interp->ceval.gil`) names
+///   its last holder and whether it is locked.
+/// - 3.13 added a per-thread flag, a bit of `_status`; 3.14 made it an int of its own.
+/// The 3.13+ flag needs one read; the GIL's fields would work there too, but need three.
+public enum GILProbe: Equatable, Sendable {
+    /// 2.7-3.11: `*(PyThreadState **)address == tstate`.
+    case holderSlot(address: UInt64)
+    /// 3.12: with `gil = *(void **)(*(void **)(tstate + tstateInterp) + cevalGIL)`, the thread holds the GIL iff
+    /// `*(int *)(gil + locked) == 1 && *(PyThreadState **)(gil + lastHolder) == tstate`. `last_holder` stays set after
+    /// a release, so `locked` must be checked too; there is a moment in `take_gil` when `locked` is already 1 and
+    /// `last_holder` still the previous holder, too short to matter to a sampler.
+    case interpreterGIL(tstateInterp: Int, cevalGIL: Int, locked: Int, lastHolder: Int)
+    /// 3.13+: `(*(uint32_t *)(tstate + offset) & mask) != 0`: the `_status` bit field word in 3.13, `int holds_gil` from
+    /// 3.14 (all bits set in `mask`).
+    case threadStateFlag(offset: Int, mask: UInt32)
+
+    /// The probe `offsets` describe, for an interpreter whose holder slot (2.7-3.11) is at `holderSlot`; nil when the
+    /// version needs a slot and there is none.
+    init?(offsets: PythonOffsets, holderSlot: UInt64?) {
+        if let offset = offsets.tstateHoldsGIL, let mask = offsets.tstateHoldsGILMask {
+            self = .threadStateFlag(offset: offset, mask: mask)
+        } else if let cevalGIL = offsets.interpCevalGIL, let locked = offsets.gilLocked, let lastHolder = offsets.gilLastHolder {
+            self = .interpreterGIL(tstateInterp: offsets.tstateInterp, cevalGIL: cevalGIL, locked: locked, lastHolder: lastHolder)
+        } else if let holderSlot {
+            self = .holderSlot(address: holderSlot)
+        } else {
+            return nil
+        }
+    }
+
+    /// Whether the thread whose state is at `tstate` holds the GIL, read from the process's memory now. Throws when a
+    /// read fails (a thread state freed meanwhile, an exited process).
+    public func holdsGIL(tstate: UInt64, memory: some MemoryReading) throws -> Bool {
+        func pointer(_ address: UInt64) throws -> UInt64 {
+            try memory.read(address, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        }
+        func word(_ address: UInt64) throws -> UInt32 {
+            try memory.read(address, count: 4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+        }
+        switch self {
+        case .holderSlot(let address):
+            return try pointer(address) == tstate
+        case .interpreterGIL(let tstateInterp, let cevalGIL, let locked, let lastHolder):
+            let interpreter = try pointer(tstate &+ UInt64(tstateInterp))
+            let gil = try pointer(interpreter &+ UInt64(cevalGIL))
+            return try word(gil &+ UInt64(locked)) == 1 && pointer(gil &+ UInt64(lastHolder)) == tstate
+        case .threadStateFlag(let offset, let mask):
+            return try word(tstate &+ UInt64(offset)) & mask != 0
+        }
+    }
+}
+
+extension GILProbe: CustomStringConvertible {
+    /// The probe as its case reads, addresses in hex: for logs and `dump`.
+    public var description: String {
+        switch self {
+        case .holderSlot(let address):
+            return "holderSlot(address: 0x\(String(address, radix: 16)))"
+        case .interpreterGIL(let tstateInterp, let cevalGIL, let locked, let lastHolder):
+            return "interpreterGIL(tstateInterp: \(tstateInterp), cevalGIL: \(cevalGIL), locked: \(locked), lastHolder: \(lastHolder))"
+        case .threadStateFlag(let offset, let mask):
+            return "threadStateFlag(offset: \(offset), mask: 0x\(String(mask, radix: 16)))"
+        }
+    }
+}
+
+extension PythonInterpreter {
+    /// How to tell whether a thread holds the GIL in this interpreter; nil when this build lacks what it takes (see
+    /// `gilProbeUnavailable`).
+    public var gilProbe: GILProbe? {
+        GILProbe(offsets: offsets, holderSlot: gilHolderSlot)
+    }
+
+    /// Why `gilProbe` is nil, as one line a user can read; nil when there is a probe.
+    public var gilProbeUnavailable: String? {
+        guard gilProbe == nil else { return nil }
+        if offsets.runtimeSymbol == "interp_head" {
+            return "\(binaryPath) (Python \(version)) does not define \(InterpreterLocator.currentThreadStateSymbol), where "
+                + "Python \(version.major).\(version.minor) keeps the thread that holds the GIL: pybpfprof cannot tell which "
+                + "thread holds it in process \(pid)"
+        }
+        return "pybpfprof does not know where Python \(version) keeps the thread that holds the GIL (process \(pid))"
+    }
+
+    /// The slot holding the GIL holder's thread state in 2.7-3.11: `_PyThreadState_Current` (2.7, 3.6) or
+    /// `_PyRuntime.gilstate.tstate_current` (3.7-3.11).
+    private var gilHolderSlot: UInt64? {
+        if let offset = offsets.runtimeTstateCurrent { return runtimeAddress &+ UInt64(offset) }
+        return currentThreadStateAddress
+    }
+}
+
+/// One entry of an interpreter's thread list.
+public struct ThreadStateEntry: Equatable, Sendable {
+    /// The `PyThreadState*`.
+    public var address: UInt64
+    /// `thread_id`: its thread's `pthread_self()` (what `threading.get_ident()` returns).
+    public var threadID: UInt64
+    /// `native_thread_id` (3.11+): its thread's kernel id; nil before 3.11.
+    public var nativeThreadID: UInt64?
+
+    public init(address: UInt64, threadID: UInt64, nativeThreadID: UInt64?) {
+        self.address = address
+        self.threadID = threadID
+        self.nativeThreadID = nativeThreadID
+    }
+}
+
+extension PythonInterpreter {
+    /// The thread states of the first interpreter (the main one), in list order (the newest thread first), at most
+    /// `limit` of them: a list that does not end by then is taken for a cycle read while it changed. Empty before the
+    /// interpreter exists; throws when a read fails.
+    public func threadStates(memory: some MemoryReading, limit: Int = 1024) throws -> [ThreadStateEntry] {
+        func pointer(_ address: UInt64) throws -> UInt64 {
+            try memory.read(address, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        }
+        let interpreter = try pointer(interpretersHeadAddress)
+        guard interpreter != 0 else { return [] }
+        var entries: [ThreadStateEntry] = []
+        var tstate = try pointer(interpreter &+ UInt64(offsets.interpThreadsHead))
+        while tstate != 0 && entries.count < limit {
+            entries.append(ThreadStateEntry(
+                address: tstate, threadID: try pointer(tstate &+ UInt64(offsets.tstateThreadId)),
+                nativeThreadID: try offsets.tstateNativeThreadId.map { try pointer(tstate &+ UInt64($0)) }))
+            tstate = try pointer(tstate &+ UInt64(offsets.tstateNext))
+        }
+        return entries
+    }
+}
