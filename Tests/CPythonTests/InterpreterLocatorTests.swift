@@ -126,6 +126,26 @@ final class DebugOffsetsTests: XCTestCase {
             ["thread_state.thread_id: table \(table.tstateThreadId), process \(moved)"])
         XCTAssertEqual(offsets.tstateThreadId, moved)
 
+        // The word holding holds_gil, where the process publishes it (3.13: the _status word; 3.15: holds_gil), is the
+        // process's too; 3.14 publishes it nowhere.
+        offsets = table
+        if let position = layout.tstateHoldsGIL {
+            let word = try XCTUnwrap(table.tstateHoldsGIL) + 4
+            XCTAssertEqual(
+                try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: with(UInt64(word), at: position)),
+                ["\(minor == 13 ? "thread_state.status" : "thread_state.holds_gil"): table \(word - 4), process \(word)"])
+            XCTAssertEqual(offsets.tstateHoldsGIL, word)
+        } else {
+            XCTAssertEqual(minor, 14)
+        }
+        // The GIL's fields are published relative to the interpreter: their differences are the struct's offsets.
+        offsets = table
+        let gil = try XCTUnwrap(published.uint64(at: layout.interpGIL))
+        XCTAssertEqual(
+            try DebugOffsets.reconcile(&offsets, layout: layout, debugOffsets: with(gil + 24, at: layout.interpGILLocked)),
+            ["gil_runtime_state.locked: table \(try XCTUnwrap(table.gilLocked)), process 24"])
+        XCTAssertEqual(offsets.gilLocked, 24)
+
         // Values that do not fit the structs they describe are a layout this pybpfprof does not know: refused.
         let tstateSize = Int(try XCTUnwrap(published.uint64(at: layout.tstateSize)))
         offsets = table

@@ -36,9 +36,14 @@ enum TestInterpreters {
     /// Starts `python` (a command) sleeping for a minute once it has printed its version (in a spelling 2.7 also
     /// runs, so the interpreter is initialized when this returns), and returns it with "M.m.p".
     static func startSleeping(_ command: [String]) throws -> (Process, String) {
+        try start(command, script: "import sys, time; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); time.sleep(60)")
+    }
+
+    /// Starts `command` running `script` (with -c) and returns it with the first line the script prints, once printed.
+    static func start(_ command: [String], script: String) throws -> (Process, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst()) + ["-c", "import sys, time; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); time.sleep(60)"]
+        process.arguments = Array(command.dropFirst()) + ["-c", script]
         let output = Pipe()
         process.standardOutput = output
         try process.run()
