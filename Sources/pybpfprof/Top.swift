@@ -11,8 +11,9 @@ struct Top: ParsableCommand {
         abstract: "A live view of where Python processes spend their time, refreshed every second.",
         discussion: """
             Functions by own time (the leaf frame) and total time (anywhere on the stack), over the last --window \
-            seconds of samples (default 10; --cumulative: since the start). Percentages are of the samples shown, \
-            after the --filter-* options; seconds are of CPU (samples / rate).
+            seconds of samples (default 10; --cumulative: since the start). Percentages are of the time the samples shown \
+            (after the --filter-* options) stand for; seconds are of CPU time (samples / rate), or with --mode wall and \
+            offcpu of wall or off-CPU time.
 
             On a terminal the view takes the whole screen (the alternate screen, restored on exit). Keys: q quits; \
             Ctrl-C and SIGTERM quit too. When standard output is not a terminal each refresh is printed as plain \
@@ -74,7 +75,7 @@ struct Top: ParsableCommand {
         let liveWindow = LiveProfileWindow(
             rate: rate, window: cumulative ? nil : UInt64((window ?? 10) * 1e9),
             filter: SampleFilter(pids: Set(filterPid), tids: Set(filterTid), threadNames: Set(filterThread)))
-        let view = TopView(target: target, limit: limit, filterDescription: filterDescription)
+        let view = TopView(target: target, mode: options.mode, limit: limit, filterDescription: filterDescription)
         let ending = LiveSession(recorder: recorder, window: liveWindow, target: target, interval: interval, iterations: iterations)
             .run(display: view)
         view.close()
@@ -101,6 +102,8 @@ struct Top: ParsableCommand {
 /// BPF program is detached in order; a resize (SIGWINCH) redraws at once. `close()` gives both signals back.
 private final class TopView: LiveSessionDisplay {
     private let target: Target
+    /// What the samples measure (`--mode`): the header says seconds of it.
+    private let mode: ProfileMode
     private let limit: Int?
     private let filterDescription: String?
     private let screen: FullScreen?
@@ -110,8 +113,9 @@ private final class TopView: LiveSessionDisplay {
     private var lastLines: [String] = []
     private var printedPlainRefresh = false
 
-    init(target: Target, limit: Int?, filterDescription: String?) {
+    init(target: Target, mode: ProfileMode, limit: Int?, filterDescription: String?) {
         self.target = target
+        self.mode = mode
         self.limit = limit
         self.filterDescription = filterDescription
         screen = StandardOutput.isTerminal ? FullScreen(readsKeys: isatty(STDIN_FILENO) == 1) : nil
@@ -207,13 +211,14 @@ private final class TopView: LiveSessionDisplay {
         let span = window.window.map {
             elapsed * 1e9 > Double($0) ? "in the last \(String(cFormat: "%g", Double($0) / 1e9)) s" : "since the start"
         } ?? "since the start"
-        let cpuSeconds = Double(contents.samples) / Double(rate)
+        // Seconds of what the samples measure: an off-CPU interval (--mode wall|offcpu) weighs its length.
+        let shownSeconds = Double(contents.weight) / 1e9
         // What a narrow terminal cuts comes last on each line: the target's command line most of all.
         var lines = [
             "pybpfprof top   elapsed \(Self.duration(elapsed))   \(rate) Hz" + (hint.map { "   \($0)" } ?? ""),
             describe(target, processes: window.processes),
             "\(contents.processes) process\(contents.processes == 1 ? "" : "es"), \(contents.threads) thread\(contents.threads == 1 ? "" : "s"), "
-                + "\(contents.samples) samples (\(String(cFormat: "%.2f", cpuSeconds)) s of CPU) \(span)",
+                + "\(contents.samples) samples (\(String(cFormat: "%.2f", shownSeconds)) s of \(mode == .cpu ? "CPU" : mode.timeDescription)) \(span)",
         ]
         if let filterDescription { lines.append("filter: \(filterDescription): \(contents.samples) of \(contents.allSamples) samples") }
         lines.append("")
@@ -222,11 +227,11 @@ private final class TopView: LiveSessionDisplay {
             lines.append(contents.allSamples == 0 ? "  (no samples yet: the targets have not run on a CPU)" : "  (no sample matches the filters)")
             return lines
         }
-        let seconds = Double(rate), shown = Double(contents.samples)
-        for function in contents.functions {
+        let shown = Double(max(contents.weight, 1))
+        for function in contents.functionWeights {
             lines.append(String(cFormat: "%6.1f  %6.1f  %7.2f  %8.2f  ", 100 * Double(function.own) / shown,
-                                100 * Double(function.total) / shown, Double(function.own) / seconds,
-                                Double(function.total) / seconds) + function.name)
+                                100 * Double(function.total) / shown, Double(function.own) / 1e9,
+                                Double(function.total) / 1e9) + function.name)
         }
         return lines
     }

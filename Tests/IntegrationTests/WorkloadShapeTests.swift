@@ -138,13 +138,14 @@ private struct ShapeExpectations {
 
         // The walk reads a thread the tick interrupted, never stopped: one interrupted between the interpreter's
         // stores that link a new frame (which the C compiler may order either way) can be read half linked. That is
-        // rare (none in most runs, one in 2,916 once on 6.12); one sample in a thousand is allowed, a systematic
-        // error (a wrong offset, a lost frame kind) breaks far more.
+        // rare (none in most runs, one in 2,916 once on 6.12, three in 1,968 once on 5.10 under emulation on a host
+        // loaded with two more guests); one sample in 250 is allowed, a systematic error (a wrong offset, a lost frame
+        // kind) breaks far more: every sample of the kind it hits.
         var breaks: [String] = []
         for thread in [main, worker] {
             let problems = thread.stacks.compactMap(frameProblem)
             breaks.append("tid \(thread.tid) \(problems.count) of \(thread.stacks.count)")
-            XCTAssertLessThanOrEqual(problems.count, thread.stacks.count / 1000,
+            XCTAssertLessThanOrEqual(problems.count, thread.stacks.count / 250,
                                      "\(label), tid \(thread.tid): \(problems.count) of \(thread.stacks.count) samples "
                 + "break the workload's shape, e.g.:\n" + Set(problems).prefix(3).joined(separator: "\n"))
             if !problems.isEmpty { print("  \(label), tid \(thread.tid): shape broken by:\n" + Set(problems).prefix(3).joined(separator: "\n")) }
