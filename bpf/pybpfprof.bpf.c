@@ -135,12 +135,17 @@ struct {
     __type(value, struct offcpu_start);
 } offcpu_starts SEC(".maps");
 
-/* --mode wall: when this CPU's cpu-clock last ticked (see on_sample). */
+/* --mode wall: when this CPU's cpu-clock ticked last and the time before (see tick_weight). */
+struct tick_times {
+    __u64 previous;
+    __u64 last;
+};
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
-    __type(value, __u64);
+    __type(value, struct tick_times);
 } tick_times SEC(".maps");
 
 /* bpf_loop passes its callbacks a pointer to the stack: this is what it points at. */
@@ -232,8 +237,23 @@ static __always_inline __u32 record_size(const struct sample_header *header)
     return sizeof(struct sample_header) + (kernel_frames + native_frames) * 8 + frames * sizeof(struct py_frame);
 }
 
+/* --mode wall weighs an on-CPU tick by the time since its CPU's tick before, whoever that caught: a tick the hrtimer
+ * fired late (a busy hypervisor that ran another guest meanwhile) stands for all that time, as the off-CPU intervals
+ * that share its unit are measured whole. At most 16 periods; a CPU's first tick weighs one. */
+static __always_inline __u64 tick_weight(void)
+{
+    __u32 zero = 0;
+    __u64 period = config.offcpu_period_ns;
+    struct tick_times *ticks = bpf_map_lookup_elem(&tick_times, &zero);
+    if (!ticks || !ticks->previous || ticks->last <= ticks->previous || ticks->last - ticks->previous >= 16 * period)
+        return period;
+    return ticks->last - ticks->previous;
+}
+
 static __always_inline void emit(struct walk_state *state)
 {
+    if (config.offcpu_period_ns && state->sample.header.record_type == RECORD_SAMPLE)
+        state->sample.header.weight_ns = tick_weight();
     __u64 size = record_size(&state->sample.header);
     __u64 flags = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA) >= config.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
                                                                                 : BPF_RB_NO_WAKEUP;
@@ -893,7 +913,8 @@ int BPF_PROG(on_exit, struct task_struct *task)
 
 /* The start of a record of the current thread of a profiled process, on_sample's or on_switch_in's: its header, its
  * kernel stack (from `ctx`), its thread state and current Python frame. Then the native unwind is tail-called through
- * `stages` (the prog array of the caller's program type), or the Python walk; NULL if there is no walk state. */
+ * `stages` (the prog array of the caller's program type), or the Python walk. `weight_ns`: an off-CPU interval's
+ * (a sample's is set as it is sent: see tick_weight). */
 static __always_inline void walk_current_thread(void *ctx, void *stages, const struct py_process *process, __u64 pid_tgid,
                                                 enum record_type type, __u64 weight_ns, __u16 offcpu_state)
 {
@@ -941,16 +962,14 @@ static __always_inline void walk_current_thread(void *ctx, void *stages, const s
 SEC("perf_event")
 int on_sample(struct bpf_perf_event_data *ctx)
 {
-    /* --mode wall weighs a tick by the time since this CPU's last one, whoever it caught: a tick the hrtimer fired late
-     * (a busy hypervisor that ran another guest meanwhile) stands for all that time, as the off-CPU intervals that
-     * share its unit are measured whole. At most 16 periods; the CPU's first tick weighs one. */
-    __u64 tick_weight = 0;
+    /* Every tick, whoever it caught, is timed (see tick_weight). Stored and nothing more: what is computed from it
+     * is computed as the record is sent, after the walk, where 5.10's verifier need not tell more states apart. */
     if (config.offcpu_period_ns) {
         __u32 zero = 0;
-        __u64 *last = bpf_map_lookup_elem(&tick_times, &zero), now = bpf_ktime_get_ns();
-        if (last) {
-            tick_weight = *last && now - *last < 16 * config.offcpu_period_ns ? now - *last : config.offcpu_period_ns;
-            *last = now;
+        struct tick_times *ticks = bpf_map_lookup_elem(&tick_times, &zero);
+        if (ticks) {
+            ticks->previous = ticks->last;
+            ticks->last = bpf_ktime_get_ns();
         }
     }
     /* First: on a busy host most ticks belong to tasks of other cgroups. */
@@ -961,7 +980,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
     const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);
     if (!process)
         return 0;
-    walk_current_thread(ctx, &programs, process, pid_tgid, RECORD_SAMPLE, tick_weight, OFFCPU_NONE);
+    walk_current_thread(ctx, &programs, process, pid_tgid, RECORD_SAMPLE, 0, OFFCPU_NONE);
     return 0;
 }
 
