@@ -911,6 +911,28 @@ int BPF_PROG(on_exit, struct task_struct *task)
     return 0;
 }
 
+/* --mode gil: whether the thread whose state is `tstate` holds the GIL now (enum gil_probe_kind). A failed read says
+ * no: the sample is left out. */
+static __always_inline bool holds_gil(const struct gil_probe *gil, __u64 tstate)
+{
+    if (!tstate)
+        return false;
+    if (gil->kind == GIL_PROBE_HOLDER_SLOT)
+        return read_u64(gil->holder_slot) == tstate;
+    __u32 word = 0;
+    if (gil->kind == GIL_PROBE_INTERPRETER_GIL) {
+        __u64 interp = read_u64(tstate + gil->tstate_interp);
+        __u64 state = interp ? read_u64(interp + gil->interp_ceval_gil) : 0;
+        if (!state || bpf_probe_read_user(&word, sizeof(word), (const void *)(state + gil->gil_locked)) != 0)
+            return false;
+        return word == 1 && read_u64(state + gil->gil_last_holder) == tstate;
+    }
+    if (gil->kind == GIL_PROBE_THREAD_STATE_FLAG)
+        return bpf_probe_read_user(&word, sizeof(word), (const void *)(tstate + gil->flag_offset)) == 0 &&
+               (word & gil->flag_mask) != 0;
+    return false;
+}
+
 /* The start of a record of the current thread of a profiled process, on_sample's or on_switch_in's: its header, its
  * kernel stack (from `ctx`), its thread state and current Python frame. Then the native unwind is tail-called through
  * `stages` (the prog array of the caller's program type), or the Python walk. `weight_ns`: an off-CPU interval's
@@ -945,6 +967,10 @@ static __always_inline void walk_current_thread(void *ctx, void *stages, const s
     state->frame = 0;
 
     __u64 tstate = process->interpreters_head ? find_thread_state(process, tgid) : 0;
+    if (config.gil_only && !holds_gil(&process->gil, tstate)) {
+        count(COUNTER_GIL_NOT_HELD);
+        return;
+    }
     __u64 frame = tstate ? current_frame(&state->offsets, tstate) : 0;
     header->tstate = tstate;
     if (frame)

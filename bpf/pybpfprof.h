@@ -92,9 +92,30 @@ struct py_offsets {
 };
 
 /* Map `processes`: key host tgid. One per profiled process. */
+/* --mode gil: how to tell whether a thread state's thread holds the GIL (GILProbe in Sources/CPython/GIL.swift). */
+enum gil_probe_kind {
+    GIL_PROBE_NONE = 0,              /* not Python */
+    GIL_PROBE_HOLDER_SLOT = 1,       /* 2.7-3.11: *(PyThreadState **)holder_slot == tstate */
+    GIL_PROBE_INTERPRETER_GIL = 2,   /* 3.12: gil = tstate->interp->ceval.gil; gil->locked == 1 && gil->last_holder == tstate */
+    GIL_PROBE_THREAD_STATE_FLAG = 3, /* 3.13+: *(__u32 *)(tstate + flag_offset) & flag_mask */
+};
+
+struct gil_probe {
+    __u64 holder_slot;
+    __u32 flag_mask;
+    __u16 flag_offset;
+    __u16 tstate_interp;
+    __u16 interp_ceval_gil;
+    __u16 gil_locked;
+    __u16 gil_last_holder;
+    __u8 kind; /* enum gil_probe_kind */
+    __u8 _pad;
+};
+
 struct py_process {
     __u64 interpreters_head; /* address of _PyRuntime.interpreters.head; 0: not Python, native stacks only */
     struct py_offsets offsets;
+    struct gil_probe gil;
 };
 
 /* How the caller's frame is found at one instruction (x86_64), compiled by userspace from the file's
@@ -270,7 +291,9 @@ struct pybpfprof_config {
      * them (task_pt_regs: task->stack + THREAD_SIZE - sizeof(struct pt_regs)). With 0 the verifier never sees the
      * newer helpers. */
     __u8 have_task_pt_regs;
-    __u8 _pad[3];
+    /* --mode gil: only the samples of a thread that holds the GIL at that moment are sent (see holds_gil). */
+    __u8 gil_only;
+    __u8 _pad[2];
     /* --mode wall|offcpu: the sampling period, in nanoseconds, off-CPU intervals are weighed against. An interval at
      * least this long is always sent, weighing its length; a shorter one is sent with probability length / period,
      * weighing one period (threshold sampling: its expected weight is its length, and a thread sends at most one
@@ -322,6 +345,8 @@ struct pybpfprof_config {
     /* --mode wall|offcpu: intervals shorter than the period that threshold sampling left out (their time is in the \
      * weight of those it kept). */ \
     X(COUNTER_OFFCPU_SAMPLED_OUT, "short off-CPU intervals sampled out", 0) \
+    /* --mode gil: samples of threads that did not hold the GIL, left out. */ \
+    X(COUNTER_GIL_NOT_HELD, "samples of threads not holding the GIL (left out)", 0) \
     /* A switch-in with no start: the thread was asleep when the recording began, or its start was not stored. */ \
     X(COUNTER_OFFCPU_NO_START, "off-CPU intervals begun before the recording", 0) \
     /* offcpu_starts was full: that interval is lost. */ \

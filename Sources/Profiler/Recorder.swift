@@ -85,7 +85,7 @@ public final class Recorder {
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
             followProcesses: options.followsProcesses, cgroupFD: options.cgroup?.fd,
             offCPUPeriod: options.mode.hasIntervals ? UInt64(1_000_000_000 / max(options.rate, 1)) : nil,
-            samplesOnCPU: options.mode != .offcpu)
+            samplesOnCPU: options.mode != .offcpu, gilOnly: options.mode == .gil)
         nativeTables = options.pythonOnly ? nil
             : NativeTableLoader(store: UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity))
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
@@ -258,6 +258,8 @@ public final class Recorder {
             pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: interpreter.version.description,
             containerID: Containers.containerID(pid: pid) ?? "")
         let decoder = makeDecoder(interpreter: interpreter)
+        // --mode gil keeps the samples of the GIL's holder: a build that does not say who holds it gives none.
+        if options.mode == .gil, let reason = interpreter.gilProbeUnavailable { throw RecordError.noGILProbe(reason) }
         return try locked {
             guard isCurrent() else { return nil }
             try sampler.add(interpreter)

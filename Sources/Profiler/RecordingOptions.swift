@@ -135,11 +135,14 @@ public enum RecordError: Error, CustomStringConvertible {
     case noTargets(String)
     case launchFailed(String)
     case neverPython(command: String)
+    /// --mode gil, and a process whose build does not say which thread holds the GIL.
+    case noGILProbe(String)
 
     public var description: String {
         switch self {
         case .noTargets(let reason): return reason
         case .launchFailed(let reason): return reason
+        case .noGILProbe(let reason): return "--mode gil: \(reason): record it with --mode cpu"
         case .neverPython(let command):
             return "'\(command)' exited without ever running a supported CPython interpreter"
         }

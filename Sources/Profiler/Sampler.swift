@@ -47,9 +47,10 @@ final class Sampler {
     ///   - offCPUPeriod: records the intervals threads spend off a CPU, weighed against this period in nanoseconds
     ///     (`offcpu_period_ns` in bpf/pybpfprof.h); nil: none.
     ///   - samplesOnCPU: attaches the cpu-clock perf events (false: off-CPU intervals only).
+    ///   - gilOnly: sends only the samples of threads that hold the GIL (`--mode gil`).
     init(features: KernelFeatures, ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
          unwindTableBytes: Int, followProcesses: Bool, cgroupFD: Int32? = nil, offCPUPeriod: UInt64? = nil,
-         samplesOnCPU: Bool = true) throws {
+         samplesOnCPU: Bool = true, gilOnly: Bool = false) throws {
         self.samplesOnCPU = samplesOnCPU
         // Before anything is loaded: a kernel without the hook is refused with its one-line reason.
         let switchInFunction = try offCPUPeriod.map { _ in
@@ -75,6 +76,7 @@ final class Sampler {
         // collects them. See wakeup_bytes in bpf/pybpfprof.h.
         configuration.wakeup_bytes = UInt64(ringBufferBytes / 4)
         configuration.offcpu_period_ns = offCPUPeriod ?? 0
+        configuration.gil_only = gilOnly ? 1 : 0
         program = try SamplerProgram(features: features, configuration: configuration) { object in
             try object.setMaxEntries(map: .samples, ringBufferBytes)
             try object.setMaxEntries(map: .unwind_rows, UInt32(unwindRowCapacity))
@@ -207,6 +209,24 @@ extension py_process {
         fields.instr_kind = UInt8(offsets.instructionKind == .pointer ? PY_INSTR_POINTER.rawValue : PY_INSTR_LASTI.rawValue)
         fields.owner_boundary = offsets.frameBoundaryOwner.map { UInt8($0) } ?? 0xff
         fields.code_tag_bits = UInt8(offsets.frameCodeTagBits)
-        self.init(interpreters_head: interpreter.interpretersHeadAddress, offsets: fields)
+        var gil = gil_probe()
+        switch interpreter.gilProbe {
+        case .holderSlot(let address):
+            gil.kind = UInt8(GIL_PROBE_HOLDER_SLOT.rawValue)
+            gil.holder_slot = address
+        case .interpreterGIL(let tstateInterp, let cevalGIL, let locked, let lastHolder):
+            gil.kind = UInt8(GIL_PROBE_INTERPRETER_GIL.rawValue)
+            gil.tstate_interp = UInt16(tstateInterp)
+            gil.interp_ceval_gil = UInt16(cevalGIL)
+            gil.gil_locked = UInt16(locked)
+            gil.gil_last_holder = UInt16(lastHolder)
+        case .threadStateFlag(let offset, let mask):
+            gil.kind = UInt8(GIL_PROBE_THREAD_STATE_FLAG.rawValue)
+            gil.flag_offset = UInt16(offset)
+            gil.flag_mask = mask
+        case nil:
+            gil.kind = UInt8(GIL_PROBE_NONE.rawValue)
+        }
+        self.init(interpreters_head: interpreter.interpretersHeadAddress, offsets: fields, gil: gil)
     }
 }

@@ -26,7 +26,7 @@ struct SamplingOptions: ParsableArguments {
     var rate = 100
 
     @Option(name: .long, help: ArgumentHelp(
-        "What to measure: cpu (on-CPU samples), wall (on-CPU samples and the time off a CPU), offcpu (only the time off a CPU).",
+        "What to measure: cpu (on-CPU samples), wall (on-CPU samples and the time off a CPU), offcpu (only the time off a CPU), gil (on-CPU samples of the thread that holds the GIL).",
         discussion: "wall and offcpu record each interval a thread spends off a CPU with the stack it blocked in (Python, native "
             + "and kernel frames), weighed by its length and marked [off-CPU: sleeping], [off-CPU: uninterruptible] (disk, "
             + "kernel locks) or [off-CPU: waiting for a CPU]. Intervals shorter than one sampling period (1/rate) are sampled "
@@ -62,15 +62,16 @@ struct SamplingOptions: ParsableArguments {
         }
     }
 
-    /// The modes `--mode` takes (the GIL view is still to come).
+    /// The modes `--mode` takes.
     enum RecordingMode: String, ExpressibleByArgument, CaseIterable {
-        case cpu, wall, offcpu
+        case cpu, wall, offcpu, gil
 
         var profileMode: ProfileMode {
             switch self {
             case .cpu: return .cpu
             case .wall: return .wall
             case .offcpu: return .offcpu
+            case .gil: return .gil
             }
         }
     }
