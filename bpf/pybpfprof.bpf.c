@@ -187,12 +187,15 @@ static __always_inline void count_read_error_of(enum counter counter, struct tas
     count(BPF_CORE_READ(target, flags) & PF_EXITING ? COUNTER_PROCESS_EXITING : counter);
 }
 
-/* Reads a pointer-sized value from the target; 0 on failure (NULL is never a valid answer here). */
+/* Reads a pointer-sized value from the target; 0 on failure (NULL is never a valid answer here). Both helpers zero the
+ * buffer when the read fails, so nothing branches on their result: such a branch gives the verifier two states per
+ * read, and 5.10 to 6.1 (weaker pruning than 6.18's) then followed the 64-round thread scan path by path, past their
+ * limit of a million instructions, as soon as a little code was added after it (on_sample went from 5,360 to over a
+ * million). Without it on_sample takes 2,215 to 2,331 on 5.10 and 6.1, whatever the configuration. */
 static __always_inline __u64 read_u64_of(__u64 address, struct task_struct *task)
 {
     __u64 value = 0;
-    if (read_user(&value, sizeof(value), (const void *)address, task) != 0)
-        return 0;
+    read_user(&value, sizeof(value), (const void *)address, task);
     return value;
 }
 
