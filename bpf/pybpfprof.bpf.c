@@ -45,7 +45,7 @@ struct signal_struct___pybpfprof {
 
 struct task_struct___pybpfprof {
     unsigned int flags;
-    unsigned int __state; /* `state` before 5.14: see scheduler_state */
+    unsigned int __state; /* `state` before 5.14: see switch_out_state */
     int pid;
     int tgid;
     void *stack;

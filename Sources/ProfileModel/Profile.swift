@@ -32,6 +32,11 @@ public struct Frame: Hashable, Sendable {
     public static let offCPUDisk = Frame(kind: .marker, name: "[off-CPU: uninterruptible]")
     public static let offCPURunnable = Frame(kind: .marker, name: "[off-CPU: waiting for a CPU]")
     public static let waitingForGIL = Frame(kind: .marker, name: "[waiting for the GIL]")
+
+    /// Whether the frame is the leaf marker of an off-CPU interval (one of the four above).
+    public var isOffCPUMarker: Bool {
+        self == .offCPUSleeping || self == .offCPUDisk || self == .offCPURunnable || self == .waitingForGIL
+    }
 }
 
 /// What a recording's samples measure (`record --mode`), and so the unit its weights are in.

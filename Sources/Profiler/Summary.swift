@@ -18,13 +18,6 @@ public struct Summary {
         tally = SampleTally(profile.samples)
     }
 
-    /// Whether a stack's leaf frame marks an off-CPU interval.
-    private func isOffCPU(_ leaf: Int32?) -> Bool {
-        guard let leaf else { return false }
-        let frame = profile.frames[Int(leaf)]
-        return frame == .offCPUSleeping || frame == .offCPUDisk || frame == .offCPURunnable || frame == .waitingForGIL
-    }
-
     public var text: String {
         let samples = tally.count
         let threads = tally.threads.count
@@ -39,7 +32,9 @@ public struct Summary {
             + statistics.unresolvedFrames.sorted { $0.key < $1.key }.map { "unresolved frames (\($0.key)) \($0.value)" }
         lines.append("errors: " + (errors.isEmpty ? "none" : errors.joined(separator: ", ")))
         if profile.mode.hasIntervals {
-            let intervals = profile.samples.filter { $0.stack >= 0 && isOffCPU(profile.stacks[Int($0.stack)].last) }
+            let intervals = profile.samples.filter { sample in
+                profile.stacks[Int(sample.stack)].last.map { profile.frames[Int($0)].isOffCPUMarker } ?? false
+            }
             let seconds = Double(intervals.reduce(0) { $0 + $1.weight }) / 1e9
             lines.append("off-CPU: \(intervals.count) intervals, \(String(cFormat: "%.2f", seconds)) s; "
                 + "\(statistics.offCPUSampledOut) short ones sampled out (their time is in the weights of those kept); "

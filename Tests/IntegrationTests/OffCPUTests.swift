@@ -128,6 +128,6 @@ final class OffCPUTests: IntegrationTestCase {
     }
 
     private func isOffCPU(_ sample: Sample, in profile: Profile) -> Bool {
-        leaf(sample, in: profile).map { [Frame.offCPUSleeping, .offCPUDisk, .offCPURunnable, .waitingForGIL].contains($0) } ?? false
+        leaf(sample, in: profile)?.isOffCPUMarker ?? false
     }
 }
