@@ -1061,6 +1061,30 @@ int BPF_PROG(on_switch_out, bool preempt, struct task_struct *prev, struct task_
     return 0;
 }
 
+/* Whether the current thread, back from a sleep, slept waiting for the GIL: in futex(2) on an address of the GIL's
+ * wait range (struct gil_probe). From the registers it entered the system call with, saved on its kernel stack: the
+ * system call's number and its first argument, the futex's address. Only the intervals kept pay for these reads. */
+static __always_inline bool waited_for_gil(const struct py_process *process)
+{
+    const struct gil_probe *gil = &process->gil;
+    if (gil->wait_kind == GIL_WAIT_NONE)
+        return false;
+    const struct pt_regs *saved = current_saved_registers();
+    __u64 syscall = 0, futex = 0;
+    if (!saved || bpf_probe_read_kernel(&syscall, sizeof(syscall), &saved->orig_rax) != 0 || syscall != 202 /* x86_64 futex */)
+        return false;
+    bpf_probe_read_kernel(&futex, sizeof(futex), &saved->rdi);
+    __u64 start = gil->wait_start;
+    if (gil->wait_kind == GIL_WAIT_INTERPRETER_GIL) {
+        __u64 interp = read_u64(process->interpreters_head);
+        __u64 gil_address = interp ? read_u64(interp + gil->interp_ceval_gil) : 0;
+        if (!gil_address)
+            return false;
+        start += gil_address;
+    }
+    return futex - start < gil->wait_size; /* unsigned: an address below the start wraps to a large difference */
+}
+
 /* Attached by userspace to finish_task_switch, or to the finish_task_switch.isra.N clone the compiler made of it. */
 SEC("?kprobe")
 int on_switch_in(struct pt_regs *ctx)
@@ -1088,6 +1112,8 @@ int on_switch_in(struct pt_regs *ctx)
     const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);
     if (!process)
         return 0;
+    if (state == OFFCPU_SLEEPING && waited_for_gil(process))
+        state = OFFCPU_GIL;
     walk_current_thread(ctx, &switch_in_programs, process, pid_tgid, RECORD_OFFCPU, weight, state);
     return 0;
 }

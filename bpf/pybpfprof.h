@@ -100,16 +100,27 @@ enum gil_probe_kind {
     GIL_PROBE_THREAD_STATE_FLAG = 3, /* 3.13+: *(__u32 *)(tstate + flag_offset) & flag_mask */
 };
 
+/* --mode wall|offcpu: where a thread waiting for the GIL sleeps, a futex on a word of the GIL's condition variables and
+ * mutexes (GILWaitRange in Sources/CPython/GIL.swift): [wait_start, wait_start + wait_size). */
+enum gil_wait_kind {
+    GIL_WAIT_NONE = 0,            /* 2.7, 3.6: not known */
+    GIL_WAIT_ADDRESS = 1,         /* 3.7-3.11: wait_start is an address (in _PyRuntime) */
+    GIL_WAIT_INTERPRETER_GIL = 2, /* 3.12+: wait_start is an offset in the GIL, *(*interpreters_head + interp_ceval_gil) */
+};
+
 struct gil_probe {
     __u64 holder_slot;
+    __u64 wait_start;
     __u32 flag_mask;
     __u16 flag_offset;
     __u16 tstate_interp;
-    __u16 interp_ceval_gil;
+    __u16 interp_ceval_gil; /* 3.12+: also for the wait range */
     __u16 gil_locked;
     __u16 gil_last_holder;
-    __u8 kind; /* enum gil_probe_kind */
-    __u8 _pad;
+    __u16 wait_size;
+    __u8 kind;      /* enum gil_probe_kind */
+    __u8 wait_kind; /* enum gil_wait_kind */
+    __u8 _pad[6];
 };
 
 struct py_process {
@@ -191,6 +202,7 @@ enum offcpu_state {
     OFFCPU_SLEEPING = 1,        /* TASK_INTERRUPTIBLE: a futex, poll, sleep, read of a pipe or socket */
     OFFCPU_UNINTERRUPTIBLE = 2, /* TASK_UNINTERRUPTIBLE: disk I/O, page faults, kernel locks */
     OFFCPU_RUNNABLE = 3,        /* preempted, or yielded: waiting for a CPU */
+    OFFCPU_GIL = 4,             /* asleep in a futex on the GIL (see struct gil_probe's wait range): waiting for the GIL */
 };
 
 struct sample_header {

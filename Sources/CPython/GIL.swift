@@ -99,6 +99,49 @@ extension PythonInterpreter {
     }
 }
 
+/// Where a thread that waits for the GIL is blocked: in a futex on a word of the GIL's condition variables or mutexes
+/// (`take_gil` waits on `cond` under `mutex`; a thread made to drop the GIL waits on `switch_cond` until another has
+/// taken it), which lie in `struct _gil_runtime_state` from `cond` to its end. `record --mode wall` tells an off-CPU
+/// interval spent there from other sleeps by the futex's address, which the BPF program reads from the thread's
+/// registers as it entered the system call.
+///
+/// 3.7-3.11 keep the GIL in `_PyRuntime`; from 3.12 the main interpreter points at its own. 2.7 (a semaphore behind a
+/// `PyThread_type_lock`) and 3.2-3.6 (statics without exported symbols) have no range.
+public enum GILWaitRange: Equatable, Sendable {
+    /// 3.7-3.11: `[start, start + size)`.
+    case address(start: UInt64, size: Int)
+    /// 3.12+: with `gil = *(void **)(*(void **)interpretersHead + cevalGIL)`, `[gil + start, gil + start + size)`.
+    case interpreterGIL(cevalGIL: Int, start: Int, size: Int)
+
+    /// Whether `address`, a futex's, lies in the GIL's waiting words, read from the process's memory now.
+    public func contains(_ address: UInt64, interpretersHead: UInt64, memory: some MemoryReading) throws -> Bool {
+        func pointer(_ address: UInt64) throws -> UInt64 {
+            try memory.read(address, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        }
+        switch self {
+        case .address(let start, let size):
+            return address >= start && address - start < UInt64(size)
+        case .interpreterGIL(let cevalGIL, let start, let size):
+            let gil = try pointer(try pointer(interpretersHead) &+ UInt64(cevalGIL))
+            guard gil != 0 else { return false }
+            let first = gil &+ UInt64(start)
+            return address >= first && address - first < UInt64(size)
+        }
+    }
+}
+
+extension PythonInterpreter {
+    /// Where this interpreter's threads wait for the GIL; nil for 2.7 and 3.6 (see `GILWaitRange`).
+    public var gilWaitRange: GILWaitRange? {
+        guard let cond = offsets.gilCond, let size = offsets.gilSize, size > cond else { return nil }
+        if let runtimeGIL = offsets.runtimeGIL {
+            return .address(start: runtimeAddress &+ UInt64(runtimeGIL + cond), size: size - cond)
+        }
+        if let cevalGIL = offsets.interpCevalGIL { return .interpreterGIL(cevalGIL: cevalGIL, start: cond, size: size - cond) }
+        return nil
+    }
+}
+
 /// One entry of an interpreter's thread list.
 public struct ThreadStateEntry: Equatable, Sendable {
     /// The `PyThreadState*`.

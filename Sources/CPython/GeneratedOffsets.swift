@@ -33,6 +33,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 36,
             tstateInterp: 8, runtimeTstateCurrent: nil, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
             tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
+            runtimeGIL: nil, gilCond: nil, gilSize: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -47,6 +48,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
             tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
+            runtimeGIL: nil, gilCond: nil, gilSize: nil,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -61,6 +63,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: 1480, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
             tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
+            runtimeGIL: 1264, gilCond: 32, gilSize: 208,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -75,6 +78,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: 1368, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
             tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
+            runtimeGIL: 1152, gilCond: 32, gilSize: 208,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -89,6 +93,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: 568, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
             tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
+            runtimeGIL: 352, gilCond: 32, gilSize: 208,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -103,6 +108,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: 568, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
             tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
+            runtimeGIL: 352, gilCond: 32, gilSize: 208,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -117,6 +123,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: 576, interpCevalGIL: nil, gilLocked: nil, gilLastHolder: nil,
             tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
+            runtimeGIL: 360, gilCond: 32, gilSize: 208,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -131,6 +138,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: 384, gilLocked: 16, gilLastHolder: 8,
             tstateHoldsGIL: nil, tstateHoldsGILMask: nil, tstateGILRequested: nil,
+            runtimeGIL: nil, gilCond: 32, gilSize: 208,
             debugOffsets: nil
         ),
         PythonOffsets(
@@ -145,6 +153,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: 16, gilLocked: 16, gilLastHolder: 8,
             tstateHoldsGIL: 32, tstateHoldsGILMask: 0x20, tstateGILRequested: nil,
+            runtimeGIL: nil, gilCond: 32, gilSize: 208,
             debugOffsets: DebugOffsetsLayout(
                 size: 584, version: 8, runtimeInterpretersHead: 40, interpThreadsHead: 72,
                 tstateNext: 168, tstateThreadId: 192, tstateNativeThreadId: 200, tstateCurrentFrame: 184,
@@ -168,6 +177,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: 16, gilLocked: 16, gilLastHolder: 8,
             tstateHoldsGIL: 36, tstateHoldsGILMask: 0xffffffff, tstateGILRequested: nil,
+            runtimeGIL: nil, gilCond: 32, gilSize: 208,
             debugOffsets: DebugOffsetsLayout(
                 size: 760, version: 8, runtimeInterpretersHead: 40, interpThreadsHead: 72,
                 tstateNext: 192, tstateThreadId: 216, tstateNativeThreadId: 224, tstateCurrentFrame: 208,
@@ -191,6 +201,7 @@ extension PythonOffsets {
             bytesSize: 16, bytesData: 32,
             tstateInterp: 16, runtimeTstateCurrent: nil, interpCevalGIL: 16, gilLocked: 16, gilLastHolder: 8,
             tstateHoldsGIL: 36, tstateHoldsGILMask: 0xffffffff, tstateGILRequested: 40,
+            runtimeGIL: nil, gilCond: 32, gilSize: 208,
             debugOffsets: DebugOffsetsLayout(
                 size: 888, version: 8, runtimeInterpretersHead: 40, interpThreadsHead: 72,
                 tstateNext: 192, tstateThreadId: 240, tstateNativeThreadId: 248, tstateCurrentFrame: 208,

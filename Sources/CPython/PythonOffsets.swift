@@ -98,6 +98,14 @@ public struct PythonOffsets: Equatable, Sendable {
     public var tstateHoldsGILMask: UInt32?
     /// `PyThreadState.gil_requested`, an int, non-zero while the thread waits for the GIL (3.15+), else nil.
     public var tstateGILRequested: Int?
+    /// `offsetof(_PyRuntimeState, ceval.gil)` (3.7-3.11), else nil: the GIL, a `struct _gil_runtime_state` in `_PyRuntime`
+    /// (from 3.12 each interpreter points at its own: `interpCevalGIL`).
+    public var runtimeGIL: Int?
+    /// `offsetof(struct _gil_runtime_state, cond)` (3.7+), else nil: the GIL's condition variables and mutexes, which a
+    /// thread waiting for the GIL blocks on, lie from here to the struct's end (`gilSize`). See `GILWaitRange`.
+    public var gilCond: Int?
+    /// `sizeof(struct _gil_runtime_state)` (3.7+), else nil.
+    public var gilSize: Int?
 
     /// Where this version's `_Py_DebugOffsets` keeps the values checked against this table (3.13+).
     public var debugOffsets: DebugOffsetsLayout?
@@ -115,6 +123,7 @@ public struct PythonOffsets: Equatable, Sendable {
         bytesSize: Int, bytesData: Int,
         tstateInterp: Int, runtimeTstateCurrent: Int?, interpCevalGIL: Int?, gilLocked: Int?, gilLastHolder: Int?,
         tstateHoldsGIL: Int?, tstateHoldsGILMask: UInt32?, tstateGILRequested: Int?,
+        runtimeGIL: Int?, gilCond: Int?, gilSize: Int?,
         debugOffsets: DebugOffsetsLayout?
     ) {
         self.major = major; self.minor = minor
@@ -136,6 +145,7 @@ public struct PythonOffsets: Equatable, Sendable {
         self.interpCevalGIL = interpCevalGIL; self.gilLocked = gilLocked; self.gilLastHolder = gilLastHolder
         self.tstateHoldsGIL = tstateHoldsGIL; self.tstateHoldsGILMask = tstateHoldsGILMask
         self.tstateGILRequested = tstateGILRequested
+        self.runtimeGIL = runtimeGIL; self.gilCond = gilCond; self.gilSize = gilSize
         self.debugOffsets = debugOffsets
     }
 

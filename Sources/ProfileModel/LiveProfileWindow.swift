@@ -98,8 +98,6 @@ public final class LiveProfileWindow {
         public var weight: UInt64
         public var threads: Int
         public var processes: Int
-        /// Every function of the kept samples, as `FunctionTable.count` orders them.
-        public var functions: [FunctionCount]
         /// Every function of the kept samples by the time they stand for, as `FunctionTable.weigh` orders them: the
         /// shares to show when samples weigh unequally (modes wall and offcpu).
         public var functionWeights: [FunctionWeight]
@@ -120,7 +118,6 @@ public final class LiveProfileWindow {
 
         var all = Tally(), shown = Tally()
         var shownThreads = Set<ThreadKey>(), shownProcesses = Set<Int32>()
-        var samplesPerStack = [Int](repeating: 0, count: functions.knownStacks)
         var weightPerStack = [UInt64](repeating: 0, count: functions.knownStacks)
         for (key, tally) in kept {
             all.add(tally)
@@ -128,13 +125,11 @@ public final class LiveProfileWindow {
             shown.add(tally)
             shownThreads.insert(ThreadKey(process: key.process, tid: key.tid))
             shownProcesses.insert(key.process)
-            samplesPerStack[Int(key.stack)] += tally.samples
             weightPerStack[Int(key.stack)] += tally.weight
         }
         return Contents(
             allSamples: all.samples, samples: shown.samples, allWeight: all.weight, weight: shown.weight,
             threads: shownThreads.count, processes: shownProcesses.count,
-            functions: functions.count(samplesPerStack: samplesPerStack),
             functionWeights: functions.weigh(weightPerStack: weightPerStack))
     }
 

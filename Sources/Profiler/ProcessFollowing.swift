@@ -14,6 +14,12 @@ struct ProcessFollowing {
     /// pid -> (next attempt, delay before the one after), in nanoseconds.
     var pending: [Int32: (next: UInt64, delay: UInt64)] = [:]
 
+    /// A process the user named: followed across exec, and the root of a tree with `--subprocesses`.
+    mutating func name(_ pid: Int32, subprocesses: Bool) {
+        namedTargets.insert(pid)
+        if subprocesses { tree.insert(pid) }
+    }
+
     static let firstDelay: UInt64 = 1_000_000
     static let lastDelay: UInt64 = 512_000_000
 

@@ -144,10 +144,7 @@ public final class Recorder {
                 } catch InterpreterError.notPython where options.subprocesses {
                     // A launcher (a shell, a supervisor): its Python children are what --subprocesses is for.
                 }
-                locked {
-                    followed.namedTargets.insert(pid)
-                    if options.subprocesses { followed.tree.insert(pid) }
-                }
+                locked { followed.name(pid, subprocesses: options.subprocesses) }
             }
             return pids
         case .all:
@@ -171,10 +168,7 @@ public final class Recorder {
     /// as soon as the dynamic loader has mapped it, polled every 2 ms until then.
     private func recordCommand(_ arguments: [String], until timeToStop: () -> Bool) throws {
         let child = try LaunchedCommand(arguments: arguments)
-        locked {
-            followed.namedTargets.insert(child.pid)
-            if options.subprocesses { followed.tree.insert(child.pid) }
-        }
+        locked { followed.name(child.pid, subprocesses: options.subprocesses) }
         var located = false
         var unusable: Error?
         var exitStatus: Int32?
@@ -515,6 +509,7 @@ public final class Recorder {
         switch UInt32(record.header.offcpu_state) {
         case OFFCPU_UNINTERRUPTIBLE.rawValue: return .offCPUDisk
         case OFFCPU_RUNNABLE.rawValue: return .offCPURunnable
+        case OFFCPU_GIL.rawValue: return .waitingForGIL
         default: return .offCPUSleeping
         }
     }

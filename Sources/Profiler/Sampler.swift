@@ -227,6 +227,19 @@ extension py_process {
         case nil:
             gil.kind = UInt8(GIL_PROBE_NONE.rawValue)
         }
+        switch interpreter.gilWaitRange {
+        case .address(let start, let size):
+            gil.wait_kind = UInt8(GIL_WAIT_ADDRESS.rawValue)
+            gil.wait_start = start
+            gil.wait_size = UInt16(size)
+        case .interpreterGIL(let cevalGIL, let start, let size):
+            gil.wait_kind = UInt8(GIL_WAIT_INTERPRETER_GIL.rawValue)
+            gil.interp_ceval_gil = UInt16(cevalGIL)
+            gil.wait_start = UInt64(start)
+            gil.wait_size = UInt16(size)
+        case nil:
+            gil.wait_kind = UInt8(GIL_WAIT_NONE.rawValue)
+        }
         self.init(interpreters_head: interpreter.interpretersHeadAddress, offsets: fields, gil: gil)
     }
 }

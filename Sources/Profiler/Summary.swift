@@ -18,6 +18,30 @@ public struct Summary {
         tally = SampleTally(profile.samples)
     }
 
+    /// The off-CPU intervals counted (from the tally: with `--rotate` the profile holds only the last period), their
+    /// seconds in all and per reason (the stack's leaf marker), and what was sampled out or lost.
+    var offCPULine: String {
+        var intervals = 0, nanoseconds: [Frame: UInt64] = [:]
+        for (stack, count) in tally.samplesPerStack.enumerated() where count > 0 {
+            guard let leaf = profile.stacks[stack].last.map({ profile.frames[Int($0)] }), leaf.isOffCPUMarker else { continue }
+            intervals += count
+            nanoseconds[leaf, default: 0] += tally.weightPerStack[stack]
+        }
+        func seconds(_ nanoseconds: UInt64) -> String { String(cFormat: "%.2f s", Double(nanoseconds) / 1e9) }
+        let reasons = [Frame.offCPUSleeping, .offCPUDisk, .offCPURunnable, .waitingForGIL].compactMap { marker in
+            nanoseconds[marker].map { weight in
+                // "[off-CPU: sleeping]" says "sleeping" here.
+                var label = marker.name.dropFirst().dropLast()
+                if label.hasPrefix("off-CPU: ") { label = label.dropFirst("off-CPU: ".count) }
+                return "\(label) \(seconds(weight))"
+            }
+        }
+        return "off-CPU: \(intervals) intervals, \(seconds(nanoseconds.values.reduce(0, +)))"
+            + (reasons.isEmpty ? "" : " (" + reasons.joined(separator: ", ") + ")") + "; "
+            + "\(statistics.offCPUSampledOut) short ones sampled out (their time is in the weights of those kept); "
+            + "\(String(cFormat: "%.3f", Double(statistics.offCPULostNanoseconds) / 1e9)) s lost (ring buffer full)"
+    }
+
     public var text: String {
         let samples = tally.count
         let threads = tally.threads.count
@@ -31,15 +55,7 @@ public struct Summary {
             .map { "\($0.key) \($0.value)" }
             + statistics.unresolvedFrames.sorted { $0.key < $1.key }.map { "unresolved frames (\($0.key)) \($0.value)" }
         lines.append("errors: " + (errors.isEmpty ? "none" : errors.joined(separator: ", ")))
-        if profile.mode.hasIntervals {
-            let intervals = profile.samples.filter { sample in
-                profile.stacks[Int(sample.stack)].last.map { profile.frames[Int($0)].isOffCPUMarker } ?? false
-            }
-            let seconds = Double(intervals.reduce(0) { $0 + $1.weight }) / 1e9
-            lines.append("off-CPU: \(intervals.count) intervals, \(String(cFormat: "%.2f", seconds)) s; "
-                + "\(statistics.offCPUSampledOut) short ones sampled out (their time is in the weights of those kept); "
-                + "\(String(cFormat: "%.3f", Double(statistics.offCPULostNanoseconds) / 1e9)) s lost (ring buffer full)")
-        }
+        if profile.mode.hasIntervals { lines.append(offCPULine) }
         if !statistics.kernel.isEmpty { lines.append(statistics.kernel) }
         if let cost = statistics.bpfNanosecondsPerSample {
             lines.append(

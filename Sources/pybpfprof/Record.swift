@@ -148,12 +148,12 @@ struct Record: ParsableCommand {
             let written = try failing { try rotation.finish(recorded: profile) }
             summary.tally = written.tally
             printToStandardError(summary.text)
-            printToStandardError(rotatedSummary(written, period: period, format: chosen))
+            printToStandardError(rotatedSummary(written, period: period, format: chosen, mode: profile.mode))
         } else {
             try failing { try writeAtomically(chosen.render(profile), to: path) }
             if let save { try failing { try writeAtomically(RecordingFile.encode(profile), to: save) } }
             printToStandardError(summary.text)
-            printToStandardError("wrote \(path) (\(chosen.rawValue))" + (save.map { ", saved the recording to \($0)" } ?? ""))
+            printToStandardError("wrote \(path) (\(chosen.written(mode: profile.mode)))" + (save.map { ", saved the recording to \($0)" } ?? ""))
         }
         if let status = statistics.commandExitStatus, status != 0 { throw ExitCode(status) }
     }
@@ -161,9 +161,10 @@ struct Record: ParsableCommand {
 
 extension Record {
     /// The line after the summary of a rotated recording: how many periods were written, and the last one's files.
-    fileprivate func rotatedSummary(_ written: RotatingWriter.Outcome, period: Double, format: OutputFormat) -> String {
+    fileprivate func rotatedSummary(_ written: RotatingWriter.Outcome, period: Double, format: OutputFormat,
+                                    mode: ProfileMode) -> String {
         var line = "wrote \(written.periods) period\(written.periods == 1 ? "" : "s") of \(String(cFormat: "%g", period)) s, "
-            + "the last to \(written.lastPaths[0]) (\(format.rawValue))"
+            + "the last to \(written.lastPaths[0]) (\(format.written(mode: mode)))"
         if written.lastPaths.count > 1 { line += ", its recording saved to \(written.lastPaths[1])" }
         if let keep { line += "; kept the newest \(keep)" + (written.lastPaths.count > 1 ? " of each" : "") }
         if written.failedWrites > 0 {

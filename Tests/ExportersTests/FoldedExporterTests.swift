@@ -121,6 +121,13 @@ final class FoldedExporterTests: XCTestCase {
         ])
     }
 
+    /// The line naming a written file says what a folded file's counts are; the other formats carry their unit.
+    func testWrittenLineNamesTheFoldedUnit() {
+        XCTAssertEqual(OutputFormat.folded.written(mode: .wall), "folded; counts are microseconds of wall time")
+        XCTAssertEqual(OutputFormat.folded.written(mode: .cpu), "folded; counts are samples of CPU time")
+        XCTAssertEqual(OutputFormat.pprof.written(mode: .wall), "pprof")
+    }
+
     func testEmptyProfileIsAnEmptyFile() {
         XCTAssertEqual(FoldedExporter().render(Profile(sampleRate: 100, startDate: 0)), [])
     }

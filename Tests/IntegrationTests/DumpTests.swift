@@ -88,11 +88,21 @@ final class DumpTests: IntegrationTestCase {
             let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
             let workerTID = try printedThreadID("worker-tid", in: target.standardOutput)
 
-            let (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"] + reader.arguments)
+            // A dump is one instant. Now and then it falls in run_shape's own loop, between two calls of the shape
+            // (reading the CPU clock every 16 rounds is a system call made there): a whole stack, but not the one
+            // checked below. Such an instant is dumped again, up to twice.
+            var dump: Dumped, watch: Watch, main: DumpedThread, attempt = 0
+            repeat {
+                attempt += 1
+                (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"] + reader.arguments)
+                main = try XCTUnwrap(dump.threads.first { $0.tid == mainTID }, "\(label): no main thread")
+                let innermost = main.frames.first { $0.kind == "python" }?.name
+                guard innermost == "run_shape", attempt < 3 else { break }
+                print("  \(label): in run_shape's loop between two calls, dumped again")
+            } while true
             try checkNeverStoppedAndProgressing(watch, label: label)
             try checkReader(dump, reader, label: label)
             XCTAssertEqual(Set(dump.threads.map(\.tid)), Set(try threadIDs(of: target.pid)), "\(label): one entry per thread")
-            let main = try XCTUnwrap(dump.threads.first { $0.tid == mainTID }, "\(label): no main thread")
             let worker = try XCTUnwrap(dump.threads.first { $0.tid == workerTID }, "\(label): no worker thread")
             for frame in main.frames + worker.frames
             where frame.kind == "python" && frame.file == workload.path && frame.name != "<module>" {

@@ -130,4 +130,61 @@ final class OffCPUTests: IntegrationTestCase {
     private func isOffCPU(_ sample: Sample, in profile: Profile) -> Bool {
         leaf(sample, in: profile)?.isOffCPUMarker ?? false
     }
+
+    /// In wall mode a thread that wakes into Python while another spins in it waits for the GIL (Fixtures/
+    /// gil_wait_workload.py): those waits end in `[waiting for the GIL]`, right above the Python function that wanted it,
+    /// and are most of that thread's time (it sleeps 1 ms, then waits up to the 5 ms switch interval). 2.7 and 3.6, whose
+    /// GIL pybpfprof cannot locate, show them as sleeping.
+    func testWallModeShowsWaitingForTheGIL() throws {
+        let fixture = Checkout.fixtures.appendingPathComponent("gil_wait_workload.py").path
+        for interpreter in try PythonInterpreters.supported() {
+            try stage([fixture], for: interpreter)
+            let recording = scratchFile("gil-wait-\(interpreter.name).pybpfprof")
+            let result = try runPyBPFProf(
+                ["record", "--mode", "wall", "--rate", "499", "--save", recording, "-o", scratchFile("gil-wait.folded"), "--"]
+                    + interpreter.command([fixture, "\(2 * Slowdown.factor)"]), timeout: 120).requireSuccess()
+            let mainTid = try printedThreadID("main-tid", in: result.standardOutput)
+            let profile = try RecordingFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: recording))))
+            var total: UInt64 = 0, waiting: UInt64 = 0, elsewhere: [String] = []
+            for sample in profile.samples where sample.tid == mainTid {
+                total += sample.weight
+                let stack = profile.stacks[Int(sample.stack)].map { profile.frames[Int($0)] }
+                guard stack.last == .waitingForGIL else { continue }
+                waiting += sample.weight
+                let wanted = stack.last { $0.kind == .python }?.name ?? "no Python frame"
+                if wanted != "wants_the_gil" { elsewhere.append(wanted) }
+            }
+            let share = Double(waiting) / Double(max(total, 1))
+            print("  \(interpreter.label): main thread \(String(format: "%.1f", 100 * share))% waiting for the GIL, "
+                  + "\(String(format: "%.3f", Double(total) / 1e9)) s in all\n    \(result.recordingSummary)")
+            if ["2.7", "3.6"].contains(interpreter.minorVersion) {
+                XCTAssertEqual(waiting, 0, "\(interpreter): no GIL wait range, yet waits were labelled")
+                continue
+            }
+            XCTAssertGreaterThan(share, 0.3, "\(interpreter): the main thread waits for the GIL most of its time")
+            XCTAssertEqual(elsewhere, [], "\(interpreter): [waiting for the GIL] above other Python functions")
+        }
+    }
+
+    /// `top --mode wall` on the parts workload: the header counts seconds of wall time, and the table shares time by
+    /// weight, so the three waiting parts' sleeps outweigh computing (in cpu mode computing leads the table).
+    func testTopInWallModeSharesWallTime() throws {
+        let interpreter = try PythonInterpreters.pyenv("3.12")
+        let fixture = Checkout.fixtures.appendingPathComponent("offcpu_workload.py").path
+        try stage([fixture], for: interpreter)
+        let running = try start(interpreter.command([fixture, "\(Int(60 * Slowdown.factor))"]))
+        defer { running.killIfRunning() }
+        let deadline = Date().addingTimeInterval(30 * Slowdown.factor)
+        while !running.standardOutput.contains("main-tid ") && Date() < deadline { usleep(10_000) }
+        let result = try runPyBPFProf([
+            "top", "--mode", "wall", "--pid", String(running.pid), "--rate", "499", "--iterations", "2", "--limit", "1000",
+        ]).requireSuccess()
+        let refresh = try XCTUnwrap(TopRefresh.parse(result.standardOutput).last, result.report)
+        XCTAssertTrue(refresh.header.contains { $0.contains(" s of wall time)") }, refresh.text)
+        let sleeping = try XCTUnwrap(refresh.rows.first { $0.function == "[off-CPU: sleeping]" }, refresh.text)
+        let compute = try XCTUnwrap(refresh.rows.first { $0.function == "compute_part (offcpu_workload.py)" }, refresh.text)
+        print("  top --mode wall: [off-CPU: sleeping] own \(sleeping.own)%, compute_part total \(compute.total)%")
+        XCTAssertGreaterThan(sleeping.own, compute.total, "waits should outweigh computing in wall time:\n\(refresh.text)")
+        XCTAssertGreaterThan(compute.total, 1, refresh.text)
+    }
 }

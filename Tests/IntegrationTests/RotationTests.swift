@@ -76,7 +76,7 @@ final class RotationTests: IntegrationTestCase {
         XCTAssertEqual(saved.map(\.timestamp), folded.map(\.timestamp))
         XCTAssertGreaterThanOrEqual(try periodsWritten(result), 5, result.report)
         XCTAssertTrue(result.standardError.contains("kept the newest 2 of each"), result.report)
-        XCTAssertTrue(result.standardError.contains("the last to \(try XCTUnwrap(folded.last).path) (folded)"), result.report)
+        XCTAssertTrue(result.standardError.contains("the last to \(try XCTUnwrap(folded.last).path) (folded; counts are samples of CPU time)"), result.report)
         XCTAssertTrue(folded.allSatisfy { $0.timestamp >= seen.max()! }, "older periods kept: \(folded.map(\.path))")
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratchFile(earlierRun)), "an earlier run's oldest file is kept")
         for name in others {

@@ -154,3 +154,10 @@ final class LiveProfileWindowTests: XCTestCase {
         XCTAssertEqual(nobody.functions, [])
     }
 }
+
+extension LiveProfileWindow.Contents {
+    /// The functions as sample counts: every sample of these tests weighs one period of 100 Hz (10 ms).
+    fileprivate var functions: [FunctionCount] {
+        functionWeights.map { FunctionCount(name: $0.name, own: Int($0.own / 10_000_000), total: Int($0.total / 10_000_000)) }
+    }
+}
