@@ -1061,7 +1061,7 @@ int BPF_PROG(on_switch_out, bool preempt, struct task_struct *prev, struct task_
     return 0;
 }
 
-/* Whether the current thread, back from a sleep, slept waiting for the GIL: in futex(2) on an address of the GIL's
+/* Whether the current thread, back on a CPU, was off it waiting for the GIL: in futex(2) on an address of the GIL's
  * wait range (struct gil_probe). From the registers it entered the system call with, saved on its kernel stack: the
  * system call's number and its first argument, the futex's address. Only the intervals kept pay for these reads. */
 static __always_inline bool waited_for_gil(const struct py_process *process)
@@ -1112,7 +1112,10 @@ int on_switch_in(struct pt_regs *ctx)
     const struct py_process *process = bpf_map_lookup_elem(&processes, &tgid);
     if (!process)
         return 0;
-    if (state == OFFCPU_SLEEPING && waited_for_gil(process))
+    /* Runnable too: a thread woken in take_gil that waits for a CPU (or whose wakeup raced the switch-out, so that it
+     * looked runnable) is still on its way to the GIL. A thread preempted in user code entered the kernel by an
+     * interrupt, not a system call, and fails the test. */
+    if (state != OFFCPU_UNINTERRUPTIBLE && waited_for_gil(process))
         state = OFFCPU_GIL;
     walk_current_thread(ctx, &switch_in_programs, process, pid_tgid, RECORD_OFFCPU, weight, state);
     return 0;

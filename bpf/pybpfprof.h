@@ -202,7 +202,7 @@ enum offcpu_state {
     OFFCPU_SLEEPING = 1,        /* TASK_INTERRUPTIBLE: a futex, poll, sleep, read of a pipe or socket */
     OFFCPU_UNINTERRUPTIBLE = 2, /* TASK_UNINTERRUPTIBLE: disk I/O, page faults, kernel locks */
     OFFCPU_RUNNABLE = 3,        /* preempted, or yielded: waiting for a CPU */
-    OFFCPU_GIL = 4,             /* asleep in a futex on the GIL (see struct gil_probe's wait range): waiting for the GIL */
+    OFFCPU_GIL = 4,             /* in a futex on the GIL (see struct gil_probe's wait range): waiting for the GIL */
 };
 
 struct sample_header {

@@ -132,9 +132,9 @@ final class OffCPUTests: IntegrationTestCase {
     }
 
     /// In wall mode a thread that wakes into Python while another spins in it waits for the GIL (Fixtures/
-    /// gil_wait_workload.py): those waits end in `[waiting for the GIL]`, right above the Python function that wanted it,
-    /// and are most of that thread's time (it sleeps 1 ms, then waits up to the 5 ms switch interval). 2.7 and 3.6, whose
-    /// GIL pybpfprof cannot locate, show them as sleeping.
+    /// gil_wait_workload.py: it sleeps 1 ms, then waits up to the 5 ms switch interval): those waits end in
+    /// `[waiting for the GIL]` right above the Python function that wanted it, and its 1 ms sleeps stay
+    /// `[off-CPU: sleeping]`. 2.7 and 3.6, whose GIL pybpfprof cannot locate, show every wait as sleeping.
     func testWallModeShowsWaitingForTheGIL() throws {
         let fixture = Checkout.fixtures.appendingPathComponent("gil_wait_workload.py").path
         for interpreter in try PythonInterpreters.supported() {
@@ -145,24 +145,30 @@ final class OffCPUTests: IntegrationTestCase {
                     + interpreter.command([fixture, "\(2 * Slowdown.factor)"]), timeout: 120).requireSuccess()
             let mainTid = try printedThreadID("main-tid", in: result.standardOutput)
             let profile = try RecordingFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: recording))))
-            var total: UInt64 = 0, waiting: UInt64 = 0, elsewhere: [String] = []
+            // The main thread's weight: in all, and per leaf marker and innermost Python function.
+            var total: UInt64 = 0, weights: [String: UInt64] = [:]
             for sample in profile.samples where sample.tid == mainTid {
                 total += sample.weight
                 let stack = profile.stacks[Int(sample.stack)].map { profile.frames[Int($0)] }
-                guard stack.last == .waitingForGIL else { continue }
-                waiting += sample.weight
+                guard let leaf = stack.last, leaf.isOffCPUMarker else { continue }
                 let wanted = stack.last { $0.kind == .python }?.name ?? "no Python frame"
-                if wanted != "wants_the_gil" { elsewhere.append(wanted) }
+                weights["\(leaf.name) above \(wanted)", default: 0] += sample.weight
             }
-            let share = Double(waiting) / Double(max(total, 1))
-            print("  \(interpreter.label): main thread \(String(format: "%.1f", 100 * share))% waiting for the GIL, "
-                  + "\(String(format: "%.3f", Double(total) / 1e9)) s in all\n    \(result.recordingSummary)")
+            func share(_ key: String) -> Double { Double(weights[key] ?? 0) / Double(max(total, 1)) }
+            let gilWaits = weights.filter { $0.key.hasPrefix("[waiting for the GIL]") }.values.reduce(0, +)
+            let gil = share("[waiting for the GIL] above wants_the_gil"), sleeping = share("[off-CPU: sleeping] above wants_the_gil")
+            print("  \(interpreter.label): main thread \(String(format: "%.3f", Double(total) / 1e9)) s; in wants_the_gil "
+                  + "\(String(format: "%.1f", 100 * gil))% waiting for the GIL, \(String(format: "%.1f", 100 * sleeping))% "
+                  + "sleeping\n    \(result.recordingSummary)")
             if ["2.7", "3.6"].contains(interpreter.minorVersion) {
-                XCTAssertEqual(waiting, 0, "\(interpreter): no GIL wait range, yet waits were labelled")
+                XCTAssertEqual(gilWaits, 0, "\(interpreter): no GIL wait range, yet waits were labelled")
                 continue
             }
-            XCTAssertGreaterThan(share, 0.3, "\(interpreter): the main thread waits for the GIL most of its time")
-            XCTAssertEqual(elsewhere, [], "\(interpreter): [waiting for the GIL] above other Python functions")
+            XCTAssertGreaterThan(gil, 0.1, "\(interpreter): waits for the GIL are most of wants_the_gil's time: \(weights)")
+            XCTAssertGreaterThan(sleeping, 0.03, "\(interpreter): the 1 ms sleeps were taken for GIL waits: \(weights)")
+            // Elsewhere only while the workload starts (thread.start() waits for the new thread, main() for its id).
+            XCTAssertGreaterThan(Double(weights["[waiting for the GIL] above wants_the_gil"] ?? 0), 0.9 * Double(gilWaits),
+                                 "\(interpreter): [waiting for the GIL] mostly above other functions: \(weights)")
         }
     }
 
@@ -177,7 +183,9 @@ final class OffCPUTests: IntegrationTestCase {
         let deadline = Date().addingTimeInterval(30 * Slowdown.factor)
         while !running.standardOutput.contains("main-tid ") && Date() < deadline { usleep(10_000) }
         let result = try runPyBPFProf([
-            "top", "--mode", "wall", "--pid", String(running.pid), "--rate", "499", "--iterations", "2", "--limit", "1000",
+            // Refreshes until the process is located and sampled a while (seconds under emulation), all of them counted.
+            "top", "--mode", "wall", "--pid", String(running.pid), "--rate", "499", "--cumulative",
+            "--iterations", "\(Int(3 * Slowdown.factor))", "--limit", "1000",
         ]).requireSuccess()
         let refresh = try XCTUnwrap(TopRefresh.parse(result.standardOutput).last, result.report)
         XCTAssertTrue(refresh.header.contains { $0.contains(" s of wall time)") }, refresh.text)
