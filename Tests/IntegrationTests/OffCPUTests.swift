@@ -142,7 +142,7 @@ final class OffCPUTests: IntegrationTestCase {
             let recording = scratchFile("gil-wait-\(interpreter.name).pybpfprof")
             let result = try runPyBPFProf(
                 ["record", "--mode", "wall", "--rate", "499", "--save", recording, "-o", scratchFile("gil-wait.folded"), "--"]
-                    + interpreter.command([fixture, "\(2 * Slowdown.factor)"]), timeout: 120).requireSuccess()
+                    + interpreter.command([fixture, "\(1 + Slowdown.factor)"]), timeout: 120).requireSuccess()
             let mainTid = try printedThreadID("main-tid", in: result.standardOutput)
             let profile = try RecordingFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: recording))))
             // The main thread's weight: in all, and per leaf marker and innermost Python function.
