@@ -17,7 +17,7 @@ final class GILModeTests: IntegrationTestCase {
                 let recording = scratchFile("\(mode)-\(interpreter.name).pybpfprof")
                 let result = try runPyBPFProf(
                     ["record", "--mode", mode, "--rate", "499", "--save", recording, "-o", scratchFile("\(mode).folded"), "--"]
-                        + interpreter.command([fixture, "2"]), timeout: 120).requireSuccess()
+                        + interpreter.command([fixture, "\(2 * Slowdown.factor)"]), timeout: 120).requireSuccess()
                 let pythonTid = try printedThreadID("python-tid", in: result.standardOutput)
                 let compressingTid = try printedThreadID("compressing-tid", in: result.standardOutput)
                 let profile = try RecordingFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: recording))))

@@ -386,7 +386,8 @@ final class RunningProcess {
 /// waits for, the lifetime of targets a test must find still running after such a wait (DumpTests), the run of a
 /// launched workload whose native frames must be unwound (MixedStackTests), which has to outlast the tables'
 /// compiling, short children that must outlast their interpreter's locating, and a recording that processes started
-/// after it must fall into (ProcessFollowingTests, ContainerTests).
+/// after it must fall into (ProcessFollowingTests, ContainerTests), and the CPU time of the GIL workload (GILModeTests:
+/// in 2 s under emulation the Python thread, started second, got 12% of the CPU beside the compressing one).
 enum Slowdown {
     static let factor: Double = {
         guard let text = ProcessInfo.processInfo.environment["PYBPFPROF_TEST_SLOWDOWN"], !text.isEmpty else { return 1 }
