@@ -118,15 +118,16 @@ public enum GILWaitRange: Equatable, Sendable {
         func pointer(_ address: UInt64) throws -> UInt64 {
             try memory.read(address, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         }
+        let first: UInt64, size: Int
         switch self {
-        case .address(let start, let size):
-            return address >= start && address - start < UInt64(size)
-        case .interpreterGIL(let cevalGIL, let start, let size):
+        case .address(let start, let bytes):
+            (first, size) = (start, bytes)
+        case .interpreterGIL(let cevalGIL, let start, let bytes):
             let gil = try pointer(try pointer(interpretersHead) &+ UInt64(cevalGIL))
             guard gil != 0 else { return false }
-            let first = gil &+ UInt64(start)
-            return address >= first && address - first < UInt64(size)
+            (first, size) = (gil &+ UInt64(start), bytes)
         }
+        return address >= first && address - first < UInt64(size)
     }
 }
 

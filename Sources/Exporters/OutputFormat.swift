@@ -53,13 +53,13 @@ public enum OutputFormat: String, CaseIterable, Sendable {
         }
     }
 
-    /// The profile as the bytes of a file in this format, with each exporter's default options.
     /// The format as the line that names a written file says it: folded adds what its counts are, which the file
     /// cannot say itself (the other formats carry their unit).
     public func written(mode: ProfileMode) -> String {
         self == .folded ? "\(rawValue); \(FoldedExporter.unitDescription(for: mode))" : rawValue
     }
 
+    /// The profile as the bytes of a file in this format, with each exporter's default options.
     public func render(_ profile: Profile) -> [UInt8] {
         switch self {
         case .folded: FoldedExporter().render(profile)

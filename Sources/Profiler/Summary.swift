@@ -28,14 +28,9 @@ public struct Summary {
             nanoseconds[leaf, default: 0] += tally.weightPerStack[stack]
         }
         func seconds(_ nanoseconds: UInt64) -> String { String(cFormat: "%.2f s", Double(nanoseconds) / 1e9) }
-        let reasons = [Frame.offCPUSleeping, .offCPUDisk, .offCPURunnable, .waitingForGIL].compactMap { marker in
-            nanoseconds[marker].map { weight in
-                // "[off-CPU: sleeping]" says "sleeping" here.
-                var label = marker.name.dropFirst().dropLast()
-                if label.hasPrefix("off-CPU: ") { label = label.dropFirst("off-CPU: ".count) }
-                return "\(label) \(seconds(weight))"
-            }
-        }
+        let labels: [(Frame, String)] = [(.offCPUSleeping, "sleeping"), (.offCPUDisk, "uninterruptible"),
+                                         (.offCPURunnable, "waiting for a CPU"), (.waitingForGIL, "waiting for the GIL")]
+        let reasons = labels.compactMap { marker, label in nanoseconds[marker].map { "\(label) \(seconds($0))" } }
         return "off-CPU: \(intervals) intervals, \(seconds(nanoseconds.values.reduce(0, +)))"
             + (reasons.isEmpty ? "" : " (" + reasons.joined(separator: ", ") + ")") + "; "
             + "\(statistics.offCPUSampledOut) short ones sampled out (their time is in the weights of those kept); "
