@@ -1026,38 +1026,57 @@ int on_sample(struct bpf_perf_event_data *ctx)
  * with on_sample: a tick cannot interrupt it.
  */
 
-/* Why `task` leaves its CPU (the rule of the kernel's __trace_sched_switch_state): a preempted task stays runnable
- * whatever its state says. Before 5.18 the state can race with a wakeup and read 0 (runnable) for a short sleep. */
-static __always_inline __u16 switch_out_state(bool preempt, struct task_struct___pybpfprof *task)
+/* Why `task` leaves its CPU, from its state as __schedule read it (`state`; the rule of the kernel's
+ * __trace_sched_switch_state): a preempted task stays runnable whatever its state says. */
+static __always_inline __u16 switch_out_reason(bool preempt, long state)
 {
-    if (preempt)
-        return OFFCPU_RUNNABLE;
-    long state;
-    if (bpf_core_field_exists(task->__state))
-        state = BPF_CORE_READ(task, __state);
-    else
-        state = BPF_CORE_READ((struct task_struct___pre_5_14 *)task, state);
-    if (state == 0)
+    if (preempt || state == 0)
         return OFFCPU_RUNNABLE;
     return state & 2 /* TASK_UNINTERRUPTIBLE */ ? OFFCPU_UNINTERRUPTIBLE : OFFCPU_SLEEPING;
 }
 
-/* Three arguments, which every kernel since 5.10 has (5.18 appended a fourth, prev_state; a BTF tracepoint program
- * that names an argument its kernel lacks is rejected). */
-SEC("?tp_btf/sched_switch")
-int BPF_PROG(on_switch_out, bool preempt, struct task_struct *prev, struct task_struct *next)
+/* The state of `task` read now: before 5.18 the tracepoint does not pass the state __schedule read, and a wakeup racing
+ * the switch can already have made it 0 (runnable) for a short sleep. */
+static __always_inline long task_state(struct task_struct___pybpfprof *task)
+{
+    if (bpf_core_field_exists(task->__state))
+        return BPF_CORE_READ(task, __state);
+    return BPF_CORE_READ((struct task_struct___pre_5_14 *)task, state);
+}
+
+/* Stores when and why `prev` left its CPU, if it is a thread of a profiled process. */
+static __always_inline void switch_out(bool preempt, struct task_struct *prev, long prev_state)
 {
     struct task_struct___pybpfprof *task = (void *)prev;
     __u32 tgid = BPF_CORE_READ(task, tgid);
     if (!bpf_map_lookup_elem(&processes, &tgid))
-        return 0;
+        return;
     /* An exiting thread's last switch: it never comes back. */
     if (BPF_CORE_READ(task, flags) & PF_EXITING)
-        return 0;
+        return;
     __u32 tid = BPF_CORE_READ(task, pid);
-    struct offcpu_start start = { .time_ns = bpf_ktime_get_ns(), .state = switch_out_state(preempt, task) };
+    struct offcpu_start start = { .time_ns = bpf_ktime_get_ns(), .state = switch_out_reason(preempt, prev_state) };
     if (bpf_map_update_elem(&offcpu_starts, &tid, &start, BPF_ANY) != 0)
         count(COUNTER_OFFCPU_START_LOST);
+}
+
+/* A BTF tracepoint program must name exactly the arguments its kernel passes: three before 5.18, which then appended
+ * prev_state. Userspace loads the one that fits (KernelFeatures.schedSwitchHasPrevState). */
+SEC("?tp_btf/sched_switch")
+int BPF_PROG(on_switch_out, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+    if (preempt)
+        switch_out(true, prev, 0);
+    else
+        switch_out(false, prev, task_state((void *)prev));
+    return 0;
+}
+
+SEC("?tp_btf/sched_switch")
+int BPF_PROG(on_switch_out_prev_state, bool preempt, struct task_struct *prev, struct task_struct *next,
+             unsigned int prev_state)
+{
+    switch_out(preempt, prev, prev_state);
     return 0;
 }
 
@@ -1075,7 +1094,11 @@ static __always_inline bool waited_for_gil(const struct py_process *process)
         return false;
     bpf_probe_read_kernel(&futex, sizeof(futex), &saved->rdi);
     __u64 start = gil->wait_start;
-    if (gil->wait_kind == GIL_WAIT_INTERPRETER_GIL) {
+    if (gil->wait_kind == GIL_WAIT_POINTER) {
+        start = read_u64(start);
+        if (!start)
+            return false;
+    } else if (gil->wait_kind == GIL_WAIT_INTERPRETER_GIL) {
         __u64 interp = read_u64(process->interpreters_head);
         __u64 gil_address = interp ? read_u64(interp + gil->interp_ceval_gil) : 0;
         if (!gil_address)

@@ -103,9 +103,10 @@ enum gil_probe_kind {
 /* --mode wall|offcpu: where a thread waiting for the GIL sleeps, a futex on a word of the GIL's condition variables and
  * mutexes (GILWaitRange in Sources/CPython/GIL.swift): [wait_start, wait_start + wait_size). */
 enum gil_wait_kind {
-    GIL_WAIT_NONE = 0,            /* 2.7, 3.6: not known */
-    GIL_WAIT_ADDRESS = 1,         /* 3.7-3.11: wait_start is an address (in _PyRuntime) */
+    GIL_WAIT_NONE = 0,            /* not known: a 2.7 or 3.6 without its local symbols */
+    GIL_WAIT_ADDRESS = 1,         /* 3.6 (ceval.c's statics), 3.7-3.11 (in _PyRuntime): wait_start is an address */
     GIL_WAIT_INTERPRETER_GIL = 2, /* 3.12+: wait_start is an offset in the GIL, *(*interpreters_head + interp_ceval_gil) */
+    GIL_WAIT_POINTER = 3,         /* 2.7: wait_start is the address of interpreter_lock, which points at the sem_t */
 };
 
 struct gil_probe {

@@ -160,6 +160,23 @@ int cbpf_probe_ring_buffer(void)
     return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL);
 }
 
+int cbpf_sched_switch_arguments(void)
+{
+    struct btf *btf = btf__load_vmlinux_btf();
+    if (!btf)
+        return errno ? -errno : -ENOENT;
+    int result = -ENOENT;
+    /* typedef void (*btf_trace_sched_switch)(void *__data, bool preempt, ...): the arguments less __data. */
+    int id = btf__find_by_name_kind(btf, "btf_trace_sched_switch", BTF_KIND_TYPEDEF);
+    const struct btf_type *type = id > 0 ? btf__type_by_id(btf, id) : NULL;
+    type = type ? btf__type_by_id(btf, type->type) : NULL;
+    type = type && btf_is_ptr(type) ? btf__type_by_id(btf, type->type) : NULL;
+    if (type && btf_is_func_proto(type) && btf_vlen(type) > 0)
+        result = btf_vlen(type) - 1;
+    btf__free(btf);
+    return result;
+}
+
 int cbpf_probe_bpf_refusal(void)
 {
     /* An array map: every kernel with bpf(2) has it, so a failure is a refusal. */

@@ -105,13 +105,49 @@ extension PythonInterpreter {
 /// interval spent there from other sleeps by the futex's address, which the BPF program reads from the thread's
 /// registers as it entered the system call.
 ///
-/// 3.7-3.11 keep the GIL in `_PyRuntime`; from 3.12 the main interpreter points at its own. 2.7 (a semaphore behind a
-/// `PyThread_type_lock`) and 3.2-3.6 (statics without exported symbols) have no range.
+/// 3.7-3.11 keep the GIL in `_PyRuntime`; from 3.12 the main interpreter points at its own. 3.2-3.6 keep the same four
+/// objects in statics of ceval.c, and 2.7 has a semaphore behind the static `PyThread_type_lock interpreter_lock`: local
+/// symbols, which the full symbol table names (a 2.7 or 3.6 is only profiled with it: their `interp_head` is local too).
 public enum GILWaitRange: Equatable, Sendable {
-    /// 3.7-3.11: `[start, start + size)`.
+    /// 3.6 and 3.7-3.11: `[start, start + size)`.
     case address(start: UInt64, size: Int)
     /// 3.12+: with `gil = *(void **)(*(void **)interpretersHead + cevalGIL)`, `[gil + start, gil + start + size)`.
     case interpreterGIL(cevalGIL: Int, start: Int, size: Int)
+    /// 2.7: `[*slot, *slot + size)`, the `sem_t` that `interpreter_lock` points at.
+    case pointer(slot: UInt64, size: Int)
+
+    /// ceval_gil.h's statics in 3.2-3.6: the mutexes and condition variables threads wait on for the GIL.
+    static let staticNames = ["gil_cond", "gil_mutex", "switch_cond", "switch_mutex"]
+    /// The four statics are spanned as one range when they lie this close together (they are adjacent in `.bss`, 176
+    /// bytes with glibc, in every build seen); else `gil_cond` alone, where waiters spend their time.
+    static let maximumStaticSpan: UInt64 = 256
+    /// glibc's `sem_t` on x86_64, whose first word is the futex `sem_wait` sleeps on.
+    static let semaphoreSize = 32
+
+    /// The range of a 2.7 or 3.6 binary, at link-time addresses (see `relocated(by:)`), from its full symbol table; nil
+    /// when the symbols are not there (a stripped build).
+    public static func statics(in elf: ELFFile) -> GILWaitRange? {
+        if let lock = elf.scanForSymbol(named: "interpreter_lock"), lock.size == 8 {
+            return .pointer(slot: lock.value, size: semaphoreSize)
+        }
+        let symbols = staticNames.compactMap { elf.scanForSymbol(named: $0) }.filter { $0.value != 0 && $0.size > 0 && $0.size <= 128 }
+        guard let cond = symbols.first(where: { $0.name == "gil_cond" }) else { return nil }
+        let start = symbols.map(\.value).min() ?? cond.value
+        let end = symbols.map { $0.value + $0.size }.max() ?? cond.value + cond.size
+        if symbols.count == staticNames.count && end - start <= maximumStaticSpan {
+            return .address(start: start, size: Int(end - start))
+        }
+        return .address(start: cond.value, size: Int(cond.size))
+    }
+
+    /// The range with its link-time addresses moved by a load bias.
+    public func relocated(by bias: UInt64) -> GILWaitRange {
+        switch self {
+        case .address(let start, let size): return .address(start: start &+ bias, size: size)
+        case .pointer(let slot, let size): return .pointer(slot: slot &+ bias, size: size)
+        case .interpreterGIL: return self
+        }
+    }
 
     /// Whether `address`, a futex's, lies in the GIL's waiting words, read from the process's memory now.
     public func contains(_ address: UInt64, interpretersHead: UInt64, memory: some MemoryReading) throws -> Bool {
@@ -126,14 +162,20 @@ public enum GILWaitRange: Equatable, Sendable {
             let gil = try pointer(try pointer(interpretersHead) &+ UInt64(cevalGIL))
             guard gil != 0 else { return false }
             (first, size) = (gil &+ UInt64(start), bytes)
+        case .pointer(let slot, let bytes):
+            let lock = try pointer(slot)
+            guard lock != 0 else { return false }
+            (first, size) = (lock, bytes)
         }
         return address >= first && address - first < UInt64(size)
     }
 }
 
 extension PythonInterpreter {
-    /// Where this interpreter's threads wait for the GIL; nil for 2.7 and 3.6 (see `GILWaitRange`).
+    /// Where this interpreter's threads wait for the GIL; nil for a 2.7 or 3.6 without its local symbols (see
+    /// `GILWaitRange`).
     public var gilWaitRange: GILWaitRange? {
+        if let staticGILWaitRange { return staticGILWaitRange }
         guard let cond = offsets.gilCond, let size = offsets.gilSize, size > cond else { return nil }
         if let runtimeGIL = offsets.runtimeGIL {
             return .address(start: runtimeAddress &+ UInt64(runtimeGIL + cond), size: size - cond)

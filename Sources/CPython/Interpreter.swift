@@ -75,10 +75,14 @@ public struct PythonInterpreter: Sendable {
     /// Runtime address of the exported global `_PyThreadState_Current` (2.7, 3.6), the GIL holder's thread state; nil in
     /// other versions, or when the binary does not define it (see `gilProbe`).
     public var currentThreadStateAddress: UInt64?
+    /// 2.7 and 3.6: where threads wait for the GIL, from the binary's local symbols (`GILWaitRange.statics(in:)`),
+    /// relocated; nil in other versions (their range follows from the offsets: `gilWaitRange`).
+    public var staticGILWaitRange: GILWaitRange?
 
     /// An interpreter as `InterpreterLocator` finds one; public for tests that lay out a process's memory by hand.
     public init(pid: Int32, binaryPath: String, version: PythonVersion, offsets: PythonOffsets, runtimeAddress: UInt64,
-                debugOffsetsMismatch: [String] = [], codeTypeAddress: UInt64? = nil, currentThreadStateAddress: UInt64? = nil) {
+                debugOffsetsMismatch: [String] = [], codeTypeAddress: UInt64? = nil, currentThreadStateAddress: UInt64? = nil,
+                staticGILWaitRange: GILWaitRange? = nil) {
         self.pid = pid
         self.binaryPath = binaryPath
         self.version = version
@@ -87,6 +91,7 @@ public struct PythonInterpreter: Sendable {
         self.debugOffsetsMismatch = debugOffsetsMismatch
         self.codeTypeAddress = codeTypeAddress
         self.currentThreadStateAddress = currentThreadStateAddress
+        self.staticGILWaitRange = staticGILWaitRange
     }
 
     /// Address of `_PyRuntime.interpreters.head`, the slot the BPF program starts its thread search from.
@@ -105,6 +110,8 @@ public enum InterpreterLocator {
             var codeTypeSymbol: UInt64?
             /// `_PyThreadState_Current`, looked up only in a file whose list starts at `interp_head` (2.7, 3.6).
             var currentThreadStateSymbol: UInt64?
+            /// The GIL's statics in such a file, at link-time addresses (`GILWaitRange.statics(in:)`).
+            var staticGILWaitRange: GILWaitRange?
             var hasPyInitialize: Bool
             var layout: ELFLoadLayout
             /// From the file alone (Py_Version or .rodata); nil when only the process's memory can tell.
@@ -130,6 +137,7 @@ public enum InterpreterLocator {
                 runtimeSymbol: runtime, codeTypeSymbol: runtime == nil ? nil : elf.scanForSymbol(named: "PyCode_Type")?.value,
                 currentThreadStateSymbol: runtime?.name == "interp_head"
                     ? elf.scanForSymbol(named: InterpreterLocator.currentThreadStateSymbol)?.value : nil,
+                staticGILWaitRange: runtime?.name == "interp_head" ? GILWaitRange.statics(in: elf) : nil,
                 hasPyInitialize: runtime != nil || elf.scanForSymbol(named: "Py_Initialize") != nil,
                 layout: elf.loadLayout,
                 version: runtime == nil ? nil : InterpreterLocator.fileVersion(of: elf))
@@ -163,7 +171,8 @@ public enum InterpreterLocator {
             if facts.version == nil { break }  // only the process's memory can tell: the uncached path does that
             return try interpreter(pid: pid, path: path, version: facts.version!, runtimeSymbol: runtimeSymbol, bias: bias,
                                    codeTypeAddress: facts.codeTypeSymbol.map { bias &+ $0 },
-                                   currentThreadStateAddress: facts.currentThreadStateSymbol.map { bias &+ $0 })
+                                   currentThreadStateAddress: facts.currentThreadStateSymbol.map { bias &+ $0 },
+                                   staticGILWaitRange: facts.staticGILWaitRange)
         }
         if olderPython == nil, kill(pid, 0) != 0 && errno == ESRCH { throw InterpreterError.processGone(pid: pid) }
         if olderPython == nil && !mappings.isEmpty {
@@ -194,7 +203,8 @@ public enum InterpreterLocator {
     static let currentThreadStateSymbol = "_PyThreadState_Current"
 
     static func interpreter(pid: Int32, path: String, version: PythonVersion, runtimeSymbol: (name: String, value: UInt64),
-                            bias: UInt64, codeTypeAddress: UInt64?, currentThreadStateAddress: UInt64? = nil) throws -> PythonInterpreter {
+                            bias: UInt64, codeTypeAddress: UInt64?, currentThreadStateAddress: UInt64? = nil,
+                            staticGILWaitRange: GILWaitRange? = nil) throws -> PythonInterpreter {
         guard var offsets = PythonOffsets.forVersion(major: version.major, minor: version.minor) else {
             throw InterpreterError.unsupportedVersion(pid: pid, version: version.description)
         }
@@ -210,7 +220,8 @@ public enum InterpreterLocator {
         return PythonInterpreter(
             pid: pid, binaryPath: path, version: version, offsets: offsets,
             runtimeAddress: runtimeAddress, debugOffsetsMismatch: mismatch, codeTypeAddress: codeTypeAddress,
-            currentThreadStateAddress: offsets.runtimeSymbol == "interp_head" ? currentThreadStateAddress : nil
+            currentThreadStateAddress: offsets.runtimeSymbol == "interp_head" ? currentThreadStateAddress : nil,
+            staticGILWaitRange: offsets.runtimeSymbol == "interp_head" ? staticGILWaitRange?.relocated(by: bias) : nil
         )
     }
 
@@ -247,7 +258,8 @@ public enum InterpreterLocator {
             }
             return try interpreter(pid: pid, path: path, version: version, runtimeSymbol: runtime, bias: bias,
                                    codeTypeAddress: elf.symbol(named: "PyCode_Type").map { bias &+ $0.value },
-                                   currentThreadStateAddress: elf.symbol(named: currentThreadStateSymbol).map { bias &+ $0.value })
+                                   currentThreadStateAddress: elf.symbol(named: currentThreadStateSymbol).map { bias &+ $0.value },
+                                   staticGILWaitRange: runtime.name == "interp_head" ? GILWaitRange.statics(in: elf) : nil)
         }
         // An interpreter whose list start no symbol names: a stripped 2.7 or 3.6 (interp_head is a local symbol), or
         // something older. Name it rather than calling it "not Python".

@@ -94,7 +94,7 @@ final class Sampler {
         ringBufferFD = try object.mapFD(.samples)
         sampleProgram = try object.program(.on_sample)
         eventPrograms = try SamplerProgram.processEventPrograms.map { ($0.rawValue, try object.program($0)) }
-        switchOutProgram = offCPUPeriod == nil ? nil : try object.program(.on_switch_out)
+        switchOutProgram = offCPUPeriod == nil ? nil : try object.program(SamplerProgram.switchOutProgram)
         switchIn = try switchInFunction.map { (try object.program(.on_switch_in), $0) }
         if collectStatistics { statistics = try BPFStatistics() }
     }
@@ -145,7 +145,7 @@ final class Sampler {
         if let switchIn {
             switchLinks.append(try ProgramLink(program: switchIn.program, name: "on_switch_in", kernelFunction: switchIn.function))
         }
-        if let switchOutProgram { switchLinks.append(try ProgramLink(program: switchOutProgram, name: "on_switch_out")) }
+        if let switchOutProgram { switchLinks.append(try ProgramLink(program: switchOutProgram, name: SamplerProgram.switchOutProgram.rawValue)) }
         if samplesOnCPU { attachment = try CPUClockAttachment(program: sampleProgram, frequency: frequency) }
     }
 
@@ -236,6 +236,10 @@ extension py_process {
             gil.wait_kind = UInt8(GIL_WAIT_INTERPRETER_GIL.rawValue)
             gil.interp_ceval_gil = UInt16(cevalGIL)
             gil.wait_start = UInt64(start)
+            gil.wait_size = UInt16(size)
+        case .pointer(let slot, let size):
+            gil.wait_kind = UInt8(GIL_WAIT_POINTER.rawValue)
+            gil.wait_start = slot
             gil.wait_size = UInt16(size)
         case nil:
             gil.wait_kind = UInt8(GIL_WAIT_NONE.rawValue)

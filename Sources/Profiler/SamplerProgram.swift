@@ -146,8 +146,14 @@ final class SamplerProgram {
 
     /// The off-CPU hooks (`--mode wall|offcpu`) and the stages on_switch_in tail-calls.
     static func offCPUPrograms(_ walk: KernelFeatures.Walk) -> [BPFProgramName] {
-        [.on_switch_out, .on_switch_in] + switchInStages(walk).map(\.program)
+        [switchOutProgram, .on_switch_in] + switchInStages(walk).map(\.program)
     }
+
+    /// The variant of the switch-out hook whose arguments are the running kernel's sched_switch tracepoint's: since 5.18
+    /// it passes the state __schedule acted on (prev_state), before that the program reads the task's state itself.
+    /// Read from the kernel's BTF once.
+    static let switchOutProgram: BPFProgramName =
+        cbpf_sched_switch_arguments() >= 4 ? .on_switch_out_prev_state : .on_switch_out
 
     static let processEventPrograms: [BPFProgramName] = [.on_exec, .on_fork, .on_exit]
 

@@ -15,7 +15,8 @@ final class GILWaitRangeTests: XCTestCase {
         processes = []
     }
 
-    /// Every version from 3.7 has a range; 2.7 and 3.6 have none.
+    /// Every version from 3.7 has a range from its offsets; 2.7 and 3.6 have none from them (theirs comes from the binary's
+    /// local symbols: `testPyenv2_7And3_6FromTheirLocalSymbols`).
     func testEveryVersionFrom3_7HasARange() throws {
         for (major, minor) in PythonOffsets.supportedVersions {
             let offsets = try XCTUnwrap(PythonOffsets.forVersion(major: major, minor: minor))
@@ -94,6 +95,28 @@ final class GILWaitRangeTests: XCTestCase {
         XCTAssertEqual(outside, [], "\(name): spinning threads waited on futexes outside the GIL's range")
         XCTAssertFalse(try range.contains(lock, interpretersHead: interpreter.interpretersHeadAddress, memory: memory),
                        "\(name): a thread blocked on a threading.Lock counted as waiting for the GIL")
+    }
+
+    /// 2.7's and 3.6's GIL from their full symbol tables (pyenv's builds keep them): 2.7's semaphore through the pointer
+    /// `interpreter_lock`, 3.6's four statics, adjacent, as one range.
+    func testPyenv2_7And3_6FromTheirLocalSymbols() throws {
+        for minor in ["2.7", "3.6"] {
+            let python = try TestInterpreters.pyenv(minor)
+            let (process, _) = try TestInterpreters.startSleeping(python)
+            processes.append(process)
+            let range = try InterpreterLocator.locate(pid: process.processIdentifier).gilWaitRange
+            switch (minor, range) {
+            case ("2.7", .pointer(_, let size)?):
+                XCTAssertEqual(size, 32, "2.7: a sem_t")
+            case ("3.6", .address(_, let size)?):
+                // gil_cond, gil_mutex, switch_cond, switch_mutex: 176 bytes, and what alignment puts between them.
+                XCTAssertGreaterThanOrEqual(size, 176, "3.6: \(String(describing: range))")
+                XCTAssertLessThanOrEqual(size, 256, "3.6: \(String(describing: range))")
+            default:
+                XCTFail("\(minor): \(String(describing: range))")
+            }
+            try checkWaits([python])
+        }
     }
 
     func testPyenvVersions() throws {

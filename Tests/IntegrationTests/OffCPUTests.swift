@@ -134,7 +134,7 @@ final class OffCPUTests: IntegrationTestCase {
     /// In wall mode a thread that wakes into Python while another spins in it waits for the GIL (Fixtures/
     /// gil_wait_workload.py: it sleeps 1 ms, then waits up to the 5 ms switch interval): those waits end in
     /// `[waiting for the GIL]` right above the Python function that wanted it, and its 1 ms sleeps stay
-    /// `[off-CPU: sleeping]`. 2.7 and 3.6, whose GIL pybpfprof cannot locate, show every wait as sleeping.
+    /// `[off-CPU: sleeping]`. On 2.7 and 3.6 the GIL is found by local symbols, which pyenv's builds keep.
     func testWallModeShowsWaitingForTheGIL() throws {
         let fixture = Checkout.fixtures.appendingPathComponent("gil_wait_workload.py").path
         for interpreter in try PythonInterpreters.supported() {
@@ -160,10 +160,6 @@ final class OffCPUTests: IntegrationTestCase {
             print("  \(interpreter.label): main thread \(String(format: "%.3f", Double(total) / 1e9)) s; in wants_the_gil "
                   + "\(String(format: "%.1f", 100 * gil))% waiting for the GIL, \(String(format: "%.1f", 100 * sleeping))% "
                   + "sleeping\n    \(result.recordingSummary)")
-            if ["2.7", "3.6"].contains(interpreter.minorVersion) {
-                XCTAssertEqual(gilWaits, 0, "\(interpreter): no GIL wait range, yet waits were labelled")
-                continue
-            }
             XCTAssertGreaterThan(gil, 0.1, "\(interpreter): waits for the GIL are most of wants_the_gil's time: \(weights)")
             XCTAssertGreaterThan(sleeping, 0.03, "\(interpreter): the 1 ms sleeps were taken for GIL waits: \(weights)")
             // Elsewhere only while the workload starts (thread.start() waits for the new thread, main() for its id).

@@ -55,7 +55,7 @@ final class ProcessFollowingTests: IntegrationTestCase {
         }
         recorder.send(SIGINT)
         let result = try recorder.wait(timeout: 60).requireSuccess()
-        FileManager.default.createFile(atPath: release, contents: nil)
+        _ = FileManager.default.createFile(atPath: release, contents: nil)
         var pids: [Int32] = []
         for process in lingering {
             let run = try process.wait(timeout: 60).requireSuccess()

@@ -110,4 +110,15 @@ final class KernelFeaturesTests: XCTestCase {
                         + "to see a thread come back to a CPU: use --mode cpu on this kernel, or a kernel with kprobes "
                         + "(every distribution's)")
     }
+
+    /// The switch-out hook is the variant whose arguments this kernel's sched_switch passes (a BTF tracepoint program
+    /// that names one more or one less is rejected): prev_state, the fourth, since 5.18. From the kernel's BTF, checked
+    /// here against the release the tests run on.
+    func testSwitchOutHookMatchesTheKernelsSchedSwitchArguments() throws {
+        let release = KernelFeatures.kernelRelease().split(separator: ".").prefix(2).compactMap { Int($0) }
+        XCTAssertEqual(release.count, 2, "cannot read the kernel's version from \(KernelFeatures.kernelRelease())")
+        let since518 = release.lexicographicallyPrecedes([5, 18]) == false
+        XCTAssertEqual(cbpf_sched_switch_arguments(), since518 ? 4 : 3)
+        XCTAssertEqual(SamplerProgram.switchOutProgram, since518 ? .on_switch_out_prev_state : .on_switch_out)
+    }
 }

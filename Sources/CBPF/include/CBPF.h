@@ -31,6 +31,9 @@ int cbpf_probe_ring_buffer(void);
  * or under a seccomp filter that blocks bpf(2), as container runtimes' default filters do. Tells "not permitted" from
  * "not supported", which the probes above cannot. */
 int cbpf_probe_bpf_refusal(void);
+/* How many arguments the sched_switch tracepoint passes a BTF program (3 before Linux 5.18, 4 since: prev_state), from
+ * the kernel's BTF; -errno if it cannot be read. */
+int cbpf_sched_switch_arguments(void);
 
 /* A counter's label in the recording's summary and whether it counts an error, from PYBPFPROF_COUNTERS in
  * pybpfprof.h; NULL for a value past COUNTER_COUNT. */
