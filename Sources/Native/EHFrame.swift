@@ -55,6 +55,19 @@ struct CallFrameSection {
     /// parsed is skipped and recorded, because its length still says where the next entry begins.
     init(data: ArraySlice<UInt8>, kind: CallFrameSectionKind, bases: PointerEncoding.Bases) throws {
         var frameDescriptions: [FrameDescriptionEntry] = []
+        self.skippedFrameDescriptions = try Self.forEachFrameDescription(in: data, kind: kind, bases: bases) {
+            frameDescriptions.append($0)
+        }
+        self.frameDescriptions = frameDescriptions
+    }
+
+    /// The walk of `init(data:kind:bases:)`, handing each FDE that parses to `body` instead of keeping them all: a
+    /// caller that needs only their address ranges (`FrameDescriptionRanges`) then holds 16 bytes per FDE, not the
+    /// entry with its CIE and cursors. Returns the FDEs skipped; throws as the init.
+    static func forEachFrameDescription(
+        in data: ArraySlice<UInt8>, kind: CallFrameSectionKind, bases: PointerEncoding.Bases,
+        _ body: (FrameDescriptionEntry) -> Void
+    ) throws -> [UnwindTable.SkippedFrameDescription] {
         var skipped: [UnwindTable.SkippedFrameDescription] = []
         var cies: [Int: Result<CommonInformationEntry, ELFError>] = [:]
         var cursor = DWARFCursor(section: data, position: data.startIndex, end: data.endIndex)
@@ -78,13 +91,12 @@ struct CallFrameSection {
                         .mapError { $0 as? ELFError ?? ELFError("\($0)") }
                     cies[cieOffset] = cie
                 }
-                frameDescriptions.append(try Self.parseFDE(entry.body, cie: try cie.get(), kind: kind, bases: bases, sectionOffset: entryOffset))
+                body(try Self.parseFDE(entry.body, cie: try cie.get(), kind: kind, bases: bases, sectionOffset: entryOffset))
             } catch let error as ELFError {
                 skipped.append(UnwindTable.SkippedFrameDescription(sectionOffset: entryOffset, reason: error.description))
             }
         }
-        self.frameDescriptions = frameDescriptions
-        self.skippedFrameDescriptions = skipped
+        return skipped
     }
 
     /// One entry's framing: whether it is a CIE, its CIE pointer, and a cursor over the rest of its body.

@@ -10,11 +10,17 @@ public struct NativeSymbol: Hashable, Sendable {
     }
 }
 
+/// Opens an ELF file again: what a `NativeFileSymbolizer` reads only when first needed (its FDE ranges) comes from it.
+public typealias ELFFileOpener = @Sendable () throws -> ELFFile
+
 /// Names the functions of one ELF file, from its own `.symtab` and `.dynsym` and, when the file is stripped or its
-/// separate debug file knows more functions, from that debug file's `.symtab` (see `DebugFileLocator`).
+/// separate debug file knows more functions, from that debug file's `.symtab` (see `DebugFileLocator`). Where no
+/// symbol covers an address, `unnamedFunctionStart(containing:)` gives the start of the FDE that does.
 ///
-/// Everything is read at init; only the symbol tables are kept, not the files' contents. Thread-safe: the tables
-/// are immutable and the cache of demangled names is lock-protected.
+/// The symbols are read at init; only the symbol tables are kept, not the files' contents. The FDE ranges are read
+/// on the first address no symbol covers, from the file opened again: most files a profile maps have their samples
+/// named by symbols, and a large library has 100,000+ FDEs. Thread-safe: the tables are immutable, and the cache of
+/// demangled names and the FDE ranges are lock-protected.
 public final class NativeFileSymbolizer: @unchecked Sendable {
     /// The file's path inside `root`.
     public let path: String
@@ -33,25 +39,52 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
     private let lock = Lock()
     private var demangledNames: [NameKey: String] = [:]
 
+    /// The `.eh_frame` section header of the file read at init, and its build ID (`buildID`): a file opened again must
+    /// have both, so that a file replaced at its path since (a package upgrade) is not taken for it. Nil: no FDEs.
+    private let ehFrame: ELFSection?
+    /// Held while the ranges are read, so that one thread reads them and the others wait for its result; not `lock`,
+    /// so that symbol lookups meanwhile do not wait. Guards `reopen` and `frameDescriptions`.
+    private let frameDescriptionLock = Lock()
+    /// How to open the file again for its FDE ranges; the latest offered (`offerReopening`) replaces the one before.
+    private var reopen: ELFFileOpener?
+    private var frameDescriptions: FrameDescriptionState = .notRead
+
+    private enum FrameDescriptionState {
+        /// Not read yet, or the file could not be opened again (its process may have exited): tried again on the next
+        /// address no symbol covers, with the latest `reopen`.
+        case notRead
+        case read(FrameDescriptionRanges)
+        /// The file opened again was another file, or its `.eh_frame` did not parse: addresses no symbol covers keep
+        /// their own address as their name, as when there is no `.eh_frame`.
+        case unusable
+    }
+
     private struct NameKey: Hashable {
         let index: Int
         let entry: Int
     }
 
     /// Reads the file at `path` inside `root` and looks for its debug file. Throws `ELFError` if the file cannot
-    /// be read or is not an ELF64 x86_64 file; a missing or unusable debug file is not an error.
+    /// be read or is not an ELF64 x86_64 file; a missing or unusable debug file is not an error. The FDE ranges are
+    /// read from the same path when first needed.
     public convenience init(path: String, root: String = "/", splitFunctions: Set<String> = []) throws {
-        self.init(file: try ELFFile(path: path, inRoot: root), path: path, root: root, splitFunctions: splitFunctions)
+        self.init(file: try ELFFile(path: path, inRoot: root), path: path, root: root, splitFunctions: splitFunctions,
+                  reopen: { try ELFFile(path: path, inRoot: root) })
     }
 
     /// For a file already read, e.g. through `/proc/PID/map_files/…`, which is the exact file a process maps even
     /// when it was deleted or replaced since. `path` (inside `root`) is where to look for the debug file by
     /// `.gnu_debuglink`. Of the functions named in `splitFunctions` that the file defines, the parts the compiler
     /// split off and no symbol names are named `NAME.cold` (CPython's eval loop in a stripped distribution build).
-    public init(file: ELFFile, path: String, root: String = "/", splitFunctions: Set<String> = []) {
+    /// `reopen` opens the file again for its FDE ranges, on the first address no symbol covers; the file it opens
+    /// must have `file`'s build ID and `.eh_frame` section header, else the ranges are not used. Without it (until
+    /// `offerReopening`), `unnamedFunctionStart(containing:)` is nil.
+    public init(file: ELFFile, path: String, root: String = "/", splitFunctions: Set<String> = [], reopen: ELFFileOpener? = nil) {
         self.path = path
         self.root = root
         self.buildID = file.buildID
+        self.ehFrame = file.section(named: ".eh_frame")
+        self.reopen = reopen
         let own = FunctionIndex(file: file)
         let hasOwnSymbolTable = file.sections.contains { $0.type == ELFSection.typeSymbolTable }
         var indexes = [own]
@@ -89,6 +122,40 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
         if let part = splitParts.first(where: { $0.range.contains(address) }) {
             return NativeSymbol(name: part.name, offset: address - part.range.lowerBound)
         }
+        return nil
+    }
+
+    /// Where the function containing link-time address `address` starts when no symbol names it (`symbol(at:)` is
+    /// nil): the start of the FDE that covers the address. Nil if no FDE covers it (padding, code without call frame
+    /// information) or the FDE ranges cannot be read (see `init(file:path:root:splitFunctions:reopen:)`). The first
+    /// call that can open the file again reads them.
+    public func unnamedFunctionStart(containing address: UInt64) -> UInt64? {
+        frameDescriptionRanges()?.range(containing: address)?.start
+    }
+
+    /// Another way to open the file again for its FDE ranges, used from now on instead of the one given before: that
+    /// one may stop working (`/proc/PID/map_files/…` of a process that has exited) before any address needs the ranges,
+    /// and the symbolizer is shared by every process mapping the file. Nothing changes once they are read.
+    public func offerReopening(_ reopen: @escaping ELFFileOpener) {
+        frameDescriptionLock.lock()
+        defer { frameDescriptionLock.unlock() }
+        if case .notRead = frameDescriptions { self.reopen = reopen }
+    }
+
+    /// The FDE ranges, read on the first call that can open the file; nil when they cannot be had.
+    private func frameDescriptionRanges() -> FrameDescriptionRanges? {
+        guard let ehFrame else { return nil }
+        frameDescriptionLock.lock()
+        defer { frameDescriptionLock.unlock() }
+        if case .notRead = frameDescriptions, let reopen, let file = try? reopen() {
+            if file.buildID == buildID, file.section(named: ".eh_frame") == ehFrame,
+               let ranges = try? FrameDescriptionRanges(elf: file) {
+                frameDescriptions = .read(ranges)
+            } else {
+                frameDescriptions = .unusable
+            }
+        }
+        if case .read(let ranges) = frameDescriptions { return ranges }
         return nil
     }
 
@@ -188,7 +255,9 @@ public final class NativeSymbolCache: @unchecked Sendable {
 }
 
 /// The name of a frame at `address` in the file at `path` that no symbol covers: the file's base name and the
-/// link-time address in hex, e.g. `libfoo.so.1+0x1a2b`, so that it can be looked up later with `addr2line`.
+/// link-time address in hex, e.g. `libfoo.so.1+0x1a2b`, so that it can be looked up later with `addr2line`. The
+/// profiler passes the start of the function (`NativeFileSymbolizer.unnamedFunctionStart(containing:)`) where an
+/// FDE says where that is, so that the name stands for the function, not for one of its instructions.
 public func unknownNativeFrameName(path: String, address: UInt64) -> String {
     let baseName = path.split(separator: "/").last.map(String.init) ?? path
     return "\(baseName)+0x\(String(address, radix: 16))"

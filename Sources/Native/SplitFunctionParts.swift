@@ -25,8 +25,7 @@ public enum SplitFunctionParts {
         guard let section = elf.section(named: ".eh_frame"), section.flags & ELFSection.flagCompressed == 0,
               let data = try? elf.data(of: section)
         else { return [] }
-        let bases = PointerEncoding.Bases(
-            sectionAddress: section.address, text: elf.section(named: ".text")?.address, data: elf.section(named: ".got")?.address)
+        let bases = PointerEncoding.Bases(callFrameSection: section, of: elf)
         guard let frames = try? CallFrameSection(data: data, kind: .ehFrame, bases: bases) else { return [] }
         let descriptions = frames.frameDescriptions.filter { $0.pcBegin < $0.pcEnd }.sorted { $0.pcBegin < $1.pcBegin }
         guard let first = index(containing: entry, in: descriptions) else { return [] }

@@ -143,10 +143,7 @@ public struct UnwindTable: Sendable {
         for (kind, section) in sections {
             guard section.flags & ELFSection.flagCompressed == 0 else { throw ELFError("\(section.name) is compressed") }
             guard let data = try elf.data(of: section) else { throw ELFError("\(section.name) has no data in the file") }
-            let bases = PointerEncoding.Bases(
-                sectionAddress: section.address, text: elf.section(named: ".text")?.address, data: elf.section(named: ".got")?.address
-            )
-            tables.append(try UnwindTable(callFrameSection: data, kind: kind, bases: bases))
+            tables.append(try UnwindTable(callFrameSection: data, kind: kind, bases: PointerEncoding.Bases(callFrameSection: section, of: elf)))
         }
         self = tables.count == 1 ? tables[0] : try UnwindTable(preferring: tables[0], fillingGapsFrom: tables[1])
     }

@@ -68,6 +68,8 @@ struct NativeProcess {
             } else if mapping.inode != 0 {
                 let key = UnwindTableStore.FileKey(device: mapping.device, inode: mapping.inode)
                 entry.file = key
+                // Kept by the file's symbolizer, which may open the file again later: the pid, not `self`.
+                let pid = self.pid
                 let layout = store.layout(key, path: mapping.path, root: "/proc/\(pid)/root") {
                     try InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping)
                 }

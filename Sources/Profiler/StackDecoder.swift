@@ -142,8 +142,15 @@ final class StackDecoder<FrameID: Hashable> {
                 frame.name = "[anonymous 0x\(String(address, radix: 16))]\(byFramePointer)"
             } else if let bias = mapping.bias {
                 let linkTimeAddress = lookup &- bias
-                let name = mapping.symbolizer?.symbol(at: linkTimeAddress).map { NativeNames.withoutSymbolVersion($0.name) }
-                    ?? unknownNativeFrameName(path: mapping.path, address: linkTimeAddress)
+                let name: String
+                if let symbol = mapping.symbolizer?.symbol(at: linkTimeAddress) {
+                    name = NativeNames.withoutSymbolVersion(symbol.name)
+                } else {
+                    // No symbol (a stripped file): the start of the FDE covering the address stands for its function,
+                    // so that the samples of all its instructions add up in one frame, in every output format.
+                    let functionStart = mapping.symbolizer?.unnamedFunctionStart(containing: linkTimeAddress) ?? linkTimeAddress
+                    name = unknownNativeFrameName(path: mapping.path, address: functionStart)
+                }
                 frame.name = name + byFramePointer
                 frame.file = lastPathComponent(mapping.path)
                 if mapping.isInterpreter {

@@ -48,16 +48,22 @@ final class UnwindTableStore {
     private var symbolizers: [FileKey: NativeFileSymbolizer] = [:]
 
     /// The load layout of file `key`; the first time, `open` reads the file, its unwind table is loaded and its
-    /// symbols indexed (debug files are looked for inside `root`, the process's root directory).
-    func layout(_ key: FileKey, path: String, root: String, open: () throws -> ELFFile) -> ELFLoadLayout? {
-        if let known = layouts[key] { return known }
+    /// symbols indexed (debug files are looked for inside `root`, the process's root directory). The symbolizer keeps
+    /// `open` to read the file's FDE ranges if one of its addresses turns out to have no symbol (it checks that what
+    /// it opens then is the same file); each later process mapping the file offers its own `open`, which still works
+    /// when the first process has exited.
+    func layout(_ key: FileKey, path: String, root: String, open: @escaping ELFFileOpener) -> ELFLoadLayout? {
+        if let known = layouts[key] {
+            symbolizers[key]?.offerReopening(open)
+            return known
+        }
         guard let elf = try? open() else {
             filesWithoutTable[path] = "cannot be opened"
             return nil
         }
         filesWithoutTable[path] = nil
         layouts[key] = elf.loadLayout
-        symbolizers[key] = NativeFileSymbolizer(file: elf, path: path, root: root, splitFunctions: EvalLoop.functionNames)
+        symbolizers[key] = NativeFileSymbolizer(file: elf, path: path, root: root, splitFunctions: EvalLoop.functionNames, reopen: open)
         placements[key] = load(elf, path: path)
         return elf.loadLayout
     }

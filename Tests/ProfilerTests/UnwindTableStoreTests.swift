@@ -41,13 +41,16 @@ final class UnwindTableStoreTests: XCTestCase {
         defer { memory.deallocate() }
         let store = UnwindTableStore(rows: memory, capacity: capacity)
         let key = UnwindTableStore.FileKey(device: "fd:01", inode: 42)
-        var opened = 0
-        let open = { () throws -> ELFFile in opened += 1; return try ELFFile(path: self.libc) }
+        // The symbolizer keeps the opener (a @Sendable closure), so the count is an object's, not a captured var.
+        final class OpenCount: @unchecked Sendable { var value = 0 }
+        let opened = OpenCount()
+        let libc = self.libc
+        let open: ELFFileOpener = { opened.value += 1; return try ELFFile(path: libc) }
         XCTAssertNotNil(store.layout(key, path: libc, root: "/", open: open))
         let placement = try XCTUnwrap(store.placement(for: key))
         // Another process mapping the same file: no second read, no second copy.
         XCTAssertNotNil(store.layout(key, path: libc, root: "/", open: open))
-        XCTAssertEqual(opened, 1)
+        XCTAssertEqual(opened.value, 1)
         XCTAssertEqual(store.placement(for: key), placement)
         XCTAssertEqual(store.usedRows, Int(placement.rowCount))
         XCTAssertEqual(store.filesLoaded, 1)
@@ -59,6 +62,30 @@ final class UnwindTableStoreTests: XCTestCase {
         for (index, entry) in table.entries.enumerated() {
             XCTAssertEqual(UInt64(rows[index].address) + placement.linkTimeBase, entry.address)
         }
+    }
+
+    /// The symbolizer reads a file's FDE ranges when an address first needs them, by opening the file again: through
+    /// the process that mapped it first, which may have exited by then, or through a later one mapping the same file.
+    func testALaterProcessMappingTheFileOffersItsWayToOpenIt() throws {
+        let libz = "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13"
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: 10_000 * MemoryLayout<unwind_row>.stride, alignment: 8)
+        defer { memory.deallocate() }
+        let store = UnwindTableStore(rows: memory, capacity: 10_000)
+        let key = UnwindTableStore.FileKey(device: "fd:01", inode: 9)
+        struct Exited: Error {}
+        final class FirstProcess: @unchecked Sendable { var exited = false }
+        let first = FirstProcess()
+        XCTAssertNotNil(store.layout(key, path: libz, root: "/") {
+            if first.exited { throw Exited() }
+            return try ELFFile(path: libz)
+        })
+        first.exited = true
+        let symbolizer = try XCTUnwrap(store.symbolizer(for: key))
+        let unnamed = try XCTUnwrap(try FrameDescriptionRanges(elf: try ELFFile(path: libz)).ranges
+            .first { $0.end - $0.start > 1 && symbolizer.symbol(at: $0.start + 1) == nil }, "libz is stripped: some function has no symbol")
+        XCTAssertNil(symbolizer.unnamedFunctionStart(containing: unnamed.start + 1), "the first process has exited")
+        XCTAssertNotNil(store.layout(key, path: libz, root: "/") { try ELFFile(path: libz) })
+        XCTAssertEqual(symbolizer.unnamedFunctionStart(containing: unnamed.start + 1), unnamed.start)
     }
 
     func testAFileThatDoesNotFitIsReportedAndGetsNoRows() throws {
