@@ -50,15 +50,11 @@ enum RustDemangler {
     /// ThinLTO renames a local symbol it imports into another module by appending `.llvm.<hex>` (digits, capitals, and
     /// `@` for symbol versions); it says nothing about the function, so it is dropped, as rustc-demangle does.
     private static func stripLLVMSuffix(_ bytes: inout [UInt8]) {
-        let marker = Array(".llvm.".utf8)
-        guard bytes.count >= marker.count else { return }
-        for start in 0...(bytes.count - marker.count) where bytes[start..<(start + marker.count)].elementsEqual(marker) {
-            let tail = bytes[(start + marker.count)...]
-            if tail.allSatisfy({ isDigit($0) || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains($0) || $0 == UInt8(ascii: "@") }) {
-                bytes.removeSubrange(start...)
-            }
-            return
+        guard let marker = bytes.firstRange(of: ".llvm.".utf8) else { return }
+        let isThinLTOSuffix = bytes[marker.upperBound...].allSatisfy {
+            isDigit($0) || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains($0) || $0 == UInt8(ascii: "@")
         }
+        if isThinLTOSuffix { bytes.removeSubrange(marker.lowerBound...) }
     }
 
     private static func dropPrefix(of bytes: [UInt8], oneOf prefixes: [String]) -> ArraySlice<UInt8>? {
@@ -84,7 +80,7 @@ enum RustDemangler {
     }
 
     fileprivate static func appendUTF8(_ scalar: Unicode.Scalar, to output: inout [UInt8]) {
-        output.append(contentsOf: UTF8.encode(scalar).map { Array($0) } ?? [])
+        UTF8.encode(scalar) { output.append($0) }
     }
 }
 
@@ -128,7 +124,8 @@ private enum LegacySymbol {
     }
 
     private static func isHash(_ component: ArraySlice<UInt8>) -> Bool {
-        component.count == 17 && component.first == UInt8(ascii: "h") && component.dropFirst().allSatisfy(RustDemangler.isHexDigit)
+        component.count == 17 && component.first == UInt8(ascii: "h")
+            && component.dropFirst().allSatisfy(RustDemangler.isHexDigit)
     }
 
     /// rustc spells characters that symbol names cannot hold as `$…$` escapes, `::` inside a component as `..`,
@@ -170,7 +167,7 @@ private enum LegacySymbol {
         let text = String(decoding: escape, as: UTF8.self)
         if let named = namedEscapes[text] { return named }
         guard escape.first == UInt8(ascii: "u"), escape.count >= 2,
-              escape.dropFirst().allSatisfy({ RustDemangler.isDigit($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }),
+              escape.dropFirst().allSatisfy(isLowerHexDigit),
               let value = UInt32(text.dropFirst(), radix: 16), let scalar = Unicode.Scalar(value),
               scalar.properties.generalCategory != .control
         else { return nil }
@@ -213,7 +210,9 @@ private struct V0Printer {
     }
 
     /// The printed path of `symbol` (the name after `_R`) and what follows it.
-    static func demangle(_ symbol: ArraySlice<UInt8>, maximumLength: Int) throws -> (name: [UInt8], rest: ArraySlice<UInt8>) {
+    static func demangle(
+        _ symbol: ArraySlice<UInt8>, maximumLength: Int
+    ) throws -> (name: [UInt8], rest: ArraySlice<UInt8>) {
         var printer = V0Printer(symbol: symbol, maximumLength: maximumLength)
         guard let first = printer.peek(), isUpper(first) else { throw InvalidSymbol() }
         try printer.printPath(inValue: true)
@@ -305,9 +304,7 @@ private struct V0Printer {
         while true {
             let byte = try next()
             if byte == UInt8(ascii: "_") { return symbol[start..<(position - 1)] }
-            guard RustDemangler.isDigit(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte) else {
-                throw InvalidSymbol()
-            }
+            guard isLowerHexDigit(byte) else { throw InvalidSymbol() }
         }
     }
 
@@ -436,7 +433,9 @@ private struct V0Printer {
 
     /// Elements printed by `element`, separated by `separator`, up to the closing `E`; returns how many.
     @discardableResult
-    private mutating func printList(separator: StaticString, _ element: (inout V0Printer) throws -> Void) throws -> Int {
+    private mutating func printList(
+        separator: StaticString, _ element: (inout V0Printer) throws -> Void
+    ) throws -> Int {
         var count = 0
         while !eat(UInt8(ascii: "E")) {
             if count > 0 { try print(separator) }
@@ -814,8 +813,8 @@ private struct V0Printer {
     }
 }
 
-/// What Rust's `escape_debug` writes as `\u{…}`: characters that do not print by themselves. Rust decides with its own
-/// tables; Swift's Unicode properties give the same answer for the characters that occur in practice.
+/// What Rust's `escape_debug` writes as `\u{…}`: characters that do not print by themselves. Rust decides with its
+/// own tables; Swift's Unicode properties give the same answer for the characters that occur in practice.
 private func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
     let properties = scalar.properties
     if properties.isGraphemeExtend { return true }
@@ -827,6 +826,10 @@ private func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
     default:
         return false
     }
+}
+
+private func isLowerHexDigit(_ byte: UInt8) -> Bool {
+    RustDemangler.isDigit(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
 }
 
 private func isUpper(_ byte: UInt8) -> Bool {

@@ -8,7 +8,9 @@ import XCTest
 /// `-C symbol-mangling-version=v0` and once with `-Z unstable-options -C symbol-mangling-version=legacy`, and from
 /// rustc's own librustc_driver; each expectation is what rustc-demangle's alternate form (`{:#}`) prints for it.
 final class RustDemanglerTests: XCTestCase {
-    private func assertDemangles(_ expectations: KeyValuePairs<String, String>, file: StaticString = #filePath, line: UInt = #line) {
+    private func assertDemangles(
+        _ expectations: KeyValuePairs<String, String>, file: StaticString = #filePath, line: UInt = #line
+    ) {
         for (mangled, expected) in expectations {
             XCTAssertEqual(Demangler.demangle(mangled), expected, mangled, file: file, line: line)
         }
@@ -173,7 +175,8 @@ final class RustDemanglerTests: XCTestCase {
             "_RNvXs0_NtNtNtCs8NwYtU1Mohg_4core4iter8adapters3mapINtB5_3MapIBN_IBN_INtNtB7_5chain5ChainIBN_INtNtB7_6filter6FilterIBN_INtNtB7_6cloned6ClonedIB15_IB15_IB15_IB15_IB15_IB15_IB15_IB15_IB15_IB15_IB15_IB15_IB15_IB15_IB15_IB15_INtNtNtB9_7sources5empty5EmptyRTReNtNtCsk08wTpDC9h5_12rustc_target15target_features9StabilityRSB42_EEINtNtNtBb_5slice4iter4IterB41_EEB59_EB59_EB59_EB59_EB59_EB59_EB59_EB59_EB59_EB59_EB59_EB59_EB59_EB59_EB59_EENCNvB46_17all_rust_features0ENCNvMs1_NtNtCs1I33n4nKwkQ_13rustc_session6config3cfgNtB7u_8CheckCfg15fill_well_knowns1_0ENCB7o_s2_0EIB1T_IB5a_B42_EEENvMs8_NtCs6IqgnrtlzSn_10rustc_span6symbolNtB9l_6Symbol6internENcNtINtNtBb_6option6OptionB9U_E4Some0ENCINvXs8_NtCsfzxCEe6FjLs_9hashbrown3setINtBb0_7HashSetBaj_NtCsfRZ3y7WvlIw_10rustc_hash13FxBuildHasherEINtNtNtB9_6traits7collect6ExtendBbJ_E6extendBW_E0ENtNtBcA_8iterator8Iterator9size_hintB7y_"
         let demangled = Demangler.demangle(mangled)
         XCTAssertTrue(demangled.hasPrefix("<core::iter::adapters::map::Map<core::iter::adapters::map::Map<"), demangled)
-        XCTAssertTrue(demangled.hasSuffix(">::{closure#0}> as core::iter::traits::iterator::Iterator>::size_hint"), demangled)
+        let tail = ">::{closure#0}> as core::iter::traits::iterator::Iterator>::size_hint"
+        XCTAssertTrue(demangled.hasSuffix(tail), demangled)
         XCTAssertEqual(demangled.utf8.count, 5541)
     }
 
