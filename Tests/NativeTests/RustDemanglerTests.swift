@@ -231,7 +231,7 @@ final class RustDemanglerTests: XCTestCase {
         // The same inside an impl's path, which is parsed but not printed, so its back-references are not followed.
         hostile.append(doublingTuples(after: "NvMINvC1a1b", levels: 40) + "Eu3foo")
         // Nesting without back-references: references of references, slices of slices.
-        hostile.append("_RINvC1a1bE" + String(repeating: "R", count: 4000) + "uE")
+        hostile.append("_RINvC1a1b" + String(repeating: "R", count: 4000) + "uE")
         hostile.append("_RINvC1a1b" + String(repeating: "S", count: 4000) + "uE")
         hostile.append("_R" + String(repeating: "N", count: 4000))
         // Nesting through back-references to an earlier `R…`, hidden inside an identifier.
@@ -288,6 +288,31 @@ final class RustDemanglerTests: XCTestCase {
             value /= 62
         } while value > 0
         return text
+    }
+
+    /// The nesting bound keeps the stack small: names at and past it demangle on a thread with a 512 KB stack (a debug
+    /// build needs about 1 KB a level, so 128 levels fit in 256 KB; threads get 8 MB by default).
+    func testNestingAtTheBoundFitsASmallStack() {
+        final class Results: @unchecked Sendable {
+            var names: [String] = []
+        }
+        let results = Results()
+        let finished = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            let depth = RustDemangler.maximumNestingDepth
+            // The generic path is one level, each `R` one more.
+            results.names.append(Demangler.demangle("_RINvC1a1b" + String(repeating: "R", count: depth - 1) + "uE"))
+            results.names.append(Demangler.demangle("_RINvC1a1b" + String(repeating: "R", count: depth) + "uE"))
+            results.names.append(Demangler.demangle("_RIC3000" + String(repeating: "R", count: 3000) + "B5_E"))
+            results.names.append(Demangler.demangle("_RIC1aB_E"))
+            finished.signal()
+        }
+        thread.stackSize = 512 * 1024
+        thread.start()
+        finished.wait()
+        let depth = RustDemangler.maximumNestingDepth
+        XCTAssertEqual(results.names.first, "a::b::<" + String(repeating: "&", count: depth - 1) + "()>")
+        XCTAssertEqual(results.names.dropFirst().map { $0.hasPrefix("_R") }, [true, true, true])
     }
 
     /// rustc-demangle's own example of exponential growth, small enough to print: 2^6 copies of `_`.
