@@ -16,13 +16,18 @@ public enum Demangler {
     /// name expand to a very long one, which would bloat every profile that contains the frame.
     public static let maximumDemangledLength = 16384
 
-    /// C++ names (Itanium ABI, `_Z…`) through libstdc++'s `__cxa_demangle`, Swift names (`$s…`, `$S…`, `$e…`,
-    /// `_T0…`) through the Swift runtime's `swift_demangle`; anything else, and anything they reject, unchanged.
-    /// Parameter lists are kept: they tell overloads apart.
+    /// Rust names (legacy `_ZN…17h<hash>E` and v0 `_R…`) through ``RustDemangler``, as `path::to::function`
+    /// without hashes; C++ names (Itanium ABI, `_Z…`) through libstdc++'s `__cxa_demangle`, Swift names (`$s…`,
+    /// `$S…`, `$e…`, `_T0…`) through the Swift runtime's `swift_demangle`; anything else, and anything they reject,
+    /// unchanged. C++ parameter lists are kept: they tell overloads apart.
     public static func demangle(_ name: String) -> String {
         guard name.utf8.count <= maximumMangledLength else { return name }
         let demangled: String?
-        if name.hasPrefix("_Z") {
+        // Rust first: legacy Rust names are valid C++ names too (`_ZN…E`), which `__cxa_demangle` would print with
+        // the hash and the `$LT$`-style escapes left in.
+        if let rust = RustDemangler.demangle(name, maximumLength: maximumDemangledLength) {
+            demangled = rust
+        } else if name.hasPrefix("_Z") {
             demangled = name.withCString { takeMallocated(csystem_demangle_cxx($0)) }
         } else if swiftPrefixes.contains(where: name.hasPrefix) {
             demangled = name.withCString { takeMallocated(swift_demangle($0, strlen($0), nil, nil, 0)) }
