@@ -6,7 +6,8 @@ import Musl
 
 /// Finds the separate debug file of a stripped ELF file, the way gdb does:
 ///
-/// 1. by build ID: `<root>/usr/lib/debug/.build-id/ab/cdef….debug`, accepted if its build ID is the file's;
+/// 1. by build ID: `<root>/usr/lib/debug/.build-id/ab/cdef….debug`, then the same path under each of the user's
+///    directories of debug files on this machine (`--debug-dir`), accepted if its build ID is the file's;
 /// 2. by `.gnu_debuglink` name, in `<dir>`, `<dir>/.debug` and `<root>/usr/lib/debug/<dir>`, where `<dir>` is the
 ///    file's directory, accepted if the CRC-32 of its contents is the one the link records.
 ///
@@ -15,8 +16,8 @@ import Musl
 /// symbolic links, absolute ones included, and `..` cannot leave it (see `openInRoot`).
 public enum DebugFileLocator {
     /// The path (including `root`) of `elf`'s debug file, or nil if none is found or none matches.
-    public static func debugFile(for elf: ELFFile, path: String, root: String) -> String? {
-        locate(for: elf, path: path, root: root)?.path
+    public static func debugFile(for elf: ELFFile, path: String, root: String, debugDirectories: [String] = []) -> String? {
+        locate(for: elf, path: path, root: root, debugDirectories: debugDirectories)?.path
     }
 
     struct Found {
@@ -25,20 +26,26 @@ public enum DebugFileLocator {
         let file: ELFFile
     }
 
-    /// Like `debugFile(for:path:root:)`, also returning the debug file (opened anyway, to check it).
-    static func locate(for elf: ELFFile, path: String, root: String) -> Found? {
-        if let buildID = elf.buildID, let found = locate(buildID: buildID, root: root) { return found }
+    /// Like `debugFile(for:path:root:debugDirectories:)`, also returning the debug file (opened anyway, to check it).
+    /// `debugDirectories`: directories laid out as /usr/lib/debug is by build ID, on this machine (not in `root`).
+    static func locate(for elf: ELFFile, path: String, root: String, debugDirectories: [String] = []) -> Found? {
+        if let buildID = elf.buildID {
+            if let found = locate(buildID: buildID, in: debugDirectory, root: root) { return found }
+            for directory in debugDirectories {
+                if let found = locate(buildID: buildID, in: directory, root: "/") { return found }
+            }
+        }
         if let link = elf.debugLink { return locate(link: link, besides: path, root: root) }
         return nil
     }
 
     static let debugDirectory = "/usr/lib/debug"
 
-    private static func locate(buildID: [UInt8], root: String) -> Found? {
+    private static func locate(buildID: [UInt8], in directory: String, root: String) -> Found? {
         // The first byte names a directory, so a shorter ID (none is shorter than 8 bytes in practice) has no path.
         guard buildID.count >= 2 else { return nil }
         let hex = buildID.map { byte in String(byte, radix: 16).leftPadded(to: 2) }
-        let candidate = "\(debugDirectory)/.build-id/\(hex[0])/\(hex.dropFirst().joined()).debug"
+        let candidate = "\(join(directory, ".build-id"))/\(hex[0])/\(hex.dropFirst().joined()).debug"
         guard let file = try? ELFFile(path: candidate, inRoot: root), file.buildID == buildID else { return nil }
         return Found(path: pathInRoot(candidate, root: root), file: file)
     }

@@ -79,7 +79,9 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
     /// `reopen` opens the file again for its FDE ranges, on the first address no symbol covers; the file it opens
     /// must have `file`'s build ID and `.eh_frame` section header, else the ranges are not used. Without it (until
     /// `offerReopening`), `unnamedFunctionStart(containing:)` is nil.
-    public init(file: ELFFile, path: String, root: String = "/", splitFunctions: Set<String> = [], reopen: ELFFileOpener? = nil) {
+    /// `debugDirectories`: the user's directories of debug files by build ID (`--debug-dir`), after the root's own.
+    public init(file: ELFFile, path: String, root: String = "/", splitFunctions: Set<String> = [], reopen: ELFFileOpener? = nil,
+                debugDirectories: [String] = []) {
         self.path = path
         self.root = root
         self.buildID = file.buildID
@@ -89,7 +91,7 @@ public final class NativeFileSymbolizer: @unchecked Sendable {
         let hasOwnSymbolTable = file.sections.contains { $0.type == ELFSection.typeSymbolTable }
         var indexes = [own]
         var debugFilePath: String?
-        if let debug = DebugFileLocator.locate(for: file, path: path, root: root) {
+        if let debug = DebugFileLocator.locate(for: file, path: path, root: root, debugDirectories: debugDirectories) {
             let debugIndex = FunctionIndex(file: debug.file)
             if !hasOwnSymbolTable || debugIndex.entries.count > own.entries.count {
                 debugFilePath = debug.path

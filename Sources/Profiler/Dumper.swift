@@ -17,6 +17,8 @@ public struct DumpOptions: Sendable {
     /// How the threads are read; nil: by the kernel iterator if this kernel loads it, else from userspace. Forcing the
     /// userspace reader lets it be tested on a kernel that has the iterator.
     public var threadReader: ThreadReader?
+    /// `--debug-dir` (see `RecordOptions.debugDirectories`).
+    public var debugDirectories: [String] = []
 
     public init(pid: Int32, pythonOnly: Bool = false, showInterpreterFrames: Bool = false, unwindTableBytes: Int = 16 << 20,
                 threadReader: ThreadReader? = nil) {
@@ -79,7 +81,7 @@ public enum Dumper {
         if nativeStacks {
             let rows = try MappedArrayMap(
                 fd: try object.mapFD(.unwind_rows), valueSize: MemoryLayout<unwind_row>.stride, entries: unwindRowCapacity)
-            let store = UnwindTableStore(rows: rows.base, capacity: unwindRowCapacity)
+            let store = UnwindTableStore(rows: rows.base, capacity: unwindRowCapacity, debugDirectories: options.debugDirectories)
             do {
                 let process = try NativeProcess(pid: pid, interpreterFile: interpreter.binaryPath, store: store)
                 try process.bpfValue().withUnsafeBytes {

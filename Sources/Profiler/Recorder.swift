@@ -87,7 +87,8 @@ public final class Recorder {
             offCPUPeriod: options.mode.hasIntervals ? UInt64(1_000_000_000 / max(options.rate, 1)) : nil,
             samplesOnCPU: options.mode != .offcpu, gilOnly: options.mode == .gil)
         nativeTables = options.pythonOnly ? nil
-            : NativeTableLoader(store: UnwindTableStore(rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity))
+            : NativeTableLoader(store: UnwindTableStore(
+                rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity, debugDirectories: options.debugDirectories))
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         profile = Profile(sampleRate: options.rate, startDate: 0)
         profile.mode = options.mode

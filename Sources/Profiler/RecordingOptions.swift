@@ -36,6 +36,9 @@ public struct RecordOptions: Sendable {
     public var oldestKernelMode = false
     /// What the samples measure (`--mode`): on-CPU samples, off-CPU intervals, or both.
     public var mode: ProfileMode = .cpu
+    /// `--debug-dir`: directories of debug files on this machine, laid out by build ID as /usr/lib/debug is
+    /// (`DIR/.build-id/ab/cdef….debug`); looked in after the process's own /usr/lib/debug.
+    public var debugDirectories: [String] = []
 
     /// Whether the recording follows processes as they start: `--all`, `--cgroup` and `--subprocesses`.
     var followsProcesses: Bool { takesEveryNewProgram || subprocesses }

@@ -35,9 +35,13 @@ final class UnwindTableStore {
     /// Rows whose rule the BPF unwinder cannot apply (they stop the unwind there, counted in BPF).
     private(set) var unsupportedRows = 0
 
-    init(rows: UnsafeMutableRawPointer, capacity: Int) {
+    /// The user's directories of debug files by build ID (`--debug-dir`), for the symbolizers.
+    private let debugDirectories: [String]
+
+    init(rows: UnsafeMutableRawPointer, capacity: Int, debugDirectories: [String] = []) {
         self.rows = rows
         self.capacity = capacity
+        self.debugDirectories = debugDirectories
     }
 
     /// The load layout and symbols of each file read, so that a rescan or another process mapping the same file
@@ -63,7 +67,8 @@ final class UnwindTableStore {
         }
         filesWithoutTable[path] = nil
         layouts[key] = elf.loadLayout
-        symbolizers[key] = NativeFileSymbolizer(file: elf, path: path, root: root, splitFunctions: EvalLoop.functionNames, reopen: open)
+        symbolizers[key] = NativeFileSymbolizer(
+            file: elf, path: path, root: root, splitFunctions: EvalLoop.functionNames, reopen: open, debugDirectories: debugDirectories)
         placements[key] = load(elf, path: path)
         return elf.loadLayout
     }

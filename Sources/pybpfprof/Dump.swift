@@ -37,6 +37,8 @@ struct Dump: ParsableCommand {
         visibility: .hidden))
     var threadReader: ThreadReader?
 
+    @OptionGroup var debugFiles: DebugFileOptions
+
     func validate() throws {
         guard pid > 0 else { throw ValidationError("--pid must be a process id") }
         if pythonOnly && interpreterFrames {
@@ -45,10 +47,9 @@ struct Dump: ParsableCommand {
     }
 
     func run() throws {
-        let dump = try failing {
-            try Dumper.dump(DumpOptions(
-                pid: pid, pythonOnly: pythonOnly, showInterpreterFrames: interpreterFrames, threadReader: threadReader))
-        }
+        var options = DumpOptions(pid: pid, pythonOnly: pythonOnly, showInterpreterFrames: interpreterFrames, threadReader: threadReader)
+        options.debugDirectories = debugFiles.absolutePaths
+        let dump = try failing { try Dumper.dump(options) }
         for warning in dump.warnings { printToStandardError("pybpfprof: warning: \(warning)") }
         let text = json ? DumpRendering.json(dump) : DumpRendering.text(dump)
         writeAll(text, to: STDOUT_FILENO)

@@ -103,6 +103,7 @@ struct Record: ParsableCommand {
         options.oldestKernelMode = sampling.oldestKernelMode
         options.mode = sampling.mode.profileMode
         options.subprocesses = subprocesses
+        options.debugDirectories = sampling.debugFiles.absolutePaths
         let terminal = Terminal.standardError
         let path = outputPath
         let chosen = format ?? OutputFormat(path: path) ?? .html

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Profiler
 import ProfileModel
+import FoundationEssentials
+import Glibc
 
 /// What `record` and `top` sample: exactly one target, the rate, and which frames are kept.
 struct SamplingOptions: ParsableArguments {
@@ -47,6 +49,8 @@ struct SamplingOptions: ParsableArguments {
             + "mappings. For a kernel whose verifier rejects the default program, and for testing that path."))
     var oldestKernelMode = false
 
+    @OptionGroup var debugFiles: DebugFileOptions
+
     @Argument(parsing: .postTerminator, help: "A command to launch and profile until it exits: -- CMD ARGS...")
     var command: [String] = []
 
@@ -84,5 +88,31 @@ struct SamplingOptions: ParsableArguments {
         if let cgroup { return .cgroup(try failing { try Containers.cgroup(cgroup) }) }
         if let container { return .cgroup(try failing { try Containers.container(container) }) }
         return all ? .all : command.isEmpty ? .pids(pid) : .command(command)
+    }
+}
+
+/// `--debug-dir`: debug files on this machine for the stripped files the profiled processes map, beyond their own
+/// /usr/lib/debug (shared by `record`, `top` and `dump`).
+struct DebugFileOptions: ParsableArguments {
+    @Option(name: .customLong("debug-dir"), help: ArgumentHelp(
+        "A directory of debug files laid out by build ID, as /usr/lib/debug is: DIR/.build-id/ab/cdef….debug (repeatable).",
+        discussion: "Names the functions of stripped files whose debug files are not installed where the process runs. A "
+            + "debug file is used only if its build ID is the stripped file's.",
+        valueName: "dir"))
+    var directories: [String] = []
+
+    func validate() throws {
+        for directory in directories {
+            var status = stat()
+            guard stat(directory, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else {
+                throw ValidationError("--debug-dir \(directory): no such directory")
+            }
+        }
+    }
+
+    /// The directories as absolute paths: they are opened from the root directory, whatever the working directory.
+    var absolutePaths: [String] {
+        let workingDirectory = FileManager.default.currentDirectoryPath
+        return directories.map { $0.hasPrefix("/") ? $0 : workingDirectory + "/" + $0 }
     }
 }

@@ -70,6 +70,7 @@ struct Top: ParsableCommand {
             target: target, rate: rate, pythonOnly: sampling.pythonOnly, showInterpreterFrames: sampling.interpreterFrames)
         options.oldestKernelMode = sampling.oldestKernelMode
         options.mode = sampling.mode.profileMode
+        options.debugDirectories = sampling.debugFiles.absolutePaths
         // Loading BPF takes a moment and is where most setup errors show: before the screen is taken over.
         let recorder = try failing { try Recorder(options: options) }
         let liveWindow = LiveProfileWindow(

@@ -56,6 +56,13 @@ final class BadInputTests: IntegrationTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/out.folded"))
     }
 
+    func testDebugDirectoryThatDoesNotExist() throws {
+        for command in [["record", "--pid", "1", "-o", scratchFile("out.folded")], ["dump", "--pid", "1"]] {
+            let result = try runPyBPFProf(command + ["--debug-dir", "/nonexistent-debug-dir"])
+            assertCleanError(result, keywords: ["--debug-dir /nonexistent-debug-dir", "no such directory"])
+        }
+    }
+
     func testNoTarget() throws {
         let result = try runPyBPFProf(["record", "-o", scratchFile("out.folded")])
         assertCleanError(result, keywords: ["give exactly one target"])

@@ -214,6 +214,36 @@ final class NativeSymbolizerTests: XCTestCase {
         XCTAssertNil(try NativeFileSymbolizer(path: root + "/opt/libsymtest.so").debugFilePath)
     }
 
+    /// `--debug-dir`: a directory laid out by build ID on this machine, outside the process's root, looked in after the
+    /// root's own /usr/lib/debug; a file there of another build ID is not used.
+    func testBuildIDDebugFileIsFoundInTheUsersDebugDirectories() throws {
+        let built = try built()
+        let root = try built.makeDirectory("debug-dir-root")
+        _ = try built.strippedCopy(in: root + "/opt", debugFileIn: nil, debugLink: false)
+        let elsewhere = try built.makeDirectory("debug-dir-elsewhere")
+        let debugDirectory = try built.makeDirectory("debug-dir")
+        // The C++ library's debug file under the C library's build ID, in the first directory given: rejected.
+        let wrongPath = try built.buildIDPath(root: elsewhere).replacingOccurrences(of: elsewhere + "/usr/lib/debug", with: elsewhere)
+        try FileManager.default.createDirectory(
+            atPath: (wrongPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        _ = try runCommand("/usr/bin/objcopy", ["--only-keep-debug", built.cxxLibrary, wrongPath])
+        let rightPath = try built.buildIDPath(root: debugDirectory)
+            .replacingOccurrences(of: debugDirectory + "/usr/lib/debug", with: debugDirectory)
+        try FileManager.default.createDirectory(
+            atPath: (rightPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: built.debugFile, toPath: rightPath)
+
+        let strippedFile = try ELFFile(path: root + "/opt/libsymtest.so")
+        XCTAssertNil(DebugFileLocator.debugFile(for: strippedFile, path: "/opt/libsymtest.so", root: root))
+        XCTAssertEqual(DebugFileLocator.debugFile(for: strippedFile, path: "/opt/libsymtest.so", root: root,
+                                                  debugDirectories: [elsewhere, debugDirectory]), rightPath)
+        let symbolizer = NativeFileSymbolizer(
+            file: strippedFile, path: "/opt/libsymtest.so", root: root, debugDirectories: [elsewhere, debugDirectory])
+        XCTAssertEqual(symbolizer.debugFilePath, rightPath)
+        let staticFunction = try XCTUnwrap(built.cSymbols[BuiltLibraries.staticFunction])
+        XCTAssertEqual(symbolizer.symbol(at: staticFunction.value + 1), NativeSymbol(name: BuiltLibraries.staticFunction, offset: 1))
+    }
+
     func testBuildIDLinkWithAbsoluteTargetIsResolvedInsideRoot() throws {
         let built = try built()
         let root = try built.makeDirectory("build-id-symlink-root")
