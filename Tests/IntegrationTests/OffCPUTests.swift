@@ -161,7 +161,9 @@ final class OffCPUTests: IntegrationTestCase {
                   + "\(String(format: "%.1f", 100 * gil))% waiting for the GIL, \(String(format: "%.1f", 100 * sleeping))% "
                   + "sleeping\n    \(result.recordingSummary)")
             XCTAssertGreaterThan(gil, 0.1, "\(interpreter): waits for the GIL are most of wants_the_gil's time: \(weights)")
-            XCTAssertGreaterThan(sleeping, 0.03, "\(interpreter): the 1 ms sleeps were taken for GIL waits: \(weights)")
+            // The sleeps' share is small where each wake-up waits long (2.7's GIL, which the spinner takes back at once:
+            // 2.8% sleeping against 47% waiting in a 6.1 guest); taken for GIL waits, it would be none.
+            XCTAssertGreaterThan(sleeping, 0.01, "\(interpreter): the 1 ms sleeps were taken for GIL waits: \(weights)")
             // Elsewhere only while the workload starts (thread.start() waits for the new thread, main() for its id).
             XCTAssertGreaterThan(Double(weights["[waiting for the GIL] above wants_the_gil"] ?? 0), 0.9 * Double(gilWaits),
                                  "\(interpreter): [waiting for the GIL] mostly above other functions: \(weights)")
