@@ -160,7 +160,9 @@ final class OffCPUTests: IntegrationTestCase {
             print("  \(interpreter.label): main thread \(String(format: "%.3f", Double(total) / 1e9)) s; in wants_the_gil "
                   + "\(String(format: "%.1f", 100 * gil))% waiting for the GIL, \(String(format: "%.1f", 100 * sleeping))% "
                   + "sleeping\n    \(result.recordingSummary)")
-            XCTAssertGreaterThan(gil, 0.1, "\(interpreter): waits for the GIL are most of wants_the_gil's time: \(weights)")
+            // How long each wake-up waits is the scheduler's doing (under emulation beside other guests: 12% on 3.7, 47% on
+            // 2.7); unlabelled, it would be none.
+            XCTAssertGreaterThan(gil, 0.05, "\(interpreter): waits for the GIL should be a good part of wants_the_gil's time: \(weights)")
             // The sleeps' share is small where each wake-up waits long (2.7's GIL, which the spinner takes back at once:
             // 2.8% sleeping against 47% waiting in a 6.1 guest); taken for GIL waits, it would be none.
             XCTAssertGreaterThan(sleeping, 0.01, "\(interpreter): the 1 ms sleeps were taken for GIL waits: \(weights)")
