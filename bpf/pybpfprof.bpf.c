@@ -1061,7 +1061,7 @@ static __always_inline void switch_out(bool preempt, struct task_struct *prev, l
 }
 
 /* A BTF tracepoint program must name exactly the arguments its kernel passes: three before 5.18, which then appended
- * prev_state. Userspace loads the one that fits (KernelFeatures.schedSwitchHasPrevState). */
+ * prev_state. Userspace loads the one that fits, from the kernel's BTF (SamplerProgram.switchOutProgram). */
 SEC("?tp_btf/sched_switch")
 int BPF_PROG(on_switch_out, bool preempt, struct task_struct *prev, struct task_struct *next)
 {

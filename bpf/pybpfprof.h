@@ -91,7 +91,6 @@ struct py_offsets {
     __u8 _pad;
 };
 
-/* Map `processes`: key host tgid. One per profiled process. */
 /* --mode gil: how to tell whether a thread state's thread holds the GIL (GILProbe in Sources/CPython/GIL.swift). */
 enum gil_probe_kind {
     GIL_PROBE_NONE = 0,              /* not Python */
@@ -124,6 +123,7 @@ struct gil_probe {
     __u8 _pad[6];
 };
 
+/* Map `processes`: key host tgid. One per profiled process. */
 struct py_process {
     __u64 interpreters_head; /* address of _PyRuntime.interpreters.head; 0: not Python, native stacks only */
     struct py_offsets offsets;

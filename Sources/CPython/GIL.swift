@@ -40,21 +40,15 @@ public enum GILProbe: Equatable, Sendable {
     /// Whether the thread whose state is at `tstate` holds the GIL, read from the process's memory now. Throws when a
     /// read fails (a thread state freed meanwhile, an exited process).
     public func holdsGIL(tstate: UInt64, memory: some MemoryReading) throws -> Bool {
-        func pointer(_ address: UInt64) throws -> UInt64 {
-            try memory.read(address, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-        }
-        func word(_ address: UInt64) throws -> UInt32 {
-            try memory.read(address, count: 4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
-        }
         switch self {
         case .holderSlot(let address):
-            return try pointer(address) == tstate
+            return try memory.readUInt64(address) == tstate
         case .interpreterGIL(let tstateInterp, let cevalGIL, let locked, let lastHolder):
-            let interpreter = try pointer(tstate &+ UInt64(tstateInterp))
-            let gil = try pointer(interpreter &+ UInt64(cevalGIL))
-            return try word(gil &+ UInt64(locked)) == 1 && pointer(gil &+ UInt64(lastHolder)) == tstate
+            let interpreter = try memory.readUInt64(tstate &+ UInt64(tstateInterp))
+            let gil = try memory.readUInt64(interpreter &+ UInt64(cevalGIL))
+            return try memory.readUInt32(gil &+ UInt64(locked)) == 1 && memory.readUInt64(gil &+ UInt64(lastHolder)) == tstate
         case .threadStateFlag(let offset, let mask):
-            return try word(tstate &+ UInt64(offset)) & mask != 0
+            return try memory.readUInt32(tstate &+ UInt64(offset)) & mask != 0
         }
     }
 }
@@ -151,19 +145,16 @@ public enum GILWaitRange: Equatable, Sendable {
 
     /// Whether `address`, a futex's, lies in the GIL's waiting words, read from the process's memory now.
     public func contains(_ address: UInt64, interpretersHead: UInt64, memory: some MemoryReading) throws -> Bool {
-        func pointer(_ address: UInt64) throws -> UInt64 {
-            try memory.read(address, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-        }
         let first: UInt64, size: Int
         switch self {
         case .address(let start, let bytes):
             (first, size) = (start, bytes)
         case .interpreterGIL(let cevalGIL, let start, let bytes):
-            let gil = try pointer(try pointer(interpretersHead) &+ UInt64(cevalGIL))
+            let gil = try memory.readUInt64(try memory.readUInt64(interpretersHead) &+ UInt64(cevalGIL))
             guard gil != 0 else { return false }
             (first, size) = (gil &+ UInt64(start), bytes)
         case .pointer(let slot, let bytes):
-            let lock = try pointer(slot)
+            let lock = try memory.readUInt64(slot)
             guard lock != 0 else { return false }
             (first, size) = (lock, bytes)
         }
@@ -206,18 +197,15 @@ extension PythonInterpreter {
     /// `limit` of them: a list that does not end by then is taken for a cycle read while it changed. Empty before the
     /// interpreter exists; throws when a read fails.
     public func threadStates(memory: some MemoryReading, limit: Int = 1024) throws -> [ThreadStateEntry] {
-        func pointer(_ address: UInt64) throws -> UInt64 {
-            try memory.read(address, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-        }
-        let interpreter = try pointer(interpretersHeadAddress)
+        let interpreter = try memory.readUInt64(interpretersHeadAddress)
         guard interpreter != 0 else { return [] }
         var entries: [ThreadStateEntry] = []
-        var tstate = try pointer(interpreter &+ UInt64(offsets.interpThreadsHead))
+        var tstate = try memory.readUInt64(interpreter &+ UInt64(offsets.interpThreadsHead))
         while tstate != 0 && entries.count < limit {
             entries.append(ThreadStateEntry(
-                address: tstate, threadID: try pointer(tstate &+ UInt64(offsets.tstateThreadId)),
-                nativeThreadID: try offsets.tstateNativeThreadId.map { try pointer(tstate &+ UInt64($0)) }))
-            tstate = try pointer(tstate &+ UInt64(offsets.tstateNext))
+                address: tstate, threadID: try memory.readUInt64(tstate &+ UInt64(offsets.tstateThreadId)),
+                nativeThreadID: try offsets.tstateNativeThreadId.map { try memory.readUInt64(tstate &+ UInt64($0)) }))
+            tstate = try memory.readUInt64(tstate &+ UInt64(offsets.tstateNext))
         }
         return entries
     }

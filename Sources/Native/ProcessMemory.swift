@@ -24,6 +24,18 @@ public protocol MemoryReading {
     func read(_ address: UInt64, count: Int) throws -> [UInt8]
 }
 
+extension MemoryReading {
+    /// The little-endian 64-bit word (a pointer) at `address`.
+    public func readUInt64(_ address: UInt64) throws -> UInt64 {
+        try read(address, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+    }
+
+    /// The little-endian 32-bit word at `address`.
+    public func readUInt32(_ address: UInt64) throws -> UInt32 {
+        try read(address, count: 4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+    }
+}
+
 /// Reads another process's memory with process_vm_readv: no ptrace, no stop, never a write.
 /// Everything read is untrusted; callers bound lengths before asking.
 public struct ProcessMemory: MemoryReading, Sendable {
@@ -45,10 +57,6 @@ public struct ProcessMemory: MemoryReading, Sendable {
         case EFAULT: throw ProcessMemoryError.unmapped(address: address, count: count)
         default: throw ProcessMemoryError.failed(pid: pid, errno: Int32(-result))
         }
-    }
-
-    public func readUInt64(_ address: UInt64) throws -> UInt64 {
-        try read(address, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
     }
 }
 
