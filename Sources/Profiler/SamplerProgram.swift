@@ -1,5 +1,6 @@
 import BPFKit
 import CBPF
+import Native
 import FoundationEssentials
 import Glibc
 
@@ -161,15 +162,23 @@ final class SamplerProgram {
     /// GCC makes of it (never a `.cold` part, which runs only on a rare path), as /proc/kallsyms (`kallsyms`) lists
     /// them; nil if neither is there (inlined into its caller: no place to hook the switch-in).
     static func switchInFunction(kallsyms: String) -> String? {
+        var exact = false
         var clone: String?
-        for line in kallsyms.split(separator: "\n") {
-            let fields = line.split(separator: " ", maxSplits: 2)
-            guard fields.count == 3, "tT".contains(fields[1]) else { continue }
-            let name = fields[2].split(separator: "\t", maxSplits: 1)[0]
-            if name == "finish_task_switch" { return String(name) }
-            if clone == nil, name.hasPrefix("finish_task_switch.isra."), !name.contains(".cold") { clone = String(name) }
+        var kallsyms = kallsyms
+        let prefix = Array("finish_task_switch".utf8)
+        kallsyms.withUTF8 { bytes in
+            KernelSymbols.scanLines(bytes) { _, type, name, _ in
+                guard !exact, type == UInt8(ascii: "t") || type == UInt8(ascii: "T"), name.count >= prefix.count,
+                      bytes[name.lowerBound..<name.lowerBound + prefix.count].elementsEqual(prefix) else { return }
+                let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[name]), as: UTF8.self)
+                if text == "finish_task_switch" {
+                    exact = true
+                } else if clone == nil, text.hasPrefix("finish_task_switch.isra."), !text.contains(".cold") {
+                    clone = text
+                }
+            }
         }
-        return clone
+        return exact ? "finish_task_switch" : clone
     }
 
     /// - Parameters:

@@ -31,6 +31,35 @@ final class KernelSymbolsTests: XCTestCase {
         XCTAssertEqual(table.symbolize(getpid.address)?.symbol.address, getpid.address)
     }
 
+    /// The byte-level parser reads the running kernel's whole file as the plain field-splitting reading of its format
+    /// does: every text symbol, name and module.
+    func testRunningKernelAgreesWithFieldSplitting() throws {
+        let text = try KernelFile.text("/proc/kallsyms")
+        var expected: [(address: UInt64, name: String, module: String)] = []
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", maxSplits: 2)
+            guard fields.count == 3, let type = fields[1].first, "tTwW".contains(type),
+                  let address = UInt64(fields[0], radix: 16), address != 0 else { continue }
+            let nameAndModule = fields[2].split(separator: "\t", maxSplits: 1)
+            expected.append((address, String(nameAndModule[0]), nameAndModule.count > 1 ? String(nameAndModule[1]) : ""))
+        }
+        let parsed = KernelSymbols(parsing: text).symbols
+        XCTAssertGreaterThan(parsed.count, 10_000)
+        XCTAssertEqual(parsed.count, expected.count)
+        // Sorted by address; among equal addresses the order is the sort's, so compare as sets per address.
+        XCTAssertEqual(Set(parsed.map { "\($0.address) \($0.name) \($0.module)" }),
+                       Set(expected.map { "\($0.address) \($0.name) \($0.module)" }))
+        XCTAssertTrue(parsed.contains { !$0.module.isEmpty } || !text.contains("\t["), "modules' symbols should keep their module")
+    }
+
+    /// Lines the format does not allow are skipped, not misread; the last line needs no newline.
+    func testMalformedLines() {
+        let table = KernelSymbols(parsing: "1ffffffff81000000 T too_long_an_address\nffffffff81000010 Tx no_space\n"
+            + "ffffffff81000020 T\nzz T not_hex\n ffffffff81000030 T leading_space\nffffffff81000040 t last_line")
+        XCTAssertEqual(table.symbols.map(\.name), ["last_line"])
+        XCTAssertEqual(table.symbols.first?.address, 0xffffffff81000040)
+    }
+
     /// /proc/PID/stack names a function and its size: the way back to an address, a duplicated static name told
     /// apart by its size, a module's by its module.
     func testNamesBackToAddresses() {
