@@ -55,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "pybpfprof",
             dependencies: [
-                "ProfileModel", "Profiler", "Exporters", "CBuildSupport",
+                "ProfileModel", "Profiler", "Exporters", "CBuildSupport", "Native",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

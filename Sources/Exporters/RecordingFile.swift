@@ -10,14 +10,17 @@ import ProfileModel
 ///     sample rate, start date (f64 bit pattern, u64 little-endian), duration ns
 ///     mode (0 cpu, 1 wall, 2 offcpu, 3 gil)
 ///     processes: count, then per process: pid (zigzag), command line, Python version, container ID
-///     frames: count, then per frame: kind (0 python, 1 native, 2 kernel, 3 marker), name, file, line
+///     frames: count, then per frame: kind (0 python, 1 native, 2 kernel, 3 marker), name, file, line, and for a
+///             native frame the build ID of its file when no symbol named it (a byte count, 0 for none, then the
+///             bytes, at most 64) followed by the function's link-time address: what names it later (`report
+///             --debug-dir`, debuginfod)
 ///     stacks: count, then per stack: length, frame indices (root first)
 ///     thread names: count, then the strings
 ///     samples: count, then per sample: time delta from the previous sample (times are sorted), cpu,
 ///              process index, tid (zigzag), thread name index, stack index, weight less the sampling
 ///              period (zigzag, nanoseconds: 0, one byte, for every on-CPU sample, whatever the mode)
 ///
-/// Version 2 had no mode and no weights: its samples are on-CPU samples of mode cpu, each weighing one sampling
+/// Version 3 had no build IDs and addresses of unnamed native frames. Version 2 had no mode and no weights: its samples are on-CPU samples of mode cpu, each weighing one sampling
 /// period. Version 1 also had no container ID, and a pid instead of the process index in each sample (its
 /// processes are one per pid). Both are still read.
 ///
@@ -27,7 +30,9 @@ import ProfileModel
 /// failure names the byte where it happened.
 public enum RecordingFile {
     public static let magic = Array("PYBPFREC".utf8)
-    public static let currentVersion: UInt32 = 3
+    public static let currentVersion: UInt32 = 4
+    /// Build IDs are 20 bytes (SHA-1) in practice; a longer one is not kept.
+    static let maximumBuildIDBytes = 64
     /// The oldest version this build reads.
     public static let oldestReadableVersion: UInt32 = 1
 
@@ -53,6 +58,14 @@ public enum RecordingFile {
             writer.string(frame.name)
             writer.string(frame.file)
             writer.varint(UInt64(max(frame.line, 0)))
+            if frame.kind == .native {
+                let unnamed = frame.unnamed.flatMap { $0.buildID.count <= maximumBuildIDBytes ? $0 : nil }
+                writer.varint(UInt64(unnamed?.buildID.count ?? 0))
+                if let unnamed {
+                    writer.bytes += unnamed.buildID
+                    writer.varint(unnamed.address)
+                }
+            }
         }
         writer.varint(UInt64(profile.stacks.count))
         for stack in profile.stacks {
@@ -128,8 +141,17 @@ public enum RecordingFile {
             guard let kind = Frame.Kind(rawValue: UInt8(truncatingIfNeeded: kindValue)), kindValue <= 255 else {
                 throw reader.corrupt("frame \(index) has unknown kind \(kindValue)")
             }
-            let frame = Frame(kind: kind, name: try reader.string("frame name"), file: try reader.string("frame file"),
+            var frame = Frame(kind: kind, name: try reader.string("frame name"), file: try reader.string("frame file"),
                               line: try reader.count(limit: Int(Int32.max), "frame line"))
+            if version >= 4 && kind == .native {
+                let buildIDBytes = try reader.count(limit: maximumBuildIDBytes, "build ID length")
+                if buildIDBytes > 0 {
+                    guard reader.position + buildIDBytes <= reader.bytes.count else { throw reader.corrupt("it ends inside a build ID") }
+                    let buildID = Array(reader.bytes[reader.position..<(reader.position + buildIDBytes)])
+                    reader.position += buildIDBytes
+                    frame.unnamed = UnnamedNativeCode(buildID: buildID, address: try reader.varint("frame address"))
+                }
+            }
             guard profile.intern(frame) == Int32(index) else { throw reader.corrupt("frame \(index) appears twice") }
         }
         let stackCount = try reader.count("stacks")

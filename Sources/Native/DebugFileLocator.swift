@@ -39,6 +39,15 @@ public enum DebugFileLocator {
         return nil
     }
 
+    /// The debug file of build ID `buildID` in one of `directories` (on this machine, laid out as /usr/lib/debug is:
+    /// `DIR/.build-id/ab/cdef….debug`), the first whose build ID matches; nil if none has it.
+    public static func debugFile(buildID: [UInt8], in directories: [String]) -> (path: String, file: ELFFile)? {
+        for directory in directories {
+            if let found = locate(buildID: buildID, in: directory, root: "/") { return (found.path, found.file) }
+        }
+        return nil
+    }
+
     static let debugDirectory = "/usr/lib/debug"
 
     private static func locate(buildID: [UInt8], in directory: String, root: String) -> Found? {

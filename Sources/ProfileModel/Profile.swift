@@ -18,11 +18,16 @@ public struct Frame: Hashable, Sendable {
     /// Line of the current instruction; 0 when unknown.
     public var line: Int
 
-    public init(kind: Kind, name: String, file: String = "", line: Int = 0) {
+    /// For a native frame no symbol named when it was recorded: where its code is, to name it later from a debug file
+    /// (debuginfod, `report --debug-dir`). Nil for every other frame.
+    public var unnamed: UnnamedNativeCode?
+
+    public init(kind: Kind, name: String, file: String = "", line: Int = 0, unnamed: UnnamedNativeCode? = nil) {
         self.kind = kind
         self.name = name
         self.file = file
         self.line = line
+        self.unnamed = unnamed
     }
 
     public static let truncated = Frame(kind: .marker, name: "[truncated]")
@@ -36,6 +41,18 @@ public struct Frame: Hashable, Sendable {
     /// Whether the frame is the leaf marker of an off-CPU interval (one of the four above).
     public var isOffCPUMarker: Bool {
         self == .offCPUSleeping || self == .offCPUDisk || self == .offCPURunnable || self == .waitingForGIL
+    }
+}
+
+/// The code of a native frame that no symbol named: its file's build ID and the function's link-time address (the start
+/// of the FDE that covers it, else the address itself), which name it once the file's debug file is found.
+public struct UnnamedNativeCode: Hashable, Sendable {
+    public var buildID: [UInt8]
+    public var address: UInt64
+
+    public init(buildID: [UInt8], address: UInt64) {
+        self.buildID = buildID
+        self.address = address
     }
 }
 
@@ -291,6 +308,24 @@ extension Profile {
 }
 
 extension Profile {
+    /// This profile with each frame `rename` gives a new one for replaced (it returns nil to keep a frame). Frames that
+    /// become equal are one frame, and stacks that become equal one stack; samples keep their order and everything else.
+    public func renamingFrames(_ rename: (Frame) -> Frame?) -> Profile {
+        var result = Profile(sampleRate: sampleRate, startDate: startDate)
+        result.duration = duration
+        result.mode = mode
+        result.processes = processes
+        for name in threadNames { _ = result.intern(threadName: name) }
+        let frameMap = frames.map { result.intern(rename($0) ?? $0) }
+        let stackMap = stacks.map { stack in result.intern(stack: stack.map { frameMap[Int($0)] }) }
+        result.samples = samples.map { sample in
+            var renamed = sample
+            renamed.stack = stackMap[Int(sample.stack)]
+            return renamed
+        }
+        return result
+    }
+
     /// One period of a recording as a profile of its own (`record --rotate` writes one per period): `samples`, which
     /// are this profile's (their indices point into its tables), over freshly interned tables holding only what they
     /// use. Frames, stacks and thread names come in the order the samples first use them; processes keep this

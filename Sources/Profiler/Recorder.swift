@@ -47,6 +47,8 @@ public final class Recorder {
     /// nil when native stacks are not collected.
     private let nativeTables: NativeTableLoader?
     private let kernelSymbols: KernelSymbols?
+    /// Names frames that no symbol named from debug files (debuginfod, `--debug-dir`) when the recording ends.
+    private let lateFrameNamer: LateFrameNamer
     /// When sampling started; sample times count from here.
     private var startMonotonic: UInt64 = 0
     private let stopRequested = StopFlag()
@@ -90,6 +92,8 @@ public final class Recorder {
             : NativeTableLoader(store: UnwindTableStore(
                 rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity, debugDirectories: options.debugDirectories))
         kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
+        // The directories were already searched when each file's symbols were read: debuginfod is what is left.
+        lateFrameNamer = LateFrameNamer(debugDirectories: [], debuginfod: options.pythonOnly ? nil : options.debuginfod)
         profile = Profile(sampleRate: options.rate, startDate: 0)
         profile.mode = options.mode
     }
@@ -284,6 +288,7 @@ public final class Recorder {
     private func makeDecoder(interpreter: PythonInterpreter?) -> StackDecoder<Int32> {
         StackDecoder(interpreter: interpreter, native: nil, kernelSymbols: kernelSymbols,
                      showInterpreterFrames: options.showInterpreterFrames) { [unowned self] frame in
+            if let code = frame.unnamed { lateFrameNamer.notice(code) }
             profileLock.lock()
             defer { profileLock.unlock() }
             return profile.intern(frame)
@@ -554,7 +559,10 @@ public final class Recorder {
         finished = true
         profile.duration = Self.monotonicNow() - startMonotonic
         profile.samples.sort { $0.time < $1.time }
-        return (profile, statistics)
+        let (named, lateNaming) = lateFrameNamer.name(
+            profile, waitingUntil: DebuginfodClient.monotonicNanoseconds() + options.debuginfodWaitAtEnd)
+        statistics.lateNaming = lateNaming
+        return (named, statistics)
     }
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T {

@@ -1,3 +1,4 @@
+import Native
 import ProfileModel
 
 /// What to profile.
@@ -39,6 +40,11 @@ public struct RecordOptions: Sendable {
     /// `--debug-dir`: directories of debug files on this machine, laid out by build ID as /usr/lib/debug is
     /// (`DIR/.build-id/ab/cdef….debug`); looked in after the process's own /usr/lib/debug.
     public var debugDirectories: [String] = []
+    /// Debug files from debuginfod (`DEBUGINFOD_URLS`) for the frames no symbol names, asked for while recording and
+    /// used when the profile is written; nil: none asked.
+    public var debuginfod: DebuginfodClient?
+    /// Nanoseconds the end of a recording waits for debuginfod's answers still on their way.
+    public var debuginfodWaitAtEnd: UInt64 = 2_000_000_000
 
     /// Whether the recording follows processes as they start: `--all`, `--cgroup` and `--subprocesses`.
     var followsProcesses: Bool { takesEveryNewProgram || subprocesses }
@@ -97,6 +103,8 @@ public struct RecordingStatistics: Sendable {
     /// Interpreter files whose `_Py_DebugOffsets` differed from pybpfprof's table (the process's own values were
     /// used), with the fields that differed: one entry per file, however many processes ran it.
     public var debugOffsetsMismatches: [String: [String]] = [:]
+    /// The frames no symbol named while recording, and how many debug files named when the profile was made.
+    public var lateNaming = LateNaming()
     /// Samples by how their Python frames were spliced into the native stack.
     public var splicing: [SpliceOutcome: Int] = [:]
     /// Samples of a process whose native tables were still being compiled.

@@ -133,7 +133,7 @@ final class StackDecoder<FrameID: Hashable> {
         if let known = nativeFrames[key] { return known }
         let address = raw & ~UInt64(NATIVE_FRAME_POINTER_BIT)
         let lookup = isLeaf ? address : address &- 1
-        let byFramePointer = raw & UInt64(NATIVE_FRAME_POINTER_BIT) != 0 ? " [fp]" : ""
+        let byFramePointer = raw & UInt64(NATIVE_FRAME_POINTER_BIT) != 0 ? NativeNames.framePointerSuffix : ""
         var frame = Frame(kind: .native, name: "[unknown 0x\(String(address, radix: 16))]\(byFramePointer)")
         var role = StackSplicer.NativeRole.other
         let mapping = native?.mapping(containing: lookup)
@@ -150,6 +150,10 @@ final class StackDecoder<FrameID: Hashable> {
                     // so that the samples of all its instructions add up in one frame, in every output format.
                     let functionStart = mapping.symbolizer?.unnamedFunctionStart(containing: linkTimeAddress) ?? linkTimeAddress
                     name = unknownNativeFrameName(path: mapping.path, address: functionStart)
+                    // Where it is, to name it once a debug file turns up (debuginfod, `report --debug-dir`).
+                    if let buildID = mapping.symbolizer?.buildID, !buildID.isEmpty {
+                        frame.unnamed = UnnamedNativeCode(buildID: buildID, address: functionStart)
+                    }
                 }
                 frame.name = name + byFramePointer
                 frame.file = lastPathComponent(mapping.path)
@@ -196,6 +200,9 @@ final class StackDecoder<FrameID: Hashable> {
 
 /// Names the splicer and the frames depend on, the same for every frame type.
 enum NativeNames {
+    /// Ends the name of a frame found by following the frame pointer, where no unwind row covered its callee.
+    static let framePointerSuffix = " [fp]"
+
     /// `__libc_start_main@@GLIBC_2.34` -> `__libc_start_main`: .symtab names versioned definitions that way, and the
     /// version says nothing about where the time went.
     static func withoutSymbolVersion(_ name: String) -> String {

@@ -80,6 +80,7 @@ public struct Summary {
                 lines.append("  no unwind table for \(path): \(reason)")
             }
         }
+        if let naming = statistics.lateNaming.summaryLine { lines.append(naming) }
         for skipped in statistics.skippedProcesses { lines.append("skipped: \(skipped)") }
         if statistics.moreSkippedProcesses > 0 { lines.append("skipped: \(statistics.moreSkippedProcesses) more processes") }
         for (file, fields) in statistics.debugOffsetsMismatches.sorted(by: { $0.key < $1.key }) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Exporters
 import FoundationEssentials
+import Native
 import ProfileModel
 import Profiler
 
@@ -39,6 +40,10 @@ struct Report: ParsableCommand {
     @Option(name: .long, help: "Keep samples up to this many seconds after the recording started.")
     var to: Double?
 
+    /// Names the native frames the recording left unnamed (stripped files), from debug files by build ID: --debug-dir,
+    /// this machine's /usr/lib/debug, and debuginfod (DEBUGINFOD_URLS).
+    @OptionGroup var debugFiles: DebugFileOptions
+
     func validate() throws {
         if let from, !(from >= 0) { throw ValidationError("--from must be a number of seconds, 0 or more") }
         if let to, !(to > (from ?? 0)) { throw ValidationError("--to must be a number of seconds after --from (or after 0)") }
@@ -73,7 +78,13 @@ struct Report: ParsableCommand {
             pids: Set(pid), tids: Set(tid), threadNames: Set(thread),
             timeRange: from == nil && to == nil ? nil
                 : UInt64((from ?? 0) * 1e9)..<(to.map { UInt64($0 * 1e9) } ?? UInt64.max))
-        let kept = filter.isEmpty ? profile : profile.filtered(filter)
+        var kept = filter.isEmpty ? profile : profile.filtered(filter)
+        // Frames the recording could not name, named here where the debug files are: waits for debuginfod at most 60 s.
+        let namer = LateFrameNamer(debugDirectories: debugFiles.absolutePaths + ["/usr/lib/debug"],
+                                   debuginfod: debugFiles.debuginfodClient())
+        let naming: LateNaming
+        (kept, naming) = namer.name(kept, waitingUntil: DebuginfodClient.monotonicNanoseconds() + 60_000_000_000)
+        if let line = naming.summaryLine { printToStandardError(line) }
         if kept.samples.isEmpty && !profile.samples.isEmpty {
             let pids = Set(profile.processes.map(\.pid)).sorted().map(String.init).joined(separator: ", ")
             let threads = profile.threads.map { "\($0.name) (\($0.key.tid))" }.joined(separator: ", ")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Native
 import Profiler
 import ProfileModel
 import FoundationEssentials
@@ -97,7 +98,10 @@ struct DebugFileOptions: ParsableArguments {
     @Option(name: .customLong("debug-dir"), help: ArgumentHelp(
         "A directory of debug files laid out by build ID, as /usr/lib/debug is: DIR/.build-id/ab/cdef….debug (repeatable).",
         discussion: "Names the functions of stripped files whose debug files are not installed where the process runs. A "
-            + "debug file is used only if its build ID is the stripped file's.",
+            + "debug file is used only if its build ID is the stripped file's. With DEBUGINFOD_URLS set (space-separated "
+            + "servers), the debug files of the stripped files still unnamed are also asked of those servers, through "
+            + "libdebuginfod.so.1 (Debian's libdebuginfod1), and kept in its cache (DEBUGINFOD_CACHE_PATH, else "
+            + "~/.cache/debuginfod_client).",
         valueName: "dir"))
     var directories: [String] = []
 
@@ -108,6 +112,20 @@ struct DebugFileOptions: ParsableArguments {
                 throw ValidationError("--debug-dir \(directory): no such directory")
             }
         }
+    }
+
+    /// The debuginfod servers of `DEBUGINFOD_URLS`, nil when it names none. Where libdebuginfod.so.1 cannot be loaded,
+    /// says so on standard error (names from debuginfod are then missing, the recording is not) and gives nil.
+    func debuginfodClient(perFileLimit: Double = 30) -> DebuginfodClient? {
+        guard let client = DebuginfodClient(environment: ProcessInfo.processInfo.environment, perFileLimit: perFileLimit) else {
+            return nil
+        }
+        if let reason = DebuginfodClient.unavailableReason {
+            printToStandardError("pybpfprof: DEBUGINFOD_URLS is set but libdebuginfod cannot be loaded (\(reason)): install "
+                + "libdebuginfod1 (Debian, Ubuntu) or elfutils-debuginfod-client (Fedora, RHEL) for names from debuginfod")
+            return nil
+        }
+        return client
     }
 
     /// The directories as absolute paths: they are opened from the root directory, whatever the working directory.

@@ -28,6 +28,29 @@ final class RecordingFileTests: XCTestCase {
         XCTAssertEqual(FoldedExporter().render(decoded), FoldedExporter().render(profile))
     }
 
+    /// A native frame no symbol named keeps its file's build ID and its address, which `report` names it by later.
+    func testUnnamedNativeFramesKeepTheirBuildIDAndAddress() throws {
+        var profile = Profile(sampleRate: 100, startDate: 0)
+        let buildID = (0..<20).map { UInt8($0) }
+        let named = Frame(kind: .native, name: "deflate", file: "libz.so.1")
+        let unnamed = Frame(kind: .native, name: "libz.so.1+0x4970", file: "libz.so.1",
+                            unnamed: UnnamedNativeCode(buildID: buildID, address: 0x4970))
+        profile.append(time: 0, pid: 1, tid: 1, threadName: "main", stack: [named, unnamed])
+        let bytes = RecordingFile.encode(profile)
+        let decoded = try RecordingFile.decode(bytes)
+        XCTAssertEqual(decoded.frames, profile.frames)
+        XCTAssertEqual(decoded.frames.last?.unnamed, UnnamedNativeCode(buildID: buildID, address: 0x4970))
+        XCTAssertNil(decoded.frames.first?.unnamed)
+
+        // The build ID's length is bounded: 65 bytes is corruption, named at its byte.
+        let lengthPosition = try XCTUnwrap((0..<(bytes.count - 21)).first { bytes[$0] == 20 && Array(bytes[($0 + 1)...($0 + 20)]) == buildID })
+        var corrupt = bytes
+        corrupt[lengthPosition] = 65
+        XCTAssertThrowsError(try RecordingFile.decode(corrupt)) { error in
+            XCTAssertTrue("\(error)".contains("build ID length 65 is more than 64"), "\(error)")
+        }
+    }
+
     func testNewerVersionIsRefusedNamingTheFix() {
         var bytes = RecordingFile.encode(Fixture.profile)
         bytes[8] = UInt8(RecordingFile.currentVersion + 1)

@@ -60,7 +60,9 @@ final class FirefoxProfilerTests: IntegrationTestCase {
         XCTAssertFalse(workloadFrames.isEmpty, "no frame in \(workload.path)")
         for frame in workloadFrames {
             XCTAssertEqual(frame.category, "Python", "\(frame)")
-            XCTAssertGreaterThan(frame.line, 0, "\(frame) has no line")
+            // A module's first instruction (RESUME, 3.11+) is on line 0 in CPython's own location table: a sample at
+            // the module's start (one in a run, rarely) has `<module>` on line 0.
+            XCTAssertGreaterThan(frame.line, frame.name == "<module>" ? -1 : 0, "\(frame) has no line")
             XCTAssertEqual(frame.functionLine, frame.line, "\(frame): funcTable.lineNumber")
             if let span = spans[frame.name] {
                 XCTAssertTrue(span.contains(frame.line), "\(frame) should be on a line of \(frame.name) (\(span))")

@@ -39,4 +39,17 @@ char *csystem_demangle_cxx(const char *mangled);
 char *swift_demangle(const char *mangledName, size_t mangledNameLength, char *outputBuffer, size_t *outputBufferSize,
                      uint32_t flags);
 
+
+/* elfutils' libdebuginfod, loaded with dlopen when first asked for (so that the binary runs where it is not
+ * installed): 1 if libdebuginfod.so.1 and the functions used are there, else 0 (reason in `why`, up to its size). */
+int csystem_debuginfod_load(char *why, size_t why_size);
+
+/* debuginfod_find_debuginfo of a binary build ID, with a client of its own (a client serves one thread): the
+ * servers in DEBUGINFOD_URLS are asked, the answer kept in libdebuginfod's on-disk cache. Gives up once
+ * CLOCK_MONOTONIC passes `deadline_ns` or `*cancel` becomes non-zero (checked by the transfer's progress callback).
+ * A descriptor of the debug file, its path in the cache in `*path` (free() it); or -errno (-ENOSYS: no server set,
+ * -ENOENT: no server has it, -ETIME: time limit, -ECANCELED: cancelled). Call csystem_debuginfod_load first. */
+int csystem_debuginfod_find_debuginfo(const unsigned char *build_id, int build_id_size, uint64_t deadline_ns,
+                                      const volatile int *cancel, char **path);
+
 #endif
