@@ -22,6 +22,7 @@ from __future__ import print_function
 
 import argparse
 import ctypes
+import functools
 import signal
 import sys
 import threading
@@ -39,18 +40,15 @@ def native_thread_id():
     return ctypes.CDLL(None).syscall(186)  # SYS_gettid on x86_64
 
 
-class _Timespec(ctypes.Structure):
+class Timespec(ctypes.Structure):
     _fields_ = [("seconds", ctypes.c_long), ("nanoseconds", ctypes.c_long)]
 
 
-def _thread_time_ns_by_ctypes(clock_gettime=ctypes.CDLL(None, use_errno=True).clock_gettime):
-    now = _Timespec()
-    clock_gettime(3, ctypes.byref(now))  # CLOCK_THREAD_CPUTIME_ID
-    return now.seconds * 1000000000 + now.nanoseconds
-
-
-# The calling thread's CPU time in ns: time.thread_time_ns is 3.7+; 2.7 and 3.6 call clock_gettime themselves.
-thread_time_ns = getattr(time, "thread_time_ns", None) or _thread_time_ns_by_ctypes
+# The calling thread's CPU time, CLOCK_THREAD_CPUTIME_ID (3), the clock the kernel charges samples to: read_thread_clock()
+# fills thread_clock. Called through ctypes by a C-level partial on every version (2.7 has no time.clock_gettime), so that
+# reading it adds no Python frame to the stacks the tests check: only native ones, under caller().
+thread_clock = Timespec()
+read_thread_clock = functools.partial(ctypes.CDLL(None).clock_gettime, 3, ctypes.byref(thread_clock))
 
 
 def say(*words):
@@ -89,12 +87,15 @@ cpu_in = {"heavy": 0, "light": 0}
 
 def caller():
     # The clock is read here, in caller()'s own frame, so its system calls are neither heavy()'s nor light()'s.
-    started = thread_time_ns()
+    read_thread_clock()
+    started = thread_clock.seconds * 1000000000 + thread_clock.nanoseconds
     heavy()  # LINE:caller-heavy
-    between = thread_time_ns()
+    read_thread_clock()
+    between = thread_clock.seconds * 1000000000 + thread_clock.nanoseconds
     light()  # LINE:caller-light
+    read_thread_clock()
     cpu_in["heavy"] += between - started
-    cpu_in["light"] += thread_time_ns() - between
+    cpu_in["light"] += thread_clock.seconds * 1000000000 + thread_clock.nanoseconds - between
 
 
 def recurse(depth):
