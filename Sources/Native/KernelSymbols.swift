@@ -1,3 +1,10 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// Kernel text symbols from /proc/kallsyms, for naming kernel frames. Read once per recording: the
 /// kernel's own symbols do not move while it runs (modules loaded later are missed until the next read).
 public struct KernelSymbols: Sendable {
@@ -150,3 +157,82 @@ public struct KernelSymbolNames: Sendable {
         return symbols.symbols[(index + 1)...].first { $0.address > address }.map { $0.address - address }
     }
 }
+
+/// /proc/kallsyms read on a thread of its own: reading and parsing its 120,000 lines takes about 0.1 s (the kernel
+/// formats each line as it is read), several seconds under emulation, and the first sample need not wait for it; the
+/// first kernel frame named does (`symbols` waits for the read to end). Whether kallsyms shows addresses at all is
+/// checked before, from its first lines, so that a hidden one is still refused at the start with its fix.
+public final class KernelSymbolsInBackground: @unchecked Sendable {
+    private let lock = Lock()
+    private var read: KernelSymbols?
+    private var finished = false
+    private let done = DispatchSemaphore(value: 0)
+
+    /// Starts the read; throws as `KernelSymbols.read` would for a file that cannot be read or hides its addresses.
+    public init(path: String = "/proc/kallsyms") throws {
+        try KernelSymbols.requireAddressesShown(path: path)
+        DispatchQueue.global().async { [self] in
+            let symbols = try? KernelSymbols.read(path: path)
+            lock.lock()
+            read = symbols
+            finished = true
+            lock.unlock()
+            done.signal()
+        }
+    }
+
+    /// Symbols read already.
+    public init(_ symbols: KernelSymbols) {
+        read = symbols
+        finished = true
+    }
+
+    /// The symbols, once read (waiting for the read the first time); nil if the read failed.
+    public var symbols: KernelSymbols? {
+        lock.lock()
+        if finished {
+            defer { lock.unlock() }
+            return read
+        }
+        lock.unlock()
+        done.wait()
+        // Later callers find `finished` set; let another first caller through too.
+        done.signal()
+        lock.lock()
+        defer { lock.unlock() }
+        return read
+    }
+}
+
+extension KernelSymbols {
+    /// Throws `ReadError` unless the first text symbols of kallsyms have addresses (root without CAP_SYSLOG, or
+    /// kptr_restrict=2, sees zeros): a look at the first 8 KiB, not the whole file.
+    public static func requireAddressesShown(path: String = "/proc/kallsyms") throws {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw ReadError.unreadable(String(cString: strerror(errno))) }
+        defer { close(descriptor) }
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        var filled = 0
+        while filled < buffer.count {
+            let count = buffer.withUnsafeMutableBytes { systemRead(descriptor, $0.baseAddress! + filled, $0.count - filled) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            filled += count
+        }
+        var shown = false, textSymbols = 0
+        buffer.withUnsafeBufferPointer { bytes in
+            scanLines(UnsafeBufferPointer(rebasing: bytes[0..<filled])) { address, type, _, _ in
+                guard type == UInt8(ascii: "t") || type == UInt8(ascii: "T") else { return }
+                textSymbols += 1
+                if address != 0 { shown = true }
+            }
+        }
+        guard shown else { throw textSymbols == 0 && filled == 0 ? ReadError.unreadable("it is empty") : ReadError.hidden }
+    }
+}
+
+#if canImport(Glibc)
+private let systemRead = Glibc.read
+#elseif canImport(Musl)
+private let systemRead = Musl.read
+#endif
