@@ -24,6 +24,9 @@ struct ProcessState {
     var mappingsStale = false
     /// When its maps were last read again.
     var lastRefresh: UInt64 = 0
+    /// When a sample first reached code in no known mapping since its mappings were last given to the unwinder: the
+    /// start of the gap a library loaded while recording leaves (`closeUnknownCodeGap`).
+    var unknownCodeSince: UInt64?
 }
 
 /// The registered processes by pid, one `ProcessState` each. A plain value: the Recorder keeps it under its lock,
@@ -87,10 +90,20 @@ struct ProcessTable {
 
     /// Its samples reached code in no known mapping; true if it was not marked so already (and has mappings to
     /// read again).
-    mutating func markStale(_ pid: Int32) -> Bool {
-        guard let state = processes[pid], state.native != nil, !state.mappingsStale else { return false }
+    mutating func markStale(_ pid: Int32, now: UInt64) -> Bool {
+        guard let state = processes[pid], state.native != nil else { return false }
+        if state.unknownCodeSince == nil { processes[pid]?.unknownCodeSince = now }
+        guard !state.mappingsStale else { return false }
         processes[pid]?.mappingsStale = true
         return true
+    }
+
+    /// Its maps were read again and had changed (`registration` still its): how long ago a sample first reached the code
+    /// they now cover, if one did; the gap is closed.
+    mutating func closeUnknownCodeGap(_ pid: Int32, registration: UInt64, now: UInt64) -> UInt64? {
+        guard let state = processes[pid], state.registration == registration, let since = state.unknownCodeSince else { return nil }
+        processes[pid]?.unknownCodeSince = nil
+        return now >= since ? now - since : 0
     }
 
     /// The stale processes whose maps were last read at least `interval` ago, now marked read.

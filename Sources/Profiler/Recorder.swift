@@ -473,6 +473,11 @@ public final class Recorder {
         nativeTables.refreshLater(due) { [self] pid, registration, native in
             // Unless it exited or exec'ed meanwhile (its pid may be another process's by now).
             try? giveMappings(native, pid: pid, registration: registration)
+            locked {
+                if let gap = table.closeUnknownCodeGap(pid, registration: registration, now: Self.monotonicNow()) {
+                    statistics.newCodeGaps.append(gap)
+                }
+            }
         }
     }
 
@@ -488,7 +493,7 @@ public final class Recorder {
         guard let state = locked({ table.stateForDecoding(pid) }) else { return }
         // Without a lock: only this thread uses the decoder, and it interns new frames under `profileLock` itself.
         let decoded = state.decoder.decode(record)
-        if decoded.reachedUnknownMapping, locked({ table.markStale(pid) }) { loopWakeup.signal() }
+        if decoded.reachedUnknownMapping, locked({ table.markStale(pid, now: Self.monotonicNow()) }) { loopWakeup.signal() }
         if record.has(SAMPLE_NATIVE_NOT_LOADED) { intake.nativeTablesNotLoaded += 1 }
         if let outcome = decoded.outcome {
             intake.splicing[outcome, default: 0] += 1

@@ -103,6 +103,9 @@ public struct RecordingStatistics: Sendable {
     /// Interpreter files whose `_Py_DebugOffsets` differed from pybpfprof's table (the process's own values were
     /// used), with the fields that differed: one entry per file, however many processes ran it.
     public var debugOffsetsMismatches: [String: [String]] = [:]
+    /// For each time a process's samples reached code mapped after its tables were loaded (a library imported while
+    /// recording) and its maps, read again, covered it: nanoseconds from the first such sample to the new tables.
+    public var newCodeGaps: [UInt64] = []
     /// The frames no symbol named while recording, and how many debug files named when the profile was made.
     public var lateNaming = LateNaming()
     /// Samples by how their Python frames were spliced into the native stack.

@@ -80,6 +80,13 @@ public struct Summary {
                 lines.append("  no unwind table for \(path): \(reason)")
             }
         }
+        if !statistics.newCodeGaps.isEmpty {
+            let gaps = statistics.newCodeGaps.sorted()
+            let milliseconds = { (nanoseconds: UInt64) in String(cFormat: "%.0f", Double(nanoseconds) / 1e6) }
+            lines.append("code mapped while recording: \(gaps.count) time\(gaps.count == 1 ? "" : "s"), its tables loaded "
+                + "\(milliseconds(gaps[gaps.count / 2])) ms (median) and \(milliseconds(gaps.last!)) ms (longest) after its first "
+                + "sample there (samples in it before then end at [unknown 0x…])")
+        }
         if let naming = statistics.lateNaming.summaryLine { lines.append(naming) }
         for skipped in statistics.skippedProcesses { lines.append("skipped: \(skipped)") }
         if statistics.moreSkippedProcesses > 0 { lines.append("skipped: \(statistics.moreSkippedProcesses) more processes") }

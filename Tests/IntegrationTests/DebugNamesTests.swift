@@ -72,6 +72,35 @@ final class DebugNamesTests: IntegrationTestCase {
         XCTAssertTrue(summary.contains("debuginfod: not arrived by the time the profile was written"), summary)
     }
 
+    /// A library loaded while the process is recorded: its samples first reach code in no known mapping, the process's
+    /// maps are read again and the library's table loaded, and from then on its frames unwind through it (named by its
+    /// FDE). The summary says how long that took.
+    func testLibraryLoadedWhileRecordingIsUnwoundAndItsGapReported() throws {
+        let library = try buildHiddenLibrary()
+        let trigger = scratchFile("load-now")
+        let interpreter = try PythonInterpreters.pyenv("3.12")
+        let workload = try start(interpreter.command([
+            Checkout.fixtures.appendingPathComponent("late_library_workload.py").path, library.path, trigger]))
+        try workload.waitForLine("ready", timeout: 30)
+        let output = scratchFile("late.folded")
+        let duration = 4 * Slowdown.factor
+        let recorder = try start("/usr/bin/env", ["-u", "DEBUGINFOD_URLS", try PyBPFProfBinary.path(), "record", "--pid",
+                                                  "\(workload.pid)", "--rate", "499", "--duration", "\(duration)", "-o", output])
+        try recorder.waitForLine("pybpfprof: sampling", timeout: 60, onStandardError: true)
+        // Mapped only now, after the process's tables were loaded.
+        FileManager.default.createFile(atPath: trigger, contents: nil)
+        try workload.waitForLine("loaded", timeout: 30)
+        let result = try recorder.wait(timeout: 120).requireSuccess()
+        try checkHotFrames(try stacks(output), named: "libhidden.so+0x\(String(library.hotAddress, radix: 16))",
+                           label: "library loaded while recording")
+        let line = try XCTUnwrap(result.standardError.split(separator: "\n").first { $0.hasPrefix("code mapped while recording: ") },
+                                 "the summary should report the library mapped while recording:\n\(result.standardError)")
+        print("  \(line)")
+        let longest = try XCTUnwrap(line.components(separatedBy: " ms (longest)").first?.split(separator: " ").last.flatMap { Double($0) },
+                                    "no longest gap in: \(line)")
+        XCTAssertLessThan(longest, duration * 1000, "the gap ends within the recording: \(line)")
+    }
+
     // MARK: - The library, its debug file, the server
 
     private struct HiddenLibrary {

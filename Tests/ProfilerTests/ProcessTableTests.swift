@@ -25,7 +25,7 @@ final class ProcessTableTests: XCTestCase {
         var table = ProcessTable()
         let registration = register(&table, 100)
         XCTAssertTrue(table.setNative(native(100, start: 0x1000), pid: 100, registration: registration))
-        XCTAssertTrue(table.markStale(100))
+        XCTAssertTrue(table.markStale(100, now: 1))
         _ = table.takeDueRefreshes(now: 5_000_000_000, interval: Recorder.refreshInterval)
         table.setInstance(7, pid: 100, registration: registration)
         XCTAssertEqual(table[100]?.instance, 7)
@@ -72,20 +72,26 @@ final class ProcessTableTests: XCTestCase {
     func testStaleMappingsAreReadAgainAtMostEveryInterval() {
         var table = ProcessTable()
         let interval = Recorder.refreshInterval
-        XCTAssertFalse(table.markStale(400), "not registered")
+        XCTAssertFalse(table.markStale(400, now: 1), "not registered")
         let registration = register(&table, 400)
-        XCTAssertFalse(table.markStale(400), "no mappings to read again yet")
+        XCTAssertFalse(table.markStale(400, now: 1), "no mappings to read again yet")
         XCTAssertTrue(table.setNative(native(400, start: 0x1000), pid: 400, registration: registration))
-        XCTAssertTrue(table.markStale(400))
-        XCTAssertFalse(table.markStale(400), "marked already")
+        XCTAssertTrue(table.markStale(400, now: 2_000))
+        XCTAssertFalse(table.markStale(400, now: 3_000), "marked already")
 
         let now: UInt64 = 10_000_000_000
         XCTAssertEqual(table.takeDueRefreshes(now: now, interval: interval).map(\.pid), [400])
         XCTAssertTrue(table.takeDueRefreshes(now: now, interval: interval).isEmpty, "taken")
-        XCTAssertTrue(table.markStale(400))
+        XCTAssertTrue(table.markStale(400, now: now))
         XCTAssertEqual(table.nextRefresh(interval: interval), now + interval)
         XCTAssertTrue(table.takeDueRefreshes(now: now + interval - 1, interval: interval).isEmpty, "too soon")
         XCTAssertEqual(table.takeDueRefreshes(now: now + interval, interval: interval).map(\.registration), [registration])
+
+        // The gap a library loaded while recording leaves: from the first sample that reached it (2,000 ns, not the
+        // later marks) to its tables, once; not for another registration.
+        XCTAssertNil(table.closeUnknownCodeGap(400, registration: registration + 1, now: now))
+        XCTAssertEqual(table.closeUnknownCodeGap(400, registration: registration, now: now), now - 2_000)
+        XCTAssertNil(table.closeUnknownCodeGap(400, registration: registration, now: now), "closed")
     }
 }
 
