@@ -46,9 +46,11 @@ class Timespec(ctypes.Structure):
 
 # The calling thread's CPU time, CLOCK_THREAD_CPUTIME_ID (3), the clock the kernel charges samples to: read_thread_clock()
 # fills thread_clock. Called through ctypes by a C-level partial on every version (2.7 has no time.clock_gettime), so that
-# reading it adds no Python frame to the stacks the tests check: only native ones, under caller().
+# reading it adds no Python frame to the stacks the tests check: only native ones, under caller(). Through PyDLL, which
+# keeps the GIL during the call: CDLL releases it, and a thread that releases and at once retakes the GIL several times
+# a millisecond starves the other (the waiting worker never sees a 5 ms interval without a switch, so never asks for it).
 thread_clock = Timespec()
-read_thread_clock = functools.partial(ctypes.CDLL(None).clock_gettime, 3, ctypes.byref(thread_clock))
+read_thread_clock = functools.partial(ctypes.PyDLL(None).clock_gettime, 3, ctypes.byref(thread_clock))
 
 
 def say(*words):
