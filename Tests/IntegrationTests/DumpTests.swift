@@ -28,7 +28,16 @@ final class DumpTests: IntegrationTestCase {
             let mainTID = try printedThreadID("main-tid", in: target.standardOutput)
             let sleeperTID = try printedThreadID("sleeper-tid", in: target.standardOutput)
 
-            let (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"] + reader.arguments)
+            var (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"] + reader.arguments)
+            // The busy main thread read from its saved registers just as it went back to a CPU (seen once, 3.6, runnable
+            // after a timer interrupt) has a native stack that no longer matches its Python frames, and the dump says so
+            // ([python/native mismatch]). Such an instant is dumped again, up to twice.
+            for _ in 0..<2 {
+                guard let main = dump.threads.first(where: { $0.tid == mainTID }), !main.sampled,
+                      main.frames.contains(where: { $0.kind == "marker" && $0.name == "[python/native mismatch]" }) else { break }
+                print("  \(label): the main thread changed while read, dumped again: \(render(main))")
+                (dump, watch) = try dumpWatchingTarget(target.pid, mainThread: mainTID, arguments: ["--json"] + reader.arguments)
+            }
             try checkNeverStoppedAndProgressing(watch, label: label)
             try checkReader(dump, reader, label: label)
             XCTAssertEqual(dump.pid, target.pid, label)
