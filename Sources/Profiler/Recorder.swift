@@ -46,7 +46,7 @@ public final class Recorder {
     private let locatorCache = InterpreterLocator.FileCache()
     /// nil when native stacks are not collected.
     private let nativeTables: NativeTableLoader?
-    private let kernelSymbols: KernelSymbolsInBackground?
+    private let kernelSymbols: KernelSymbols?
     /// Names frames that no symbol named from debug files (debuginfod, `--debug-dir`) when the recording ends.
     private let lateFrameNamer: LateFrameNamer
     /// When sampling started; sample times count from here.
@@ -91,7 +91,7 @@ public final class Recorder {
         nativeTables = options.pythonOnly ? nil
             : NativeTableLoader(store: UnwindTableStore(
                 rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity, debugDirectories: options.debugDirectories))
-        kernelSymbols = options.pythonOnly ? nil : try KernelSymbolsInBackground()
+        kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
         // The directories were already searched when each file's symbols were read: debuginfod is what is left.
         lateFrameNamer = LateFrameNamer(debugDirectories: [], debuginfod: options.pythonOnly ? nil : options.debuginfod)
         profile = Profile(sampleRate: options.rate, startDate: 0)
