@@ -280,8 +280,10 @@ public enum InterpreterLocator {
         throw InterpreterError.notPython(pid: pid)
     }
 
-    /// File-backed mappings grouped by file, most likely interpreter first: the executable, then files
-    /// whose name mentions python, then every other mapped file with executable code.
+    /// File-backed mappings grouped by file, most likely interpreter first: the executable, libpython, other files
+    /// whose name mentions python, every other mapped file with executable code, and last extension modules
+    /// (`x.cpython-312-x86_64-linux-gnu.so`, `x.abi3.so`), which never hold the interpreter: a process that imported
+    /// numpy and onnxruntime maps dozens of them, some of tens of megabytes.
     static func candidateFiles(pid: Int32, mappings: [MemoryMapping]) -> [(String, [MemoryMapping])] {
         var byPath: [String: [MemoryMapping]] = [:]
         var order: [String] = []
@@ -294,8 +296,10 @@ public enum InterpreterLocator {
             if path == executable { return 0 }
             // The file name: every path here is absolute (a mapped file's).
             let name = path.split(separator: "/").last ?? ""
-            if name.contains("python") { return 1 }
-            return 2
+            if name.hasPrefix("libpython") { return 1 }
+            if name.contains(".cpython-") || name.hasSuffix(".abi3.so") { return 4 }
+            if name.contains("python") { return 2 }
+            return 3
         }
         return order
             .filter { path in byPath[path]!.contains { $0.executable } }

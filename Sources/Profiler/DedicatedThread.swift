@@ -1,4 +1,5 @@
 import CSystem
+import Dispatch
 import Glibc
 
 /// A thread of its own (a pthread) that runs one closure, for work that blocks for the whole recording (the drain
@@ -53,4 +54,24 @@ struct ThreadStartError: Error, CustomStringConvertible {
     let errorNumber: Int32
 
     var description: String { "cannot start thread \(name): \(String(cString: strerror(errorNumber)))" }
+}
+
+/// A value computed on another thread while the caller does something else: start-up reads /proc/kallsyms (about
+/// 50 ms of the kernel's time) while the BPF object loads, since sampling needs both.
+final class BackgroundResult<Value> {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<Value, Error>?
+
+    init(_ compute: @escaping () throws -> Value) {
+        DispatchQueue.global().async { [self] in
+            result = Result { try compute() }
+            done.signal()
+        }
+    }
+
+    /// Waits for the value; rethrows what computing it threw. Once only.
+    func value() throws -> Value {
+        done.wait()
+        return try result!.get()
+    }
 }

@@ -66,8 +66,10 @@ public enum Dumper {
     public static func dump(_ options: DumpOptions) throws -> ProcessDump {
         let features = try Preflight.check()
         let pid = ProcessScanner.threadGroup(of: options.pid)
-        let interpreter = try InterpreterLocator.locate(pid: pid)
+        let interpreter = try InterpreterLocator.locate(pid: pid, cache: InterpreterLocator.FileCache())
         let nativeStacks = !options.pythonOnly
+        // Read while the BPF object loads and the tables compile.
+        let kernelSymbolsReading = nativeStacks ? BackgroundResult { try KernelSymbols.read() } : nil
         let unwindRowCapacity = nativeStacks ? max(1, options.unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
         let (object, threadReader, iteratorFailure) = try loadObject(
             features: features, nativeStacks: nativeStacks, unwindRowCapacity: unwindRowCapacity, threadReader: options.threadReader)
@@ -98,7 +100,7 @@ public enum Dumper {
             for (path, reason) in store.filesWithoutTable.sorted(by: { $0.key < $1.key }) {
                 warnings.append("no unwind table for \(path) (\(reason)): its frames unwind by frame pointer")
             }
-            kernelSymbols = try KernelSymbols.read()
+            kernelSymbols = try kernelSymbolsReading?.value()
         }
 
         let readEveryThread: () throws -> [ThreadRecord]

@@ -56,6 +56,14 @@ public final class Recorder {
     public var onProgress: ((RecordingProgress) -> Void)?
     /// Called once sampling has started, with the number of processes registered by then.
     public var onStarted: ((Int) -> Void)?
+    /// Called once, from the recording loop after `onStarted`, when the native tables of the processes registered at the
+    /// start are loaded (their samples marked "not loaded yet" until then), with how many of them there were and the
+    /// nanoseconds since sampling started. Not called when there were none (a launched command, --python-only).
+    public var onNativeStacksReady: ((Int, UInt64) -> Void)?
+    /// The processes registered at the start whose native tables are still loading (under `lock`); nil once
+    /// `onNativeStacksReady` was called, or when there is nothing to report.
+    private var startingTablesPending: Int?
+    private var startingTablesCount = 0
     private var lastProgress: UInt64 = 0
     private var signalSources: [DispatchSourceSignal] = []
     /// What the running kernel offers, probed at start; it decided how the BPF program was loaded.
@@ -82,6 +90,8 @@ public final class Recorder {
         self.options = options
         // Before the slow part (loading BPF): a Ctrl-C from now on ends the recording cleanly.
         signalSources = Self.installSignalHandlers(setting: stopRequested)
+        // Read while the BPF object loads: each takes tens of milliseconds, and sampling needs both.
+        let kernelSymbolsReading = options.pythonOnly ? nil : BackgroundResult { try KernelSymbols.read() }
         sampler = try Sampler(
             features: features, ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
@@ -91,7 +101,7 @@ public final class Recorder {
         nativeTables = options.pythonOnly ? nil
             : NativeTableLoader(store: UnwindTableStore(
                 rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity, debugDirectories: options.debugDirectories))
-        kernelSymbols = options.pythonOnly ? nil : try KernelSymbols.read()
+        kernelSymbols = try kernelSymbolsReading?.value()
         // The directories were already searched when each file's symbols were read: debuginfod is what is left.
         lateFrameNamer = LateFrameNamer(debugDirectories: [], debuginfod: options.pythonOnly ? nil : options.debuginfod)
         profile = Profile(sampleRate: options.rate, startDate: 0)
@@ -109,6 +119,7 @@ public final class Recorder {
         try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
         defer { sampler.stop() }
         onStarted?(locked { table.count })
+        reportNativeStacksReadyIfDue()
 
         let deadline = options.duration.map { Self.monotonicNow() + UInt64($0 * 1e9) }
         func timeToStop() -> Bool {
@@ -124,6 +135,7 @@ public final class Recorder {
                 return (runningTargets + tracked).contains { kill($0, 0) == 0 || errno != ESRCH }
             }
             while !timeToStop() && targetsLeft() {
+                reportNativeStacksReadyIfDue()
                 refreshStaleMappings()
                 followNewProcesses()
                 reportProgressIfDue()
@@ -143,7 +155,7 @@ public final class Recorder {
             for pid in ids.map(ProcessScanner.threadGroup(of:)) where !pids.contains(pid) { pids.append(pid) }
             for pid in pids {
                 do {
-                    try register(try InterpreterLocator.locate(pid: pid))
+                    try register(try InterpreterLocator.locate(pid: pid, cache: locatorCache))
                 } catch InterpreterError.notPython where options.allowNonPython && !options.pythonOnly {
                     try registerNative(pid: pid)
                 } catch InterpreterError.notPython where options.subprocesses {
@@ -213,28 +225,44 @@ public final class Recorder {
         }
     }
 
-    /// Registers a process found before sampling starts, native tables included: its first samples are whole.
+    /// Registers a process found before sampling starts. Its Python stacks are sampled from the start; its native tables
+    /// load in the background, first come first served, and its samples are marked until then (`onNativeStacksReady`
+    /// says when the last of these processes has them).
     private func register(_ interpreter: PythonInterpreter) throws {
-        guard let registration = try registerPython(interpreter), let nativeTables else { return }
-        do {
-            let native = try nativeTables.load(pid: interpreter.pid, interpreterFile: interpreter.binaryPath)
-            try giveMappings(native, pid: interpreter.pid, registration: registration)
-        } catch {
-            // Exited meanwhile, or its maps are unreadable: its samples keep their Python and kernel frames.
-            locked { statistics.skip("native stacks of process \(interpreter.pid): \(error)") }
+        guard let registration = try registerPython(interpreter), nativeTables != nil else { return }
+        locked {
+            startingTablesPending = (startingTablesPending ?? 0) + 1
+            startingTablesCount += 1
         }
+        loadNativeStacksLater(of: interpreter, registration: registration) { [self] in
+            locked { startingTablesPending? -= 1 }
+            loopWakeup.signal()
+        }
+    }
+
+    /// Recording loop: calls `onNativeStacksReady` once every process registered at the start has its native tables.
+    private func reportNativeStacksReadyIfDue() {
+        guard startMonotonic != 0 else { return }
+        let ready: Int? = locked {
+            guard startingTablesPending == 0 else { return nil }
+            startingTablesPending = nil
+            return startingTablesCount
+        }
+        if let ready { onNativeStacksReady?(ready, Self.monotonicNow() - startMonotonic) }
     }
 
     /// For a process registered while sampling: its native tables load in the background, its samples are marked until
     /// then.
-    private func loadNativeStacksLater(of interpreter: PythonInterpreter, registration: UInt64) {
+    private func loadNativeStacksLater(of interpreter: PythonInterpreter, registration: UInt64, then done: @escaping () -> Void = {}) {
         let pid = interpreter.pid
         nativeTables?.loadLater(pid: pid, interpreterFile: interpreter.binaryPath) { [self] result in
             do {
                 try giveMappings(try result.get(), pid: pid, registration: registration)
             } catch {
+                // Exited meanwhile, or its maps are unreadable: its samples keep their Python and kernel frames.
                 locked { statistics.skip("native stacks of process \(pid): \(error)") }
             }
+            done()
         }
     }
 

@@ -127,6 +127,14 @@ struct Record: ParsableCommand {
                 guard announcesStart else { return }
                 printToStandardError("pybpfprof: sampling \(processes) process\(processes == 1 ? "" : "es")\(scope) at \(rate) Hz (Ctrl-C to stop and write the profile)")
             }
+            if announcesStart {
+                // Python stacks are sampled from the start; the native frames of samples taken before this line are
+                // marked "[native frames not loaded yet]".
+                recorder.onNativeStacksReady = { processes, elapsed in
+                    printToStandardError("pybpfprof: native stacks of \(processes) process\(processes == 1 ? "" : "es") ready "
+                        + "\(elapsed / 1_000_000) ms after the start")
+                }
+            }
             if terminal != nil {
                 recorder.onProgress = { progress in
                     let processes = progress.processes

@@ -184,3 +184,31 @@ final class DebugOffsetsTests: XCTestCase {
         XCTAssertTrue(messages[2].contains("Python 3.16.0") && messages[2].contains("3.15)") && messages[2].contains("upgrade pybpfprof"), messages[2])
     }
 }
+
+extension InterpreterLocatorTests {
+    /// The executable first, then libpython, then other files, extension modules last: a process with numpy and
+    /// onnxruntime imported maps dozens of `.cpython-312-…so` files, and opening each before libpython cost 160 ms.
+    func testCandidateFilesPutExtensionModulesLast() {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/proc/self/exe"
+        let paths = [
+            "/venv/lib/python3.12/site-packages/numpy/_core/_multiarray_umath.cpython-312-x86_64-linux-gnu.so",
+            "/venv/lib/python3.12/site-packages/pydantic_core/_pydantic_core.abi3.so",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/opt/python/lib/libpython3.12.so.1.0",
+            "/usr/lib/x86_64-linux-gnu/libboost_python312.so.1.83.0",
+            executable,
+        ]
+        let text = paths.enumerated().map { index, path in
+            String(format: "%08x-%08x r-xp 00000000 08:01 %d %@", 0x1000 * (index + 1), 0x1000 * (index + 1) + 0x800, 100 + index, path)
+        }.joined(separator: "\n")
+        let ranked = InterpreterLocator.candidateFiles(pid: getpid(), mappings: MemoryMapping.parse(text)).map(\.0)
+        XCTAssertEqual(ranked, [
+            executable,
+            "/opt/python/lib/libpython3.12.so.1.0",
+            "/usr/lib/x86_64-linux-gnu/libboost_python312.so.1.83.0",
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/venv/lib/python3.12/site-packages/numpy/_core/_multiarray_umath.cpython-312-x86_64-linux-gnu.so",
+            "/venv/lib/python3.12/site-packages/pydantic_core/_pydantic_core.abi3.so",
+        ])
+    }
+}

@@ -86,7 +86,7 @@ final class DebugNamesTests: IntegrationTestCase {
         let duration = 4 * Slowdown.factor
         let recorder = try start("/usr/bin/env", ["-u", "DEBUGINFOD_URLS", try PyBPFProfBinary.path(), "record", "--pid",
                                                   "\(workload.pid)", "--rate", "499", "--duration", "\(duration)", "-o", output])
-        try recorder.waitForLine("pybpfprof: sampling", timeout: 60, onStandardError: true)
+        try recorder.waitForLine(nativeStacksReadyLine, timeout: 60, onStandardError: true)
         // Mapped only now, after the process's tables were loaded.
         FileManager.default.createFile(atPath: trigger, contents: nil)
         try workload.waitForLine("loaded", timeout: 30)

@@ -42,7 +42,7 @@ final class DistributionBuildTests: IntegrationTestCase {
             guard python.last == "leaf" else { continue }
             inLeaf += count
             // Sampled before the binary's unwind tables were loaded: Python frames only, said so.
-            if frames.first == "[native frames not loaded yet]" {
+            if frames.first == nativeFramesNotLoadedMarker {
                 notLoaded += count
                 continue
             }

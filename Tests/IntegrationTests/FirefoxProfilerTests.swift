@@ -86,7 +86,7 @@ final class FirefoxProfilerTests: IntegrationTestCase {
         }
         // Samples taken while the tables still compiled (slow in a debug build on a loaded machine) are marked as
         // such and have no native frames: they are counted apart.
-        let loaded = main.stacks.filter { !$0.contains { $0.name == "[native frames not loaded yet]" } }
+        let loaded = main.stacks.filter { !$0.contains { $0.name == nativeFramesNotLoadedMarker } }
         let withLibcStart = loaded.filter { $0.contains { $0.name == "__libc_start_main" } }
         XCTAssertGreaterThan(withLibcStart.count * 2, loaded.count, "most main-thread stacks should reach "
                              + "__libc_start_main: \(withLibcStart.count) of \(loaded.count) (\(main.stacks.count) in all)")

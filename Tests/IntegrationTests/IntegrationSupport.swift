@@ -759,7 +759,17 @@ struct FoldedStack {
     /// Only the Python frames: without native ones, the kernel's (folded marks them with the `_[k]` suffix)
     /// and markers.
     var pythonFrames: ProfileStack { frames.filter(\.isPython) }
+
+    /// Sampled before its process's native tables were loaded (a process running when recording started has its Python
+    /// stacks sampled at once, its native frames from `nativeStacksReadyLine` on).
+    var nativeFramesNotLoaded: Bool { frames.first?.name == nativeFramesNotLoadedMarker }
 }
+
+/// The frame a sample taken before its process's native tables were loaded begins with, in place of its native frames.
+let nativeFramesNotLoadedMarker = "[native frames not loaded yet]"
+
+/// What `record` prints on standard error once the processes running at its start have their native tables.
+let nativeStacksReadyLine = "pybpfprof: native stacks of "
 
 enum FoldedFile {
     static func stacks(at path: String) throws -> [FoldedStack] {

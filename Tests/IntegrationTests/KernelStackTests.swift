@@ -35,7 +35,7 @@ final class KernelStackTests: IntegrationTestCase {
         // Samples taken while the native tables were still being compiled (the launch's first moments) carry no
         // native frames, and say so.
         let inReadZeros = stacks.filter {
-            $0.frames.contains { $0.name == "read_zeros" } && $0.frames.first?.name != "[native frames not loaded yet]"
+            $0.frames.contains { $0.name == "read_zeros" } && $0.frames.first?.name != nativeFramesNotLoadedMarker
         }
         let samples = inReadZeros.reduce(0) { $0 + $1.count }
         var withKernelBelow = 0

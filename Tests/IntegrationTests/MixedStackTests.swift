@@ -50,7 +50,7 @@ final class MixedStackTests: IntegrationTestCase {
                 let user = stack.frames.filter { !isKernel($0) }
                 // The extension is loaded (dlopen) after the interpreter was registered: until its table is loaded
                 // the unwinder stops at its frames, and says so. Counted apart, and bounded below.
-                if user.contains(where: { $0.name == "[native unwind incomplete]" || $0.name == "[native frames not loaded yet]" }) {
+                if user.contains(where: { $0.name == "[native unwind incomplete]" || $0.name == nativeFramesNotLoadedMarker }) {
                     marked += stack.count
                     continue
                 }
