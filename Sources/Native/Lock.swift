@@ -29,4 +29,11 @@ public final class Lock: @unchecked Sendable {
     public func unlock() {
         pthread_mutex_unlock(mutex)
     }
+
+    /// Runs `body` holding the lock.
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
 }

@@ -134,16 +134,13 @@ public struct UnwindTable: Sendable {
     /// if a section is compressed or cannot be read, or if an entry's length runs past its section; individual
     /// malformed FDEs are skipped instead (see `skippedFrameDescriptions`).
     public init(elf: ELFFile) throws {
-        let sections = [(CallFrameSectionKind.ehFrame, ".eh_frame"), (.debugFrame, ".debug_frame")]
-            .compactMap { kind, name in elf.section(named: name).map { (kind, $0) } }
-        guard !sections.isEmpty else {
-            throw ELFError("\(elf.path ?? "ELF file") has neither .eh_frame nor .debug_frame")
-        }
-        var tables: [UnwindTable] = []
-        for (kind, section) in sections {
-            guard section.flags & ELFSection.flagCompressed == 0 else { throw ELFError("\(section.name) is compressed") }
-            guard let data = try elf.data(of: section) else { throw ELFError("\(section.name) has no data in the file") }
-            tables.append(try UnwindTable(callFrameSection: data, kind: kind, bases: PointerEncoding.Bases(callFrameSection: section, of: elf)))
+        try self.init(sections: try CallFrameSections(elf: elf))
+    }
+
+    /// The table of the sections read from a file.
+    public init(sections: CallFrameSections) throws {
+        let tables = try sections.sections.map { section in
+            try UnwindTable(callFrameSection: section.data, kind: section.kind, bases: section.bases)
         }
         self = tables.count == 1 ? tables[0] : try UnwindTable(preferring: tables[0], fillingGapsFrom: tables[1])
     }
@@ -238,5 +235,57 @@ public struct UnwindTable: Sendable {
     /// as Int32).
     public var sizeInBytes: Int {
         entries.count * 8 + distinctRules.count * 12
+    }
+}
+
+/// Everything an `UnwindTable` is compiled from: a file's `.eh_frame` and `.debug_frame` (either or both), with the
+/// addresses their pointers are relative to. Equal inputs compile to equal tables, so `digest` can key a cache of
+/// compiled tables.
+public struct CallFrameSections {
+    struct Section {
+        var kind: CallFrameSectionKind
+        var data: ArraySlice<UInt8>
+        var bases: PointerEncoding.Bases
+    }
+
+    /// `.eh_frame` first.
+    let sections: [Section]
+
+    /// Throws `ELFError` if the file has neither section, or if one is compressed or cannot be read.
+    public init(elf: ELFFile) throws {
+        let found = [(CallFrameSectionKind.ehFrame, ".eh_frame"), (.debugFrame, ".debug_frame")]
+            .compactMap { kind, name in elf.section(named: name).map { (kind, $0) } }
+        guard !found.isEmpty else {
+            throw ELFError("\(elf.path ?? "ELF file") has neither .eh_frame nor .debug_frame")
+        }
+        sections = try found.map { kind, section in
+            guard section.flags & ELFSection.flagCompressed == 0 else { throw ELFError("\(section.name) is compressed") }
+            guard let data = try elf.data(of: section) else { throw ELFError("\(section.name) has no data in the file") }
+            return Section(kind: kind, data: data, bases: PointerEncoding.Bases(callFrameSection: section, of: elf))
+        }
+    }
+
+    /// SHA-256 of the sections' bytes and bases, after `salt` (what else the compiled form depends on: the compiler's
+    /// version).
+    public func digest(salt: [UInt8]) -> [UInt8] {
+        var hash = SHA256()
+        hash.update(UInt64(salt.count))
+        hash.update(salt)
+        for section in sections {
+            hash.update(section.kind == .ehFrame ? 1 : 2)
+            hash.update(section.bases.sectionAddress)
+            // A base the file lacks is not a base at 0.
+            hash.update(section.bases.text.map { [1, $0] } ?? [0, 0])
+            hash.update(section.bases.data.map { [1, $0] } ?? [0, 0])
+            hash.update(UInt64(section.data.count))
+            hash.update(section.data)
+        }
+        return hash.finalize()
+    }
+}
+
+private extension SHA256 {
+    mutating func update(_ values: [UInt64]) {
+        for value in values { update(value) }
     }
 }

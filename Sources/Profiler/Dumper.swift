@@ -19,6 +19,8 @@ public struct DumpOptions: Sendable {
     public var threadReader: ThreadReader?
     /// `--debug-dir` (see `RecordOptions.debugDirectories`).
     public var debugDirectories: [String] = []
+    /// See `RecordOptions.tableCacheDirectory`.
+    public var tableCacheDirectory: String? = tableCacheDefaultDirectory
 
     public init(pid: Int32, pythonOnly: Bool = false, showInterpreterFrames: Bool = false, unwindTableBytes: Int = 16 << 20,
                 threadReader: ThreadReader? = nil) {
@@ -83,7 +85,9 @@ public enum Dumper {
         if nativeStacks {
             let rows = try MappedArrayMap(
                 fd: try object.mapFD(.unwind_rows), valueSize: MemoryLayout<unwind_row>.stride, entries: unwindRowCapacity)
-            let store = UnwindTableStore(rows: rows.base, capacity: unwindRowCapacity, debugDirectories: options.debugDirectories)
+            let store = UnwindTableStore(rows: rows.base, capacity: unwindRowCapacity, debugDirectories: options.debugDirectories,
+                                         cache: UnwindTableCache.inDirectory(options.tableCacheDirectory))
+            if let problem = store.cacheProblem { warnings.append("unwind-table cache not used: \(problem)") }
             do {
                 let process = try NativeProcess(pid: pid, interpreterFile: interpreter.binaryPath, store: store)
                 try process.bpfValue().withUnsafeBytes {

@@ -56,6 +56,14 @@ struct NativeProcess {
         var byPath: [String: [MemoryMapping]] = [:]
         for mapping in all where mapping.inode != 0 { byPath[mapping.path, default: []].append(mapping) }
 
+        // Every new file first, read in parallel; the loop below then finds each one read.
+        let pid = self.pid
+        store.loadNew(all.filter { $0.executable && $0.inode != 0 }.map { mapping in
+            UnwindTableStore.MappedFile(key: UnwindTableStore.FileKey(device: mapping.device, inode: mapping.inode), path: mapping.path,
+                                        root: "/proc/\(pid)/root") {
+                try InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping)
+            }
+        })
         var result: [ExecutableMapping] = []
         for mapping in all where mapping.executable {
             var entry = ExecutableMapping(
@@ -69,7 +77,6 @@ struct NativeProcess {
                 let key = UnwindTableStore.FileKey(device: mapping.device, inode: mapping.inode)
                 entry.file = key
                 // Kept by the file's symbolizer, which may open the file again later: the pid, not `self`.
-                let pid = self.pid
                 let layout = store.layout(key, path: mapping.path, root: "/proc/\(pid)/root") {
                     try InterpreterLocator.openMappedFile(pid: pid, path: mapping.path, mapping: mapping)
                 }

@@ -72,7 +72,9 @@ final class NativeTableLoader {
         queue.sync {
             UnwindTableReport(
                 files: store.filesLoaded, rows: store.usedRows, bytes: store.usedBytes, capacityBytes: store.capacityBytes,
-                unsupportedRows: store.unsupportedRows, filesWithoutTable: store.filesWithoutTable)
+                unsupportedRows: store.unsupportedRows, filesWithoutTable: store.filesWithoutTable,
+                filesFromCache: store.cache?.hits ?? 0, cacheEntriesRejected: store.cache?.rejected ?? 0,
+                cacheProblem: store.cacheProblem.map { "not used: \($0)" } ?? store.cache?.writeFailure.map { "not written to: \($0)" })
         }
     }
 }

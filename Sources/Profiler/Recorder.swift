@@ -100,7 +100,8 @@ public final class Recorder {
             samplesOnCPU: options.mode != .offcpu, gilOnly: options.mode == .gil)
         nativeTables = options.pythonOnly ? nil
             : NativeTableLoader(store: UnwindTableStore(
-                rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity, debugDirectories: options.debugDirectories))
+                rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity, debugDirectories: options.debugDirectories,
+                cache: UnwindTableCache.inDirectory(options.tableCacheDirectory)))
         kernelSymbols = try kernelSymbolsReading?.value()
         // The directories were already searched when each file's symbols were read: debuginfod is what is left.
         lateFrameNamer = LateFrameNamer(debugDirectories: [], debuginfod: options.pythonOnly ? nil : options.debuginfod)

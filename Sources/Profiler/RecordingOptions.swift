@@ -45,6 +45,8 @@ public struct RecordOptions: Sendable {
     public var debuginfod: DebuginfodClient?
     /// Nanoseconds the end of a recording waits for debuginfod's answers still on their way.
     public var debuginfodWaitAtEnd: UInt64 = 2_000_000_000
+    /// Where compiled unwind tables are kept between recordings (`UnwindTableCache`); nil: none kept.
+    public var tableCacheDirectory: String? = tableCacheDefaultDirectory
 
     /// Whether the recording follows processes as they start: `--all`, `--cgroup` and `--subprocesses`.
     var followsProcesses: Bool { takesEveryNewProgram || subprocesses }
@@ -143,7 +145,15 @@ public struct UnwindTableReport: Sendable {
     public var unsupportedRows: Int
     /// Path -> reason.
     public var filesWithoutTable: [String: String]
+    /// Of `files`, those whose table came from the on-disk cache; damaged cache entries compiled again.
+    public var filesFromCache = 0
+    public var cacheEntriesRejected = 0
+    /// Why the cache was not used, or not written to; nil when it was (or none was asked for).
+    public var cacheProblem: String?
 }
+
+/// Where `record`, `top` and `dump` keep compiled unwind tables, unless told otherwise (`--table-cache`).
+public let tableCacheDefaultDirectory = UnwindTableCache.defaultDirectory
 
 public enum RecordError: Error, CustomStringConvertible {
     case noTargets(String)

@@ -74,8 +74,14 @@ public struct Summary {
                 + "(\(String(cFormat: "%.2f", percent))%) unwound to the thread's entry")
         }
         if let tables = statistics.unwindTables {
-            lines.append("unwind tables: \(tables.files) files, \(tables.rows) rows, "
+            let cached = tables.filesFromCache > 0 ? " (\(tables.filesFromCache) from the cache)" : ""
+            lines.append("unwind tables: \(tables.files) files\(cached), \(tables.rows) rows, "
                 + String(cFormat: "%.1f of %.1f MiB", Double(tables.bytes) / 1048576, Double(tables.capacityBytes) / 1048576))
+            if tables.cacheEntriesRejected > 0 {
+                lines.append("  unwind-table cache: \(tables.cacheEntriesRejected) damaged entr\(tables.cacheEntriesRejected == 1 ? "y" : "ies") "
+                    + "deleted and compiled again")
+            }
+            if let problem = tables.cacheProblem { lines.append("  unwind-table cache: \(problem)") }
             for (path, reason) in tables.filesWithoutTable.sorted(by: { $0.key < $1.key }) {
                 lines.append("  no unwind table for \(path): \(reason)")
             }

@@ -1,4 +1,5 @@
 import CBPF
+import Dispatch
 import CPython
 import Native
 
@@ -7,8 +8,8 @@ import Native
 /// process that maps the file. The array's size is the memory bound; a file that does not fit gets no table (its
 /// frames fall back to frame pointers, counted) and is reported.
 ///
-/// Rows are never freed: a recording's files are few and usually stay mapped. Not thread-safe: used from the thread
-/// that registers processes.
+/// Rows are never freed: a recording's files are few and usually stay mapped. Not thread-safe: used from one thread at
+/// a time (the native table loader's queue), which reads new files on every core (`loadNew`).
 final class UnwindTableStore {
     /// Where a file's rows are, and the link-time address their addresses are relative to.
     struct Placement: Equatable {
@@ -37,11 +38,18 @@ final class UnwindTableStore {
 
     /// The user's directories of debug files by build ID (`--debug-dir`), for the symbolizers.
     private let debugDirectories: [String]
+    /// Tables compiled earlier, by this or another recording; nil when not used.
+    let cache: UnwindTableCache?
+    /// Why the cache asked for is not used.
+    let cacheProblem: String?
 
-    init(rows: UnsafeMutableRawPointer, capacity: Int, debugDirectories: [String] = []) {
+    init(rows: UnsafeMutableRawPointer, capacity: Int, debugDirectories: [String] = [],
+         cache: (cache: UnwindTableCache?, problem: String?) = (nil, nil)) {
         self.rows = rows
         self.capacity = capacity
         self.debugDirectories = debugDirectories
+        self.cache = cache.cache
+        self.cacheProblem = cache.problem
     }
 
     /// The load layout and symbols of each file read, so that a rescan or another process mapping the same file
@@ -51,26 +59,72 @@ final class UnwindTableStore {
     private var layouts: [FileKey: ELFLoadLayout] = [:]
     private var symbolizers: [FileKey: NativeFileSymbolizer] = [:]
 
+    /// A file a process maps, as `layout` and `loadNew` take it: `root` is the process's root directory, inside which
+    /// its debug files are looked for.
+    struct MappedFile {
+        var key: FileKey
+        var path: String
+        var root: String
+        var open: ELFFileOpener
+    }
+
     /// The load layout of file `key`; the first time, `open` reads the file, its unwind table is loaded and its
-    /// symbols indexed (debug files are looked for inside `root`, the process's root directory). The symbolizer keeps
-    /// `open` to read the file's FDE ranges if one of its addresses turns out to have no symbol (it checks that what
-    /// it opens then is the same file); each later process mapping the file offers its own `open`, which still works
-    /// when the first process has exited.
+    /// symbols indexed (as `loadNew` does). The symbolizer keeps `open` to read the file's FDE ranges if one of its
+    /// addresses turns out to have no symbol (it checks that what it opens then is the same file); each later process
+    /// mapping the file offers its own `open`, which still works when the first process has exited.
     func layout(_ key: FileKey, path: String, root: String, open: @escaping ELFFileOpener) -> ELFLoadLayout? {
         if let known = layouts[key] {
             symbolizers[key]?.offerReopening(open)
             return known
         }
-        guard let elf = try? open() else {
-            filesWithoutTable[path] = "cannot be opened"
-            return nil
+        loadNew([MappedFile(key: key, path: path, root: root, open: open)])
+        return layouts[key]
+    }
+
+    /// Reads the files not read yet, each on its own core (a process that imported numpy and onnxruntime maps dozens):
+    /// opens it, takes its table from the cache or compiles it, and indexes its symbols. Then places the tables in the
+    /// array one after the other, in the order given.
+    func loadNew(_ files: [MappedFile]) {
+        var seen = Set(layouts.keys)
+        let new = files.filter { seen.insert($0.key).inserted }
+        guard !new.isEmpty else { return }
+        let prepared = UnsafeMutableBufferPointer<PreparedFile?>.allocate(capacity: new.count)
+        prepared.initialize(repeating: nil)
+        defer {
+            _ = prepared.deinitialize()
+            prepared.deallocate()
         }
-        filesWithoutTable[path] = nil
-        layouts[key] = elf.loadLayout
-        symbolizers[key] = NativeFileSymbolizer(
-            file: elf, path: path, root: root, splitFunctions: EvalLoop.functionNames, reopen: open, debugDirectories: debugDirectories)
-        placements[key] = load(elf, path: path)
-        return elf.loadLayout
+        let (cache, debugDirectories) = (self.cache, self.debugDirectories)
+        DispatchQueue.concurrentPerform(iterations: new.count) { index in
+            prepared[index] = Self.prepare(new[index], cache: cache, debugDirectories: debugDirectories)
+        }
+        for (file, result) in zip(new, prepared) {
+            guard let result else {
+                filesWithoutTable[file.path] = "cannot be opened"
+                continue
+            }
+            filesWithoutTable[file.path] = nil
+            layouts[file.key] = result.layout
+            symbolizers[file.key] = result.symbolizer
+            placements[file.key] = place(result.table, path: file.path)
+        }
+    }
+
+    /// What reading one file gives; nil if it cannot be opened.
+    private struct PreparedFile {
+        var layout: ELFLoadLayout
+        var symbolizer: NativeFileSymbolizer
+        var table: Result<UnwindTableCache.Entry, Error>
+    }
+
+    /// Reads one file: thread-safe (the cache locks itself; nothing else is shared).
+    private static func prepare(_ file: MappedFile, cache: UnwindTableCache?, debugDirectories: [String]) -> PreparedFile? {
+        guard let elf = try? file.open() else { return nil }
+        return PreparedFile(
+            layout: elf.loadLayout,
+            symbolizer: NativeFileSymbolizer(file: elf, path: file.path, root: file.root, splitFunctions: EvalLoop.functionNames,
+                                             reopen: file.open, debugDirectories: debugDirectories),
+            table: Result { try compile(elf, cache: cache) })
     }
 
     /// The symbols of file `key`, once `layout(_:path:root:open:)` has read it. Thread-safe to use.
@@ -89,19 +143,20 @@ final class UnwindTableStore {
         return rows.load(fromByteOffset: Int(index) * MemoryLayout<unwind_row>.stride, as: unwind_row.self)
     }
 
-    private func load(_ elf: ELFFile, path: String) -> Placement? {
-        let table: UnwindTable
+    /// Writes a file's rows after those placed so far, if the unwinder can take them and they fit.
+    private func place(_ table: Result<UnwindTableCache.Entry, Error>, path: String) -> Placement? {
+        let compiled: UnwindTableCache.Entry
         do {
-            table = try UnwindTable(elf: elf)
+            compiled = try table.get()
         } catch {
             filesWithoutTable[path] = "\(error)"
             return nil
         }
-        guard let first = table.entries.first else {
+        let count = compiled.rows.count
+        guard count > 0 else {
             filesWithoutTable[path] = "no call frame information"
             return nil
         }
-        let count = table.entries.count
         guard count <= Int(UNWIND_ROWS_PER_FILE_MAX) else {
             filesWithoutTable[path] = "\(count) unwind rows, more than the \(UNWIND_ROWS_PER_FILE_MAX) per file the unwinder searches"
             return nil
@@ -112,15 +167,28 @@ final class UnwindTableStore {
         }
         let destination = rows.advanced(by: usedRows * MemoryLayout<unwind_row>.stride)
             .bindMemory(to: unwind_row.self, capacity: count)
-        for (index, entry) in table.entries.enumerated() {
-            let row = Self.row(entry, base: first.address)
+        for (index, row) in compiled.rows.enumerated() {
             if row.cfa_kind == UInt8(UNWIND_UNSUPPORTED.rawValue) { unsupportedRows += 1 }
             destination[index] = row
         }
-        let placement = Placement(firstRow: UInt32(usedRows), rowCount: UInt32(count), linkTimeBase: first.address)
+        let placement = Placement(firstRow: UInt32(usedRows), rowCount: UInt32(count), linkTimeBase: compiled.linkTimeBase)
         usedRows += count
         filesLoaded += 1
         return placement
+    }
+
+    /// The file's rows in the BPF form, from the cache or compiled (and then cached). No rows: no call frame
+    /// information.
+    private static func compile(_ elf: ELFFile, cache: UnwindTableCache?) throws -> UnwindTableCache.Entry {
+        let sections = try CallFrameSections(elf: elf)
+        let key = cache.map { sections.digest(salt: $0.salt) }
+        if let key, let cached = cache?.entry(key) { return cached }
+        let table = try UnwindTable(sections: sections)
+        let base = table.entries.first?.address ?? 0
+        let compiled = UnwindTableCache.Entry(linkTimeBase: base, rows: table.entries.map { row($0, base: base) })
+        // Only tables the unwinder can take are worth keeping.
+        if let key, !compiled.rows.isEmpty, compiled.rows.count <= Int(UNWIND_ROWS_PER_FILE_MAX) { cache?.store(compiled, key: key) }
+        return compiled
     }
 
     /// The BPF form of one entry. Offsets that do not fit the row's narrow fields become `UNWIND_UNSUPPORTED`: the

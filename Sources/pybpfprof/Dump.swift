@@ -39,6 +39,8 @@ struct Dump: ParsableCommand {
 
     @OptionGroup var debugFiles: DebugFileOptions
 
+    @OptionGroup var tableCache: TableCacheOptions
+
     func validate() throws {
         guard pid > 0 else { throw ValidationError("--pid must be a process id") }
         if pythonOnly && interpreterFrames {
@@ -49,6 +51,7 @@ struct Dump: ParsableCommand {
     func run() throws {
         var options = DumpOptions(pid: pid, pythonOnly: pythonOnly, showInterpreterFrames: interpreterFrames, threadReader: threadReader)
         options.debugDirectories = debugFiles.absolutePaths
+        options.tableCacheDirectory = tableCache.resolvedDirectory
         let dump = try failing { try Dumper.dump(options) }
         for warning in dump.warnings { printToStandardError("pybpfprof: warning: \(warning)") }
         let text = json ? DumpRendering.json(dump) : DumpRendering.text(dump)

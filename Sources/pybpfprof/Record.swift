@@ -104,6 +104,7 @@ struct Record: ParsableCommand {
         options.mode = sampling.mode.profileMode
         options.subprocesses = subprocesses
         options.debugDirectories = sampling.debugFiles.absolutePaths
+        options.tableCacheDirectory = sampling.tableCache.resolvedDirectory
         if !sampling.pythonOnly { options.debuginfod = sampling.debugFiles.debuginfodClient() }
         let terminal = Terminal.standardError
         let path = outputPath

@@ -52,6 +52,8 @@ struct SamplingOptions: ParsableArguments {
 
     @OptionGroup var debugFiles: DebugFileOptions
 
+    @OptionGroup var tableCache: TableCacheOptions
+
     @Argument(parsing: .postTerminator, help: "A command to launch and profile until it exits: -- CMD ARGS...")
     var command: [String] = []
 
@@ -132,5 +134,25 @@ struct DebugFileOptions: ParsableArguments {
     var absolutePaths: [String] {
         let workingDirectory = FileManager.default.currentDirectoryPath
         return directories.map { $0.hasPrefix("/") ? $0 : workingDirectory + "/" + $0 }
+    }
+}
+
+/// Where compiled unwind tables are kept between runs (shared by `record`, `top` and `dump`).
+struct TableCacheOptions: ParsableArguments {
+    @Option(name: .customLong("table-cache"), help: ArgumentHelp(
+        "Keep the unwind tables compiled from the profiled processes' files in this directory.",
+        discussion: "A process whose files were seen before then has complete native stacks sooner. Entries are keyed by "
+            + "the digest of what they are compiled from, checked on every read (a damaged one is compiled again), and "
+            + "kept under 256 MiB, least recently used first. The directory must be writable by this user only.",
+        valueName: "dir"))
+    var directory: String = tableCacheDefaultDirectory
+
+    @Flag(name: .customLong("no-table-cache"), help: "Compile every unwind table, and keep none.")
+    var disabled = false
+
+    /// nil when no cache is to be used.
+    var resolvedDirectory: String? {
+        guard !disabled else { return nil }
+        return directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
     }
 }

@@ -71,6 +71,7 @@ struct Top: ParsableCommand {
         options.oldestKernelMode = sampling.oldestKernelMode
         options.mode = sampling.mode.profileMode
         options.debugDirectories = sampling.debugFiles.absolutePaths
+        options.tableCacheDirectory = sampling.tableCache.resolvedDirectory
         // Loading BPF takes a moment and is where most setup errors show: before the screen is taken over.
         let recorder = try failing { try Recorder(options: options) }
         let liveWindow = LiveProfileWindow(
