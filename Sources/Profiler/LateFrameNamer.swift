@@ -13,6 +13,8 @@ public final class LateFrameNamer: @unchecked Sendable {
     private let lock = Lock()
     /// Debug files found in the directories, by build ID; nil: looked for and not there.
     private var local: [[UInt8]: NativeFileSymbolizer?] = [:]
+    /// Debug files debuginfod gave, indexed once (a rotating recording names every period's frames).
+    private var fetched: [[UInt8]: NativeFileSymbolizer] = [:]
 
     public init(debugDirectories: [String], debuginfod: DebuginfodClient?) {
         self.debugDirectories = debugDirectories
@@ -30,8 +32,10 @@ public final class LateFrameNamer: @unchecked Sendable {
     }
 
     /// `profile` with the frames the debug files name renamed, waiting for debuginfod's answers at most until
-    /// `deadline` (CLOCK_MONOTONIC nanoseconds; nil: only what has arrived), and what was found.
-    public func name(_ profile: Profile, waitingUntil deadline: UInt64?) -> (Profile, LateNaming) {
+    /// `deadline` (CLOCK_MONOTONIC nanoseconds; nil: only what has arrived), and what was found. `final`: the last
+    /// profile of the run, after which what debuginfod has not sent is given up (a period of `record --rotate` is
+    /// not: later periods get the names that arrive later).
+    public func name(_ profile: Profile, waitingUntil deadline: UInt64?, final: Bool = true) -> (Profile, LateNaming) {
         var outcome = LateNaming()
         var symbolizers: [[UInt8]: NativeFileSymbolizer] = [:]
         let buildIDs = Set(profile.frames.compactMap { $0.unnamed?.buildID })
@@ -49,15 +53,16 @@ public final class LateFrameNamer: @unchecked Sendable {
         }
         if let debuginfod {
             for buildID in buildIDs where symbolizers[buildID] == nil {
-                if let file = debuginfod.debugFile(for: buildID, waitingUntil: deadline) {
-                    symbolizers[buildID] = NativeFileSymbolizer(file: file, path: file.path ?? "")
+                if let symbolizer = fetchedSymbolizer(buildID, from: debuginfod, waitingUntil: deadline) {
+                    symbolizers[buildID] = symbolizer
                     outcome.foundByDebuginfod += 1
                 }
             }
             // What is still on its way is given up: the profile is written without it.
-            debuginfod.cancelAll()
+            if final { debuginfod.cancelAll() }
+            let outcomes = debuginfod.outcomesByBuildID
             for buildID in buildIDs where symbolizers[buildID] == nil {
-                switch debuginfod.outcomesByBuildID[buildID] {
+                switch outcomes[buildID] {
                 case .failed(let reason)?: outcome.debuginfodFailures[reason, default: 0] += 1
                 case .pending?, nil: outcome.debuginfodFailures["not arrived by the time the profile was written", default: 0] += 1
                 case .found?: break
@@ -78,6 +83,16 @@ public final class LateFrameNamer: @unchecked Sendable {
         }
         outcome.namedFrames = named
         return (renamed, outcome)
+    }
+
+    private func fetchedSymbolizer(_ buildID: [UInt8], from debuginfod: DebuginfodClient, waitingUntil deadline: UInt64?)
+        -> NativeFileSymbolizer?
+    {
+        if let known = lock.withLock({ fetched[buildID] }) { return known }
+        guard let file = debuginfod.debugFile(for: buildID, waitingUntil: deadline) else { return nil }
+        let symbolizer = NativeFileSymbolizer(file: file, path: file.path ?? "")
+        lock.withLock { fetched[buildID] = symbolizer }
+        return symbolizer
     }
 
     private func localSymbolizer(_ buildID: [UInt8]) -> NativeFileSymbolizer? {

@@ -371,6 +371,13 @@ public final class Recorder {
         return body(taken)
     }
 
+    /// A period of a rotating recording (`takeSamples`) with its frames named from the debug files found so far
+    /// (debuginfod's answers keep coming for later periods and for the end). Without waiting, and without the profile
+    /// lock.
+    public func namingLateFrames(_ period: Profile) -> Profile {
+        lateFrameNamer.name(period, waitingUntil: nil, final: false).0
+    }
+
     private func reportProgressIfDue() {
         guard let onProgress else { return }
         let now = Self.monotonicNow()
@@ -593,8 +600,7 @@ public final class Recorder {
         finished = true
         profile.duration = Self.monotonicNow() - startMonotonic
         profile.samples.sort { $0.time < $1.time }
-        let (named, lateNaming) = lateFrameNamer.name(
-            profile, waitingUntil: DebuginfodClient.monotonicNanoseconds() + options.debuginfodWaitAtEnd)
+        let (named, lateNaming) = lateFrameNamer.name(profile, waitingUntil: Self.monotonicNow() + options.debuginfodWaitAtEnd)
         statistics.lateNaming = lateNaming
         return (named, statistics)
     }

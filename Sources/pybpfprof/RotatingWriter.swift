@@ -116,7 +116,9 @@ final class RotatingWriter {
                     return  // run() has collected the rest: finish() writes them.
                 }
                 outcome.tally.add(recording.samples)
-                period = recording.compacted(samples: heldBack + recording.samples, startingAt: periodStart, duration: end - periodStart)
+                // Named once compacted: the held-back samples index the recorder's tables, which naming would merge.
+                period = recorder.namingLateFrames(
+                    recording.compacted(samples: heldBack + recording.samples, startingAt: periodStart, duration: end - periodStart))
                 heldBack += recording.samples
             }
             takenUntil = end

@@ -50,6 +50,37 @@ final class DebugNamesTests: IntegrationTestCase {
         XCTAssertTrue(report.standardError.contains("(1 from debuginfod)"), report.report)
     }
 
+    /// `record --rotate`: a period is written with the names that have arrived by then, without waiting for more, and
+    /// the answer asked for at the first unnamed frame names the periods after it. Here the server answers within
+    /// milliseconds, so of the periods the timer writes (the last one is written at the end, as a whole recording is)
+    /// at most the first may go out unnamed.
+    func testDebuginfodNamesTheFramesOfRotatedPeriods() throws {
+        let library = try buildHiddenLibrary()
+        let url = try startDebuginfod(serving: library)
+        let workload = try start(try PythonInterpreters.pyenv("3.12").command([
+            Checkout.fixtures.appendingPathComponent("hidden_workload.py").path, library.path]))
+        try workload.waitForLine("ready", timeout: 30)
+        let result = try runEnvironment(
+            ["DEBUGINFOD_URLS=\(url)", "DEBUGINFOD_CACHE_PATH=\(scratchFile("rotation-cache"))"],
+            [try PyBPFProfBinary.path(), "record", "--pid", "\(workload.pid)", "--rate", "499", "--rotate", "1",
+             "--duration", "\(4 * Slowdown.factor)", "-o", scratchFile("periods.folded")], timeout: 120).requireSuccess()
+        workload.killIfRunning()
+        let periods = try FileManager.default.contentsOfDirectory(atPath: scratchFile(""))
+            .filter { $0.hasPrefix("periods-") && $0.hasSuffix(".folded") }.sorted()
+        XCTAssertGreaterThanOrEqual(periods.count, 4, "4 s in periods of 1 s: \(periods)\n\(result.report)")
+        let named = try periods.dropLast().map { period -> Bool in
+            let stacks = try stacks(scratchFile(period))
+            let hot = stacks.filter { $0.stack.contains("hidden_hot_loop (libhidden.so)") }.reduce(0) { $0 + $1.count }
+            let unnamed = stacks.filter { $0.stack.contains { $0.hasPrefix("libhidden.so+0x") } }.reduce(0) { $0 + $1.count }
+            print("  \(period): \(hot) samples in hidden_hot_loop, \(unnamed) in unnamed libhidden.so frames")
+            XCTAssertGreaterThan(hot + unnamed, 50, "\(period): too few samples in the library")
+            return unnamed == 0
+        }
+        XCTAssertEqual(named.dropFirst(), Array(repeating: true, count: named.count - 1)[...],
+                       "periods written after the first should have the names: \(zip(periods, named).map { "\($0) \($1)" })")
+        try checkHotFrames(try stacks(scratchFile(periods.last!)), named: "hidden_hot_loop", label: "the last period")
+    }
+
     /// A server that takes the connection and never answers: the recording ends and writes its profile anyway, the
     /// frames unnamed, and says the debug file did not arrive.
     func testServerThatNeverAnswersDoesNotHoldTheRecording() throws {
