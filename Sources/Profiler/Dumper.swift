@@ -21,6 +21,10 @@ public struct DumpOptions: Sendable {
     public var debugDirectories: [String] = []
     /// See `RecordOptions.tableCacheDirectory`.
     public var tableCacheDirectory: String? = tableCacheDefaultDirectory
+    /// Debug files from debuginfod (`DEBUGINFOD_URLS`) for the native frames no symbol names; nil: none asked.
+    public var debuginfod: DebuginfodClient?
+    /// Nanoseconds the dump waits for debuginfod's answers.
+    public var debuginfodWait: UInt64 = 10_000_000_000
 
     public init(pid: Int32, pythonOnly: Bool = false, showInterpreterFrames: Bool = false, unwindTableBytes: Int = 16 << 20,
                 threadReader: ThreadReader? = nil) {
@@ -142,6 +146,19 @@ public enum Dumper {
             showInterpreterFrames: options.showInterpreterFrames) { $0 }
         var threads = records.compactMap { threadDump($0, sample: samples[$0.tid], decoder: decoder) }
         threads.sort { ($0.tid == pid ? 0 : 1, $0.tid) < ($1.tid == pid ? 0 : 1, $1.tid) }
+        if let debuginfod = options.debuginfod {
+            // The debug files of the stripped files the stacks run through, asked of the servers now (a dump has no
+            // recording's time for them to arrive), within debuginfodWait.
+            let namer = LateFrameNamer(debugDirectories: [], debuginfod: debuginfod)
+            let (named, naming) = namer.name(threads.flatMap(\.frames),
+                                             waitingUntil: DebuginfodClient.monotonicNanoseconds() + options.debuginfodWait)
+            var remaining = named[...]
+            for index in threads.indices {
+                threads[index].frames = Array(remaining.prefix(threads[index].frames.count))
+                remaining = remaining.dropFirst(threads[index].frames.count)
+            }
+            if !naming.debuginfodFailures.isEmpty, let line = naming.summaryLine { warnings.append(line) }
+        }
         for (reason, count) in decoder.unresolvedFrames.sorted(by: { $0.key < $1.key }) {
             warnings.append("\(count) Python frame\(count == 1 ? "" : "s") unresolved: \(reason)")
         }

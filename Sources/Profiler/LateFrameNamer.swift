@@ -36,13 +36,35 @@ public final class LateFrameNamer: @unchecked Sendable {
     /// profile of the run, after which what debuginfod has not sent is given up (a period of `record --rotate` is
     /// not: later periods get the names that arrive later).
     public func name(_ profile: Profile, waitingUntil deadline: UInt64?, final: Bool = true) -> (Profile, LateNaming) {
+        var (renamer, outcome) = renamer(for: profile.frames, waitingUntil: deadline, final: final)
+        guard !renamer.isEmpty else { return (profile, outcome) }
+        var named = 0
+        let renamed = profile.renamingFrames { frame in
+            let renamed = renamer.rename(frame)
+            if renamed != nil { named += 1 }
+            return renamed
+        }
+        outcome.namedFrames = named
+        return (renamed, outcome)
+    }
+
+    /// `frames` with those the debug files name renamed (`dump`), as `name` does.
+    public func name(_ frames: [Frame], waitingUntil deadline: UInt64?) -> ([Frame], LateNaming) {
+        var (renamer, outcome) = renamer(for: frames, waitingUntil: deadline, final: true)
+        let renamed = frames.map { frame in renamer.rename(frame) ?? frame }
+        outcome.namedFrames = zip(frames, renamed).filter { $0.0.unnamed != nil && $0.1.unnamed == nil }.count
+        return (renamed, outcome)
+    }
+
+    /// The debug files of the unnamed frames among `frames`, found or fetched by `deadline`.
+    private func renamer(for frames: [Frame], waitingUntil deadline: UInt64?, final: Bool) -> (FrameRenamer, LateNaming) {
         var outcome = LateNaming()
         var symbolizers: [[UInt8]: NativeFileSymbolizer] = [:]
-        let buildIDs = Set(profile.frames.compactMap { $0.unnamed?.buildID })
+        let buildIDs = Set(frames.compactMap { $0.unnamed?.buildID })
         outcome.files = buildIDs.count
-        outcome.unnamedFrames = profile.frames.filter { $0.unnamed != nil }.count
+        outcome.unnamedFrames = Set(frames.filter { $0.unnamed != nil }).count
         outcome.searched = hasSources
-        guard hasSources, !buildIDs.isEmpty else { return (profile, outcome) }
+        guard hasSources, !buildIDs.isEmpty else { return (FrameRenamer(symbolizers: [:]), outcome) }
         for buildID in buildIDs {
             if let symbolizer = localSymbolizer(buildID) {
                 symbolizers[buildID] = symbolizer
@@ -69,20 +91,24 @@ public final class LateFrameNamer: @unchecked Sendable {
                 }
             }
         }
-        guard !symbolizers.isEmpty else { return (profile, outcome) }
-        var named = 0
-        let renamed = profile.renamingFrames { frame in
+        return (FrameRenamer(symbolizers: symbolizers), outcome)
+    }
+
+    /// Names an unnamed frame from its file's debug file, if there is one and it names the address.
+    private struct FrameRenamer {
+        let symbolizers: [[UInt8]: NativeFileSymbolizer]
+
+        var isEmpty: Bool { symbolizers.isEmpty }
+
+        func rename(_ frame: Frame) -> Frame? {
             guard let code = frame.unnamed, let symbolizer = symbolizers[code.buildID],
                   let symbol = symbolizer.symbol(at: code.address) else { return nil }
-            named += 1
             var renamed = frame
             renamed.name = NativeNames.withoutSymbolVersion(symbol.name)
                 + (frame.name.hasSuffix(NativeNames.framePointerSuffix) ? NativeNames.framePointerSuffix : "")
             renamed.unnamed = nil
             return renamed
         }
-        outcome.namedFrames = named
-        return (renamed, outcome)
     }
 
     private func fetchedSymbolizer(_ buildID: [UInt8], from debuginfod: DebuginfodClient, waitingUntil deadline: UInt64?)

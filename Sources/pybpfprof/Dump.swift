@@ -52,6 +52,7 @@ struct Dump: ParsableCommand {
         var options = DumpOptions(pid: pid, pythonOnly: pythonOnly, showInterpreterFrames: interpreterFrames, threadReader: threadReader)
         options.debugDirectories = debugFiles.absolutePaths
         options.tableCacheDirectory = tableCache.resolvedDirectory
+        if !pythonOnly { options.debuginfod = debugFiles.debuginfodClient(perFileLimit: 10) }
         let dump = try failing { try Dumper.dump(options) }
         for warning in dump.warnings { printToStandardError("pybpfprof: warning: \(warning)") }
         let text = json ? DumpRendering.json(dump) : DumpRendering.text(dump)

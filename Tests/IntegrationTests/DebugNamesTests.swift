@@ -81,6 +81,36 @@ final class DebugNamesTests: IntegrationTestCase {
         try checkHotFrames(try stacks(scratchFile(periods.last!)), named: "hidden_hot_loop", label: "the last period")
     }
 
+    /// `dump` asks the servers for the debug files of the stripped files its stacks run through, and waits for them:
+    /// the instant caught in the library (most are: it spends its time there) names its static function.
+    func testDumpNamesTheFramesFromDebuginfod() throws {
+        let library = try buildHiddenLibrary()
+        let url = try startDebuginfod(serving: library)
+        let workload = try start(try PythonInterpreters.pyenv("3.12").command([
+            Checkout.fixtures.appendingPathComponent("hidden_workload.py").path, library.path]))
+        try workload.waitForLine("ready", timeout: 30)
+        defer { workload.killIfRunning() }
+        var dumps: [String] = []
+        // An instant in the library below hidden_spin: a dump may catch the thread between two calls (Python code),
+        // so up to five are taken.
+        for attempt in 0..<5 {
+            let result = try runEnvironment(["DEBUGINFOD_URLS=\(url)", "DEBUGINFOD_CACHE_PATH=\(scratchFile("dump-cache-\(attempt)"))"],
+                                            [try PyBPFProfBinary.path(), "dump", "--pid", "\(workload.pid)"]).requireSuccess()
+            dumps.append(result.standardOutput)
+            let lines = result.standardOutput.split(separator: "\n")
+            guard let spin = lines.firstIndex(where: { $0.contains("hidden_spin") }), spin > lines.startIndex,
+                  lines[lines.index(before: spin)].contains("libhidden.so") || lines[lines.index(before: spin)].contains("hidden_hot_loop")
+            else { continue }
+            // Leaf first: the frame above hidden_spin is the one it called.
+            let callee = lines[lines.index(before: spin)]
+            print("  dump \(attempt + 1): \(callee.trimmingCharacters(in: .whitespaces)) above hidden_spin")
+            XCTAssertTrue(callee.contains("hidden_hot_loop"), "the debug file from debuginfod should name it:\n\(result.standardOutput)\n\(result.standardError)")
+            XCTAssertFalse(result.standardOutput.contains("libhidden.so+0x"), result.standardOutput)
+            return
+        }
+        XCTFail("no dump caught the thread in the library below hidden_spin:\n\(dumps.joined(separator: "\n---\n"))")
+    }
+
     /// A server that takes the connection and never answers: the recording ends and writes its profile anyway, the
     /// frames unnamed, and says the debug file did not arrive.
     func testServerThatNeverAnswersDoesNotHoldTheRecording() throws {
