@@ -303,11 +303,4 @@ final class DebugNamesTests: IntegrationTestCase {
         XCTAssertGreaterThanOrEqual(underSpin, 100, "\(label): too few samples in the library: \(figures)")
         XCTAssertGreaterThanOrEqual(Double(inHot), 0.9 * Double(underSpin), "\(label): \(figures)")
     }
-
-    private func tool(_ name: String, package: String) throws -> String {
-        for directory in ["/usr/bin", "/bin", "/usr/sbin"] where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
-            return "\(directory)/\(name)"
-        }
-        throw IntegrationError("this test needs `\(name)`: install \(package) (Scripts/setup --tests does)")
-    }
 }

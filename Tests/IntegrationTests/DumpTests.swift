@@ -156,7 +156,7 @@ final class DumpTests: IntegrationTestCase {
         let callbackLine = try workload.line("callback-inner")
         let sleepLine = try workload.line("sleeper-sleep")
         var sampledDumps = 0, dumps = 0
-        let taskset = try executable("taskset", package: "util-linux")
+        let taskset = try tool("taskset", package: "util-linux")
         let cpus = try twoCPUs()
         for (index, interpreter) in try PythonInterpreters.supported().enumerated() {
             // Built in the interpreter's root with its own compiler and headers, when it has one.
@@ -548,15 +548,6 @@ final class DumpTests: IntegrationTestCase {
     }
 
     /// The path of a program on PATH (or in /usr/bin, /bin), or an error naming the package that has it.
-    private func executable(_ name: String, package: String) throws -> String {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        for directory in path.split(separator: ":").map(String.init) + ["/usr/bin", "/bin"] {
-            let candidate = directory + "/" + name
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        throw IntegrationError("this test needs `\(name)`: install \(package)")
-    }
-
     private func threadIDs(of pid: Int32) throws -> [Int32] {
         try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").compactMap { Int32($0) }
     }

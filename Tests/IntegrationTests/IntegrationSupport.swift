@@ -72,6 +72,17 @@ class IntegrationTestCase: XCTestCase {
         try run(command[0], Array(command.dropFirst()), timeout: timeout)
     }
 
+    /// The path of a program a test needs (its PATH, then /usr/bin, /bin, /usr/sbin); fails naming the package to install
+    /// (Scripts/setup --tests installs them all).
+    func tool(_ name: String, package: String) throws -> String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        for directory in path.split(separator: ":").map(String.init) + ["/usr/bin", "/bin", "/usr/sbin"] {
+            let candidate = directory + "/" + name
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw IntegrationError("this test needs `\(name)`: install \(package) (Scripts/setup --tests does)")
+    }
+
     /// Runs `pybpfprof ARGUMENTS...` to its end.
     func runPyBPFProf(_ arguments: [String], timeout: TimeInterval = 60) throws -> ProcessResult {
         try run(try PyBPFProfBinary.path(), arguments, timeout: timeout)
