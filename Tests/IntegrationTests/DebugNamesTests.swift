@@ -57,9 +57,7 @@ final class DebugNamesTests: IntegrationTestCase {
     func testDebuginfodNamesTheFramesOfRotatedPeriods() throws {
         let library = try buildHiddenLibrary()
         let url = try startDebuginfod(serving: library)
-        let workload = try start(try PythonInterpreters.pyenv("3.12").command([
-            Checkout.fixtures.appendingPathComponent("hidden_workload.py").path, library.path]))
-        try workload.waitForLine("ready", timeout: 30)
+        let workload = try startWorkload(library)
         let result = try runEnvironment(
             ["DEBUGINFOD_URLS=\(url)", "DEBUGINFOD_CACHE_PATH=\(scratchFile("rotation-cache"))"],
             [try PyBPFProfBinary.path(), "record", "--pid", "\(workload.pid)", "--rate", "499", "--rotate", "1",
@@ -86,9 +84,7 @@ final class DebugNamesTests: IntegrationTestCase {
     func testDumpNamesTheFramesFromDebuginfod() throws {
         let library = try buildHiddenLibrary()
         let url = try startDebuginfod(serving: library)
-        let workload = try start(try PythonInterpreters.pyenv("3.12").command([
-            Checkout.fixtures.appendingPathComponent("hidden_workload.py").path, library.path]))
-        try workload.waitForLine("ready", timeout: 30)
+        let workload = try startWorkload(library)
         defer { workload.killIfRunning() }
         var dumps: [String] = []
         // An instant in the library below hidden_spin: a dump may catch the thread between two calls (Python code),
@@ -259,9 +255,7 @@ final class DebugNamesTests: IntegrationTestCase {
 
     private func recordWorkload(_ library: HiddenLibrary, _ arguments: [String], environment: [String],
                                 summary: inout String) throws -> [(stack: [String], count: Int)] {
-        let interpreter = try PythonInterpreters.pyenv("3.12")
-        let workload = try start(interpreter.command([Checkout.fixtures.appendingPathComponent("hidden_workload.py").path, library.path]))
-        try workload.waitForLine("ready", timeout: 30)
+        let workload = try startWorkload(library)
         let output = scratchFile("hidden-\(UUID().uuidString.prefix(6)).folded")
         let result = try runEnvironment(
             environment,
@@ -270,6 +264,14 @@ final class DebugNamesTests: IntegrationTestCase {
         workload.killIfRunning()
         summary = result.standardError
         return try stacks(output)
+    }
+
+    /// hidden_workload.py on pyenv's 3.12, once it has called into the library.
+    private func startWorkload(_ library: HiddenLibrary) throws -> RunningProcess {
+        let workload = try start(try PythonInterpreters.pyenv("3.12").command([
+            Checkout.fixtures.appendingPathComponent("hidden_workload.py").path, library.path]))
+        try workload.waitForLine("ready", timeout: 30)
+        return workload
     }
 
     /// Runs a command under `env`: VAR=VALUE assignments, and DEBUGINFOD_URLS unset unless assigned (a login shell on
