@@ -43,6 +43,8 @@ public struct FunctionTable: Sendable {
     private var frameFunctions: [Int32] = []
     /// Per profile stack: its leaf's function (nil for an empty stack) and every function on it once.
     private var stackFunctions: [(leaf: Int32?, distinct: [Int32])] = []
+    /// Per profile stack: its frames, to work its functions out again when a frame is relabelled.
+    private var stackFrames: [[Int32]] = []
 
     public init() {}
 
@@ -57,22 +59,35 @@ public struct FunctionTable: Sendable {
 
     /// Adds the profile's frames and stacks that follow those known, in the profile's order.
     public mutating func add(frames: some Sequence<Frame>, stacks: some Sequence<[Int32]>) {
-        for frame in frames {
-            let name = frame.label(.function)
-            if let known = nameIDs[name] {
-                frameFunctions.append(known)
-            } else {
-                let id = Int32(names.count)
-                names.append(name)
-                nameIDs[name] = id
-                frameFunctions.append(id)
-            }
-        }
+        for frame in frames { frameFunctions.append(intern(frame.label(.function))) }
         for stack in stacks {
-            let functions = stack.map { frameFunctions[Int($0)] }
-            var seen = Set<Int32>()
-            stackFunctions.append((leaf: functions.last, distinct: functions.filter { seen.insert($0).inserted }))
+            stackFunctions.append(functions(of: stack))
+            stackFrames.append(stack)
         }
+    }
+
+    /// Gives frames new labels (`top`: names that arrived from debug files after their frames were added), each
+    /// frame by its index in the profile; frames not known yet are left alone.
+    public mutating func relabel(_ frames: [Int32: Frame]) {
+        guard !frames.isEmpty else { return }
+        for (index, frame) in frames where index >= 0 && Int(index) < frameFunctions.count {
+            frameFunctions[Int(index)] = intern(frame.label(.function))
+        }
+        stackFunctions = stackFrames.map(functions(of:))
+    }
+
+    private mutating func intern(_ name: String) -> Int32 {
+        if let known = nameIDs[name] { return known }
+        let id = Int32(names.count)
+        names.append(name)
+        nameIDs[name] = id
+        return id
+    }
+
+    private func functions(of stack: [Int32]) -> (leaf: Int32?, distinct: [Int32]) {
+        let functions = stack.map { frameFunctions[Int($0)] }
+        var seen = Set<Int32>()
+        return (leaf: functions.last, distinct: functions.filter { seen.insert($0).inserted })
     }
 
     /// Every function of the counted stacks with its own and total samples: most own samples first, then most total,

@@ -13,6 +13,8 @@ public final class LiveProfileWindow {
 
     private var functions = FunctionTable()
     private var threadNames: [String] = []
+    /// The frames no symbol named (`Frame.unnamed`), by index, until `rename` names them.
+    public private(set) var unnamedFrames: [Int32: Frame] = [:]
     /// Windowed: the samples not older than the window. Cumulative: tallies by (thread, stack) instead.
     private var recent: [Sample] = []
     private var tallies: [SampleKey: Tally] = [:]
@@ -76,6 +78,9 @@ public final class LiveProfileWindow {
     }
 
     public func add(_ increment: Increment) {
+        for (offset, frame) in increment.frames.enumerated() where frame.unnamed != nil {
+            unnamedFrames[Int32(functions.knownFrames + offset)] = frame
+        }
         functions.add(frames: increment.frames, stacks: increment.stacks)
         threadNames.append(contentsOf: increment.threadNames)
         processes = increment.processes
@@ -84,6 +89,13 @@ public final class LiveProfileWindow {
         } else {
             for sample in increment.samples { tallies[SampleKey(sample), default: Tally()].add(sample) }
         }
+    }
+
+    /// Frames named since they were added (from debug files that arrived later), by index: the functions they count
+    /// for from now on, for every sample the window holds.
+    public func rename(_ frames: [Int32: Frame]) {
+        functions.relabel(frames)
+        for index in frames.keys { unnamedFrames[index] = nil }
     }
 
     /// What the window holds at one moment.

@@ -56,6 +56,14 @@ public final class LateFrameNamer: @unchecked Sendable {
         return (renamed, outcome)
     }
 
+    /// Those of `frames` (by any index) that the debug files found or arrived so far name, renamed; without waiting or
+    /// giving anything up (`top` asks at every refresh).
+    public func namesArrived(_ frames: [Int32: Frame]) -> [Int32: Frame] {
+        let (renamer, _) = renamer(for: Array(frames.values), waitingUntil: nil, final: false)
+        guard !renamer.isEmpty else { return [:] }
+        return frames.compactMapValues { renamer.rename($0) }
+    }
+
     /// The debug files of the unnamed frames among `frames`, found or fetched by `deadline`.
     private func renamer(for frames: [Frame], waitingUntil deadline: UInt64?, final: Bool) -> (FrameRenamer, LateNaming) {
         var outcome = LateNaming()

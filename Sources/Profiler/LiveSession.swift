@@ -65,6 +65,7 @@ public final class LiveSession {
             if let start = samplingStart, now >= start + UInt64(Double(refreshes + 1) * interval * 1e9) {
                 // Only copies under the recorder's lock: the drain thread waits on it.
                 window.add(recorder.withProfileTakingSamples { window.increment(of: $0) })
+                window.rename(recorder.namesArrived(window.unnamedFrames))
                 display.refresh(window, elapsed: Double(now - start) / 1e9)
                 refreshes += 1
                 // A late refresh (a stopped terminal, a long pause) skips the ones it missed rather than catching up.
@@ -88,6 +89,7 @@ public final class LiveSession {
                 || !profile.processes.contains { kill($0.pid, 0) == 0 || errno != ESRCH }
             guard !stoppedBySession && targetsExited else { return .stopped }
             window.add(window.increment(of: profile))
+            window.rename(recorder.namesArrived(window.unnamedFrames))
             display.showLast(window, elapsed: Double(profile.duration) / 1e9)
             return .targetsExited(statistics)
         }

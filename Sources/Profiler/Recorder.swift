@@ -371,6 +371,12 @@ public final class Recorder {
         return body(taken)
     }
 
+    /// Of the profile's frames no symbol named (by index), those the debug files arrived so far name: for a live view,
+    /// which renames them in place. Without waiting.
+    public func namesArrived(_ frames: [Int32: Frame]) -> [Int32: Frame] {
+        frames.isEmpty ? [:] : lateFrameNamer.namesArrived(frames)
+    }
+
     /// A period of a rotating recording (`takeSamples`) with its frames named from the debug files found so far
     /// (debuginfod's answers keep coming for later periods and for the end). Without waiting, and without the profile
     /// lock.
@@ -600,6 +606,9 @@ public final class Recorder {
         finished = true
         profile.duration = Self.monotonicNow() - startMonotonic
         profile.samples.sort { $0.time < $1.time }
+        // A live view names its frames itself, in place (`namesArrived`): renaming here could merge frames and so
+        // renumber those it holds.
+        guard options.namesFramesAtEnd else { return (profile, statistics) }
         let (named, lateNaming) = lateFrameNamer.name(profile, waitingUntil: Self.monotonicNow() + options.debuginfodWaitAtEnd)
         statistics.lateNaming = lateNaming
         return (named, statistics)

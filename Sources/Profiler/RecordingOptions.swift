@@ -45,6 +45,9 @@ public struct RecordOptions: Sendable {
     public var debuginfod: DebuginfodClient?
     /// Nanoseconds the end of a recording waits for debuginfod's answers still on their way.
     public var debuginfodWaitAtEnd: UInt64 = 2_000_000_000
+    /// Whether `run()` names the frames debug files name (`LateFrameNamer`) in the profile it returns; a live view
+    /// (`top`) names them in its own tables instead, as they arrive (`Recorder.namesArrived`).
+    public var namesFramesAtEnd = true
     /// Where compiled unwind tables are kept between recordings (`UnwindTableCache`); nil: none kept.
     public var tableCacheDirectory: String? = tableCacheDefaultDirectory
 

@@ -72,6 +72,8 @@ struct Top: ParsableCommand {
         options.mode = sampling.mode.profileMode
         options.debugDirectories = sampling.debugFiles.absolutePaths
         options.tableCacheDirectory = sampling.tableCache.resolvedDirectory
+        if !sampling.pythonOnly { options.debuginfod = sampling.debugFiles.debuginfodClient() }
+        options.namesFramesAtEnd = false
         // Loading BPF takes a moment and is where most setup errors show: before the screen is taken over.
         let recorder = try failing { try Recorder(options: options) }
         let liveWindow = LiveProfileWindow(

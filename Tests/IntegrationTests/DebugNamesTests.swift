@@ -107,6 +107,32 @@ final class DebugNamesTests: IntegrationTestCase {
         XCTFail("no dump caught the thread in the library below hidden_spin:\n\(dumps.joined(separator: "\n---\n"))")
     }
 
+    /// `top` names frames in place as their debug file arrives: each refresh shows what has arrived by then. The server
+    /// answers within milliseconds of the first unnamed frame, so from the second refresh on the library's static
+    /// function has its name, and its address is gone from the table.
+    func testTopNamesTheFramesAsTheirDebugFileArrives() throws {
+        let library = try buildHiddenLibrary()
+        let url = try startDebuginfod(serving: library)
+        let workload = try startWorkload(library)
+        defer { workload.killIfRunning() }
+        let result = try runEnvironment(
+            ["DEBUGINFOD_URLS=\(url)", "DEBUGINFOD_CACHE_PATH=\(scratchFile("top-cache"))"],
+            [try PyBPFProfBinary.path(), "top", "--pid", "\(workload.pid)", "--rate", "499", "--iterations", "3", "--limit", "1000"])
+            .requireSuccess()
+        let refreshes = TopRefresh.parse(result.standardOutput)
+        XCTAssertEqual(refreshes.count, 3, result.report)
+        let unnamed = "libhidden.so+0x\(String(library.hotAddress, radix: 16)) (libhidden.so)"
+        for (index, refresh) in refreshes.enumerated() {
+            let functions = refresh.rows.map(\.function)
+            let hot = refresh.rows.first { $0.function == "hidden_hot_loop (libhidden.so)" }
+            print("  refresh \(index + 1): hidden_hot_loop own \(hot.map { "\($0.own)%" } ?? "absent"); "
+                  + "unnamed \(functions.contains(unnamed) ? "present" : "absent")")
+            guard index > 0 else { continue }
+            XCTAssertEqual(functions.first, "hidden_hot_loop (libhidden.so)", "refresh \(index + 1):\n\(refresh.text)")
+            XCTAssertFalse(functions.contains(unnamed), "refresh \(index + 1) still shows the address:\n\(refresh.text)")
+        }
+    }
+
     /// A server that takes the connection and never answers: the recording ends and writes its profile anyway, the
     /// frames unnamed, and says the debug file did not arrive.
     func testServerThatNeverAnswersDoesNotHoldTheRecording() throws {

@@ -153,6 +153,41 @@ final class LiveProfileWindowTests: XCTestCase {
         XCTAssertEqual(nobody.processes, 0)
         XCTAssertEqual(nobody.functions, [])
     }
+
+    /// Two addresses of one stripped function are two unnamed frames (different FDEs would be different functions);
+    /// once a debug file names them both, they are one function for every sample the window holds, those taken before
+    /// included, and the window no longer lists them as unnamed.
+    func testFramesNamedLaterCountForTheirFunction() {
+        let code = { (address: UInt64) in UnnamedNativeCode(buildID: [0xab, 0xcd], address: address) }
+        let first = Frame(kind: .native, name: "lib.so+0x1100", file: "lib.so", unnamed: code(0x1100))
+        let second = Frame(kind: .native, name: "lib.so+0x1180", file: "lib.so", unnamed: code(0x1180))
+        let window = LiveProfileWindow(rate: 100, window: nil, filter: SampleFilter())
+        var recording = Recording()
+        recording.sample(at: 1, [Self.main, first])
+        recording.sample(at: 2, [Self.main, first])
+        recording.sample(at: 3, [Self.main, second])
+        recording.handOver(to: window)
+        XCTAssertEqual(Set(window.unnamedFrames.values.map(\.name)), ["lib.so+0x1100", "lib.so+0x1180"])
+        XCTAssertEqual(window.contents(elapsed: 1).functions.map(\.name), ["lib.so+0x1100 (lib.so)", "lib.so+0x1180 (lib.so)", "main (app.py)"])
+
+        var renamed: [Int32: Frame] = [:]
+        for (index, frame) in window.unnamedFrames {
+            var named = frame
+            named.name = "hot_loop"
+            named.unnamed = nil
+            renamed[index] = named
+        }
+        window.rename(renamed)
+        XCTAssertEqual(window.unnamedFrames.count, 0)
+        XCTAssertEqual(window.contents(elapsed: 1).functions, [
+            FunctionCount(name: "hot_loop (lib.so)", own: 3, total: 3),
+            FunctionCount(name: "main (app.py)", own: 0, total: 3),
+        ])
+        // A stack first seen after the renaming counts for the function too.
+        recording.sample(at: 4, [Self.main, second, Self.spin])
+        recording.handOver(to: window)
+        XCTAssertEqual(window.contents(elapsed: 1).functions.first { $0.name == "hot_loop (lib.so)" }, FunctionCount(name: "hot_loop (lib.so)", own: 3, total: 4))
+    }
 }
 
 extension LiveProfileWindow.Contents {
