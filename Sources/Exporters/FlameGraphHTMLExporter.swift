@@ -184,7 +184,8 @@ struct FlameGraphTree {
         var line: Int
     }
 
-    private(set) var strings: [String] = []
+    private var stringTable = InternTable<String>()
+    var strings: [String] { stringTable.elements }
     private(set) var frameTable: [TableFrame] = []
     /// The processes that have samples, in the profile's order; one tree level each when there are several.
     private(set) var processes: [ProfiledProcess] = []
@@ -193,8 +194,6 @@ struct FlameGraphTree {
     private(set) var frame: [Int32] = []
     private(set) var depth: [Int32] = []
     private(set) var total: [Int] = []
-
-    private var stringIndex: [String: Int32] = [:]
 
     init(_ profile: Profile) {
         let sampled = profile.sampledProcesses
@@ -301,11 +300,7 @@ struct FlameGraphTree {
     }
 
     private mutating func string(_ text: String) -> Int32 {
-        if let index = stringIndex[text] { return index }
-        let index = Int32(strings.count)
-        strings.append(text)
-        stringIndex[text] = index
-        return index
+        stringTable.intern(text)
     }
 
     private static func kind(_ kind: Frame.Kind) -> Kind {

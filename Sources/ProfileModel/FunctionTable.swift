@@ -37,8 +37,7 @@ public struct FunctionWeight: Equatable, Sendable {
 /// grow, so a table follows a growing profile by adding what came after the part it knows.
 public struct FunctionTable: Sendable {
     /// Function labels, interned: frames on different lines of one function are one function.
-    private var names: [String] = []
-    private var nameIDs: [String: Int32] = [:]
+    private var names = InternTable<String>()
     /// Per profile frame: its function.
     private var frameFunctions: [Int32] = []
     /// Per profile stack: its leaf's function (nil for an empty stack) and every function on it once.
@@ -59,7 +58,7 @@ public struct FunctionTable: Sendable {
 
     /// Adds the profile's frames and stacks that follow those known, in the profile's order.
     public mutating func add(frames: some Sequence<Frame>, stacks: some Sequence<[Int32]>) {
-        for frame in frames { frameFunctions.append(intern(frame.label(.function))) }
+        for frame in frames { frameFunctions.append(names.intern(frame.label(.function))) }
         for stack in stacks {
             stackFunctions.append(functions(of: stack))
             stackFrames.append(stack)
@@ -71,17 +70,9 @@ public struct FunctionTable: Sendable {
     public mutating func relabel(_ frames: [Int32: Frame]) {
         guard !frames.isEmpty else { return }
         for (index, frame) in frames where index >= 0 && Int(index) < frameFunctions.count {
-            frameFunctions[Int(index)] = intern(frame.label(.function))
+            frameFunctions[Int(index)] = names.intern(frame.label(.function))
         }
         stackFunctions = stackFrames.map(functions(of:))
-    }
-
-    private mutating func intern(_ name: String) -> Int32 {
-        if let known = nameIDs[name] { return known }
-        let id = Int32(names.count)
-        names.append(name)
-        nameIDs[name] = id
-        return id
     }
 
     private func functions(of stack: [Int32]) -> (leaf: Int32?, distinct: [Int32]) {
@@ -94,8 +85,8 @@ public struct FunctionTable: Sendable {
     /// then by name. `samplesPerStack[i]`: how many samples have the profile's stack `i`.
     public func count(samplesPerStack: [Int]) -> [FunctionCount] {
         let (own, total) = sums(samplesPerStack)
-        return names.indices.filter { total[$0] > 0 }
-            .map { FunctionCount(name: names[$0], own: own[$0], total: total[$0]) }
+        return names.elements.indices.filter { total[$0] > 0 }
+            .map { FunctionCount(name: names.elements[$0], own: own[$0], total: total[$0]) }
             .sorted { ($0.own, $0.total, $1.name) > ($1.own, $1.total, $0.name) }
     }
 
@@ -104,8 +95,8 @@ public struct FunctionTable: Sendable {
     /// summed.
     public func weigh(weightPerStack: [UInt64]) -> [FunctionWeight] {
         let (own, total) = sums(weightPerStack)
-        return names.indices.filter { total[$0] > 0 }
-            .map { FunctionWeight(name: names[$0], own: own[$0], total: total[$0]) }
+        return names.elements.indices.filter { total[$0] > 0 }
+            .map { FunctionWeight(name: names.elements[$0], own: own[$0], total: total[$0]) }
             .sorted { ($0.own, $0.total, $1.name) > ($1.own, $1.total, $0.name) }
     }
 

@@ -145,10 +145,10 @@ public struct ThreadKey: Hashable, Sendable, Comparable {
 
 public struct Profile: Sendable {
     /// Distinct frames; stacks refer to them by index.
-    public private(set) var frames: [Frame] = []
+    public var frames: [Frame] { frameTable.elements }
     /// Distinct stacks, each root first, as indices into `frames`.
-    public private(set) var stacks: [[Int32]] = []
-    public private(set) var threadNames: [String] = []
+    public var stacks: [[Int32]] { stackTable.elements }
+    public var threadNames: [String] { threadNameTable.elements }
     public var samples: [Sample] = []
     /// Every process instance, in the order they were registered; samples refer to them by index.
     public private(set) var processes: [ProfiledProcess] = []
@@ -161,9 +161,9 @@ public struct Profile: Sendable {
     /// What the samples measure; their weights are nanoseconds of it.
     public var mode: ProfileMode = .cpu
 
-    private var frameIndex: [Frame: Int32] = [:]
-    private var stackIndex: [[Int32]: Int32] = [:]
-    private var threadNameIndex: [String: Int32] = [:]
+    private var frameTable = InternTable<Frame>()
+    private var stackTable = InternTable<[Int32]>()
+    private var threadNameTable = InternTable<String>()
 
     public init(sampleRate: Int, startDate: Double) {
         self.sampleRate = sampleRate
@@ -171,20 +171,12 @@ public struct Profile: Sendable {
     }
 
     public mutating func intern(_ frame: Frame) -> Int32 {
-        if let index = frameIndex[frame] { return index }
-        let index = Int32(frames.count)
-        frames.append(frame)
-        frameIndex[frame] = index
-        return index
+        frameTable.intern(frame)
     }
 
     /// Interns a stack given root first.
     public mutating func intern(stack: [Int32]) -> Int32 {
-        if let index = stackIndex[stack] { return index }
-        let index = Int32(stacks.count)
-        stacks.append(stack)
-        stackIndex[stack] = index
-        return index
+        stackTable.intern(stack)
     }
 
     /// Adds a process instance and returns its index for `Sample.process`.
@@ -197,11 +189,7 @@ public struct Profile: Sendable {
     public func process(of sample: Sample) -> ProfiledProcess { processes[Int(sample.process)] }
 
     public mutating func intern(threadName: String) -> Int32 {
-        if let index = threadNameIndex[threadName] { return index }
-        let index = Int32(threadNames.count)
-        threadNames.append(threadName)
-        threadNameIndex[threadName] = index
-        return index
+        threadNameTable.intern(threadName)
     }
 
     /// Convenience for tests and importers: appends a sample whose stack is given as frames, root first, to the
