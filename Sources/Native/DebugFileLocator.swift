@@ -53,8 +53,7 @@ public enum DebugFileLocator {
     private static func locate(buildID: [UInt8], in directory: String, root: String) -> Found? {
         // The first byte names a directory, so a shorter ID (none is shorter than 8 bytes in practice) has no path.
         guard buildID.count >= 2 else { return nil }
-        let hex = buildID.map { byte in String(byte, radix: 16).leftPadded(to: 2) }
-        let candidate = "\(join(directory, ".build-id"))/\(hex[0])/\(hex.dropFirst().joined()).debug"
+        let candidate = "\(join(directory, ".build-id"))/\(buildID.prefix(1).hexadecimalDigits)/\(buildID.dropFirst().hexadecimalDigits).debug"
         guard let file = try? ELFFile(path: candidate, inRoot: root), file.buildID == buildID else { return nil }
         return Found(path: pathInRoot(candidate, root: root), file: file)
     }
@@ -120,11 +119,5 @@ enum CRC32 {
             crc = checksum(try file.bytes(count: min(chunkSize, file.size - offset), at: offset), continuing: crc)
         }
         return crc
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

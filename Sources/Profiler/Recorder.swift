@@ -60,10 +60,9 @@ public final class Recorder {
     /// start are loaded (their samples marked "not loaded yet" until then), with how many of them there were and the
     /// nanoseconds since sampling started. Not called when there were none (a launched command, --python-only).
     public var onNativeStacksReady: ((Int, UInt64) -> Void)?
-    /// The processes registered at the start whose native tables are still loading (under `lock`); nil once
-    /// `onNativeStacksReady` was called, or when there is nothing to report.
-    private var startingTablesPending: Int?
-    private var startingTablesCount = 0
+    /// The processes registered at the start whose native tables are loading, and how many of them are still pending
+    /// (under `lock`); `onNativeStacksReady` is called once when none is.
+    private var startingTables = (count: 0, pending: 0, reported: false)
     private var lastProgress: UInt64 = 0
     private var signalSources: [DispatchSourceSignal] = []
     /// What the running kernel offers, probed at start; it decided how the BPF program was loaded.
@@ -119,7 +118,7 @@ public final class Recorder {
         profile.startDate = Date().timeIntervalSince1970
         try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
         defer { sampler.stop() }
-        onStarted?(locked { table.count })
+        onStarted?(lock.withLock { table.count })
         reportNativeStacksReadyIfDue()
 
         let deadline = options.duration.map { Self.monotonicNow() + UInt64($0 * 1e9) }
@@ -132,7 +131,7 @@ public final class Recorder {
             func targetsLeft() -> Bool {
                 // --all and --cgroup run until stopped: processes may start at any time.
                 if options.takesEveryNewProgram { return true }
-                let tracked = locked { followed.tree }
+                let tracked = lock.withLock { followed.tree }
                 return (runningTargets + tracked).contains { kill($0, 0) == 0 || errno != ESRCH }
             }
             while !timeToStop() && targetsLeft() {
@@ -162,19 +161,19 @@ public final class Recorder {
                 } catch InterpreterError.notPython where options.subprocesses {
                     // A launcher (a shell, a supervisor): its Python children are what --subprocesses is for.
                 }
-                locked { followed.name(pid, subprocesses: options.subprocesses) }
+                lock.withLock { followed.name(pid, subprocesses: options.subprocesses) }
             }
             return pids
         case .all:
             // Those running now; the ones that start later come through exec events.
             let (found, skipped) = ProcessScanner.pythonProcesses(cache: locatorCache)
-            locked { skipped.forEach { statistics.skip($0) } }
+            lock.withLock { skipped.forEach { statistics.skip($0) } }
             for interpreter in found { try register(interpreter) }
             return found.map(\.pid)
         case .cgroup(let directory):
             // As --all, among the processes of the cgroup (checked before their files are read).
             let (found, skipped) = ProcessScanner.pythonProcesses(cache: locatorCache) { Containers.isProcess($0, under: directory) }
-            locked { skipped.forEach { statistics.skip($0) } }
+            lock.withLock { skipped.forEach { statistics.skip($0) } }
             for interpreter in found { try register(interpreter) }
             return found.map(\.pid)
         case .command:
@@ -186,7 +185,7 @@ public final class Recorder {
     /// as soon as the dynamic loader has mapped it, polled every 2 ms until then.
     private func recordCommand(_ arguments: [String], until timeToStop: () -> Bool) throws {
         let child = try LaunchedCommand(arguments: arguments)
-        locked { followed.name(child.pid, subprocesses: options.subprocesses) }
+        lock.withLock { followed.name(child.pid, subprocesses: options.subprocesses) }
         var located = false
         var unusable: Error?
         var exitStatus: Int32?
@@ -216,7 +215,7 @@ public final class Recorder {
             reportProgressIfDue()
             if located || unusable != nil { waitForWork() } else { usleep(2_000) }
         }
-        let registeredPython = locked {
+        let registeredPython = lock.withLock {
             statistics.commandExitStatus = exitStatus
             return statistics.registeredPythonProcesses > 0
         }
@@ -231,12 +230,12 @@ public final class Recorder {
     /// says when the last of these processes has them).
     private func register(_ interpreter: PythonInterpreter) throws {
         guard let registration = try registerPython(interpreter), nativeTables != nil else { return }
-        locked {
-            startingTablesPending = (startingTablesPending ?? 0) + 1
-            startingTablesCount += 1
+        lock.withLock {
+            startingTables.count += 1
+            startingTables.pending += 1
         }
         loadNativeStacksLater(of: interpreter, registration: registration) { [self] in
-            locked { startingTablesPending? -= 1 }
+            lock.withLock { startingTables.pending -= 1 }
             loopWakeup.signal()
         }
     }
@@ -244,10 +243,10 @@ public final class Recorder {
     /// Recording loop: calls `onNativeStacksReady` once every process registered at the start has its native tables.
     private func reportNativeStacksReadyIfDue() {
         guard startMonotonic != 0 else { return }
-        let ready: Int? = locked {
-            guard startingTablesPending == 0 else { return nil }
-            startingTablesPending = nil
-            return startingTablesCount
+        let ready: Int? = lock.withLock {
+            guard startingTables.count > 0, startingTables.pending == 0, !startingTables.reported else { return nil }
+            startingTables.reported = true
+            return startingTables.count
         }
         if let ready { onNativeStacksReady?(ready, Self.monotonicNow() - startMonotonic) }
     }
@@ -261,7 +260,7 @@ public final class Recorder {
                 try giveMappings(try result.get(), pid: pid, registration: registration)
             } catch {
                 // Exited meanwhile, or its maps are unreadable: its samples keep their Python and kernel frames.
-                locked { statistics.skip("native stacks of process \(pid): \(error)") }
+                lock.withLock { statistics.skip("native stacks of process \(pid): \(error)") }
             }
             done()
         }
@@ -270,7 +269,7 @@ public final class Recorder {
     /// Native stacks for a registered process, once the unwind tables of its files are loaded. Kept only if the process
     /// is still that registration (it may have exited or exec'ed meanwhile).
     private func giveMappings(_ native: NativeProcess, pid: Int32, registration: UInt64) throws {
-        try locked {
+        try lock.withLock {
             guard table[pid]?.registration == registration else { return }
             try sampler.setMappings(pid: pid, native.bpfValue())
             _ = table.setNative(native, pid: pid, registration: registration)
@@ -288,7 +287,7 @@ public final class Recorder {
         let decoder = makeDecoder(interpreter: interpreter)
         // --mode gil keeps the samples of the GIL's holder: a build that does not say who holds it gives none.
         if options.mode == .gil, let reason = interpreter.gilProbeUnavailable { throw RecordError.noGILProbe(reason) }
-        return try locked {
+        return try lock.withLock {
             guard isCurrent() else { return nil }
             try sampler.add(interpreter)
             statistics.registeredPythonProcesses += 1
@@ -305,7 +304,7 @@ public final class Recorder {
         let native = try nativeTables.load(pid: pid, interpreterFile: nil)
         let description = ProfiledProcess(pid: pid, commandLine: ProcessScanner.commandLine(pid: pid), pythonVersion: "",
                                           containerID: Containers.containerID(pid: pid) ?? "")
-        try locked {
+        try lock.withLock {
             try sampler.setMappings(pid: pid, native.bpfValue())
             let registration = table.register(pid: pid, description: description, interpreter: nil,
                                               decoder: makeDecoder(interpreter: nil))
@@ -446,7 +445,7 @@ public final class Recorder {
     private func followNewProcesses() {
         let now = Self.monotonicNow()
         // Left queued: an exec event removes its child, and registering takes it (both under the lock).
-        let (forks, due) = locked { (followed.forks, followed.due(now: now)) }
+        let (forks, due) = lock.withLock { (followed.forks, followed.due(now: now)) }
 
         for (parent, child) in forks {
             var interpreter = parent
@@ -459,15 +458,15 @@ public final class Recorder {
         for pid in due {
             guard isInTargetCgroup(pid) else {
                 // Moved out of the cgroup since its exec (the BPF program reports only those inside), or gone.
-                locked { followed.pending[pid] = nil }
+                lock.withLock { followed.pending[pid] = nil }
                 continue
             }
             do {
                 let interpreter = try InterpreterLocator.locate(pid: pid, cache: locatorCache)
                 if let registration = try registerPython(interpreter) { loadNativeStacksLater(of: interpreter, registration: registration) }
-                locked { followed.pending[pid] = nil }
+                lock.withLock { followed.pending[pid] = nil }
             } catch let error as InterpreterError {
-                locked {
+                lock.withLock {
                     switch error {
                     case .notPython:
                         followed.retry(pid, now: now)
@@ -479,7 +478,7 @@ public final class Recorder {
                     }
                 }
             } catch {
-                locked {
+                lock.withLock {
                     followed.pending[pid] = nil
                     statistics.skip("process \(pid): \(error)")
                 }
@@ -496,7 +495,7 @@ public final class Recorder {
     /// of stale maps is due, or 50 ms (the progress line, the duration and the targets' exit are checked then).
     private func waitForWork() {
         let now = Self.monotonicNow()
-        let wakeAt = locked {
+        let wakeAt = lock.withLock {
             [now + 50_000_000, followed.nextAttempt, table.nextRefresh(interval: Self.refreshInterval)].compactMap { $0 }.min()!
         }
         guard wakeAt > now else { return }
@@ -510,12 +509,12 @@ public final class Recorder {
     /// registration), at most every 200 ms per process, and gives the unwinder the new tables (in the background).
     private func refreshStaleMappings() {
         guard let nativeTables else { return }
-        let due = locked { table.takeDueRefreshes(now: Self.monotonicNow(), interval: Self.refreshInterval) }
+        let due = lock.withLock { table.takeDueRefreshes(now: Self.monotonicNow(), interval: Self.refreshInterval) }
         guard !due.isEmpty else { return }
         nativeTables.refreshLater(due) { [self] pid, registration, native in
             // Unless it exited or exec'ed meanwhile (its pid may be another process's by now).
             try? giveMappings(native, pid: pid, registration: registration)
-            locked {
+            lock.withLock {
                 if let gap = table.closeUnknownCodeGap(pid, registration: registration, now: Self.monotonicNow()) {
                     statistics.newCodeGaps.append(gap)
                 }
@@ -529,13 +528,13 @@ public final class Recorder {
         guard let record = SampleRecord(bytes) else { return }
         let pid = Int32(bitPattern: record.header.pid)
         guard record.isSample else {
-            locked { handleProcessEvent(record.header) }
+            lock.withLock { handleProcessEvent(record.header) }
             return
         }
-        guard let state = locked({ table.stateForDecoding(pid) }) else { return }
+        guard let state = lock.withLock({ table.stateForDecoding(pid) }) else { return }
         // Without a lock: only this thread uses the decoder, and it interns new frames under `profileLock` itself.
         let decoded = state.decoder.decode(record)
-        if decoded.reachedUnknownMapping, locked({ table.markStale(pid, now: Self.monotonicNow()) }) { loopWakeup.signal() }
+        if decoded.reachedUnknownMapping, lock.withLock({ table.markStale(pid, now: Self.monotonicNow()) }) { loopWakeup.signal() }
         if record.has(SAMPLE_NATIVE_NOT_LOADED) { intake.nativeTablesNotLoaded += 1 }
         if let outcome = decoded.outcome {
             intake.splicing[outcome, default: 0] += 1
@@ -553,7 +552,7 @@ public final class Recorder {
             weight: record.header.weight_ns > 0 ? record.header.weight_ns : profile.samplePeriod
         ))
         profileLock.unlock()
-        if state.instance == nil { locked { table.setInstance(instance, pid: pid, registration: state.registration) } }
+        if state.instance == nil { lock.withLock { table.setInstance(instance, pid: pid, registration: state.registration) } }
     }
 
     /// The marker an off-CPU interval's stack ends in: why its thread was off the CPU. nil for an on-CPU sample.
@@ -572,7 +571,7 @@ public final class Recorder {
         let unwindTables = nativeTables?.report()
         let counters = sampler.readCounters()
         // The drain thread has stopped: its counts are final.
-        var statistics = locked {
+        var statistics = lock.withLock {
             table.states.forEach { intake.collectUnresolved($0.decoder) }
             var statistics = self.statistics
             statistics.exitedProcesses = table.forgotten
@@ -612,12 +611,6 @@ public final class Recorder {
         let (named, lateNaming) = lateFrameNamer.name(profile, waitingUntil: Self.monotonicNow() + options.debuginfodWaitAtEnd)
         statistics.lateNaming = lateNaming
         return (named, statistics)
-    }
-
-    private func locked<T>(_ body: () throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body()
     }
 
     private static func installSignalHandlers(setting flag: StopFlag) -> [DispatchSourceSignal] {

@@ -137,7 +137,7 @@ final class UnwindTableCache {
     }
 
     private func path(_ key: [UInt8]) -> String {
-        directory + "/" + key.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        directory + "/" + key.hexadecimalDigits
     }
 
     /// Deletes the least recently used entries until the directory holds at most `maxBytes`, and temporary files an
@@ -266,10 +266,4 @@ final class UnwindTableCache {
         guard stat(executable, &status) == 0 else { return [] }
         return Array("size-mtime \(status.st_size) \(status.st_mtim.tv_sec).\(status.st_mtim.tv_nsec)".utf8)
     }()
-}
-
-private extension String {
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
 }
