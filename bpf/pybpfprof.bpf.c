@@ -982,8 +982,10 @@ static __always_inline void walk_current_thread(void *ctx, void *stages, const s
         header->flags |= SAMPLE_NO_PYTHON;
     if (config.collect_native_stacks) {
         bpf_tail_call(ctx, stages, PROG_NATIVE_UNWIND);
-        send_after_failed_tail_call(state);
-        return;
+        /* Its slot is empty until userspace has loaded the stage, after sampling started (see SamplerProgram's
+         * deferNativeStage): until then the Python walk runs without it, as for a process without tables. */
+        header->flags |= SAMPLE_NATIVE_NOT_LOADED;
+        count(COUNTER_NATIVE_STAGE_NOT_LOADED);
     }
     after_native_unwind(ctx, stages, state);
 }

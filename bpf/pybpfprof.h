@@ -20,7 +20,9 @@
  *     most *_MAX_CALLS times. The kernel allows 32 tail calls per sample (MAX_TAIL_CALL_CNT, 33 from 5.17):
  *     1 + (NATIVE_MAX_CALLS - 1) + 1 + (PY_MAX_CALLS - 1) = 24 of them.
  * Both variants stop at the same depth limits below; a deeper stack is cut and flagged (SAMPLE_TRUNCATED,
- * SAMPLE_NATIVE_TRUNCATED), never silently short.
+ * SAMPLE_NATIVE_TRUNCATED), never silently short. When attaching to running processes the native stage is loaded
+ * after sampling has started (its verification is most of the start-up): until its slot is filled, on_sample goes
+ * straight to the Python walk and flags the sample SAMPLE_NATIVE_NOT_LOADED.
  */
 
 /* Python frames per sample. */
@@ -194,7 +196,7 @@ enum sample_flags {
     SAMPLE_NATIVE_COMPLETE = 1 << 4,      /* the native unwind reached the thread's outermost frame */
     SAMPLE_NATIVE_TRUNCATED = 1 << 5,     /* more than NATIVE_MAX_FRAMES native frames */
     SAMPLE_NATIVE_UNKNOWN_MAPPING = 1 << 6, /* an address in no known executable mapping: maps changed */
-    SAMPLE_NATIVE_NOT_LOADED = 1 << 7,    /* the process's mappings and tables are not loaded yet */
+    SAMPLE_NATIVE_NOT_LOADED = 1 << 7,    /* the process's mappings and tables, or the native stage, not loaded yet */
 };
 
 /* What an off-CPU interval's thread was doing (RECORD_OFFCPU), as the scheduler saw it at switch-out. */
@@ -342,6 +344,8 @@ struct pybpfprof_config {
     X(COUNTER_NATIVE_COMPLETE, "native unwinds complete", 0) \
     /* Samples of a process whose executable mappings are not loaded yet. */ \
     X(COUNTER_NATIVE_NO_MAPPINGS, "native unwinds before the tables were loaded", 0) \
+    /* Samples taken before the native stage was loaded (it is loaded after sampling starts). */ \
+    X(COUNTER_NATIVE_STAGE_NOT_LOADED, "samples before the native unwinder was loaded", 0) \
     X(COUNTER_NATIVE_UNKNOWN_MAPPING, "native unwinds stopped: address in no known mapping", 1) \
     X(COUNTER_NATIVE_FRAME_POINTER, "native frames by frame pointer", 0) \
     X(COUNTER_NATIVE_UNSUPPORTED, "native unwinds stopped: unsupported rule", 1) \

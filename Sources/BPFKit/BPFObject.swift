@@ -104,6 +104,19 @@ public final class BPFObject {
         statisticsLogs[name].map { String(cString: $0.baseAddress!) } ?? ""
     }
 
+    /// Has every map of this object use the same-named map of `other` (loaded) instead of creating its own: a
+    /// program loaded later through this object shares the first one's maps, its configuration (`.rodata`) included.
+    /// Only before `load()`.
+    public func shareMaps(of other: BPFObject) throws {
+        var map = bpf_object__next_map(handle, nil)
+        while let current = map {
+            let name = String(cString: bpf_map__name(current))
+            let fd = try other.mapFD(named: name)
+            try check(bpf_map__reuse_fd(current, fd), "sharing BPF map \(name)")
+            map = bpf_object__next_map(handle, current)
+        }
+    }
+
     public func setMaxEntries(map: BPFMapName, _ entries: UInt32) throws {
         try check(bpf_map__set_max_entries(try self.map(named: map.rawValue), entries), "sizing map \(map)")
     }
@@ -146,7 +159,11 @@ public final class BPFObject {
     }
 
     public func mapFD(_ map: BPFMapName) throws -> Int32 {
-        try check(bpf_map__fd(try self.map(named: map.rawValue)), "finding map \(map)")
+        try mapFD(named: map.rawValue)
+    }
+
+    func mapFD(named name: String) throws -> Int32 {
+        try check(bpf_map__fd(try self.map(named: name)), "finding map \(name)")
     }
 
     private func map(named name: String) throws -> OpaquePointer {

@@ -1,5 +1,9 @@
 /// Kernel text symbols from /proc/kallsyms, for naming kernel frames. Read once per recording: the
 /// kernel's own symbols do not move while it runs (modules loaded later are missed until the next read).
+///
+/// Kept as flat arrays (addresses, and every name in one byte buffer): some 120,000 symbols, of which a recording names
+/// a few hundred, so a `String` is made only for a symbol that is asked for. The same arrays are the form the table is
+/// cached in (`encoded()`), which is what makes reading it back cheap.
 public struct KernelSymbols: Sendable {
     public struct Symbol: Sendable, Equatable {
         public let address: UInt64
@@ -8,8 +12,24 @@ public struct KernelSymbols: Sendable {
         public let module: String
     }
 
-    /// Text symbols sorted by address.
-    public let symbols: [Symbol]
+    /// Sorted.
+    private let addresses: [UInt64]
+    /// Symbol i's name is `names[nameOffsets[i]..<nameOffsets[i + 1]]`.
+    private let nameOffsets: [UInt32]
+    private let names: [UInt8]
+    /// Index into `modules`, whose first is "" (the kernel image).
+    private let moduleIndices: [UInt16]
+    private let modules: [String]
+
+    /// Text symbols sorted by address, each made as it is read.
+    public var symbols: SymbolList { SymbolList(table: self) }
+
+    public struct SymbolList: RandomAccessCollection, Sendable {
+        let table: KernelSymbols
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { table.addresses.count }
+        public subscript(index: Int) -> Symbol { table.symbol(at: index) }
+    }
 
     public enum ReadError: Error, CustomStringConvertible {
         case unreadable(String)
@@ -40,27 +60,134 @@ public struct KernelSymbols: Sendable {
             throw ReadError.unreadable("\(error)")
         }
         let table = KernelSymbols(parsing: text)
-        if table.symbols.isEmpty { throw ReadError.hidden }
+        if table.addresses.isEmpty { throw ReadError.hidden }
         return table
     }
 
     /// Lines "ADDRESS TYPE NAME [MODULE]"; only text symbols (t, T, w, W) name code. Addresses of 0, as
     /// kallsyms shows them to the unprivileged, are dropped.
     public init(parsing text: String) {
-        var symbols: [Symbol] = []
+        var addresses: [UInt64] = [], nameOffsets: [UInt32] = [0], names: [UInt8] = [], moduleIndices: [UInt16] = []
+        var modules = [""], moduleIndex = ["": UInt16(0)]
         var text = text
         text.withUTF8 { bytes in
-            symbols.reserveCapacity(bytes.count / 40)
+            addresses.reserveCapacity(bytes.count / 40)
+            names.reserveCapacity(bytes.count / 2)
             Self.scanLines(bytes) { address, type, name, module in
                 guard address != 0, type == UInt8(ascii: "t") || type == UInt8(ascii: "T")
                     || type == UInt8(ascii: "w") || type == UInt8(ascii: "W") else { return }
-                symbols.append(Symbol(
-                    address: address, name: String(decoding: UnsafeBufferPointer(rebasing: bytes[name]), as: UTF8.self),
-                    module: module.map { String(decoding: UnsafeBufferPointer(rebasing: bytes[$0]), as: UTF8.self) } ?? ""))
+                var index: UInt16 = 0
+                if let module {
+                    let moduleName = String(decoding: UnsafeBufferPointer(rebasing: bytes[module]), as: UTF8.self)
+                    if let known = moduleIndex[moduleName] {
+                        index = known
+                    } else {
+                        // More than 65,535 modules cannot be loaded; their symbols would be left out.
+                        guard modules.count <= Int(UInt16.max) else { return }
+                        index = UInt16(modules.count)
+                        moduleIndex[moduleName] = index
+                        modules.append(moduleName)
+                    }
+                }
+                addresses.append(address)
+                names.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[name]))
+                nameOffsets.append(UInt32(names.count))
+                moduleIndices.append(index)
             }
         }
-        symbols.sort { $0.address < $1.address }
-        self.symbols = symbols
+        // The kernel image's symbols come in address order, modules' after them in their own order.
+        if !zip(addresses, addresses.dropFirst()).allSatisfy({ $0 <= $1 }) {
+            let order = addresses.indices.sorted { addresses[$0] < addresses[$1] }
+            var sortedNames: [UInt8] = [], sortedOffsets: [UInt32] = [0]
+            sortedNames.reserveCapacity(names.count)
+            for index in order {
+                sortedNames += names[Int(nameOffsets[index])..<Int(nameOffsets[index + 1])]
+                sortedOffsets.append(UInt32(sortedNames.count))
+            }
+            addresses = order.map { addresses[$0] }
+            moduleIndices = order.map { moduleIndices[$0] }
+            names = sortedNames
+            nameOffsets = sortedOffsets
+        }
+        self.init(addresses: addresses, nameOffsets: nameOffsets, names: names, moduleIndices: moduleIndices, modules: modules)
+    }
+
+    private init(addresses: [UInt64], nameOffsets: [UInt32], names: [UInt8], moduleIndices: [UInt16], modules: [String]) {
+        self.addresses = addresses
+        self.nameOffsets = nameOffsets
+        self.names = names
+        self.moduleIndices = moduleIndices
+        self.modules = modules
+    }
+
+    private func symbol(at index: Int) -> Symbol {
+        let name = names[Int(nameOffsets[index])..<Int(nameOffsets[index + 1])]
+        return Symbol(address: addresses[index], name: String(decoding: name, as: UTF8.self),
+                      module: modules[Int(moduleIndices[index])])
+    }
+
+    // MARK: - Cached form
+
+    /// Bounds on a table read back: kallsyms has some 120,000 text symbols and 3 MB of names.
+    static let maxSymbols = 1 << 22
+    static let maxNameBytes = 1 << 27
+
+    /// The table as bytes: counts, then each array as it is in memory (little-endian), then the modules' names.
+    public func encoded() -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(addresses.count * 14 + names.count + 64)
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+        append(UInt32(addresses.count))
+        append(UInt32(names.count))
+        append(UInt32(modules.count))
+        for address in addresses { append(address) }
+        for offset in nameOffsets { append(offset) }
+        for index in moduleIndices { append(index) }
+        bytes += names
+        for module in modules {
+            append(UInt16(module.utf8.count))
+            bytes += module.utf8
+        }
+        return bytes
+    }
+
+    /// The table `encoded()` made, if `bytes` are one: every count bounded, the lengths exact, the addresses sorted,
+    /// the name offsets in order within the names, the module indices in range. Nil otherwise.
+    public init?(encoded bytes: [UInt8]) {
+        var offset = 0
+        func take<T: FixedWidthInteger>(_: T.Type) -> T? {
+            guard offset + MemoryLayout<T>.size <= bytes.count else { return nil }
+            defer { offset += MemoryLayout<T>.size }
+            return bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
+        }
+        func takeArray<T: FixedWidthInteger>(_: T.Type, _ count: Int) -> [T]? {
+            guard count <= (bytes.count - offset) / MemoryLayout<T>.size else { return nil }
+            let start = offset
+            offset += count * MemoryLayout<T>.size
+            return bytes.withUnsafeBytes { raw in
+                (0..<count).map { T(littleEndian: raw.loadUnaligned(fromByteOffset: start + $0 * MemoryLayout<T>.size, as: T.self)) }
+            }
+        }
+        guard let count = take(UInt32.self).map(Int.init), let nameBytes = take(UInt32.self).map(Int.init),
+              let moduleCount = take(UInt32.self).map(Int.init),
+              count <= Self.maxSymbols, nameBytes <= Self.maxNameBytes, moduleCount >= 1, moduleCount <= Int(UInt16.max) + 1,
+              let addresses = takeArray(UInt64.self, count), let nameOffsets = takeArray(UInt32.self, count + 1),
+              let moduleIndices = takeArray(UInt16.self, count), nameBytes <= bytes.count - offset
+        else { return nil }
+        let names = Array(bytes[offset..<(offset + nameBytes)])
+        offset += nameBytes
+        var modules: [String] = []
+        for _ in 0..<moduleCount {
+            guard let length = take(UInt16.self).map(Int.init), length <= bytes.count - offset else { return nil }
+            modules.append(String(decoding: bytes[offset..<(offset + length)], as: UTF8.self))
+            offset += length
+        }
+        guard offset == bytes.count, modules[0].isEmpty, nameOffsets.first == 0, nameOffsets.last == UInt32(nameBytes),
+              zip(addresses, addresses.dropFirst()).allSatisfy({ $0 <= $1 }),
+              zip(nameOffsets, nameOffsets.dropFirst()).allSatisfy({ $0 <= $1 }),
+              moduleIndices.allSatisfy({ Int($0) < moduleCount })
+        else { return nil }
+        self.init(addresses: addresses, nameOffsets: nameOffsets, names: names, moduleIndices: moduleIndices, modules: modules)
     }
 
     /// Calls `body` with each well-formed line of kallsyms text: the address, the type letter, and the byte ranges of
@@ -107,14 +234,13 @@ public struct KernelSymbols: Sendable {
     /// The symbol an address falls in, with the offset into it: the last symbol at or below the address.
     public func symbolize(_ address: UInt64) -> (symbol: Symbol, offset: UInt64)? {
         var low = 0
-        var high = symbols.count
+        var high = addresses.count
         while low < high {
             let middle = (low + high) / 2
-            if symbols[middle].address <= address { low = middle + 1 } else { high = middle }
+            if addresses[middle] <= address { low = middle + 1 } else { high = middle }
         }
         guard low > 0 else { return nil }
-        let symbol = symbols[low - 1]
-        return (symbol, address - symbol.address)
+        return (symbol(at: low - 1), address - addresses[low - 1])
     }
 }
 

@@ -1,6 +1,7 @@
 import CSystem
 import Dispatch
 import Glibc
+import Native
 
 /// A thread of its own (a pthread) that runs one closure, for work that blocks for the whole recording (the drain
 /// loop, the recording loop) and so must not take a Dispatch worker: what Foundation's Thread gave, without
@@ -60,18 +61,26 @@ struct ThreadStartError: Error, CustomStringConvertible {
 /// 50 ms of the kernel's time) while the BPF object loads, since sampling needs both.
 final class BackgroundResult<Value> {
     private let done = DispatchSemaphore(value: 0)
+    private let lock = Lock()
     private var result: Result<Value, Error>?
 
-    init(_ compute: @escaping () throws -> Value) {
+    /// `then` runs on the same thread once the result is there (to wake whoever polls `finished`).
+    init(_ compute: @escaping () throws -> Value, then: @escaping () -> Void = {}) {
         DispatchQueue.global().async { [self] in
-            result = Result { try compute() }
+            let outcome = Result { try compute() }
+            lock.withLock { result = outcome }
             done.signal()
+            then()
         }
     }
 
-    /// Waits for the value; rethrows what computing it threw. Once only.
+    /// The result if it is there, without waiting.
+    var finished: Result<Value, Error>? { lock.withLock { result } }
+
+    /// Waits for the value; rethrows what computing it threw.
     func value() throws -> Value {
         done.wait()
-        return try result!.get()
+        done.signal()
+        return try finished!.get()
     }
 }

@@ -75,7 +75,9 @@ public enum Dumper {
         let interpreter = try InterpreterLocator.locate(pid: pid, cache: InterpreterLocator.FileCache())
         let nativeStacks = !options.pythonOnly
         // Read while the BPF object loads and the tables compile.
-        let kernelSymbolsReading = nativeStacks ? BackgroundResult { try KernelSymbols.read() } : nil
+        let kernelSymbolsReading = nativeStacks
+            ? BackgroundResult { try KernelSymbolsCache.read(in: options.tableCacheDirectory.flatMap(KernelSymbolsCache.directory)).symbols }
+            : nil
         let unwindRowCapacity = nativeStacks ? max(1, options.unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
         let (object, threadReader, iteratorFailure) = try loadObject(
             features: features, nativeStacks: nativeStacks, unwindRowCapacity: unwindRowCapacity, threadReader: options.threadReader)

@@ -57,12 +57,16 @@ public final class Recorder {
     /// Called once sampling has started, with the number of processes registered by then.
     public var onStarted: ((Int) -> Void)?
     /// Called once, from the recording loop after `onStarted`, when the native tables of the processes registered at the
-    /// start are loaded (their samples marked "not loaded yet" until then), with how many of them there were and the
+    /// start and the native unwinder are loaded (their samples marked "not loaded yet" until then), with how many of them there were and the
     /// nanoseconds since sampling started. Not called when there were none (a launched command, --python-only).
     public var onNativeStacksReady: ((Int, UInt64) -> Void)?
     /// The processes registered at the start whose native tables are loading, and how many of them are still pending
     /// (under `lock`); `onNativeStacksReady` is called once when none is.
     private var startingTables = (count: 0, pending: 0, reported: false)
+    /// Loading the native unwinder after sampling has started (when attaching to running processes, see
+    /// `SamplerProgram`); nil when it was loaded with the rest.
+    private var nativeStageLoad: BackgroundResult<Void>?
+    private let defersNativeStage: Bool
     private var lastProgress: UInt64 = 0
     private var signalSources: [DispatchSourceSignal] = []
     /// What the running kernel offers, probed at start; it decided how the BPF program was loaded.
@@ -89,14 +93,18 @@ public final class Recorder {
         self.options = options
         // Before the slow part (loading BPF): a Ctrl-C from now on ends the recording cleanly.
         signalSources = Self.installSignalHandlers(setting: stopRequested)
+        // Attaching to running processes, their Python stacks are sampled before the native unwinder is verified (most
+        // of the load); a launched command starts once everything is loaded, so its first samples have native frames.
+        if case .command = options.target { defersNativeStage = false } else { defersNativeStage = !options.pythonOnly }
         // Read while the BPF object loads: each takes tens of milliseconds, and sampling needs both.
-        let kernelSymbolsReading = options.pythonOnly ? nil : BackgroundResult { try KernelSymbols.read() }
+        let kernelSymbolsReading = options.pythonOnly ? nil
+            : BackgroundResult { try KernelSymbolsCache.read(in: options.tableCacheDirectory.flatMap(KernelSymbolsCache.directory)).symbols }
         sampler = try Sampler(
             features: features, ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
             followProcesses: options.followsProcesses, cgroupFD: options.cgroup?.fd,
             offCPUPeriod: options.mode.hasIntervals ? UInt64(1_000_000_000 / max(options.rate, 1)) : nil,
-            samplesOnCPU: options.mode != .offcpu, gilOnly: options.mode == .gil)
+            samplesOnCPU: options.mode != .offcpu, gilOnly: options.mode == .gil, deferNativeStage: defersNativeStage)
         nativeTables = options.pythonOnly ? nil
             : NativeTableLoader(store: UnwindTableStore(
                 rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity, debugDirectories: options.debugDirectories,
@@ -118,6 +126,9 @@ public final class Recorder {
         profile.startDate = Date().timeIntervalSince1970
         try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
         defer { sampler.stop() }
+        if defersNativeStage {
+            nativeStageLoad = BackgroundResult({ [sampler] in try sampler.loadNativeStage() }, then: { [loopWakeup] in loopWakeup.signal() })
+        }
         onStarted?(lock.withLock { table.count })
         reportNativeStacksReadyIfDue()
 
@@ -240,9 +251,14 @@ public final class Recorder {
         }
     }
 
-    /// Recording loop: calls `onNativeStacksReady` once every process registered at the start has its native tables.
+    /// Recording loop: calls `onNativeStacksReady` once every process registered at the start has its native tables, and
+    /// the native unwinder is loaded.
     private func reportNativeStacksReadyIfDue() {
         guard startMonotonic != 0 else { return }
+        // And the native unwinder, when it is loaded after the start.
+        if let nativeStageLoad {
+            guard case .success? = nativeStageLoad.finished else { return }
+        }
         let ready: Int? = lock.withLock {
             guard startingTables.count > 0, startingTables.pending == 0, !startingTables.reported else { return nil }
             startingTables.reported = true
@@ -597,6 +613,11 @@ public final class Recorder {
         if let sample = sampler.programStatistics(), profiledSamples > 0 {
             statistics.bpfInvocations = sample.runCount
             statistics.bpfNanosecondsPerSample = Double(sample.runTimeNanoseconds) / Double(profiledSamples)
+        }
+        do {
+            try nativeStageLoad?.value()
+        } catch {
+            statistics.nativeStacksOff = "\(error)"
         }
         statistics.kernel = kernelFeatures.summary
         statistics.verifiedInstructions = sampler.verifiedInstructions

@@ -126,6 +126,8 @@ public struct RecordingStatistics: Sendable {
     public var nativeStacksComplete = 0
     /// Native unwind tables: files loaded, rows, bytes used of the bound, and files left without one.
     public var unwindTables: UnwindTableReport?
+    /// Why no sample has native frames: the native unwinder, loaded after sampling started, was refused.
+    public var nativeStacksOff: String?
     /// How this kernel runs the BPF program (`KernelFeatures.summary`).
     public var kernel = ""
     /// Instructions the verifier processed per loaded BPF program (its limit is 1,000,000 per program).

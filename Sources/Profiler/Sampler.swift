@@ -48,9 +48,11 @@ final class Sampler {
     ///     (`offcpu_period_ns` in bpf/pybpfprof.h); nil: none.
     ///   - samplesOnCPU: attaches the cpu-clock perf events (false: off-CPU intervals only).
     ///   - gilOnly: sends only the samples of threads that hold the GIL (`--mode gil`).
+    ///   - deferNativeStage: the native unwinder is loaded by `loadNativeStage()`, after sampling has started (see
+    ///     SamplerProgram).
     init(features: KernelFeatures, ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
          unwindTableBytes: Int, followProcesses: Bool, cgroupFD: Int32? = nil, offCPUPeriod: UInt64? = nil,
-         samplesOnCPU: Bool = true, gilOnly: Bool = false) throws {
+         samplesOnCPU: Bool = true, gilOnly: Bool = false, deferNativeStage: Bool = false) throws {
         self.samplesOnCPU = samplesOnCPU
         // Before anything is loaded: a kernel without the hook is refused with its one-line reason.
         let switchInFunction = try offCPUPeriod.map { _ in
@@ -77,7 +79,9 @@ final class Sampler {
         configuration.wakeup_bytes = UInt64(ringBufferBytes / 4)
         configuration.offcpu_period_ns = offCPUPeriod ?? 0
         configuration.gil_only = gilOnly ? 1 : 0
-        program = try SamplerProgram(features: features, configuration: configuration) { object in
+        program = try SamplerProgram(
+            features: features, deferNativeStage: deferNativeStage && nativeStacks, configuration: configuration
+        ) { object in
             try object.setMaxEntries(map: .samples, ringBufferBytes)
             try object.setMaxEntries(map: .unwind_rows, UInt32(unwindRowCapacity))
         }
@@ -100,6 +104,12 @@ final class Sampler {
     }
 
     deinit { stop() }
+
+    /// Loads the native unwinder when `init` deferred it (nothing otherwise). Safe while sampling: samples go without
+    /// native frames until it is in place.
+    func loadNativeStage() throws {
+        try program.loadNativeStage()
+    }
 
     /// Tells the BPF program about a Python process.
     func add(_ interpreter: PythonInterpreter) throws {

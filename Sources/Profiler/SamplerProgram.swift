@@ -127,6 +127,11 @@ final class SamplerProgram {
     let features: KernelFeatures
     /// Instructions the verifier processed, per loaded program (its cost; the limit is 1,000,000 per program).
     private(set) var verifiedInstructions: [String: Int] = [:]
+    /// The native stage when it is loaded after sampling has started (`deferNativeStage`), and the object it is loaded
+    /// through once it is.
+    private let deferredNativeStage: BPFProgramName?
+    private var nativeStageObject: BPFObject?
+    private let explainRejections: Bool
 
     /// The programs of each stage, per walk (enum prog_slot order).
     static func stages(_ walk: KernelFeatures.Walk) -> [(slot: prog_slot, program: BPFProgramName)] {
@@ -188,16 +193,23 @@ final class SamplerProgram {
     ///     the `BPFLoadError` is thrown as it is (for a caller that expects it and has another way).
     ///   - configuration: the caller's tunables; `have_task_pt_regs` is set here, from `features`.
     ///   - configure: the caller's map sizes, applied before load.
+    ///   - deferNativeStage: the native-unwind stage is left out, for `loadNativeStage()` once sampling has started.
+    ///     Its verification is most of the load (43 of the 95 ms here, docs/PERFORMANCE.md), and the first samples of
+    ///     a process need not wait for it: its native frames wait for its unwind tables anyway. Until it is loaded,
+    ///     samples carry their Python and kernel frames and are marked as those of a process without tables.
     init(features: KernelFeatures, processEvents: Bool = true, extraPrograms: [BPFProgramName] = [], explainRejections: Bool = true,
-         configuration: pybpfprof_config, configure: (BPFObject) throws -> Void) throws {
+         deferNativeStage: Bool = false, configuration: pybpfprof_config, configure: (BPFObject) throws -> Void) throws {
         let offCPU = configuration.offcpu_period_ns != 0
         let extraPrograms = extraPrograms + (offCPU ? Self.offCPUPrograms(features.walk) : [])
+        let nativeStage = Self.stages(features.walk).first { $0.slot == PROG_NATIVE_UNWIND }!.program
+        deferredNativeStage = deferNativeStage ? nativeStage : nil
+        self.explainRejections = explainRejections
         self.features = features
         var configuration = configuration
         configuration.have_task_pt_regs = features.hasTaskPtRegs ? 1 : 0
         func open() throws -> BPFObject {
             try Self.open(features: features, processEvents: processEvents, extraPrograms: extraPrograms,
-                          configuration: configuration, configure: configure)
+                          leftOut: deferNativeStage ? [nativeStage] : [], configuration: configuration, configure: configure)
         }
         object = try open()
         try object.collectVerifierStatistics()
@@ -211,7 +223,7 @@ final class SamplerProgram {
         }
         verifiedInstructions = object.verifiedInstructions()
         let table = BPFMap(fd: try object.mapFD(.programs))
-        for (slot, program) in Self.stages(features.walk) {
+        for (slot, program) in Self.stages(features.walk) where program != deferredNativeStage {
             let fd = bpf_program__fd(try object.program(program))
             try table.update(UInt32(slot.rawValue), UInt32(bitPattern: fd))
         }
@@ -224,11 +236,37 @@ final class SamplerProgram {
         }
     }
 
+    /// After `init(deferNativeStage: true)`: loads the native stage through an object of its own that shares this one's
+    /// maps, and puts it into the tail-call table. Throws a `VerifierRejection` as `init` does. Once only.
+    func loadNativeStage() throws {
+        guard let program = deferredNativeStage, nativeStageObject == nil else { return }
+        func open() throws -> BPFObject {
+            let stage = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
+            for name in BPFProgramName.allCases { try stage.setAutoload(name, name == program) }
+            try stage.shareMaps(of: object)
+            return stage
+        }
+        let stage = try open()
+        try stage.collectVerifierStatistics()
+        do {
+            try stage.load()
+        } catch let error as BPFLoadError {
+            guard explainRejections, let failed = error.program else { throw error }
+            throw Self.rejection(
+                program: failed, statisticsLog: stage.verifierLog(program: failed), features: features, reload: open)
+        }
+        let fd = bpf_program__fd(try stage.program(program))
+        try BPFMap(fd: try object.mapFD(.programs)).update(UInt32(PROG_NATIVE_UNWIND.rawValue), UInt32(bitPattern: fd))
+        verifiedInstructions.merge(stage.verifiedInstructions()) { $1 }
+        nativeStageObject = stage
+    }
+
     private static func open(features: KernelFeatures, processEvents: Bool, extraPrograms: [BPFProgramName],
-                             configuration: pybpfprof_config, configure: (BPFObject) throws -> Void) throws -> BPFObject {
+                             leftOut: [BPFProgramName], configuration: pybpfprof_config,
+                             configure: (BPFObject) throws -> Void) throws -> BPFObject {
         let object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
         let wanted = Set([.on_sample] + stages(features.walk).map(\.program) + (processEvents ? processEventPrograms : [])
-            + extraPrograms)
+            + extraPrograms).subtracting(leftOut)
         for program in BPFProgramName.allCases { try object.setAutoload(program, wanted.contains(program)) }
         try object.setConfiguration(configuration)
         // Preallocated: 16384 entries of kernel memory that only the off-CPU hooks use.

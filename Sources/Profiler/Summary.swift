@@ -52,6 +52,7 @@ public struct Summary {
         lines.append("errors: " + (errors.isEmpty ? "none" : errors.joined(separator: ", ")))
         if profile.mode.hasIntervals { lines.append(offCPULine) }
         if !statistics.kernel.isEmpty { lines.append(statistics.kernel) }
+        if let reason = statistics.nativeStacksOff { lines.append("native stacks off: \(reason)") }
         if let cost = statistics.bpfNanosecondsPerSample {
             lines.append(
                 "BPF cost: \(String(cFormat: "%.0f", cost)) ns per sample (\(statistics.bpfInvocations ?? 0) program runs)")

@@ -140,14 +140,15 @@ struct DebugFileOptions: ParsableArguments {
 /// Where compiled unwind tables are kept between runs (shared by `record`, `top` and `dump`).
 struct TableCacheOptions: ParsableArguments {
     @Option(name: .customLong("table-cache"), help: ArgumentHelp(
-        "Keep the unwind tables compiled from the profiled processes' files in this directory.",
-        discussion: "A process whose files were seen before then has complete native stacks sooner. Entries are keyed by "
-            + "the digest of what they are compiled from, checked on every read (a damaged one is compiled again), and "
-            + "kept under 256 MiB, least recently used first. The directory must be writable by this user only.",
+        "Keep the unwind tables compiled from the profiled processes' files, and the kernel's symbols, in this directory.",
+        discussion: "A process whose files were seen before then has complete native stacks sooner, and every start after "
+            + "the first since boot skips reading /proc/kallsyms. Entries are keyed by the digest of what they are made "
+            + "from (the kernel's: the boot and its loaded modules), checked on every read (a damaged one is made again), "
+            + "and kept under 256 MiB, least recently used first. The directory must be writable by this user only.",
         valueName: "dir"))
     var directory: String = tableCacheDefaultDirectory
 
-    @Flag(name: .customLong("no-table-cache"), help: "Compile every unwind table, and keep none.")
+    @Flag(name: .customLong("no-table-cache"), help: "Compile every unwind table and read the kernel's symbols, and keep none.")
     var disabled = false
 
     /// nil when no cache is to be used.

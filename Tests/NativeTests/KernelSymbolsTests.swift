@@ -79,4 +79,61 @@ final class KernelSymbolsTests: XCTestCase {
         XCTAssertNil(names.address(of: "nfs_wait", module: "", size: nil))
         XCTAssertNil(names.address(of: "missing", module: "", size: nil))
     }
+
+    // MARK: - The cached form
+
+    private static let sample = """
+        ffffffff81000000 T _stext
+        ffffffffc0201000 t ftrace_trampoline\t[__builtin__ftrace]
+        ffffffff81379cc0 T __x64_sys_getpid
+        ffffffffc0001020 t nfs_wait\t[nfs]
+        ffffffff82202560 t do_nanosleep
+        """
+
+    /// Modules' symbols listed after the image's come out sorted, each with its module.
+    func testSortsSymbolsListedOutOfOrder() {
+        let table = KernelSymbols(parsing: Self.sample)
+        XCTAssertEqual(table.symbols.map(\.name), ["_stext", "__x64_sys_getpid", "do_nanosleep", "nfs_wait", "ftrace_trampoline"])
+        XCTAssertEqual(table.symbols.map(\.module), ["", "", "", "[nfs]", "[__builtin__ftrace]"])
+        let symbol = table.symbolize(0xffffffffc0001030)?.symbol
+        XCTAssertEqual(symbol?.address, 0xffffffffc0001020)
+        XCTAssertEqual([symbol?.name, symbol?.module], ["nfs_wait", "[nfs]"])
+    }
+
+    /// The running kernel's table read back from its encoding is the same table.
+    func testEncodedTableReadsBackTheSame() throws {
+        let table = try KernelSymbols.read()
+        let decoded = try XCTUnwrap(KernelSymbols(encoded: table.encoded()))
+        XCTAssertEqual(Array(decoded.symbols), Array(table.symbols))
+        let small = KernelSymbols(parsing: Self.sample)
+        XCTAssertEqual(KernelSymbols(encoded: small.encoded()).map { Array($0.symbols) }, Array(small.symbols))
+    }
+
+    /// Bytes that are not a whole, well-formed table are refused, never read past or trusted.
+    func testDamagedEncodingsAreRefused() {
+        let bytes = KernelSymbols(parsing: Self.sample).encoded()
+        func patched(_ offset: Int, _ value: some FixedWidthInteger) -> [UInt8] {
+            var copy = bytes
+            withUnsafeBytes(of: value.littleEndian) { for (index, byte) in $0.enumerated() { copy[offset + index] = byte } }
+            return copy
+        }
+        let count = 5, header = 12
+        let addresses = header, offsets = addresses + 8 * count, modules = offsets + 4 * (count + 1)
+        let cases: [(String, [UInt8])] = [
+            ("empty", []),
+            ("cut short", Array(bytes.dropLast())),
+            ("a byte too many", bytes + [0]),
+            ("a count larger than the bytes", patched(0, UInt32(1 << 20))),
+            ("a count past the bound", patched(0, UInt32.max)),
+            ("addresses out of order", patched(addresses, UInt64.max)),
+            ("a name offset past the names", patched(offsets + 4, UInt32(1 << 30))),
+            ("name offsets out of order", patched(offsets + 8, UInt32(0))),
+            ("a module index out of range", patched(modules, UInt16(9))),
+            ("no module", patched(8, UInt32(0))),
+        ]
+        for (what, damaged) in cases {
+            XCTAssertNil(KernelSymbols(encoded: damaged), what)
+        }
+        XCTAssertNotNil(KernelSymbols(encoded: bytes))
+    }
 }
