@@ -76,7 +76,7 @@ public enum Dumper {
         let nativeStacks = !options.pythonOnly
         // Read while the BPF object loads and the tables compile.
         let kernelSymbolsReading = nativeStacks
-            ? BackgroundResult { try KernelSymbolsCache.read(in: options.tableCacheDirectory.flatMap(KernelSymbolsCache.directory)).symbols }
+            ? BackgroundResult { try KernelSymbolsCache.read(cachingIn: options.tableCacheDirectory) }
             : nil
         let unwindRowCapacity = nativeStacks ? max(1, options.unwindTableBytes / MemoryLayout<unwind_row>.stride) : 1
         let (object, threadReader, iteratorFailure) = try loadObject(

@@ -12,10 +12,10 @@ enum KernelSymbolsCache {
     static let magic: [UInt8] = Array("PYBPFKS".utf8) + [1]
     static let maxEntryBytes = 256 << 20
 
-    /// The cache directory at `path` (the unwind tables' one), nil when it cannot be trusted or made (the tables'
-    /// summary line says why).
-    static func directory(_ path: String) -> CacheDirectory? {
-        try? CacheDirectory(path: path, maxBytes: UnwindTableCache.defaultMaxBytes)
+    /// The running kernel's symbols through the cache directory at `path` (the unwind tables' one): none when nil, or
+    /// when it cannot be trusted or made (the tables' summary line says why).
+    static func read(cachingIn path: String?) throws -> KernelSymbols {
+        try read(in: path.flatMap { try? CacheDirectory(path: $0, maxBytes: UnwindTableCache.defaultMaxBytes) }).symbols
     }
 
     /// The running kernel's symbols, from `directory` when it has this boot's and these modules' entry (`true`), else

@@ -56,9 +56,10 @@ public final class Recorder {
     public var onProgress: ((RecordingProgress) -> Void)?
     /// Called once sampling has started, with the number of processes registered by then.
     public var onStarted: ((Int) -> Void)?
-    /// Called once, from the recording loop after `onStarted`, when the native tables of the processes registered at the
-    /// start and the native unwinder are loaded (their samples marked "not loaded yet" until then), with how many of them there were and the
-    /// nanoseconds since sampling started. Not called when there were none (a launched command, --python-only).
+    /// Called once, from the recording loop after `onStarted`, when the native unwinder and the native tables of the
+    /// processes registered at the start are loaded (their samples marked "not loaded yet" until then), with how many
+    /// processes there were and the nanoseconds since sampling started. Not called when there were none (a launched
+    /// command, --python-only).
     public var onNativeStacksReady: ((Int, UInt64) -> Void)?
     /// The processes registered at the start whose native tables are loading, and how many of them are still pending
     /// (under `lock`); `onNativeStacksReady` is called once when none is.
@@ -98,7 +99,7 @@ public final class Recorder {
         if case .command = options.target { defersNativeStage = false } else { defersNativeStage = !options.pythonOnly }
         // Read while the BPF object loads: each takes tens of milliseconds, and sampling needs both.
         let kernelSymbolsReading = options.pythonOnly ? nil
-            : BackgroundResult { try KernelSymbolsCache.read(in: options.tableCacheDirectory.flatMap(KernelSymbolsCache.directory)).symbols }
+            : BackgroundResult { try KernelSymbolsCache.read(cachingIn: options.tableCacheDirectory) }
         sampler = try Sampler(
             features: features, ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
@@ -127,7 +128,8 @@ public final class Recorder {
         try sampler.start(frequency: options.rate) { [weak self] record in self?.handle(record) }
         defer { sampler.stop() }
         if defersNativeStage {
-            nativeStageLoad = BackgroundResult({ [sampler] in try sampler.loadNativeStage() }, then: { [loopWakeup] in loopWakeup.signal() })
+            nativeStageLoad = BackgroundResult({ [sampler] in try sampler.loadNativeStage() },
+                                               then: { [loopWakeup] in loopWakeup.signal() })
         }
         onStarted?(lock.withLock { table.count })
         reportNativeStacksReadyIfDue()

@@ -212,15 +212,7 @@ final class SamplerProgram {
                           leftOut: deferNativeStage ? [nativeStage] : [], configuration: configuration, configure: configure)
         }
         object = try open()
-        try object.collectVerifierStatistics()
-        do {
-            try object.load()
-        } catch let error as BPFLoadError {
-            guard explainRejections, let program = error.program else { throw error }
-            throw Self.rejection(
-                program: program, statisticsLog: object.verifierLog(program: program), features: features,
-                reload: open)
-        }
+        try Self.load(object, explainRejections: explainRejections, features: features, reopen: open)
         verifiedInstructions = object.verifiedInstructions()
         let table = BPFMap(fd: try object.mapFD(.programs))
         for (slot, program) in Self.stages(features.walk) where program != deferredNativeStage {
@@ -247,18 +239,24 @@ final class SamplerProgram {
             return stage
         }
         let stage = try open()
-        try stage.collectVerifierStatistics()
-        do {
-            try stage.load()
-        } catch let error as BPFLoadError {
-            guard explainRejections, let failed = error.program else { throw error }
-            throw Self.rejection(
-                program: failed, statisticsLog: stage.verifierLog(program: failed), features: features, reload: open)
-        }
+        try Self.load(stage, explainRejections: explainRejections, features: features, reopen: open)
         let fd = bpf_program__fd(try stage.program(program))
         try BPFMap(fd: try object.mapFD(.programs)).update(UInt32(PROG_NATIVE_UNWIND.rawValue), UInt32(bitPattern: fd))
         verifiedInstructions.merge(stage.verifiedInstructions()) { $1 }
         nativeStageObject = stage
+    }
+
+    /// Loads `object`, the verifier's statistics collected; a rejection becomes a `VerifierRejection` (with
+    /// `explainRejections`), its whole log taken by loading `reopen`'s object once more.
+    private static func load(_ object: BPFObject, explainRejections: Bool, features: KernelFeatures,
+                             reopen: () throws -> BPFObject) throws {
+        try object.collectVerifierStatistics()
+        do {
+            try object.load()
+        } catch let error as BPFLoadError {
+            guard explainRejections, let program = error.program else { throw error }
+            throw rejection(program: program, statisticsLog: object.verifierLog(program: program), features: features, reload: reopen)
+        }
     }
 
     private static func open(features: KernelFeatures, processEvents: Bool, extraPrograms: [BPFProgramName],
