@@ -771,7 +771,7 @@ static __always_inline int unwind_native_bounded_stage(void *ctx, void *stages)
     }
     state->native_calls++;
     if (state->native_calls < NATIVE_MAX_CALLS) {
-        bpf_tail_call(ctx, stages, PROG_NATIVE_UNWIND);
+        bpf_tail_call(ctx, stages, PROG_NATIVE_CONTINUE);
         send_after_failed_tail_call(state);
         return 0;
     }

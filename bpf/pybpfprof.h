@@ -16,8 +16,9 @@
  * walk (PROG_PY_WALK), which sends the record. Each stage comes in two variants, and userspace puts one of each into `programs` at load
  * time, from what the kernel offers (KernelFeatures in Sources/Profiler/SamplerProgram.swift):
  *   - loop: one bpf_loop (Linux 5.17+) over every frame; the verifier checks one frame's code once.
- *   - bounded: a bounded loop of *_FRAMES_PER_CALL frames, and the program tail-calls itself for the next batch, at
- *     most *_MAX_CALLS times. The kernel allows 32 tail calls per sample (MAX_TAIL_CALL_CNT, 33 from 5.17):
+ *   - bounded: a bounded loop of *_FRAMES_PER_CALL frames, and the program tail-calls itself for the next batch (the
+ *     native stage through PROG_NATIVE_CONTINUE), at most *_MAX_CALLS times. The kernel allows 32 tail calls per
+ *     sample (MAX_TAIL_CALL_CNT, 33 from 5.17):
  *     1 + (NATIVE_MAX_CALLS - 1) + 1 + (PY_MAX_CALLS - 1) = 24 of them.
  * Both variants stop at the same depth limits below; a deeper stack is cut and flagged (SAMPLE_TRUNCATED,
  * SAMPLE_NATIVE_TRUNCATED), never silently short. When attaching to running processes the native stage is loaded
@@ -63,6 +64,12 @@
 enum prog_slot {
     PROG_NATIVE_UNWIND = 0, /* unwind_native_loop or unwind_native_bounded */
     PROG_PY_WALK = 1,       /* walk_python_loop or walk_python_bounded */
+    /* unwind_native_bounded again, for its own next batches. A slot of its own because the deferred stage is put
+     * into its slots while samples are taken, and the kernel patches each program's direct jump for a slot one
+     * program after another: had the stage called itself through PROG_NATIVE_UNWIND, a sample could enter it through
+     * on_sample's patched jump while its own was not yet, and its second batch would fail. Filled first, it is ready
+     * before anything can enter the stage. */
+    PROG_NATIVE_CONTINUE = 2,
     PROG_SLOT_COUNT,
 };
 

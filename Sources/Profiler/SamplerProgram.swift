@@ -133,11 +133,14 @@ final class SamplerProgram {
     private var nativeStageObject: BPFObject?
     private let explainRejections: Bool
 
-    /// The programs of each stage, per walk (enum prog_slot order).
+    /// The program of each slot, per walk, in the order the slots are filled: a slot before the slots that lead into it
+    /// (see PROG_NATIVE_CONTINUE).
     static func stages(_ walk: KernelFeatures.Walk) -> [(slot: prog_slot, program: BPFProgramName)] {
         switch walk {
         case .loop: return [(PROG_NATIVE_UNWIND, .unwind_native_loop), (PROG_PY_WALK, .walk_python_loop)]
-        case .tailCalls: return [(PROG_NATIVE_UNWIND, .unwind_native_bounded), (PROG_PY_WALK, .walk_python_bounded)]
+        case .tailCalls:
+            return [(PROG_NATIVE_CONTINUE, .unwind_native_bounded), (PROG_NATIVE_UNWIND, .unwind_native_bounded),
+                    (PROG_PY_WALK, .walk_python_bounded)]
         }
     }
 
@@ -146,7 +149,8 @@ final class SamplerProgram {
         switch walk {
         case .loop: return [(PROG_NATIVE_UNWIND, .unwind_native_loop_switch_in), (PROG_PY_WALK, .walk_python_loop_switch_in)]
         case .tailCalls:
-            return [(PROG_NATIVE_UNWIND, .unwind_native_bounded_switch_in), (PROG_PY_WALK, .walk_python_bounded_switch_in)]
+            return [(PROG_NATIVE_CONTINUE, .unwind_native_bounded_switch_in), (PROG_NATIVE_UNWIND, .unwind_native_bounded_switch_in),
+                    (PROG_PY_WALK, .walk_python_bounded_switch_in)]
         }
     }
 
@@ -241,7 +245,10 @@ final class SamplerProgram {
         let stage = try open()
         try Self.load(stage, explainRejections: explainRejections, features: features, reopen: open)
         let fd = bpf_program__fd(try stage.program(program))
-        try BPFMap(fd: try object.mapFD(.programs)).update(UInt32(PROG_NATIVE_UNWIND.rawValue), UInt32(bitPattern: fd))
+        let table = BPFMap(fd: try object.mapFD(.programs))
+        for (slot, stageProgram) in Self.stages(features.walk) where stageProgram == program {
+            try table.update(UInt32(slot.rawValue), UInt32(bitPattern: fd))
+        }
         verifiedInstructions.merge(stage.verifiedInstructions()) { $1 }
         nativeStageObject = stage
     }

@@ -79,4 +79,37 @@ final class KernelPathTests: IntegrationTestCase {
             XCTAssertGreaterThanOrEqual(Double(whole) / Double(max(samples, 1)), 0.95, result.report)
         }
     }
+
+    /// The deferred native stage is put into its slots while samples are taken, and the kernel patches the jumps into a
+    /// slot one program at a time. A deep stack needs the bounded stage's next batches from the first sample that enters
+    /// it: none may fail its tail call then. With the stage calling itself through its entry slot, 5 of 30 such
+    /// recordings here had one failed (a sample with no Python frames), as 1-2 in the guests' `--all` tests.
+    func testNoTailCallFailsWhileTheNativeStageIsPutIntoItsSlots() throws {
+        let workload = try Workload.load()
+        // 3.8: about five native frames per Python call, so 400 calls need every batch of the native stage.
+        let running = try start(try PythonInterpreters.pyenv("3.8").command([workload.path, "deep", "--depth", "400"]))
+        defer { running.killIfRunning() }
+        try running.waitForLine("ready", timeout: 30)
+        var marked = 0, afterReady = 0
+        for run in 1...30 {
+            let output = scratchFile("deep-\(run).folded")
+            let recorder = try start(try PyBPFProfBinary.path(), ["record", "--oldest-kernel-mode", "--pid", "\(running.pid)",
+                                                                 "--rate", "1999", "-o", output])
+            // The stage is in its slots once this line is printed: the samples that matter were taken by then.
+            try recorder.waitForLine(nativeStacksReadyLine, timeout: 120, onStandardError: true)
+            try running.waitForCPU(seconds: 0.05, timeout: 60)
+            recorder.send(SIGINT)
+            let result = try recorder.wait(timeout: 120).requireSuccess()
+            let errors = result.standardErrorLines.first { $0.hasPrefix("errors: ") } ?? "no errors line"
+            XCTAssertFalse(errors.contains("tail calls failed"), "run \(run): \(errors)")
+            let stacks = try FoldedFile.stacks(at: output)
+            XCTAssertTrue(stacks.allSatisfy { $0.pythonFrames.count == 256 }, "run \(run): a sample lost Python frames")
+            marked += stacks.filter(\.nativeFramesNotLoaded).reduce(0) { $0 + $1.count }
+            afterReady += stacks.filter { !$0.nativeFramesNotLoaded }.reduce(0) { $0 + $1.count }
+        }
+        print("  30 recordings: \(marked) samples before the native stage was in its slots, \(afterReady) after")
+        // Both sides of the moment were sampled (about 200 before and 100 after, per recording).
+        XCTAssertGreaterThan(marked, 300)
+        XCTAssertGreaterThan(afterReady, 300)
+    }
 }

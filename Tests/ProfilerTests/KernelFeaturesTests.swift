@@ -23,8 +23,10 @@ final class KernelFeaturesTests: XCTestCase {
             oldest.summary,
             "kernel 6.18.44: tail-call walk, 16 native and 32 Python frames per call, 256 and 256 at most; "
                 + "user registers from the kernel stack; native stacks for 512 processes at most")
-        XCTAssertEqual(SamplerProgram.stages(.tailCalls).map(\.slot), [PROG_NATIVE_UNWIND, PROG_PY_WALK])
-        XCTAssertEqual(SamplerProgram.stages(.tailCalls).map(\.program), [.unwind_native_bounded, .walk_python_bounded])
+        // The native stage's own slot for its next batches is filled before its entry (see PROG_NATIVE_CONTINUE).
+        XCTAssertEqual(SamplerProgram.stages(.tailCalls).map(\.slot), [PROG_NATIVE_CONTINUE, PROG_NATIVE_UNWIND, PROG_PY_WALK])
+        XCTAssertEqual(SamplerProgram.stages(.tailCalls).map(\.program),
+                       [.unwind_native_bounded, .unwind_native_bounded, .walk_python_bounded])
     }
 
     /// The kernel allows 32 tail calls per sample on 5.10 (33 later): the tail-call walk's chain must fit.
