@@ -134,60 +134,49 @@ public struct KernelSymbols: Sendable {
 
     /// The table as bytes: counts, then each array as it is in memory (little-endian), then the modules' names.
     public func encoded() -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(addresses.count * 14 + names.count + 64)
-        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
-        append(UInt32(addresses.count))
-        append(UInt32(names.count))
-        append(UInt32(modules.count))
-        for address in addresses { append(address) }
-        for offset in nameOffsets { append(offset) }
-        for index in moduleIndices { append(index) }
-        bytes += names
+        var writer = LittleEndianWriter(capacity: addresses.count * 14 + names.count + 64)
+        writer.write(UInt32(addresses.count))
+        writer.write(UInt32(names.count))
+        writer.write(UInt32(modules.count))
+        writer.writeArray(addresses)
+        writer.writeArray(nameOffsets)
+        writer.writeArray(moduleIndices)
+        writer.writeBytes(names)
         for module in modules {
-            append(UInt16(module.utf8.count))
-            bytes += module.utf8
+            writer.write(UInt16(module.utf8.count))
+            writer.writeBytes(module.utf8)
         }
-        return bytes
+        return writer.bytes
     }
 
     /// The table `encoded()` made, if `bytes` are one: every count bounded, the lengths exact, the addresses sorted,
     /// the name offsets in order within the names, the module indices in range. Nil otherwise.
-    public init?(encoded bytes: [UInt8]) {
-        var offset = 0
-        func take<T: FixedWidthInteger>(_: T.Type) -> T? {
-            guard offset + MemoryLayout<T>.size <= bytes.count else { return nil }
-            defer { offset += MemoryLayout<T>.size }
-            return bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
-        }
-        func takeArray<T: FixedWidthInteger>(_: T.Type, _ count: Int) -> [T]? {
-            guard count <= (bytes.count - offset) / MemoryLayout<T>.size else { return nil }
-            let start = offset
-            offset += count * MemoryLayout<T>.size
-            return bytes.withUnsafeBytes { raw in
-                (0..<count).map { T(littleEndian: raw.loadUnaligned(fromByteOffset: start + $0 * MemoryLayout<T>.size, as: T.self)) }
-            }
-        }
-        guard let count = take(UInt32.self).map(Int.init), let nameBytes = take(UInt32.self).map(Int.init),
-              let moduleCount = take(UInt32.self).map(Int.init),
+    public init?(encoded bytes: UnsafeRawBufferPointer) {
+        var reader = LittleEndianReader(bytes)
+        guard let count = reader.read(UInt32.self).map(Int.init), let nameBytes = reader.read(UInt32.self).map(Int.init),
+              let moduleCount = reader.read(UInt32.self).map(Int.init),
               count <= Self.maxSymbols, nameBytes <= Self.maxNameBytes, moduleCount >= 1, moduleCount <= Int(UInt16.max) + 1,
-              let addresses = takeArray(UInt64.self, count), let nameOffsets = takeArray(UInt32.self, count + 1),
-              let moduleIndices = takeArray(UInt16.self, count), nameBytes <= bytes.count - offset
+              let addresses = reader.readArray(UInt64.self, count: count),
+              let nameOffsets = reader.readArray(UInt32.self, count: count + 1),
+              let moduleIndices = reader.readArray(UInt16.self, count: count),
+              let names = reader.readBytes(nameBytes).map(Array.init)
         else { return nil }
-        let names = Array(bytes[offset..<(offset + nameBytes)])
-        offset += nameBytes
         var modules: [String] = []
         for _ in 0..<moduleCount {
-            guard let length = take(UInt16.self).map(Int.init), length <= bytes.count - offset else { return nil }
-            modules.append(String(decoding: bytes[offset..<(offset + length)], as: UTF8.self))
-            offset += length
+            guard let length = reader.read(UInt16.self), let module = reader.readBytes(Int(length)) else { return nil }
+            modules.append(String(decoding: module, as: UTF8.self))
         }
-        guard offset == bytes.count, modules[0].isEmpty, nameOffsets.first == 0, nameOffsets.last == UInt32(nameBytes),
+        guard reader.isAtEnd, modules[0].isEmpty, nameOffsets.first == 0, nameOffsets.last == UInt32(nameBytes),
               zip(addresses, addresses.dropFirst()).allSatisfy({ $0 <= $1 }),
               zip(nameOffsets, nameOffsets.dropFirst()).allSatisfy({ $0 <= $1 }),
               moduleIndices.allSatisfy({ Int($0) < moduleCount })
         else { return nil }
         self.init(addresses: addresses, nameOffsets: nameOffsets, names: names, moduleIndices: moduleIndices, modules: modules)
+    }
+
+    public init?(encoded bytes: [UInt8]) {
+        guard let table = bytes.withUnsafeBytes({ KernelSymbols(encoded: $0) }) else { return nil }
+        self = table
     }
 
     /// Calls `body` with each well-formed line of kallsyms text: the address, the type letter, and the byte ranges of

@@ -64,13 +64,20 @@ final class BackgroundResult<Value> {
     private let lock = Lock()
     private var result: Result<Value, Error>?
 
-    /// `then` runs on the same thread once the result is there (to wake whoever polls `finished`).
+    /// `then` runs on the same thread once the result is there (to wake whoever polls `finished`). A thread of its
+    /// own, not a Dispatch worker: Dispatch ran two of these one after the other while the caller blocked in the BPF
+    /// load, and the second was what sampling waited for. Computed at once, here, if no thread can be started.
     init(_ compute: @escaping () throws -> Value, then: @escaping () -> Void = {}) {
-        DispatchQueue.global().async { [self] in
+        let run = { [self] in
             let outcome = Result { try compute() }
             lock.withLock { result = outcome }
             done.signal()
             then()
+        }
+        do {
+            _ = try DedicatedThread(name: "pybpfprof-start", body: run)
+        } catch {
+            run()
         }
     }
 

@@ -43,7 +43,9 @@ public final class Recorder {
     /// handled at once rather than at the loop's next poll.
     private let loopWakeup = DispatchSemaphore(value: 0)
     /// What locating interpreters learned of each file: new processes mostly run binaries seen before.
-    private let locatorCache = InterpreterLocator.FileCache()
+    private let locatorCache: InterpreterLocator.FileCache
+    /// --pid: each process (a thread id stands for its process), located in `init` while the BPF object loads.
+    private let locatingPids: BackgroundResult<[(pid: Int32, interpreter: Result<PythonInterpreter, Error>)]>?
     /// nil when native stacks are not collected.
     private let nativeTables: NativeTableLoader?
     private let kernelSymbols: KernelSymbols?
@@ -97,7 +99,20 @@ public final class Recorder {
         // Attaching to running processes, their Python stacks are sampled before the native unwinder is verified (most
         // of the load); a launched command starts once everything is loaded, so its first samples have native frames.
         if case .command = options.target { defersNativeStage = false } else { defersNativeStage = !options.pythonOnly }
-        // Read while the BPF object loads: each takes tens of milliseconds, and sampling needs both.
+        // Read while the BPF object loads: each takes tens of milliseconds, and sampling needs both. So does locating
+        // the --pid targets: their files' symbols read (25 ms beside a target busy on every CPU). --all and --cgroup scan
+        // /proc in `run`, not earlier: a process that starts between the scan and the exec hook's attachment is missed.
+        let locatorCache = InterpreterLocator.FileCache()
+        self.locatorCache = locatorCache
+        if case .pids(let ids) = options.target {
+            locatingPids = BackgroundResult {
+                var pids: [Int32] = []
+                for pid in ids.map(ProcessScanner.threadGroup(of:)) where !pids.contains(pid) { pids.append(pid) }
+                return pids.map { pid in (pid, Result { try InterpreterLocator.locate(pid: pid, cache: locatorCache) }) }
+            }
+        } else {
+            locatingPids = nil
+        }
         let kernelSymbolsReading = options.pythonOnly ? nil
             : BackgroundResult { try KernelSymbolsCache.read(cachingIn: options.tableCacheDirectory) }
         sampler = try Sampler(
@@ -162,13 +177,12 @@ public final class Recorder {
     /// For --pid and --all: locates and registers the processes, returns their pids.
     private func registerRunningTargets() throws -> [Int32] {
         switch options.target {
-        case .pids(let ids):
+        case .pids:
             // A thread id (as top shows them) stands for its process: the BPF program keys by process.
-            var pids: [Int32] = []
-            for pid in ids.map(ProcessScanner.threadGroup(of:)) where !pids.contains(pid) { pids.append(pid) }
-            for pid in pids {
+            let located = try locatingPids!.value()
+            for (pid, interpreter) in located {
                 do {
-                    try register(try InterpreterLocator.locate(pid: pid, cache: locatorCache))
+                    try register(try interpreter.get())
                 } catch InterpreterError.notPython where options.allowNonPython && !options.pythonOnly {
                     try registerNative(pid: pid)
                 } catch InterpreterError.notPython where options.subprocesses {
@@ -176,7 +190,7 @@ public final class Recorder {
                 }
                 lock.withLock { followed.name(pid, subprocesses: options.subprocesses) }
             }
-            return pids
+            return located.map(\.pid)
         case .all:
             // Those running now; the ones that start later come through exec events.
             let (found, skipped) = ProcessScanner.pythonProcesses(cache: locatorCache)

@@ -79,29 +79,21 @@ final class UnwindTableCache {
     }
 
     private static func payload(_ entry: Entry) -> [UInt8] {
-        var bytes: [UInt8] = []
-        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
-        append(entry.linkTimeBase)
-        append(UInt32(entry.rows.count))
-        append(UInt32(rowSize))
-        entry.rows.withUnsafeBytes { bytes += $0 }
-        return bytes
+        var writer = LittleEndianWriter(capacity: payloadHeaderSize + entry.rows.count * rowSize)
+        writer.write(entry.linkTimeBase)
+        writer.write(UInt32(entry.rows.count))
+        writer.write(UInt32(rowSize))
+        writer.writeRecords(entry.rows)
+        return writer.bytes
     }
 
     /// The entry a payload holds, if its rows are ones the unwinder can search.
-    private static func decode(_ bytes: [UInt8]) -> Entry? {
-        guard bytes.count >= payloadHeaderSize else { return nil }
-        func load<T: FixedWidthInteger>(_ offset: Int, as type: T.Type) -> T {
-            bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
-        }
-        let base = load(0, as: UInt64.self)
-        let count = Int(load(8, as: UInt32.self))
-        guard Int(load(12, as: UInt32.self)) == rowSize, count >= 1, count <= Int(UNWIND_ROWS_PER_FILE_MAX),
-              bytes.count == payloadHeaderSize + count * rowSize
+    private static func decode(_ bytes: UnsafeRawBufferPointer) -> Entry? {
+        var reader = LittleEndianReader(bytes)
+        guard let base = reader.read(UInt64.self), let count = reader.read(UInt32.self).map(Int.init),
+              reader.read(UInt32.self).map(Int.init) == rowSize, count >= 1, count <= Int(UNWIND_ROWS_PER_FILE_MAX),
+              let rows = reader.readRecords(unwind_row.self, count: count), reader.isAtEnd
         else { return nil }
-        let rows = bytes.withUnsafeBytes { raw in
-            (0..<count).map { raw.loadUnaligned(fromByteOffset: payloadHeaderSize + $0 * rowSize, as: unwind_row.self) }
-        }
         // As UnwindTableStore writes them: addresses from 0, strictly increasing; known kinds.
         guard rows[0].address == 0 else { return nil }
         for index in rows.indices {
