@@ -81,6 +81,14 @@ final class BackgroundResult<Value> {
         }
     }
 
+    /// A value there already.
+    static func ready(_ value: Value) -> BackgroundResult { BackgroundResult(ready: value) }
+
+    private init(ready value: Value) {
+        result = .success(value)
+        done.signal()
+    }
+
     /// The result if it is there, without waiting.
     var finished: Result<Value, Error>? { lock.withLock { result } }
 

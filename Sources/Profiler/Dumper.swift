@@ -144,7 +144,7 @@ public enum Dumper {
         }
 
         let decoder = StackDecoder<Frame>(
-            interpreter: interpreter, native: native, kernelSymbols: kernelSymbols,
+            interpreter: interpreter, native: native, kernelSymbols: kernelSymbols.map { KernelSymbolsSource($0) },
             showInterpreterFrames: options.showInterpreterFrames) { $0 }
         var threads = records.compactMap { threadDump($0, sample: samples[$0.tid], decoder: decoder) }
         threads.sort { ($0.tid == pid ? 0 : 1, $0.tid) < ($1.tid == pid ? 0 : 1, $1.tid) }

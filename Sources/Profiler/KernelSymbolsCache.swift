@@ -52,3 +52,37 @@ enum KernelSymbolsCache {
         return hash.finalize()
     }
 }
+
+/// The kernel's symbols as the stack decoders get them. Attaching, sampling starts without waiting for them (reading
+/// /proc/kallsyms is 60-80 ms on a first run, beside the BPF load): they are read on a thread of their own, and the
+/// first kernel frame to name waits for them, on the drain thread, while the ring buffer holds the records.
+final class KernelSymbolsSource: @unchecked Sendable {
+    private let reading: BackgroundResult<KernelSymbols>
+
+    /// Starts `read`; `then` runs once it is done (to wake whoever checks `failure`).
+    init(_ read: @escaping () throws -> KernelSymbols, then: @escaping () -> Void = {}) {
+        reading = BackgroundResult(read, then: then)
+    }
+
+    /// Symbols read already.
+    init(_ symbols: KernelSymbols) {
+        reading = .ready(symbols)
+    }
+
+    /// Waits for the symbols; nil if they could not be read (`failure` says why).
+    var symbols: KernelSymbols? { try? reading.value() }
+
+    /// Whether reading is done, well or not.
+    var isReady: Bool { reading.finished != nil }
+
+    /// Why they could not be read, once that is known; nil while reading and after a success.
+    var failure: Error? {
+        guard case .failure(let error)? = reading.finished else { return nil }
+        return error
+    }
+
+    /// Waits, and throws what reading threw.
+    func wait() throws {
+        _ = try reading.value()
+    }
+}

@@ -48,7 +48,7 @@ public final class Recorder {
     private let locatingPids: BackgroundResult<[(pid: Int32, interpreter: Result<PythonInterpreter, Error>)]>?
     /// nil when native stacks are not collected.
     private let nativeTables: NativeTableLoader?
-    private let kernelSymbols: KernelSymbols?
+    private let kernelSymbols: KernelSymbolsSource?
     /// Names frames that no symbol named from debug files (debuginfod, `--debug-dir`) when the recording ends.
     private let lateFrameNamer: LateFrameNamer
     /// When sampling started; sample times count from here.
@@ -56,7 +56,8 @@ public final class Recorder {
     private let stopRequested = StopFlag()
     /// Called from the recording loop about once a second (the CLI shows it on a terminal).
     public var onProgress: ((RecordingProgress) -> Void)?
-    /// Called once sampling has started, with the number of processes registered by then.
+    /// Called once sampling has started and the kernel's symbols are read, with the number of processes registered by
+    /// then.
     public var onStarted: ((Int) -> Void)?
     /// Called once, from the recording loop after `onStarted`, when the native unwinder and the native tables of the
     /// processes registered at the start are loaded (their samples marked "not loaded yet" until then), with how many
@@ -71,6 +72,8 @@ public final class Recorder {
     private var nativeStageLoad: BackgroundResult<Void>?
     private let defersNativeStage: Bool
     private var lastProgress: UInt64 = 0
+    /// Whether `onStarted` was called (by the recording loop).
+    private var announcedStart = false
     private var signalSources: [DispatchSourceSignal] = []
     /// What the running kernel offers, probed at start; it decided how the BPF program was loaded.
     public let kernelFeatures: KernelFeatures
@@ -113,8 +116,10 @@ public final class Recorder {
         } else {
             locatingPids = nil
         }
-        let kernelSymbolsReading = options.pythonOnly ? nil
-            : BackgroundResult { try KernelSymbolsCache.read(cachingIn: options.tableCacheDirectory) }
+        // Sampling does not wait for the kernel's symbols when attaching (see KernelSymbolsSource); a launched command
+        // starts once they are read, so that it never runs before a failure to read them is known.
+        kernelSymbols = options.pythonOnly ? nil
+            : KernelSymbolsSource({ try KernelSymbolsCache.read(cachingIn: options.tableCacheDirectory) }, then: { [loopWakeup] in loopWakeup.signal() })
         sampler = try Sampler(
             features: features, ringBufferBytes: options.ringBufferBytes, collectStatistics: options.bpfStatistics,
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
@@ -125,7 +130,7 @@ public final class Recorder {
             : NativeTableLoader(store: UnwindTableStore(
                 rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity, debugDirectories: options.debugDirectories,
                 cache: UnwindTableCache.inDirectory(options.tableCacheDirectory)))
-        kernelSymbols = try kernelSymbolsReading?.value()
+        if case .command = options.target { try kernelSymbols?.wait() }
         // The directories were already searched when each file's symbols were read: debuginfod is what is left.
         lateFrameNamer = LateFrameNamer(debugDirectories: [], debuginfod: options.pythonOnly ? nil : options.debuginfod)
         profile = Profile(sampleRate: options.rate, startDate: 0)
@@ -146,7 +151,7 @@ public final class Recorder {
             nativeStageLoad = BackgroundResult({ [sampler] in try sampler.loadNativeStage() },
                                                then: { [loopWakeup] in loopWakeup.signal() })
         }
-        onStarted?(lock.withLock { table.count })
+        try announceStartWhenReady()
         reportNativeStacksReadyIfDue()
 
         let deadline = options.duration.map { Self.monotonicNow() + UInt64($0 * 1e9) }
@@ -163,12 +168,15 @@ public final class Recorder {
                 return (runningTargets + tracked).contains { kill($0, 0) == 0 || errno != ESRCH }
             }
             while !timeToStop() && targetsLeft() {
+                try announceStartWhenReady()
                 reportNativeStacksReadyIfDue()
                 refreshStaleMappings()
                 followNewProcesses()
                 reportProgressIfDue()
                 waitForWork()
             }
+            // Ended before they were read (a short --duration): the profile names kernel frames, or the error says why not.
+            try kernelSymbols?.wait()
         }
         sampler.stop()
         return finish()
@@ -269,8 +277,21 @@ public final class Recorder {
 
     /// Recording loop: calls `onNativeStacksReady` once every process registered at the start has its native tables, and
     /// the native unwinder is loaded.
+    /// Calls `onStarted` once the kernel's symbols are read (at once when they are not collected, or were read before
+    /// sampling started). Unreadable ones (kptr_restrict) end the recording with that error, its only line of output,
+    /// as they would have before sampling started had it waited for them.
+    private func announceStartWhenReady() throws {
+        guard !announcedStart else { return }
+        if let kernelSymbols {
+            if let failure = kernelSymbols.failure { throw failure }
+            guard kernelSymbols.isReady else { return }
+        }
+        announcedStart = true
+        onStarted?(lock.withLock { table.count })
+    }
+
     private func reportNativeStacksReadyIfDue() {
-        guard startMonotonic != 0 else { return }
+        guard startMonotonic != 0, announcedStart else { return }
         // And the native unwinder, when it is loaded after the start.
         if let nativeStageLoad {
             guard case .success? = nativeStageLoad.finished else { return }

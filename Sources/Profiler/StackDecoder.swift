@@ -32,7 +32,7 @@ final class StackDecoder<FrameID: Hashable> {
     var native: NativeProcess? {
         didSet { nativeFrames = [:] }
     }
-    private let kernelSymbols: KernelSymbols?
+    private let kernelSymbols: KernelSymbolsSource?
     private let showInterpreterFrames: Bool
     private let intern: (Frame) -> FrameID
     private var pythonFrames: [PythonFrameKey: FrameID] = [:]
@@ -52,7 +52,7 @@ final class StackDecoder<FrameID: Hashable> {
     ///   - native: its executable mappings, for native frames; nil until they are loaded, or when native frames
     ///     are not collected.
     ///   - kernelSymbols: nil when kernel frames are not collected.
-    init(interpreter: PythonInterpreter?, native: NativeProcess?, kernelSymbols: KernelSymbols?, showInterpreterFrames: Bool,
+    init(interpreter: PythonInterpreter?, native: NativeProcess?, kernelSymbols: KernelSymbolsSource?, showInterpreterFrames: Bool,
          intern: @escaping (Frame) -> FrameID) {
         symbolizer = interpreter.map { PythonSymbolizer(interpreter: $0) }
         evalLoopCallPerFrame = interpreter?.offsets.evalLoopCallPerFrame ?? false
@@ -176,7 +176,8 @@ final class StackDecoder<FrameID: Hashable> {
     private func kernelFrame(_ address: UInt64) -> FrameID {
         if let known = kernelFrames[address] { return known }
         let frame: Frame
-        if let (symbol, _) = kernelSymbols?.symbolize(address) {
+        // Waits for the symbols the first time (see KernelSymbolsSource); each address is named once.
+        if let (symbol, _) = kernelSymbols?.symbols?.symbolize(address) {
             frame = Frame(kind: .kernel, name: symbol.name, file: symbol.module)
         } else {
             frame = Frame(kind: .kernel, name: "[kernel 0x\(String(address, radix: 16))]")

@@ -37,6 +37,23 @@ final class BadInputTests: IntegrationTestCase {
         assertCleanError(result, keywords: ["\(pid)", "does not exist"])
     }
 
+    /// Attaching, sampling starts before the kernel's symbols are read: hidden ones still end the recording with the
+    /// one-line error naming the fix, as a launched command's recording does before the command starts.
+    func testHiddenKernelSymbols() throws {
+        let setting = "/proc/sys/kernel/kptr_restrict"
+        let before = try String(contentsOfFile: setting, encoding: .utf8)
+        try "2".write(toFile: setting, atomically: false, encoding: .utf8)
+        defer { try? before.write(toFile: setting, atomically: false, encoding: .utf8) }
+        let python = try startSleepingPython(try PythonInterpreters.debian311())
+        // An empty cache: one filled earlier would hold the symbols of this boot.
+        for target in [["--pid", "\(python.pid)"], ["--", "/bin/true"]] {
+            let result = try runPyBPFProf(["record", "--duration", "5", "--table-cache", scratchFile("cache-\(target[0])"),
+                                           "-o", scratchFile("out.folded")] + target)
+            assertCleanError(result, keywords: ["/proc/kallsyms shows no addresses", "kptr_restrict=2", "sysctl kernel.kptr_restrict=1"])
+            XCTAssertFalse(FileManager.default.fileExists(atPath: scratchFile("out.folded")))
+        }
+    }
+
     func testUnknownFormat() throws {
         let result = try runPyBPFProf(["record", "--pid", "1", "--format", "xml", "-o", scratchFile("out.folded")])
         assertCleanError(result, keywords: ["xml"])

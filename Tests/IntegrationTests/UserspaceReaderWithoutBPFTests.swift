@@ -62,7 +62,7 @@ final class UserspaceReaderWithoutBPFTests: IntegrationTestCase {
                            "\(label): unwound to the thread's start (or to the frame needing rbp), Python frames whole")
 
             let decoder = StackDecoder<Frame>(
-                interpreter: python, native: native, kernelSymbols: kernelSymbols, showInterpreterFrames: false) { $0 }
+                interpreter: python, native: native, kernelSymbols: KernelSymbolsSource(kernelSymbols), showInterpreterFrames: false) { $0 }
             let stack = try XCTUnwrap(sleeper.sample.withUnsafeBytes { decoder.decode($0) }, label)
             let frames = Array(stack.frames.reversed())  // innermost first
             let rendered = frames.map { "\($0.kind):\($0.name)" }.joined(separator: " > ")
