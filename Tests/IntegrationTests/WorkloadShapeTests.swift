@@ -54,13 +54,19 @@ final class WorkloadShapeTests: IntegrationTestCase {
         let running = try start(interpreter.command([workload.path, "shape"]))
         try running.waitForLine("ready", timeout: 30)
         let byPidOutput = scratchFile("by-pid.speedscope.json")
-        let byPid = try runPyBPFProf([
-            "record", "--pid", "\(running.pid)", "--rate", "\(Self.rate)", "--duration", "\(Self.recordingSeconds)",
-            "-o", byPidOutput,
+        let recorder = try start(try PyBPFProfBinary.path(), [
+            "record", "--pid", "\(running.pid)", "--rate", "\(Self.rate)", "-o", byPidOutput,
         ])
+        // The workload's account of its CPU time starts afresh once sampling has (SIGUSR1), and ends as the recording
+        // does: its SIGTERM ends both. The time before the recorder had started (seconds under emulation, the recorder
+        // busy loading beside it) once pulled the account away from the profile (3.20 against 2.48, a 6.8 guest).
+        try recorder.waitForLine("pybpfprof: sampling ", timeout: 120, onStandardError: true)
+        running.send(SIGUSR1)
+        try running.waitForCPU(seconds: Self.recordingSeconds, timeout: 120)
         // SIGTERM: the workload stops and prints its own account of its CPU time in heavy() and light().
         running.send(SIGTERM)
         let ended = try running.wait(timeout: 30)
+        let byPid = try recorder.wait(timeout: 120)
         try byPid.requireSuccess()
         XCTAssertEqual(ended.status, 0, "the workload should stop cleanly on SIGTERM: \(ended.report)")
         let byPidMain = try printedThreadID("main-tid", in: running.standardOutput)

@@ -10,7 +10,8 @@ Modes (the first argument):
       shares no function with the main thread. Prints "main-tid N" and "worker-tid N" (native thread
       ids), then "ready". Runs S seconds then exits with status N, or without --seconds until SIGTERM (then
       exits 0). On its way out prints "shape-cpu H L": the main thread's CPU time (ns) in heavy() and in light(),
-      the workload's own account of the 3:1 its profile must show.
+      the workload's own account of the 3:1 its profile must show; SIGUSR1 starts that account afresh (sent
+      once sampling has started, so that the account and the profile cover the same time).
   deep [--depth D]
       recursion D calls deep below its first call, then spins at the bottom until killed. Prints "ready"
       once at the bottom.
@@ -87,6 +88,11 @@ def light():
 cpu_in = {"heavy": 0, "light": 0}
 
 
+def restart_cpu_account(number, frame):
+    cpu_in["heavy"] = 0
+    cpu_in["light"] = 0
+
+
 def caller():
     # The clock is read here, in caller()'s own frame, so its system calls are neither heavy()'s nor light()'s. Each
     # interval also holds the end of one read and the start of the next, which samples find in caller(), not in heavy()
@@ -141,6 +147,7 @@ def run_shape(seconds, exit_status):
     print("worker-tid", worker_ids[0])
     terminated = []
     signal.signal(signal.SIGTERM, lambda number, frame: terminated.append(number))
+    signal.signal(signal.SIGUSR1, restart_cpu_account)
     say("ready")
     deadline = None if seconds is None else cpu_time() + seconds
     rounds = 0
