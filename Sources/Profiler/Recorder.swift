@@ -109,6 +109,7 @@ public final class Recorder {
         self.locatorCache = locatorCache
         if case .pids(let ids) = options.target {
             locatingPids = BackgroundResult {
+                // A thread id (as top shows them) stands for its process: the BPF program keys by process.
                 var pids: [Int32] = []
                 for pid in ids.map(ProcessScanner.threadGroup(of:)) where !pids.contains(pid) { pids.append(pid) }
                 return pids.map { pid in (pid, Result { try InterpreterLocator.locate(pid: pid, cache: locatorCache) }) }
@@ -186,7 +187,6 @@ public final class Recorder {
     private func registerRunningTargets() throws -> [Int32] {
         switch options.target {
         case .pids:
-            // A thread id (as top shows them) stands for its process: the BPF program keys by process.
             let located = try locatingPids!.value()
             for (pid, interpreter) in located {
                 do {
@@ -275,8 +275,6 @@ public final class Recorder {
         }
     }
 
-    /// Recording loop: calls `onNativeStacksReady` once every process registered at the start has its native tables, and
-    /// the native unwinder is loaded.
     /// Calls `onStarted` once the kernel's symbols are read (at once when they are not collected, or were read before
     /// sampling started). Unreadable ones (kptr_restrict) end the recording with that error, its only line of output,
     /// as they would have before sampling started had it waited for them.
@@ -290,6 +288,8 @@ public final class Recorder {
         onStarted?(lock.withLock { table.count })
     }
 
+    /// Recording loop: calls `onNativeStacksReady` once every process registered at the start has its native tables, and
+    /// the native unwinder is loaded.
     private func reportNativeStacksReadyIfDue() {
         guard startMonotonic != 0, announcedStart else { return }
         // And the native unwinder, when it is loaded after the start.
