@@ -3,7 +3,7 @@ import XCTest
 
 /// Profiles the workload's `shape` mode on every supported CPython, once attaching by `--pid` and once
 /// launching it with `-- CMD`, and checks the profile against what the workload is known to do: names,
-/// file, line numbers and call order of its frames, heavy():light() as the workload's own CPU clock has it (3:1 work), a recursion of
+/// file, line numbers and call order of its frames, heavy():light() as the workload's own CPU clock has it (3:1 work; under emulation, either that or the work's), a recursion of
 /// RECURSION_DEPTH + 1 frames, and a second thread that has its own samples and only its own functions.
 final class WorkloadShapeTests: IntegrationTestCase {
     /// Samples per second per CPU. 3 s of it give about 1000 samples under heavy() and light(), so the
@@ -226,19 +226,30 @@ private struct ShapeExpectations {
 
     /// The fraction of heavy()'s and light()'s samples that are heavy()'s is the fraction of their CPU time the
     /// workload's own clock gave heavy() (about 3/4: three times the work), within binomial noise.
+    ///
+    /// Under emulation (a TCG guest beside four others and the host's tests) neither clock is exact: a vCPU that
+    /// stops for tens of milliseconds adds the stall to the thread's CPU clock, while the sampling timer fires once
+    /// after it. Fresh CI runs put the clock at 3.20, 4.35 and 2.41 where the samples said 2.48, 3.44 and 2.89, and
+    /// once at 2.28 against 2.25. There the profile passes when it matches either the clock's share or the work's
+    /// (3:1, a 3/4 share): a frame put on the wrong function (heavy()'s samples on caller() or light()) misses both.
     private func checkRatio(_ stacks: [ProfileStack], measured: WorkloadCPUAccount, label: String) -> String {
         let heavy = stacks.filter { $0.contains { $0.name == "heavy" } }
         let light = stacks.filter { $0.contains { $0.name == "light" } }.count
         let trials = heavy.count + light
-        let expected = measured.heavyShare
-        let bound = binomialBound(expected: expected, trials: trials)
         let fraction = Double(heavy.count) / Double(max(trials, 1))
         let ratio = Double(heavy.count) / Double(max(light, 1))
+        let workShare = 0.75
+        let references = Slowdown.factor > 1 ? [measured.heavyShare, workShare] : [measured.heavyShare]
+        // The reference the profile is nearest to; on the host only the clock's.
+        let expected = references.min { abs(fraction - $0) < abs(fraction - $1) }!
+        let bound = binomialBound(expected: expected, trials: trials)
         // The fraction bound as a bound on the ratio heavy/light = f / (1 - f).
         let lowest = (expected - bound) / (1 - expected + bound)
         let highest = expected + bound >= 1 ? Double.infinity : (expected + bound) / (1 - expected - bound)
-        let figures = String(format: "heavy:light %d:%d = %.2f (workload's clock %.2f, 4-sigma bound %.2f...%.2f; heavy share %.3f ± %.3f)",
-                             heavy.count, light, ratio, measured.heavy / max(measured.light, 1), lowest, highest, fraction, bound)
+        let against = expected == measured.heavyShare ? "the workload's clock" : "the work's 3:1 (emulated)"
+        let figures = String(format: "heavy:light %d:%d = %.2f (workload's clock %.2f; ", heavy.count, light, ratio,
+                             measured.heavy / max(measured.light, 1))
+            + "against \(against), " + String(format: "4-sigma bound %.2f...%.2f; heavy share %.3f ± %.3f)", lowest, highest, fraction, bound)
         XCTAssertGreaterThanOrEqual(trials, 200, "\(label): too few samples under heavy() and light() for a ratio: \(figures)")
         XCTAssertLessThanOrEqual(abs(fraction - expected), bound, "\(label): \(figures)")
 
