@@ -841,7 +841,9 @@ int walk_python_bounded(struct bpf_perf_event_data *ctx) { return walk_python_bo
 /*
  * Process events: a program replaced by execve, a process forked, a process gone. Userspace turns them into
  * registrations (a new Python process, a forked Python child) and forgets exited processes, in ring-buffer
- * order with the samples. BTF tracepoints: no tracefs needed.
+ * order with the samples. Raw tracepoints: no tracefs needed, and unlike BTF tracepoints (tp_btf) they attach
+ * without the kernel's BTF, which libbpf would otherwise parse at every start (see KernelTypes.swift); their arguments
+ * are read as the CO-RE reads above read any kernel memory.
  */
 static __always_inline void send_process_event(enum record_type type, __u32 pid, __u32 tid)
 {
@@ -881,14 +883,14 @@ static __always_inline void report_replaced_process(enum record_type type, __u32
         send_process_event(type, tgid, 0);
 }
 
-SEC("tp_btf/sched_process_exec")
+SEC("raw_tp/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task, int old_pid, void *binprm)
 {
     report_replaced_process(RECORD_EXEC, bpf_get_current_pid_tgid() >> 32);
     return 0;
 }
 
-SEC("tp_btf/sched_process_fork")
+SEC("raw_tp/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
     struct task_struct___pybpfprof *forked = (void *)child;
@@ -900,11 +902,11 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
     return 0;
 }
 
-/* The tracepoint's group_dead argument exists only in newer kernels (a BTF tracepoint program that names an argument
- * its kernel lacks is rejected): the same fact is read from the task. do_exit decrements signal->live before this
+/* The tracepoint's group_dead argument exists only in newer kernels (a program that reads an argument its kernel does
+ * not pass fails to attach): the same fact is read from the task. do_exit decrements signal->live before this
  * tracepoint, so 0 means the last thread of the group is exiting. Two threads exiting at once may both see 0: the
  * second event finds nothing to forget. */
-SEC("tp_btf/sched_process_exit")
+SEC("raw_tp/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *task)
 {
     struct task_struct___pybpfprof *exiting = (void *)task;
@@ -1062,9 +1064,10 @@ static __always_inline void switch_out(bool preempt, struct task_struct *prev, l
         count(COUNTER_OFFCPU_START_LOST);
 }
 
-/* A BTF tracepoint program must name exactly the arguments its kernel passes: three before 5.18, which then appended
- * prev_state. Userspace loads the one that fits, from the kernel's BTF (SamplerProgram.switchOutProgram). */
-SEC("?tp_btf/sched_switch")
+/* A raw tracepoint program may read only the arguments its kernel passes (it fails to attach otherwise): three before
+ * 5.18, which then appended prev_state. Userspace loads the one that fits, from the kernel's BTF
+ * (SamplerProgram.switchOutProgram). */
+SEC("?raw_tp/sched_switch")
 int BPF_PROG(on_switch_out, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
     if (preempt)
@@ -1074,7 +1077,7 @@ int BPF_PROG(on_switch_out, bool preempt, struct task_struct *prev, struct task_
     return 0;
 }
 
-SEC("?tp_btf/sched_switch")
+SEC("?raw_tp/sched_switch")
 int BPF_PROG(on_switch_out_prev_state, bool preempt, struct task_struct *prev, struct task_struct *next,
              unsigned int prev_state)
 {

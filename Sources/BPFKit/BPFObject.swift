@@ -20,7 +20,8 @@ public final class BPFObject {
     /// Per program, the buffer the verifier writes its statistics into (see `collectVerifierStatistics`).
     private var statisticsLogs: [String: UnsafeMutableBufferPointer<CChar>] = [:]
 
-    public init(elf: [UInt8], name: String) throws {
+    /// - Parameter kernelTypes: a BTF file libbpf relocates against instead of the kernel's own (`btf_custom_path`).
+    public init(elf: [UInt8], name: String, kernelTypes: String? = nil) throws {
         cbpf_capture_libbpf_log()
         cbpf_clear_libbpf_log()
         let image = UnsafeMutableRawBufferPointer.allocate(byteCount: elf.count, alignment: 8)
@@ -29,7 +30,12 @@ public final class BPFObject {
         options.sz = MemoryLayout<bpf_object_open_opts>.size
         let object = name.withCString { cName -> OpaquePointer? in
             options.object_name = cName
-            return bpf_object__open_mem(image.baseAddress, elf.count, &options)
+            // libbpf copies the path.
+            guard let kernelTypes else { return bpf_object__open_mem(image.baseAddress, elf.count, &options) }
+            return kernelTypes.withCString { path in
+                options.btf_custom_path = path
+                return bpf_object__open_mem(image.baseAddress, elf.count, &options)
+            }
         }
         self.image = image
         guard let object, libbpf_get_error(UnsafeRawPointer(object)) == 0 else {
@@ -96,6 +102,29 @@ public final class BPFObject {
             if let count = Int(digits) { result[name] = count }
         }
         return result
+    }
+
+    /// A loaded program's instructions as libbpf gave them to the kernel (CO-RE relocations applied), each 8 bytes as a
+    /// little-endian word; the map references of 64-bit loads (`BPF_PSEUDO_MAP_FD`, `BPF_PSEUDO_MAP_VALUE`) have their
+    /// file descriptors zeroed, so that the same program loaded by two objects compares equal.
+    public func relocatedInstructions(of name: BPFProgramName) throws -> [UInt64] {
+        let program = try program(name)
+        guard let instructions = bpf_program__insns(program) else { return [] }
+        let count = Int(bpf_program__insn_cnt(program))
+        var words = UnsafeRawPointer(instructions).withMemoryRebound(to: UInt64.self, capacity: count) {
+            Array(UnsafeBufferPointer(start: $0, count: count))
+        }
+        var index = 0
+        while index < words.count {
+            let opcode = words[index] & 0xff, sourceRegister = (words[index] >> 12) & 0xf
+            if opcode == 0x18 /* BPF_LD | BPF_IMM | BPF_DW */ {
+                if sourceRegister == 1 || sourceRegister == 2 { words[index] &= 0xffff_ffff }
+                index += 2
+            } else {
+                index += 1
+            }
+        }
+        return words
     }
 
     /// The verifier's log of one program after `collectVerifierStatistics` and `load()`: for a rejected program, the

@@ -160,9 +160,9 @@ int cbpf_probe_ring_buffer(void)
     return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL);
 }
 
-int cbpf_sched_switch_arguments(void)
+int cbpf_sched_switch_arguments(const char *btf_path)
 {
-    struct btf *btf = btf__load_vmlinux_btf();
+    struct btf *btf = btf_path ? btf__parse(btf_path, NULL) : btf__load_vmlinux_btf();
     if (!btf)
         return errno ? -errno : -ENOENT;
     int result = -ENOENT;
@@ -198,4 +198,243 @@ const char *cbpf_counter_label(unsigned int counter, int *is_error)
     if (counter >= COUNTER_COUNT) return NULL;
     *is_error = counter_labels[counter].is_error;
     return counter_labels[counter].label;
+}
+
+/*
+ * The kernel's types the BPF program's CO-RE relocations read, cut out of /sys/kernel/btf/vmlinux (see KernelTypes.swift).
+ * Parsing the whole of vmlinux's BTF (some 150,000 types) is most of libbpf's work at a load; this copy holds only the
+ * named roots and what they hold by value, and libbpf relocates against it just as against vmlinux's (btf_custom_path).
+ *
+ * What a relocation can reach from a root is copied whole: every member of a struct or union, arrays, enums, typedefs
+ * and modifiers. Pointers are cut to `void *`: a relocation through a pointer (task->signal->live) starts again at the
+ * pointed-to struct's own root, found by name, and libbpf checks only that a pointer is a pointer.
+ */
+struct btf_copy {
+    const struct btf *source;
+    struct btf *target;
+    int *copied; /* source id -> target id; 0: not copied yet */
+};
+
+static int copy_type(struct btf_copy *copy, __u32 id);
+
+/* The members' (or parameters') types first: btf__add_field and btf__add_func_param append to the type added last. */
+static int copy_types_of(struct btf_copy *copy, const __u32 *ids, int count, int *out)
+{
+    for (int i = 0; i < count; i++) {
+        out[i] = copy_type(copy, ids[i]);
+        if (out[i] < 0)
+            return out[i];
+    }
+    return 0;
+}
+
+static int copy_composite(struct btf_copy *copy, const struct btf_type *type, const char *name)
+{
+    int count = btf_vlen(type);
+    const struct btf_member *members = btf_members(type);
+    __u32 *ids = calloc(count + 1, sizeof(*ids));
+    int *copied = calloc(count + 1, sizeof(*copied));
+    int result = ids && copied ? 0 : -ENOMEM;
+    for (int i = 0; result == 0 && i < count; i++)
+        ids[i] = members[i].type;
+    if (result == 0)
+        result = copy_types_of(copy, ids, count, copied);
+    if (result == 0)
+        result = btf_is_struct(type) ? btf__add_struct(copy->target, name, type->size)
+                                     : btf__add_union(copy->target, name, type->size);
+    int composite = result;
+    for (int i = 0; composite > 0 && i < count; i++) {
+        const char *member = btf__name_by_offset(copy->source, members[i].name_off);
+        int added = btf__add_field(copy->target, member && *member ? member : NULL, copied[i],
+                                   btf_member_bit_offset(type, i), btf_member_bitfield_size(type, i));
+        if (added < 0)
+            composite = added;
+    }
+    free(ids);
+    free(copied);
+    return composite;
+}
+
+static int copy_function_prototype(struct btf_copy *copy, const struct btf_type *type)
+{
+    int count = btf_vlen(type);
+    const struct btf_param *params = btf_params(type);
+    __u32 *ids = calloc(count + 1, sizeof(*ids));
+    int *copied = calloc(count + 1, sizeof(*copied));
+    int result = ids && copied ? 0 : -ENOMEM;
+    for (int i = 0; result == 0 && i < count; i++)
+        ids[i] = params[i].type;
+    int returned = result == 0 ? copy_type(copy, type->type) : result;
+    if (returned >= 0)
+        result = copy_types_of(copy, ids, count, copied);
+    else
+        result = returned;
+    int prototype = result == 0 ? btf__add_func_proto(copy->target, returned) : result;
+    for (int i = 0; prototype > 0 && i < count; i++) {
+        const char *param = btf__name_by_offset(copy->source, params[i].name_off);
+        int added = btf__add_func_param(copy->target, param && *param ? param : NULL, copied[i]);
+        if (added < 0)
+            prototype = added;
+    }
+    free(ids);
+    free(copied);
+    return prototype;
+}
+
+static int copy_type(struct btf_copy *copy, __u32 id)
+{
+    if (id == 0)
+        return 0;
+    if (copy->copied[id])
+        return copy->copied[id];
+    const struct btf_type *type = btf__type_by_id(copy->source, id);
+    if (!type)
+        return -EINVAL;
+    const char *name = btf__name_by_offset(copy->source, type->name_off);
+    if (name && !*name)
+        name = NULL;
+    int result;
+    switch (btf_kind(type)) {
+    case BTF_KIND_INT:
+        result = btf__add_int(copy->target, name, type->size, btf_int_encoding(type));
+        break;
+    case BTF_KIND_PTR:
+        result = btf__add_ptr(copy->target, 0);
+        break;
+    case BTF_KIND_ARRAY: {
+        const struct btf_array *array = btf_array(type);
+        int element = copy_type(copy, array->type);
+        int index = element < 0 ? element : copy_type(copy, array->index_type);
+        result = index < 0 ? index : btf__add_array(copy->target, index, element, array->nelems);
+        break;
+    }
+    case BTF_KIND_STRUCT:
+    case BTF_KIND_UNION:
+        result = copy_composite(copy, type, name);
+        break;
+    case BTF_KIND_ENUM: {
+        result = btf__add_enum(copy->target, name, type->size);
+        const struct btf_enum *values = btf_enum(type);
+        for (int i = 0; result > 0 && i < btf_vlen(type); i++) {
+            int added = btf__add_enum_value(copy->target, btf__name_by_offset(copy->source, values[i].name_off), values[i].val);
+            if (added < 0)
+                result = added;
+        }
+        break;
+    }
+    case BTF_KIND_ENUM64: {
+        result = btf__add_enum64(copy->target, name, type->size, btf_kflag(type));
+        const struct btf_enum64 *values = btf_enum64(type);
+        for (int i = 0; result > 0 && i < btf_vlen(type); i++) {
+            int added = btf__add_enum64_value(copy->target, btf__name_by_offset(copy->source, values[i].name_off),
+                                              btf_enum64_value(&values[i]));
+            if (added < 0)
+                result = added;
+        }
+        break;
+    }
+    case BTF_KIND_FWD:
+        result = btf__add_fwd(copy->target, name, btf_kflag(type) ? BTF_FWD_UNION : BTF_FWD_STRUCT);
+        break;
+    case BTF_KIND_TYPEDEF:
+    case BTF_KIND_VOLATILE:
+    case BTF_KIND_CONST:
+    case BTF_KIND_RESTRICT: {
+        int referenced = copy_type(copy, type->type);
+        if (referenced < 0)
+            return referenced;
+        switch (btf_kind(type)) {
+        case BTF_KIND_TYPEDEF: result = btf__add_typedef(copy->target, name, referenced); break;
+        case BTF_KIND_VOLATILE: result = btf__add_volatile(copy->target, referenced); break;
+        case BTF_KIND_CONST: result = btf__add_const(copy->target, referenced); break;
+        default: result = btf__add_restrict(copy->target, referenced); break;
+        }
+        break;
+    }
+    case BTF_KIND_TYPE_TAG:
+        /* A tag (__user, __rcu) says nothing a relocation checks. */
+        result = copy_type(copy, type->type);
+        break;
+    case BTF_KIND_FLOAT:
+        result = btf__add_float(copy->target, name, type->size);
+        break;
+    case BTF_KIND_FUNC_PROTO:
+        result = copy_function_prototype(copy, type);
+        break;
+    default:
+        /* Functions, variables, sections and declaration tags are not held by value. */
+        return -EINVAL;
+    }
+    if (result > 0)
+        copy->copied[id] = result;
+    return result;
+}
+
+/* A typedef of a pointer to a function prototype (a tracepoint's btf_trace_<name>), copied with its prototype: the
+ * parameters say how many arguments the tracepoint passes. */
+static int copy_tracepoint_typedef(struct btf_copy *copy, __u32 id)
+{
+    const struct btf_type *type = btf__type_by_id(copy->source, id);
+    const struct btf_type *pointer = type ? btf__type_by_id(copy->source, type->type) : NULL;
+    if (!pointer || !btf_is_ptr(pointer))
+        return copy_type(copy, id);
+    int prototype = copy_type(copy, pointer->type);
+    int pointer_id = prototype < 0 ? prototype : btf__add_ptr(copy->target, prototype);
+    return pointer_id < 0 ? pointer_id : btf__add_typedef(copy->target, btf__name_by_offset(copy->source, type->name_off), pointer_id);
+}
+
+int cbpf_minimal_kernel_btf(const char *const *structs, int struct_count, const char *const *typedefs, int typedef_count,
+                            void **image, size_t *size)
+{
+    struct btf *source = btf__load_vmlinux_btf();
+    if (!source)
+        return errno ? -errno : -ENOENT;
+    struct btf_copy copy = { .source = source, .target = btf__new_empty(),
+                             .copied = calloc(btf__type_cnt(source), sizeof(int)) };
+    int result = copy.target && copy.copied ? 0 : -ENOMEM;
+    for (int i = 0; result >= 0 && i < struct_count; i++) {
+        int id = btf__find_by_name_kind(source, structs[i], BTF_KIND_STRUCT);
+        if (id > 0)
+            result = copy_type(&copy, id);
+    }
+    for (int i = 0; result >= 0 && i < typedef_count; i++) {
+        int id = btf__find_by_name_kind(source, typedefs[i], BTF_KIND_TYPEDEF);
+        if (id > 0)
+            result = copy_tracepoint_typedef(&copy, id);
+    }
+    if (result >= 0) {
+        __u32 raw_size = 0;
+        const void *raw = btf__raw_data(copy.target, &raw_size);
+        *image = raw ? malloc(raw_size) : NULL;
+        if (*image) {
+            memcpy(*image, raw, raw_size);
+            *size = raw_size;
+            result = 0;
+        } else {
+            result = -ENOMEM;
+        }
+    }
+    free(copy.copied);
+    btf__free(copy.target);
+    btf__free(source);
+    return result;
+}
+
+int cbpf_memory_file(const char *name, const void *bytes, size_t size)
+{
+    int fd = (int)syscall(SYS_memfd_create, name, 1 /* MFD_CLOEXEC */);
+    if (fd < 0)
+        return -errno;
+    for (size_t written = 0; written < size;) {
+        ssize_t count = write(fd, (const char *)bytes + written, size - written);
+        if (count < 0 && errno == EINTR)
+            continue;
+        if (count <= 0) {
+            int error = count < 0 ? errno : EIO;
+            close(fd);
+            return -error;
+        }
+        written += (size_t)count;
+    }
+    return fd;
 }

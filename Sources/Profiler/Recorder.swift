@@ -126,7 +126,8 @@ public final class Recorder {
             kernelStacks: !options.pythonOnly, nativeStacks: !options.pythonOnly, unwindTableBytes: options.unwindTableBytes,
             followProcesses: options.followsProcesses, cgroupFD: options.cgroup?.fd,
             offCPUPeriod: options.mode.hasIntervals ? UInt64(1_000_000_000 / max(options.rate, 1)) : nil,
-            samplesOnCPU: options.mode != .offcpu, gilOnly: options.mode == .gil, deferNativeStage: defersNativeStage)
+            samplesOnCPU: options.mode != .offcpu, gilOnly: options.mode == .gil, deferNativeStage: defersNativeStage,
+            kernelTypes: KernelTypes.load(cachingIn: options.tableCacheDirectory))
         nativeTables = options.pythonOnly ? nil
             : NativeTableLoader(store: UnwindTableStore(
                 rows: sampler.unwindRows.base, capacity: sampler.unwindRowCapacity, debugDirectories: options.debugDirectories,

@@ -28,7 +28,7 @@ final class Sampler {
     private let eventPrograms: [(String, OpaquePointer)]
     private var eventLinks: [ProgramLink] = []
     /// --mode wall|offcpu: on_switch_out, and on_switch_in with the kernel function it is attached to.
-    private let switchOutProgram: OpaquePointer?
+    private let switchOutProgram: (program: OpaquePointer, name: String)?
     private let switchIn: (program: OpaquePointer, function: String)?
     private var switchLinks: [ProgramLink] = []
     /// Whether the cpu-clock perf events are attached (not in --mode offcpu).
@@ -50,9 +50,10 @@ final class Sampler {
     ///   - gilOnly: sends only the samples of threads that hold the GIL (`--mode gil`).
     ///   - deferNativeStage: the native unwinder is loaded by `loadNativeStage()`, after sampling has started (see
     ///     SamplerProgram).
+    ///   - kernelTypes: the kernel's types the program relocates against (see KernelTypes); nil: libbpf reads the kernel's BTF.
     init(features: KernelFeatures, ringBufferBytes: UInt32, collectStatistics: Bool, kernelStacks: Bool, nativeStacks: Bool,
          unwindTableBytes: Int, followProcesses: Bool, cgroupFD: Int32? = nil, offCPUPeriod: UInt64? = nil,
-         samplesOnCPU: Bool = true, gilOnly: Bool = false, deferNativeStage: Bool = false) throws {
+         samplesOnCPU: Bool = true, gilOnly: Bool = false, deferNativeStage: Bool = false, kernelTypes: KernelTypes? = nil) throws {
         self.samplesOnCPU = samplesOnCPU
         // Before anything is loaded: a kernel without the hook is refused with its one-line reason.
         let switchInFunction = try offCPUPeriod.map { _ in
@@ -80,7 +81,8 @@ final class Sampler {
         configuration.offcpu_period_ns = offCPUPeriod ?? 0
         configuration.gil_only = gilOnly ? 1 : 0
         program = try SamplerProgram(
-            features: features, deferNativeStage: deferNativeStage && nativeStacks, configuration: configuration
+            features: features, deferNativeStage: deferNativeStage && nativeStacks, kernelTypes: kernelTypes,
+            configuration: configuration
         ) { object in
             try object.setMaxEntries(map: .samples, ringBufferBytes)
             try object.setMaxEntries(map: .unwind_rows, UInt32(unwindRowCapacity))
@@ -98,7 +100,7 @@ final class Sampler {
         ringBufferFD = try object.mapFD(.samples)
         sampleProgram = try object.program(.on_sample)
         eventPrograms = try SamplerProgram.processEventPrograms.map { ($0.rawValue, try object.program($0)) }
-        switchOutProgram = offCPUPeriod == nil ? nil : try object.program(SamplerProgram.switchOutProgram)
+        switchOutProgram = try program.switchOutProgram.map { (try object.program($0), $0.rawValue) }
         switchIn = try switchInFunction.map { (try object.program(.on_switch_in), $0) }
         if collectStatistics { statistics = try BPFStatistics() }
     }
@@ -155,7 +157,7 @@ final class Sampler {
         if let switchIn {
             switchLinks.append(try ProgramLink(program: switchIn.program, name: "on_switch_in", kernelFunction: switchIn.function))
         }
-        if let switchOutProgram { switchLinks.append(try ProgramLink(program: switchOutProgram, name: SamplerProgram.switchOutProgram.rawValue)) }
+        if let switchOutProgram { switchLinks.append(try ProgramLink(program: switchOutProgram.program, name: switchOutProgram.name)) }
         if samplesOnCPU { attachment = try CPUClockAttachment(program: sampleProgram, frequency: frequency) }
     }
 

@@ -132,6 +132,10 @@ final class SamplerProgram {
     private let deferredNativeStage: BPFProgramName?
     private var nativeStageObject: BPFObject?
     private let explainRejections: Bool
+    /// Kept open for the native stage's load (see KernelTypes).
+    private let kernelTypes: KernelTypes?
+    /// The switch-out hook loaded (`--mode wall|offcpu`), the variant that fits the kernel; nil without off-CPU hooks.
+    let switchOutProgram: BPFProgramName?
 
     /// The program of each slot, per walk, in the order the slots are filled: a slot before the slots that lead into it
     /// (see PROG_NATIVE_CONTINUE).
@@ -155,15 +159,16 @@ final class SamplerProgram {
     }
 
     /// The off-CPU hooks (`--mode wall|offcpu`) and the stages on_switch_in tail-calls.
-    static func offCPUPrograms(_ walk: KernelFeatures.Walk) -> [BPFProgramName] {
-        [switchOutProgram, .on_switch_in] + switchInStages(walk).map(\.program)
+    static func offCPUPrograms(_ walk: KernelFeatures.Walk, switchOut: BPFProgramName) -> [BPFProgramName] {
+        [switchOut, .on_switch_in] + switchInStages(walk).map(\.program)
     }
 
     /// The variant of the switch-out hook whose arguments are the running kernel's sched_switch tracepoint's: since 5.18
     /// it passes the state __schedule acted on (prev_state), before that the program reads the task's state itself.
-    /// Read from the kernel's BTF once.
-    static let switchOutProgram: BPFProgramName =
-        cbpf_sched_switch_arguments() >= 4 ? .on_switch_out_prev_state : .on_switch_out
+    /// Read from the kernel's types (`kernelTypes`, which hold the tracepoint's prototype) or else the kernel's BTF.
+    static func switchOutProgram(kernelTypes: KernelTypes?) -> BPFProgramName {
+        cbpf_sched_switch_arguments(kernelTypes?.path) >= 4 ? .on_switch_out_prev_state : .on_switch_out
+    }
 
     static let processEventPrograms: [BPFProgramName] = [.on_exec, .on_fork, .on_exit]
 
@@ -201,19 +206,24 @@ final class SamplerProgram {
     ///     Its verification is most of the load (43 of the 95 ms here, docs/PERFORMANCE.md), and the first samples of
     ///     a process need not wait for it: its native frames wait for its unwind tables anyway. Until it is loaded,
     ///     samples carry their Python and kernel frames and are marked as those of a process without tables.
+    ///   - kernelTypes: the kernel's types to relocate against, instead of libbpf reading the kernel's BTF (KernelTypes).
     init(features: KernelFeatures, processEvents: Bool = true, extraPrograms: [BPFProgramName] = [], explainRejections: Bool = true,
-         deferNativeStage: Bool = false, configuration: pybpfprof_config, configure: (BPFObject) throws -> Void) throws {
+         deferNativeStage: Bool = false, kernelTypes: KernelTypes? = nil, configuration: pybpfprof_config,
+         configure: (BPFObject) throws -> Void) throws {
         let offCPU = configuration.offcpu_period_ns != 0
-        let extraPrograms = extraPrograms + (offCPU ? Self.offCPUPrograms(features.walk) : [])
+        switchOutProgram = offCPU ? Self.switchOutProgram(kernelTypes: kernelTypes) : nil
+        let extraPrograms = extraPrograms + (switchOutProgram.map { Self.offCPUPrograms(features.walk, switchOut: $0) } ?? [])
         let nativeStage = Self.stages(features.walk).first { $0.slot == PROG_NATIVE_UNWIND }!.program
         deferredNativeStage = deferNativeStage ? nativeStage : nil
         self.explainRejections = explainRejections
         self.features = features
+        self.kernelTypes = kernelTypes
         var configuration = configuration
         configuration.have_task_pt_regs = features.hasTaskPtRegs ? 1 : 0
         func open() throws -> BPFObject {
             try Self.open(features: features, processEvents: processEvents, extraPrograms: extraPrograms,
-                          leftOut: deferNativeStage ? [nativeStage] : [], configuration: configuration, configure: configure)
+                          leftOut: deferNativeStage ? [nativeStage] : [], kernelTypes: kernelTypes,
+                          configuration: configuration, configure: configure)
         }
         object = try open()
         try Self.load(object, explainRejections: explainRejections, features: features, reopen: open)
@@ -237,7 +247,7 @@ final class SamplerProgram {
     func loadNativeStage() throws {
         guard let program = deferredNativeStage, nativeStageObject == nil else { return }
         func open() throws -> BPFObject {
-            let stage = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
+            let stage = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof", kernelTypes: kernelTypes?.path)
             for name in BPFProgramName.allCases { try stage.setAutoload(name, name == program) }
             try stage.shareMaps(of: object)
             return stage
@@ -267,9 +277,9 @@ final class SamplerProgram {
     }
 
     private static func open(features: KernelFeatures, processEvents: Bool, extraPrograms: [BPFProgramName],
-                             leftOut: [BPFProgramName], configuration: pybpfprof_config,
+                             leftOut: [BPFProgramName], kernelTypes: KernelTypes?, configuration: pybpfprof_config,
                              configure: (BPFObject) throws -> Void) throws -> BPFObject {
-        let object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof")
+        let object = try BPFObject(elf: EmbeddedBPF.object, name: "pybpfprof", kernelTypes: kernelTypes?.path)
         let wanted = Set([.on_sample] + stages(features.walk).map(\.program) + (processEvents ? processEventPrograms : [])
             + extraPrograms).subtracting(leftOut)
         for program in BPFProgramName.allCases { try object.setAutoload(program, wanted.contains(program)) }

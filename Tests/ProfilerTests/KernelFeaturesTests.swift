@@ -120,7 +120,7 @@ final class KernelFeaturesTests: XCTestCase {
         let release = KernelFeatures.kernelRelease().split(separator: ".").prefix(2).compactMap { Int($0) }
         XCTAssertEqual(release.count, 2, "cannot read the kernel's version from \(KernelFeatures.kernelRelease())")
         let since518 = release.lexicographicallyPrecedes([5, 18]) == false
-        XCTAssertEqual(cbpf_sched_switch_arguments(), since518 ? 4 : 3)
-        XCTAssertEqual(SamplerProgram.switchOutProgram, since518 ? .on_switch_out_prev_state : .on_switch_out)
+        XCTAssertEqual(cbpf_sched_switch_arguments(nil), since518 ? 4 : 3)
+        XCTAssertEqual(SamplerProgram.switchOutProgram(kernelTypes: nil), since518 ? .on_switch_out_prev_state : .on_switch_out)
     }
 }

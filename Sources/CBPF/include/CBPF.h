@@ -31,9 +31,19 @@ int cbpf_probe_ring_buffer(void);
  * or under a seccomp filter that blocks bpf(2), as container runtimes' default filters do. Tells "not permitted" from
  * "not supported", which the probes above cannot. */
 int cbpf_probe_bpf_refusal(void);
-/* How many arguments the sched_switch tracepoint passes a BTF program (3 before Linux 5.18, 4 since: prev_state), from
- * the kernel's BTF; -errno if it cannot be read. */
-int cbpf_sched_switch_arguments(void);
+/* How many arguments the sched_switch tracepoint passes a program (3 before Linux 5.18, 4 since: prev_state), from
+ * the kernel's BTF, or from the BTF file at btf_path (cbpf_minimal_kernel_btf's, with btf_trace_sched_switch) when not
+ * NULL; -errno if it cannot be read. */
+int cbpf_sched_switch_arguments(const char *btf_path);
+
+/* A raw BTF image (a file libbpf can parse, for btf_custom_path) holding the kernel's structs named in `structs` with
+ * every type they hold by value, pointers cut to void *, and the typedefs named in `typedefs` (tracepoints'
+ * btf_trace_<name>) with the prototype they point to; names the kernel lacks are left out. Reads /sys/kernel/btf/vmlinux.
+ * Returns 0 with a malloc'ed image in *image (*size bytes), or -errno. */
+int cbpf_minimal_kernel_btf(const char *const *structs, int struct_count, const char *const *typedefs, int typedef_count,
+                            void **image, size_t *size);
+/* A memory file (memfd, close-on-exec) holding `size` bytes, whose /proc/self/fd path libbpf can open; fd or -errno. */
+int cbpf_memory_file(const char *name, const void *bytes, size_t size);
 
 /* A counter's label in the recording's summary and whether it counts an error, from PYBPFPROF_COUNTERS in
  * pybpfprof.h; NULL for a value past COUNTER_COUNT. */
