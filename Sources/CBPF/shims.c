@@ -217,13 +217,18 @@ struct btf_copy {
 
 static int copy_type(struct btf_copy *copy, __u32 id);
 
-/* The members' (or parameters') types first: btf__add_field and btf__add_func_param append to the type added last. */
-static int copy_types_of(struct btf_copy *copy, const __u32 *ids, int count, int *out)
+/* The types of a struct's members or a prototype's parameters (`count` entries `stride` bytes apart, `type` pointing at
+ * the first one's type id), copied into a new *copied array first: btf__add_field and btf__add_func_param append to the
+ * type added last, so nothing may be added between them. */
+static int copy_listed_types(struct btf_copy *copy, const __u32 *type, size_t stride, int count, int **copied)
 {
-    for (int i = 0; i < count; i++) {
-        out[i] = copy_type(copy, ids[i]);
-        if (out[i] < 0)
-            return out[i];
+    *copied = calloc(count + 1, sizeof(**copied));
+    if (!*copied)
+        return -ENOMEM;
+    for (int i = 0; i < count; i++, type = (const __u32 *)((const char *)type + stride)) {
+        (*copied)[i] = copy_type(copy, *type);
+        if ((*copied)[i] < 0)
+            return (*copied)[i];
     }
     return 0;
 }
@@ -232,53 +237,39 @@ static int copy_composite(struct btf_copy *copy, const struct btf_type *type, co
 {
     int count = btf_vlen(type);
     const struct btf_member *members = btf_members(type);
-    __u32 *ids = calloc(count + 1, sizeof(*ids));
-    int *copied = calloc(count + 1, sizeof(*copied));
-    int result = ids && copied ? 0 : -ENOMEM;
-    for (int i = 0; result == 0 && i < count; i++)
-        ids[i] = members[i].type;
-    if (result == 0)
-        result = copy_types_of(copy, ids, count, copied);
+    int *copied = NULL;
+    int result = copy_listed_types(copy, &members->type, sizeof(*members), count, &copied);
     if (result == 0)
         result = btf_is_struct(type) ? btf__add_struct(copy->target, name, type->size)
                                      : btf__add_union(copy->target, name, type->size);
-    int composite = result;
-    for (int i = 0; composite > 0 && i < count; i++) {
+    for (int i = 0; result > 0 && i < count; i++) {
         const char *member = btf__name_by_offset(copy->source, members[i].name_off);
         int added = btf__add_field(copy->target, member && *member ? member : NULL, copied[i],
                                    btf_member_bit_offset(type, i), btf_member_bitfield_size(type, i));
         if (added < 0)
-            composite = added;
+            result = added;
     }
-    free(ids);
     free(copied);
-    return composite;
+    return result;
 }
 
 static int copy_function_prototype(struct btf_copy *copy, const struct btf_type *type)
 {
     int count = btf_vlen(type);
     const struct btf_param *params = btf_params(type);
-    __u32 *ids = calloc(count + 1, sizeof(*ids));
-    int *copied = calloc(count + 1, sizeof(*copied));
-    int result = ids && copied ? 0 : -ENOMEM;
-    for (int i = 0; result == 0 && i < count; i++)
-        ids[i] = params[i].type;
-    int returned = result == 0 ? copy_type(copy, type->type) : result;
-    if (returned >= 0)
-        result = copy_types_of(copy, ids, count, copied);
-    else
-        result = returned;
-    int prototype = result == 0 ? btf__add_func_proto(copy->target, returned) : result;
-    for (int i = 0; prototype > 0 && i < count; i++) {
+    int *copied = NULL;
+    int returned = copy_type(copy, type->type);
+    int result = returned < 0 ? returned : copy_listed_types(copy, &params->type, sizeof(*params), count, &copied);
+    if (result == 0)
+        result = btf__add_func_proto(copy->target, returned);
+    for (int i = 0; result > 0 && i < count; i++) {
         const char *param = btf__name_by_offset(copy->source, params[i].name_off);
         int added = btf__add_func_param(copy->target, param && *param ? param : NULL, copied[i]);
         if (added < 0)
-            prototype = added;
+            result = added;
     }
-    free(ids);
     free(copied);
-    return prototype;
+    return result;
 }
 
 static int copy_type(struct btf_copy *copy, __u32 id)

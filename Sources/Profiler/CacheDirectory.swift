@@ -54,6 +54,18 @@ final class CacheDirectory {
     static let headerSize = 8 + 32
     static let trailerSize = 8
 
+    /// A key's hash begun with the directory's salt and the boot's ID (/proc/sys/kernel/random/boot_id, its newline
+    /// dropped), for entries that hold until the next boot (the kernel's symbols and types); the caller adds the rest.
+    static func bootHash(salt: [UInt8], bootID: String) -> SHA256 {
+        var hash = SHA256()
+        hash.update(UInt64(salt.count))
+        hash.update(salt)
+        let boot = Array(bootID.utf8.filter { $0 != UInt8(ascii: "\n") })
+        hash.update(UInt64(boot.count))
+        hash.update(boot)
+        return hash
+    }
+
     /// The entry under `key` (of `magic`'s kind, at most `maxEntryBytes` long), as `decode` makes it from the payload;
     /// nil when there is none. An entry that is not whole, or that `decode` refuses (nil), is deleted.
     func read<Value>(_ key: [UInt8], magic: [UInt8], maxEntryBytes: Int, decode: (UnsafeRawBufferPointer) -> Value?) -> Value? {

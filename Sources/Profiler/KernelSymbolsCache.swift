@@ -35,12 +35,7 @@ enum KernelSymbolsCache {
 
     /// Nil when /proc/modules hides the modules' addresses (shown as 0 without CAP_SYSLOG): nothing to key by.
     static func key(salt: [UInt8], bootID: String, modules: String) -> [UInt8]? {
-        var hash = SHA256()
-        hash.update(UInt64(salt.count))
-        hash.update(salt)
-        let boot = Array(bootID.utf8.filter { $0 != UInt8(ascii: "\n") })
-        hash.update(UInt64(boot.count))
-        hash.update(boot)
+        var hash = CacheDirectory.bootHash(salt: salt, bootID: bootID)
         // "name size refcount dependencies state address": the reference counts and states change without moving code.
         for line in modules.split(separator: "\n") {
             let fields = line.split(separator: " ")

@@ -63,12 +63,7 @@ public final class KernelTypes: @unchecked Sendable {
     /// The running kernel's BTF holds until the next boot; the roots are in the key so that a build that reads other
     /// types makes an entry of its own.
     static func key(salt: [UInt8], bootID: String, roots: [String] = structs + typedefs) -> [UInt8] {
-        var hash = SHA256()
-        hash.update(UInt64(salt.count))
-        hash.update(salt)
-        let boot = Array(bootID.utf8.filter { $0 != UInt8(ascii: "\n") })
-        hash.update(UInt64(boot.count))
-        hash.update(boot)
+        var hash = CacheDirectory.bootHash(salt: salt, bootID: bootID)
         for root in roots {
             hash.update(UInt64(root.utf8.count))
             hash.update(Array(root.utf8))
