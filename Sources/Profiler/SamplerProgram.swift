@@ -9,7 +9,8 @@ import Glibc
 public struct KernelFeatures: Sendable, Equatable {
     /// `uname -r`.
     public var release: String
-    /// /sys/kernel/btf/vmlinux: CO-RE relocations and the BTF tracepoints need it.
+    /// /sys/kernel/btf/vmlinux: the CO-RE relocations need it (through its cut, KernelTypes), the verifier for
+    /// bpf_get_current_task_btf, and libbpf to attach the dump's task iterator.
     public var hasBTF: Bool
     /// BPF_MAP_TYPE_RINGBUF (Linux 5.8): every record goes through one.
     public var hasRingBuffer: Bool
