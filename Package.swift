@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", resources: [.embedInCode("flamegraph-selftest.js")]),
         .testTarget(name: "ProfileModelTests", dependencies: ["ProfileModel"]),
         .testTarget(name: "ProfilerTests", dependencies: ["Profiler", "ProfileModel", "Native", "BPFKit"]),
-        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "ProfileModel", "TestSupport"]),
+        .testTarget(name: "ExportersTests", dependencies: ["Exporters", "ProfileModel", "TestSupport", "CZlib"]),
         .testTarget(
             name: "IntegrationTests", dependencies: ["Profiler", "ProfileModel", "Exporters", "TestSupport"], exclude: ["Fixtures"]
         ),
