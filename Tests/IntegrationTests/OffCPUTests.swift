@@ -109,6 +109,10 @@ final class OffCPUTests: IntegrationTestCase {
 
     /// In offcpu mode only the waits are there, each marked with why the thread was off its CPU: the three waits are
     /// sleeps ([off-CPU: sleeping]), and compute_part has at most its preemptions ([off-CPU: waiting for a CPU]).
+    ///
+    /// How much of a wait's part the scheduler adds as preemptions of the thread's own code there, or as waits for the
+    /// GIL once woken, is the machine's business: a loaded 5.10 guest gave lock_part 75% asleep, the rest of it those.
+    /// What the labels decide is bounded: most of each wait is asleep, and none of it is uninterruptible (a D state).
     func testOffCPUModeRecordsOnlyTheWaits() throws {
         let interpreter = try PythonInterpreters.pyenv("3.12")
         let run = try recordParts(interpreter, mode: "offcpu")
@@ -116,9 +120,15 @@ final class OffCPUTests: IntegrationTestCase {
         XCTAssertEqual(run.profile.mode, .offcpu)
         XCTAssertTrue(run.profile.samples.allSatisfy { isOffCPU($0, in: run.profile) }, "an on-CPU sample in offcpu mode")
         for part in ["sleep_part", "lock_part", "socket_part"] {
-            let sleeping = run.mainThread.filter { run.holds($0, part) && leaf($0, in: run.profile) == .offCPUSleeping }
-            XCTAssertGreaterThan(Double(sleeping.reduce(0) { $0 + $1.weight }), 0.9 * Double(run.weights[part] ?? 0),
-                                 "\(part) should be asleep: \(run.description)")
+            var byLabel: [String: UInt64] = [:]
+            for sample in run.mainThread where run.holds(sample, part) {
+                byLabel[leaf(sample, in: run.profile)?.name ?? "?", default: 0] += sample.weight
+            }
+            let total = Double(run.weights[part] ?? 0)
+            let labels = byLabel.sorted { $0.key < $1.key }.map { "\($0.key) " + String(format: "%.0f%%", 100 * Double($0.value) / max(total, 1)) }
+            let message = "\(part): \(labels.joined(separator: ", ")); \(run.description)"
+            XCTAssertGreaterThan(Double(byLabel[Frame.offCPUSleeping.name] ?? 0), 0.5 * total, "most of \(message) should be asleep")
+            XCTAssertEqual(byLabel[Frame.offCPUDisk.name] ?? 0, 0, "none of \(message) is uninterruptible")
         }
         XCTAssertLessThan(run.share(of: "compute_part"), 0.1, run.description)
     }
